@@ -1,0 +1,1 @@
+//! The kernel state system and the analyses.
