@@ -4,3 +4,5 @@
 //! except the `read` module's trace opener, which maps stream files.
 
 pub mod index;
+pub mod read;
+pub mod write;
