@@ -1,7 +1,14 @@
 //! The tracefs source: instance control, event selection, and the ftrace
 //! ring-buffer page decoder with its `format` file parser.
 //!
-//! The `format`, `header` and `page` modules are pure: they take bytes and
-//! text and do no I/O, so they can be tested and fuzzed on their own.
+//! The `format`, `header`, `page` and `select` modules are pure: they take
+//! bytes and text and do no I/O, so they can be tested and fuzzed on their own.
+//! `tracefs` and `capture` do the I/O against a real tracefs.
 
 pub mod format;
+pub mod header;
+pub mod page;
+
+pub use format::{EventFormat, Field, FieldAccessor, FieldKind, FormatError};
+pub use header::{parse_header_page, HeaderError, PageLayout};
+pub use page::{Missed, Page, PageError, Record, Records};
