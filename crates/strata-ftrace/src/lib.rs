@@ -5,10 +5,14 @@
 //! bytes and text and do no I/O, so they can be tested and fuzzed on their own.
 //! `tracefs` and `capture` do the I/O against a real tracefs.
 
+pub mod capture;
 pub mod format;
 pub mod header;
 pub mod page;
+pub mod tracefs;
 
+pub use capture::{CaptureError, CpuCounters, CpuReaders};
 pub use format::{EventFormat, Field, FieldAccessor, FieldKind, FormatError};
 pub use header::{parse_header_page, HeaderError, PageLayout};
 pub use page::{Missed, Page, PageError, Record, Records};
+pub use tracefs::{online_cpus, CpuStats, Instance, Tracefs, TracefsError};

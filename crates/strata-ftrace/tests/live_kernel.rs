@@ -1,0 +1,248 @@
+//! Integration tests on the running kernel's tracefs. Each test prints one line
+//! and returns when there is no tracefs or no root.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+use strata_ftrace::{CpuReaders, Instance, Missed, Page, Tracefs};
+
+fn tracefs_or_skip(test: &str) -> Option<Tracefs> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        println!("{test}: skipped, needs root for tracefs");
+        return None;
+    }
+    match Tracefs::find_or_mount() {
+        Ok(t) if t.root().join("instances").is_dir() => Some(t),
+        Ok(t) => {
+            println!("{test}: skipped, {} has no instances/", t.root().display());
+            None
+        }
+        Err(e) => {
+            println!("{test}: skipped, {e}");
+            None
+        }
+    }
+}
+
+/// Forks a child that makes exactly `n` getppid system calls and exits.
+fn spawn_getppid_child(n: u32) -> libc::pid_t {
+    // SAFETY: the child only makes raw system calls and _exit, which are
+    // async-signal-safe, so forking a threaded test process is sound.
+    unsafe {
+        let pid = libc::fork();
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            for _ in 0..n {
+                libc::syscall(libc::SYS_getppid);
+            }
+            libc::_exit(0);
+        }
+        pid
+    }
+}
+
+fn child_exited(pid: libc::pid_t) -> bool {
+    let mut status = 0;
+    // SAFETY: plain waitpid on our own child.
+    let rc = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+    assert!(rc >= 0, "waitpid failed");
+    rc == pid
+}
+
+#[test]
+fn counts_exactly_the_getppid_calls_of_a_child() {
+    let Some(tracefs) = tracefs_or_skip("getppid count") else {
+        return;
+    };
+    const N: u32 = 50_000;
+    let inst = Instance::create(&tracefs, "test-getppid").unwrap();
+    let dir = inst.path().to_path_buf();
+    inst.set_clock("mono").unwrap();
+    assert_eq!(inst.clock().unwrap(), "mono");
+    inst.set_buffer_size_kb(2048).unwrap();
+    inst.set_buffer_percent(25).unwrap();
+    for (s, e) in [
+        ("sched", "sched_switch"),
+        ("raw_syscalls", "sys_enter"),
+        ("raw_syscalls", "sys_exit"),
+    ] {
+        inst.enable_event(s, e).unwrap();
+    }
+    let enter = inst.event_format("raw_syscalls", "sys_enter").unwrap();
+    let id = enter.field("id").unwrap().accessor();
+    let pid_acc = enter.field("common_pid").unwrap().accessor();
+    let type_acc = enter.field("common_type").unwrap().accessor();
+    let cpus = inst.online_cpus().unwrap();
+    let mut readers = CpuReaders::open(&inst, &cpus).unwrap();
+    let layout = *readers.layout();
+    assert_eq!(layout, inst.header_page().unwrap());
+
+    let mut pages: Vec<(u32, Vec<u8>)> = Vec::new();
+    let mut keep = |cpu: u32, page: &[u8]| -> Result<(), std::io::Error> {
+        pages.push((cpu, page.to_vec()));
+        Ok(())
+    };
+    inst.set_tracing_on(true).unwrap();
+    let child = spawn_getppid_child(N);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !child_exited(child) {
+        assert!(Instant::now() < deadline, "child did not finish");
+        readers.pump(Duration::from_millis(50), &mut keep).unwrap();
+    }
+    inst.set_tracing_on(false).unwrap();
+    readers.drain(&mut keep).unwrap();
+
+    let mut found = 0u32;
+    let mut last_ts: HashMap<u32, u64> = HashMap::new();
+    let mut missed = 0u64;
+    for (cpu, bytes) in &pages {
+        let page = Page::parse(&layout, bytes).unwrap();
+        if page.missed() != Missed::None {
+            missed += 1;
+        }
+        for rec in page.records() {
+            let rec = rec.unwrap();
+            let prev = last_ts.insert(*cpu, rec.ts).unwrap_or(0);
+            assert!(rec.ts >= prev, "time went back on cpu {cpu}");
+            if type_acc.u64(rec.data) == Some(enter.id as u64)
+                && pid_acc.i64(rec.data) == Some(child as i64)
+                && id.i64(rec.data) == Some(libc::SYS_getppid)
+            {
+                found += 1;
+            }
+        }
+    }
+    assert_eq!(
+        missed, 0,
+        "pages flagged lost events; raise the buffer size"
+    );
+    for cpu in &cpus {
+        let stats = readers.cpu_stats(*cpu).unwrap();
+        assert_eq!(stats.lost(), 0, "cpu {cpu} lost events: {stats:?}");
+    }
+    assert_eq!(found, N);
+    // The timestamps are in CLOCK_MONOTONIC: close to now.
+    let now = {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: ts is a valid timespec.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+        ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    };
+    let newest = last_ts.values().copied().max().unwrap();
+    assert!(newest <= now && now - newest < 60_000_000_000);
+    drop(readers);
+    drop(inst);
+    assert!(!dir.exists(), "instance {} still exists", dir.display());
+}
+
+#[test]
+fn stale_instances_of_dead_processes_are_removed() {
+    let Some(tracefs) = tracefs_or_skip("stale cleanup") else {
+        return;
+    };
+    // A pid that is certainly dead: a child we already reaped.
+    let mut child = Command::new("true").spawn().unwrap();
+    child.wait().unwrap();
+    let dead = child.id();
+    let instances = tracefs.root().join("instances");
+    let stale = instances.join(format!("strata-{dead}-0-stale"));
+    let foreign = instances.join(format!("notstrata-{dead}-0"));
+    std::fs::create_dir(&stale).unwrap();
+    std::fs::create_dir(&foreign).unwrap();
+    let mine = Instance::create(&tracefs, "alive").unwrap();
+
+    let removed = Instance::cleanup_stale(&tracefs).unwrap();
+    let foreign_left = foreign.exists();
+    let _ = std::fs::remove_dir(&foreign);
+    assert!(removed.contains(&format!("strata-{dead}-0-stale")));
+    assert!(!stale.exists());
+    assert!(foreign_left, "an instance not named by strata was removed");
+    assert!(
+        mine.path().exists(),
+        "an instance of a live process was removed"
+    );
+}
+
+const PANIC_ENV: &str = "STRATA_FTRACE_PANIC_HELPER";
+
+/// Not a test by itself: run in a subprocess by the test below, it creates an
+/// instance, reports its name and panics with it alive.
+#[test]
+fn panic_helper() {
+    if std::env::var_os(PANIC_ENV).is_none() {
+        return;
+    }
+    let tracefs = Tracefs::find_or_mount().unwrap();
+    let inst = Instance::create(&tracefs, "panics").unwrap();
+    inst.enable_event("sched", "sched_switch").unwrap();
+    inst.set_tracing_on(true).unwrap();
+    println!("INSTANCE={}", inst.path().display());
+    panic!("deliberate panic with a live instance");
+}
+
+#[test]
+fn a_panicking_process_still_removes_its_instance() {
+    if tracefs_or_skip("panic cleanup").is_none() {
+        return;
+    }
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "panic_helper", "--nocapture", "--test-threads=1"])
+        .env(PANIC_ENV, "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "the helper should have failed");
+    let path = stdout
+        .lines()
+        .find_map(|l| l.split_once("INSTANCE=").map(|(_, p)| p.trim()))
+        .unwrap_or_else(|| panic!("helper printed no instance: {stdout}"));
+    assert!(!Path::new(path).exists(), "{path} survived the panic");
+}
+
+#[test]
+fn subbuffer_size_shows_in_the_instance_header_page() {
+    let Some(tracefs) = tracefs_or_skip("subbuf size") else {
+        return;
+    };
+    let inst = Instance::create(&tracefs, "subbuf").unwrap();
+    if inst.set_subbuf_size_kb(16).is_err() {
+        println!("subbuf size: skipped, this kernel has no buffer_subbuf_size_kb");
+        return;
+    }
+    let layout = inst.header_page().unwrap();
+    assert_eq!(layout.subbuf_size(), 16384);
+
+    // Events written into the larger sub-buffers decode with that layout.
+    inst.set_tracing_on(true).unwrap();
+    for i in 0..500 {
+        inst.write_marker(&format!("marker {i} {}", "x".repeat(40)))
+            .unwrap();
+    }
+    inst.set_tracing_on(false).unwrap();
+    let print = inst.event_format("ftrace", "print").unwrap();
+    let buf = print.field("buf").unwrap().accessor();
+    let mut readers = CpuReaders::open(&inst, &inst.online_cpus().unwrap()).unwrap();
+    let mut markers = 0;
+    let mut big_page = false;
+    readers
+        .drain(&mut |_cpu, bytes: &[u8]| -> Result<(), std::io::Error> {
+            assert_eq!(bytes.len(), 16384);
+            let page = Page::parse(&layout, bytes).unwrap();
+            big_page |= page.data_len() > 4080;
+            for r in page.records() {
+                let r = r.unwrap();
+                if buf.str(r.data).is_some_and(|s| s.starts_with(b"marker ")) {
+                    markers += 1;
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(markers, 500);
+    assert!(big_page, "no page held more than 4 KiB of data");
+}
