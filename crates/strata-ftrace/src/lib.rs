@@ -9,10 +9,12 @@ pub mod capture;
 pub mod format;
 pub mod header;
 pub mod page;
+pub mod select;
 pub mod tracefs;
 
 pub use capture::{CaptureError, CpuCounters, CpuReaders};
 pub use format::{EventFormat, Field, FieldAccessor, FieldKind, FormatError};
 pub use header::{parse_header_page, HeaderError, PageLayout};
 pub use page::{Missed, Page, PageError, Record, Records};
+pub use select::{resolve as resolve_events, SelectError, DEFAULT_SPECS, PRESETS};
 pub use tracefs::{online_cpus, CpuStats, Instance, Tracefs, TracefsError};
