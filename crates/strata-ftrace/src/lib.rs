@@ -6,6 +6,7 @@
 //! `tracefs` and `capture` do the I/O against a real tracefs.
 
 pub mod capture;
+pub mod clock_offset;
 pub mod format;
 pub mod header;
 pub mod page;
@@ -13,6 +14,7 @@ pub mod select;
 pub mod tracefs;
 
 pub use capture::{CaptureError, CpuCounters, CpuReaders};
+pub use clock_offset::{clock_offset_to_realtime, clock_offset_via_marker};
 pub use format::{EventFormat, Field, FieldAccessor, FieldKind, FormatError};
 pub use header::{parse_header_page, HeaderError, PageLayout};
 pub use page::{Missed, Page, PageError, Record, Records};

@@ -246,3 +246,56 @@ fn subbuffer_size_shows_in_the_instance_header_page() {
     assert_eq!(markers, 500);
     assert!(big_page, "no page held more than 4 KiB of data");
 }
+
+#[test]
+fn marker_clock_offset_agrees_with_posix_bracketing() {
+    let Some(tracefs) = tracefs_or_skip("clock offset") else {
+        return;
+    };
+    let posix = strata_ftrace::clock_offset_to_realtime("mono").unwrap();
+    let marker = strata_ftrace::clock_offset_via_marker(&tracefs, "mono").unwrap();
+    // Both measure the same clock; the marker path adds a syscall of jitter.
+    assert!(
+        (posix - marker).abs() < 200_000,
+        "mono offset: bracketing {posix} ns, marker {marker} ns"
+    );
+    // sched_clock (`local`) is measured by the marker method only.
+    let local = strata_ftrace::clock_offset_to_realtime("local").unwrap();
+    let real_now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64;
+    assert!(local > 0 && local < real_now);
+    println!("offsets: mono {posix} (marker {marker}), local {local}");
+}
+
+#[test]
+fn presets_resolve_on_this_kernel() {
+    let Some(tracefs) = tracefs_or_skip("presets") else {
+        return;
+    };
+    let available = tracefs.available_events().unwrap();
+    for p in strata_ftrace::PRESETS {
+        match strata_ftrace::resolve_events(&[p.name], &available) {
+            Ok(events) => {
+                // Whatever resolves really exists.
+                for e in &events {
+                    assert!(available.contains(e), "{e:?}");
+                }
+                println!(
+                    "preset {}: {} of {} events",
+                    p.name,
+                    events.len(),
+                    p.events.len()
+                );
+            }
+            Err(e) => println!("preset {}: {e}", p.name),
+        }
+    }
+    let sched = strata_ftrace::resolve_events(&["sched"], &available).unwrap();
+    assert!(sched.contains(&("sched".into(), "sched_switch".into())));
+    let inst = Instance::create(&tracefs, "presets").unwrap();
+    for (s, n) in strata_ftrace::resolve_events::<&str>(&[], &available).unwrap() {
+        inst.enable_event(&s, &n).unwrap();
+    }
+}
