@@ -46,6 +46,10 @@ pub enum CaptureError<E: std::error::Error + 'static> {
     Sink(#[source] E),
 }
 
+/// Where pages go: `sink(cpu, page)` gets each sub-buffer read, header
+/// included; the slice is only valid during the call.
+pub type PageSink<'s, E> = dyn FnMut(u32, &[u8]) -> Result<(), E> + 's;
+
 /// What a reader saw on one CPU so far.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CpuCounters {
@@ -151,7 +155,7 @@ impl CpuReaders {
     pub fn pump<E: std::error::Error + 'static>(
         &mut self,
         timeout: Duration,
-        sink: &mut dyn FnMut(u32, &[u8]) -> Result<(), E>,
+        sink: &mut PageSink<'_, E>,
     ) -> Result<usize, CaptureError<E>> {
         let mut fds: Vec<libc::pollfd> = self
             .readers
@@ -192,7 +196,7 @@ impl CpuReaders {
     /// the page a writer is still filling. For periodic flushes while tracing.
     pub fn flush<E: std::error::Error + 'static>(
         &mut self,
-        sink: &mut dyn FnMut(u32, &[u8]) -> Result<(), E>,
+        sink: &mut PageSink<'_, E>,
     ) -> Result<usize, CaptureError<E>> {
         let mut pages = 0;
         for i in 0..self.readers.len() {
@@ -205,7 +209,7 @@ impl CpuReaders {
     /// partial pages included, so no event stays in the kernel.
     pub fn drain<E: std::error::Error + 'static>(
         &mut self,
-        sink: &mut dyn FnMut(u32, &[u8]) -> Result<(), E>,
+        sink: &mut PageSink<'_, E>,
     ) -> Result<usize, CaptureError<E>> {
         let mut pages = 0;
         for i in 0..self.readers.len() {
@@ -220,7 +224,7 @@ impl CpuReaders {
         &mut self,
         index: usize,
         max_reads: usize,
-        sink: &mut dyn FnMut(u32, &[u8]) -> Result<(), E>,
+        sink: &mut PageSink<'_, E>,
     ) -> Result<usize, CaptureError<E>> {
         let Some(reader) = self.readers.get_mut(index) else {
             return Ok(0);

@@ -13,7 +13,7 @@ pub mod page;
 pub mod select;
 pub mod tracefs;
 
-pub use capture::{CaptureError, CpuCounters, CpuReaders};
+pub use capture::{CaptureError, CpuCounters, CpuReaders, PageSink};
 pub use clock_offset::{clock_offset_to_realtime, clock_offset_via_marker};
 pub use format::{EventFormat, Field, FieldAccessor, FieldKind, FormatError};
 pub use header::{parse_header_page, HeaderError, PageLayout};

@@ -28,7 +28,7 @@ impl PageBuilder {
 
     /// A data event with the length in `type_len` (payload a multiple of 4, 4..=112).
     fn small(mut self, delta: u32, payload: &[u8]) -> Self {
-        assert!(payload.len() % 4 == 0 && (4..=112).contains(&payload.len()));
+        assert!(payload.len() & 3 == 0 && (4..=112).contains(&payload.len()));
         self.data
             .extend_from_slice(&header(payload.len() as u32 / 4, delta));
         self.data.extend_from_slice(payload);
