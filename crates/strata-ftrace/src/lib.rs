@@ -1,9 +1,20 @@
 //! The tracefs source: instance control, event selection, and the ftrace
 //! ring-buffer page decoder with its `format` file parser.
 //!
-//! The `format`, `header`, `page` and `select` modules are pure: they take
-//! bytes and text and do no I/O, so they can be tested and fuzzed on their own.
-//! `tracefs` and `capture` do the I/O against a real tracefs.
+//! - [`format`], [`header`], [`page`] and [`select`] are pure: they take bytes
+//!   and text and do no I/O, so they can be tested and fuzzed on their own.
+//! - [`tracefs`] controls a private [`Instance`]; [`capture`] reads its
+//!   per-CPU `trace_pipe_raw` files; [`clock_offset`] ties trace clocks to
+//!   Unix time.
+//!
+//! A recording session, in order: [`Tracefs::find_or_mount`],
+//! [`Instance::cleanup_stale`], [`Instance::create`], `set_clock("mono")`,
+//! buffer sizes, [`resolve_events`] + `enable_event`, `event_format` for each,
+//! [`CpuReaders::open`] (after any sub-buffer size change), `set_tracing_on`,
+//! [`CpuReaders::pump`] in a loop, `set_tracing_on(false)`,
+//! [`CpuReaders::drain`]. Pages go to the relay as they are; the decoder there
+//! runs [`Page::parse`] and [`Page::records`] with the layout from
+//! [`Instance::header_page`].
 
 pub mod capture;
 pub mod clock_offset;

@@ -299,3 +299,72 @@ fn presets_resolve_on_this_kernel() {
         inst.enable_event(&s, &n).unwrap();
     }
 }
+
+fn thread_cpu_seconds() -> f64 {
+    // SAFETY: ru is a valid, writable rusage.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) };
+    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+    t(ru.ru_utime) + t(ru.ru_stime)
+}
+
+#[test]
+fn a_trickle_of_events_does_not_make_the_reader_spin() {
+    let Some(tracefs) = tracefs_or_skip("trickle") else {
+        return;
+    };
+    let inst = Instance::create(&tracefs, "trickle").unwrap();
+    inst.set_buffer_size_kb(1024).unwrap();
+    inst.set_buffer_percent(50).unwrap();
+    let mut readers = CpuReaders::open(&inst, &inst.online_cpus().unwrap()).unwrap();
+    inst.set_tracing_on(true).unwrap();
+    // Another thread writes one small event every millisecond.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let marker = inst.path().join("trace_marker");
+    let writer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(marker)
+                .unwrap();
+            let mut n = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                f.write_all(b"tick").unwrap();
+                n += 1;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            n
+        })
+    };
+    let cpu0 = thread_cpu_seconds();
+    let start = Instant::now();
+    let mut pumped = 0;
+    let mut sink = |_cpu: u32, _page: &[u8]| -> Result<(), std::io::Error> { Ok(()) };
+    while start.elapsed() < Duration::from_secs(1) {
+        pumped += readers.pump(Duration::from_millis(100), &mut sink).unwrap();
+    }
+    let used = thread_cpu_seconds() - cpu0;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let written = writer.join().unwrap();
+    inst.set_tracing_on(false).unwrap();
+    // The buffers never got half full, so the reader slept through it.
+    assert_eq!(
+        pumped, 0,
+        "pages were read before buffer_percent was reached"
+    );
+    assert!(used < 0.05, "the reader used {used:.3} s of CPU in 1 s");
+    // flush then takes what is there, including the partly filled page.
+    let layout = *readers.layout();
+    let mut records = 0;
+    readers
+        .flush(&mut |_cpu, bytes: &[u8]| -> Result<(), std::io::Error> {
+            records += Page::parse(&layout, bytes)
+                .map(|p| p.records().count())
+                .unwrap_or(0);
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(records as u32, written, "flush did not return every marker");
+}
