@@ -1,7 +1,7 @@
 //! The tracefs source: instance control, event selection, and the ftrace
 //! ring-buffer page decoder with its `format` file parser.
 //!
-//! - [`format`], [`header`], [`page`] and [`select`] are pure: they take bytes
+//! - [`format`](mod@format), [`header`], [`page`] and [`select`] are pure: they take bytes
 //!   and text and do no I/O, so they can be tested and fuzzed on their own.
 //! - [`tracefs`] controls a private [`Instance`]; [`capture`] reads its
 //!   per-CPU `trace_pipe_raw` files; [`clock_offset`] ties trace clocks to
