@@ -368,3 +368,55 @@ fn a_trickle_of_events_does_not_make_the_reader_spin() {
         .unwrap();
     assert_eq!(records as u32, written, "flush did not return every marker");
 }
+
+#[test]
+fn overwritten_events_show_in_page_headers_and_stats() {
+    let Some(tracefs) = tracefs_or_skip("overrun") else {
+        return;
+    };
+    let inst = Instance::create(&tracefs, "overrun").unwrap();
+    inst.set_buffer_size_kb(16).unwrap();
+    inst.enable_event("raw_syscalls", "sys_enter").unwrap();
+    let cpus = inst.online_cpus().unwrap();
+    let mut readers = CpuReaders::open(&inst, &cpus).unwrap();
+    let layout = *readers.layout();
+    inst.set_tracing_on(true).unwrap();
+    // Far more than 16 KiB of events, with nobody reading.
+    let child = spawn_getppid_child(20_000);
+    while !child_exited(child) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    inst.set_tracing_on(false).unwrap();
+    let mut counted = 0u64;
+    let mut flagged = 0u64;
+    readers
+        .drain(&mut |_cpu, bytes: &[u8]| -> Result<(), std::io::Error> {
+            match Page::parse(&layout, bytes).unwrap().missed() {
+                Missed::None => {}
+                Missed::Unknown => flagged += 1,
+                Missed::Count(n) => {
+                    flagged += 1;
+                    counted += n;
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+    let overrun: u64 = cpus
+        .iter()
+        .map(|&c| readers.cpu_stats(c).unwrap().overrun)
+        .sum();
+    assert!(overrun > 0, "the 16 KiB buffers did not overflow");
+    assert!(flagged > 0, "no page said events were lost");
+    // Page headers can only count what was lost before a page that was read.
+    assert!(
+        counted <= overrun,
+        "pages count {counted} lost, stats {overrun}"
+    );
+    let from_counters: u64 = cpus
+        .iter()
+        .map(|&c| readers.counters(c).unwrap().missed_events)
+        .sum();
+    assert_eq!(from_counters, counted);
+    println!("overrun: stats {overrun}, page headers {counted} in {flagged} pages");
+}
