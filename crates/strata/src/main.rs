@@ -1,8 +1,11 @@
 //! `strata`: one command for recording and analysing kernel traces.
 
+mod analyze;
+mod record;
 mod units;
 
 use clap::{Parser, Subcommand};
+use std::process::ExitCode;
 
 /// Real-time kernel tracing for fleets of Linux hosts and their VMs.
 #[derive(Parser)]
@@ -13,9 +16,24 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// Record this host's kernel activity to a CTF trace (LTTng kernel layout).
+    Record(record::RecordArgs),
+    /// Analyse a CTF kernel trace (LTTng's or Strata's): CPU, syscalls, scheduling, IRQs, I/O, memory.
+    Analyze(analyze::AnalyzeArgs),
+}
 
-fn main() -> std::process::ExitCode {
-    let _cli = Cli::parse();
-    std::process::ExitCode::SUCCESS
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Record(args) => record::run(args),
+        Command::Analyze(args) => analyze::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("strata: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
