@@ -1,0 +1,364 @@
+//! One decoded event as a view over its packet's bytes, and typed access to
+//! its fields.
+
+use memchr::memchr;
+
+use super::bits::{read_bits, to_i64};
+use super::class::{EventClass, FieldRef};
+use super::cursor::Cursor;
+use super::plan::{align_up, Kind, NodeId, Scope, ScopeKind};
+
+/// The current event of a stream. Borrowed from [`super::Events`]; valid
+/// until the next call to `next`.
+#[derive(Clone, Copy)]
+pub struct Event<'a> {
+    pub(crate) c: &'a Cursor<'a>,
+}
+
+/// A field value, generic, for printing and dumping.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value<'a> {
+    /// Unsigned integer.
+    U64(u64),
+    /// Signed integer.
+    I64(i64),
+    /// Integer the metadata asks to display in base 2, 8 or 16: raw bits
+    /// (masked to the field's width) and the base.
+    Based(u64, u8),
+    /// Floating point.
+    F64(f64),
+    /// String bytes (up to the NUL), or a text char array.
+    Str(&'a [u8]),
+    /// Enumeration value and its label, if one covers it.
+    Enum(i64, Option<&'a str>),
+    /// Array or sequence elements.
+    Array(Vec<Value<'a>>),
+    /// Struct members.
+    Struct(Vec<(&'a str, Value<'a>)>),
+    /// Variant: the selected option's name and value.
+    Variant(&'a str, Box<Value<'a>>),
+}
+
+impl<'a> Event<'a> {
+    /// The event's class.
+    #[inline]
+    pub fn class(&self) -> &'a EventClass {
+        &self.c.classes[self.c.class as usize]
+    }
+    /// Nanoseconds since the Unix epoch, clock offset applied.
+    #[inline]
+    pub fn ts(&self) -> i64 {
+        self.c.ts
+    }
+    /// The raw clock value.
+    #[inline]
+    pub fn cycles(&self) -> u64 {
+        self.c.cycles
+    }
+    /// Index of the trace in the set.
+    #[inline]
+    pub fn trace(&self) -> usize {
+        self.c.trace as usize
+    }
+    /// CPU: the packet context's `cpu_id`, else the stream's order in its trace.
+    #[inline]
+    pub fn cpu(&self) -> u32 {
+        self.c.cpu
+    }
+    /// Global index of the stream this event comes from.
+    #[inline]
+    pub fn stream(&self) -> usize {
+        self.c.key as usize
+    }
+    /// Events the tracer discarded in this stream since the previous packet,
+    /// reported on the first event after the loss.
+    #[inline]
+    pub fn lost_before(&self) -> u64 {
+        self.c.lost_before
+    }
+
+    #[inline(always)]
+    fn owner_ok(&self, f: FieldRef) -> bool {
+        match f.scope {
+            ScopeKind::Payload | ScopeKind::EventContext => f.owner == self.class().index,
+            _ => f.owner == self.c.plan.streams[self.c.sp].global,
+        }
+    }
+
+    /// An integer or enum field as unsigned. Signed values are sign-extended
+    /// then reinterpreted (two's complement).
+    #[inline]
+    pub fn u64(&self, f: FieldRef) -> Option<u64> {
+        if f.spec.bits == 0 || !self.owner_ok(f) {
+            return None;
+        }
+        let raw = self.c.read(f.scope, f.mark, f.rel, f.spec)?;
+        Some(to_i64(raw, f.spec) as u64)
+    }
+
+    /// An integer or enum field as signed. Unsigned 64-bit values above
+    /// `i64::MAX` wrap.
+    #[inline]
+    pub fn i64(&self, f: FieldRef) -> Option<i64> {
+        if f.spec.bits == 0 || !self.owner_ok(f) {
+            return None;
+        }
+        let raw = self.c.read(f.scope, f.mark, f.rel, f.spec)?;
+        Some(to_i64(raw, f.spec))
+    }
+
+    fn scope_of(&self, f: FieldRef) -> Option<&'a Scope> {
+        if !self.owner_ok(f) {
+            return None;
+        }
+        let plan = self.c.plan;
+        let sp = &plan.streams[self.c.sp];
+        let class = self.class();
+        let s = match f.scope {
+            ScopeKind::Payload => class.payload,
+            ScopeKind::EventContext => class.context,
+            ScopeKind::StreamEventContext => sp.event_context,
+            ScopeKind::PacketContext => sp.packet_context,
+            ScopeKind::EventHeader => sp.event_header,
+            ScopeKind::PacketHeader => plan.packet_header,
+        }?;
+        Some(plan.scope(s))
+    }
+
+    fn start(&self, f: FieldRef) -> Option<u64> {
+        Some(*self.c.marks[f.scope as usize].get(f.mark as usize)? + f.rel as u64)
+    }
+
+    /// A string field, or a char array/sequence, up to its first NUL.
+    pub fn str(&self, f: FieldRef) -> Option<&'a [u8]> {
+        let scope = self.scope_of(f)?;
+        let n = scope.node(f.node)?;
+        let pos = self.start(f)?;
+        let data: &'a [u8] = self.c.pkt;
+        match &n.kind {
+            Kind::Str => {
+                let b = (pos / 8) as usize;
+                let rest = data.get(b..)?;
+                memchr(0, rest).map(|i| &rest[..i])
+            }
+            Kind::Array { elem, .. } | Kind::Seq { elem, .. } => {
+                let e = scope.node(*elem)?;
+                if !matches!(e.kind, Kind::Int { spec, .. } if spec.bits == 8) || pos % 8 != 0 {
+                    return None;
+                }
+                let len = self.len(f)?;
+                let b = (pos / 8) as usize;
+                let bytes = data.get(b..b + len)?;
+                Some(memchr(0, bytes).map_or(bytes, |i| &bytes[..i]))
+            }
+            _ => None,
+        }
+    }
+
+    /// Number of elements of an array or sequence field.
+    pub fn len(&self, f: FieldRef) -> Option<usize> {
+        let scope = self.scope_of(f)?;
+        match &scope.node(f.node)?.kind {
+            Kind::Array { len, .. } => usize::try_from(*len).ok(),
+            Kind::Seq { len_reg, .. } => usize::try_from(*self.c.regs.get(*len_reg as usize)?).ok(),
+            _ => None,
+        }
+    }
+
+    /// Element `i` of an integer array or sequence field.
+    pub fn element(&self, f: FieldRef, i: usize) -> Option<i64> {
+        let scope = self.scope_of(f)?;
+        let (elem, len) = match &scope.node(f.node)?.kind {
+            Kind::Array { elem, len } => (*elem, *len),
+            Kind::Seq { elem, len_reg } => (*elem, *self.c.regs.get(*len_reg as usize)?),
+            _ => return None,
+        };
+        if i as u64 >= len {
+            return None;
+        }
+        let e = scope.node(elem)?;
+        let Kind::Int { spec, .. } = e.kind else {
+            return None;
+        };
+        let stride = align_up(spec.bits as u64, e.align);
+        let pos = self.start(f)? + stride * i as u64;
+        if pos + spec.bits as u64 > self.c.content_end() {
+            return None;
+        }
+        Some(to_i64(read_bits(self.c.pkt, pos, spec)?, spec))
+    }
+
+    /// Any field as a generic value (nested structs, variants, floats, enum
+    /// labels). Allocates for compound values: meant for printing.
+    pub fn value(&self, f: FieldRef) -> Option<Value<'a>> {
+        let scope = self.scope_of(f)?;
+        let pos = self.start(f)?;
+        let mut regs = self.c.regs.clone();
+        let mut d = Decoder {
+            data: self.c.pkt,
+            end: self.c.content_end(),
+            regs: &mut regs,
+        };
+        d.value(scope, f.node, pos).map(|(v, _)| v)
+    }
+
+    /// All payload fields, in declaration order, as generic values.
+    pub fn fields(&self) -> impl Iterator<Item = (&'a str, Value<'a>)> + 'a {
+        let ev = *self;
+        self.class()
+            .payload_fields
+            .iter()
+            .filter_map(move |(name, f)| Some((&**name, ev.value(*f)?)))
+    }
+
+    /// The packet-context and context fields (stream event context, event
+    /// context) as generic values, for printing.
+    pub fn context_fields(&self, kind: ContextKind) -> Vec<(&'a str, Value<'a>)> {
+        let scope = match kind {
+            ContextKind::Packet => ScopeKind::PacketContext,
+            ContextKind::Stream => ScopeKind::StreamEventContext,
+            ContextKind::Event => ScopeKind::EventContext,
+        };
+        let class = self.class();
+        class
+            .lookup
+            .iter()
+            .filter(|(name, _, f, _)| f.scope == scope && !name.contains('.'))
+            .filter_map(|(name, _, f, _)| Some((&**name, self.value(*f)?)))
+            .collect()
+    }
+}
+
+/// Which context [`Event::context_fields`] returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContextKind {
+    /// `stream.packet.context`.
+    Packet,
+    /// `stream.event.context`.
+    Stream,
+    /// `event.context`.
+    Event,
+}
+
+/// Generic decoding of a node into a [`Value`], with its own registers so
+/// nested sequences and variants resolve as they did during the walk.
+struct Decoder<'a, 'r> {
+    data: &'a [u8],
+    end: u64,
+    regs: &'r mut Vec<u64>,
+}
+
+impl<'a> Decoder<'a, '_> {
+    fn value(&mut self, scope: &'a Scope, id: NodeId, pos: u64) -> Option<(Value<'a>, u64)> {
+        let n = scope.node(id)?;
+        let pos = align_up(pos, n.align);
+        match &n.kind {
+            Kind::Int {
+                spec, labels, base, ..
+            } => {
+                let raw = read_bits(self.data, pos, *spec)?;
+                if let Some(r) = n.reg {
+                    if let Some(s) = self.regs.get_mut(r as usize) {
+                        *s = raw;
+                    }
+                }
+                let v = to_i64(raw, *spec);
+                let val = match labels {
+                    Some(ls) => {
+                        let x = if spec.signed { v as i128 } else { raw as i128 };
+                        let label = ls
+                            .iter()
+                            .find(|m| m.lo <= x && x <= m.hi)
+                            .map(|m| m.label.as_str());
+                        Value::Enum(v, label)
+                    }
+                    None if *base != 10 => Value::Based(raw, *base),
+                    None if spec.signed => Value::I64(v),
+                    None => Value::U64(raw),
+                };
+                Some((val, pos + spec.bits as u64))
+            }
+            Kind::Float { spec } => {
+                let raw = read_bits(self.data, pos, *spec)?;
+                let f = if spec.bits == 32 {
+                    f32::from_bits(raw as u32) as f64
+                } else {
+                    f64::from_bits(raw)
+                };
+                Some((Value::F64(f), pos + spec.bits as u64))
+            }
+            Kind::Str => {
+                let b = (pos / 8) as usize;
+                let rest = self.data.get(b..(self.end / 8) as usize)?;
+                let i = memchr(0, rest)?;
+                Some((Value::Str(&rest[..i]), pos + (i as u64 + 1) * 8))
+            }
+            Kind::Struct { members, .. } => {
+                let mut out = Vec::with_capacity(members.len());
+                let mut p = pos;
+                for &m in members {
+                    let (v, np) = self.value(scope, m, p)?;
+                    let name = scope.node(m).map_or("", |mn| super::plan::strip(&mn.name));
+                    out.push((name, v));
+                    p = np;
+                }
+                Some((Value::Struct(out), p))
+            }
+            Kind::Array { elem, len } => self.elements(scope, *elem, *len, pos),
+            Kind::Seq { elem, len_reg } => {
+                let len = *self.regs.get(*len_reg as usize)?;
+                self.elements(scope, *elem, len, pos)
+            }
+            Kind::Variant {
+                tag_reg,
+                tag_spec,
+                options,
+                select,
+            } => {
+                let raw = *self.regs.get(*tag_reg as usize)?;
+                let tag = super::bits::to_i128(raw, *tag_spec);
+                let &(_, _, opt) = select.iter().find(|(lo, hi, _)| *lo <= tag && tag <= *hi)?;
+                let o = *options.get(opt as usize)?;
+                let (v, np) = self.value(scope, o, pos)?;
+                let name = scope.node(o).map_or("", |on| super::plan::strip(&on.name));
+                Some((Value::Variant(name, Box::new(v)), np))
+            }
+        }
+    }
+
+    fn elements(
+        &mut self,
+        scope: &'a Scope,
+        elem: NodeId,
+        len: u64,
+        pos: u64,
+    ) -> Option<(Value<'a>, u64)> {
+        let e = scope.node(elem)?;
+        if let Kind::Int {
+            spec, text: true, ..
+        } = e.kind
+        {
+            if spec.bits == 8 && pos % 8 == 0 {
+                let b = (pos / 8) as usize;
+                let bytes = self
+                    .data
+                    .get(b..b.checked_add(usize::try_from(len).ok()?)?)?;
+                let s = memchr(0, bytes).map_or(bytes, |i| &bytes[..i]);
+                return Some((Value::Str(s), pos + len * 8));
+            }
+        }
+        // Bounded by the bytes left, so corrupt lengths cannot allocate much.
+        let room = self.end.saturating_sub(pos);
+        if e.min_bits > 0 && len > room / e.min_bits || e.min_bits == 0 && len > 1 << 16 {
+            return None;
+        }
+        let mut out = Vec::with_capacity(len.min(4096) as usize);
+        let mut p = pos;
+        for _ in 0..len {
+            let (v, np) = self.value(scope, elem, p)?;
+            out.push(v);
+            p = np;
+        }
+        Some((Value::Array(out), p))
+    }
+}

@@ -1,0 +1,354 @@
+//! Opening traces on disk: finding trace directories, parsing their
+//! metadata, mapping stream files and grouping rotated tracefiles into
+//! streams. The only part of the reader that does I/O.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use memmap2::Mmap;
+
+use super::class::{compile, EventClass, TracePlan};
+use super::cursor::{Cursor, Source};
+use super::error::ReadError;
+use super::merge::Events;
+use super::packet::decode_packet;
+use super::tsdl::{self, EnvValue, Metadata};
+use strata_core::ClockDesc;
+
+/// How to open traces.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OpenOptions {
+    /// Skip packets that cannot be decoded instead of failing, counting what
+    /// was skipped (see [`Events::skipped`]).
+    pub skip_corrupt: bool,
+}
+
+/// Deepest directory level searched for traces.
+const MAX_DEPTH: usize = 32;
+
+/// One stream of a trace: its files (rotated tracefiles in order) and what
+/// its first packet says.
+#[derive(Debug, Clone)]
+pub struct StreamInfo {
+    /// Files in reading order.
+    pub files: Vec<PathBuf>,
+    /// `cpu_id` of the first packet, if the packet context has one.
+    pub cpu: Option<u32>,
+    /// Total size of the files in bytes.
+    pub size: u64,
+    /// Stream class id.
+    pub stream_class: u64,
+    /// `stream_instance_id` of the packet header, if any.
+    pub instance: Option<u64>,
+}
+
+struct Mapped {
+    path: PathBuf,
+    map: Option<Mmap>,
+}
+
+impl Mapped {
+    fn bytes(&self) -> &[u8] {
+        self.map.as_deref().unwrap_or(&[])
+    }
+}
+
+/// One trace: a directory with a `metadata` file and its stream files.
+pub struct Trace {
+    path: PathBuf,
+    metadata: Metadata,
+    pub(crate) plan: TracePlan,
+    pub(crate) classes: Vec<EventClass>,
+    streams: Vec<StreamInfo>,
+    /// Per stream, indices into `files`.
+    stream_files: Vec<Vec<usize>>,
+    files: Vec<Mapped>,
+}
+
+impl Trace {
+    /// The trace directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+    /// The parsed metadata.
+    pub fn metadata(&self) -> &Metadata {
+        &self.metadata
+    }
+    /// An `env` value.
+    pub fn env(&self, name: &str) -> Option<&EnvValue> {
+        self.metadata.env(name)
+    }
+    /// `env.hostname`, if set.
+    pub fn hostname(&self) -> Option<&str> {
+        self.env("hostname").and_then(EnvValue::as_str)
+    }
+    /// The clock of the first stream class (the one LTTng kernel traces use).
+    pub fn clock(&self) -> Option<&ClockDesc> {
+        self.plan
+            .streams
+            .first()
+            .map(|s| &s.clock.desc)
+            .filter(|c| c.name != "none")
+    }
+    /// The streams, in the order their cursors are merged (ties go to the
+    /// earlier one).
+    pub fn streams(&self) -> &[StreamInfo] {
+        &self.streams
+    }
+    /// The event classes of this trace.
+    pub fn event_classes(&self) -> &[EventClass] {
+        &self.classes
+    }
+}
+
+/// Every trace found under a path, ready to be read.
+pub struct TraceSet {
+    traces: Vec<Trace>,
+    opts: OpenOptions,
+    class_count: usize,
+    total_bytes: u64,
+}
+
+impl TraceSet {
+    /// Opens the trace at `path`, or every trace under it (directories
+    /// holding a `metadata` file, searched recursively). Fails when none is
+    /// found, when a metadata file is invalid, or (without `skip_corrupt`)
+    /// when a stream file's first packet cannot be read.
+    pub fn open(path: &Path, opts: &OpenOptions) -> Result<TraceSet, ReadError> {
+        let mut dirs = Vec::new();
+        let start = if path.file_name().is_some_and(|n| n == "metadata") && path.is_file() {
+            path.parent().unwrap_or(Path::new(".")).to_path_buf()
+        } else {
+            path.to_path_buf()
+        };
+        find_traces(&start, 0, &mut dirs)?;
+        if dirs.is_empty() {
+            return Err(ReadError::NoTrace {
+                path: path.to_path_buf(),
+            });
+        }
+        let mut traces = Vec::with_capacity(dirs.len());
+        let (mut class_base, mut stream_base, mut total_bytes) = (0u32, 0u32, 0u64);
+        for (ti, dir) in dirs.into_iter().enumerate() {
+            let t = open_trace(dir, ti as u32, class_base, stream_base, opts)?;
+            class_base += t.classes.len() as u32;
+            stream_base += t.plan.streams.len() as u32;
+            total_bytes += t.streams.iter().map(|s| s.size).sum::<u64>();
+            traces.push(t);
+        }
+        Ok(TraceSet {
+            traces,
+            opts: *opts,
+            class_count: class_base as usize,
+            total_bytes,
+        })
+    }
+
+    /// The traces, sorted by path.
+    pub fn traces(&self) -> &[Trace] {
+        &self.traces
+    }
+    /// Number of event classes across all traces; [`EventClass::index`] is
+    /// below it.
+    pub fn class_count(&self) -> usize {
+        self.class_count
+    }
+    /// Every event class of every trace, in index order.
+    pub fn event_classes(&self) -> impl Iterator<Item = &EventClass> {
+        self.traces.iter().flat_map(|t| t.classes.iter())
+    }
+    /// Total size of all stream files, for progress reporting.
+    pub fn total_bytes(&self) -> u64 {
+        self.total_bytes
+    }
+    /// All events in time order.
+    pub fn events(&self) -> Events<'_> {
+        let mut cursors = Vec::new();
+        let mut key = 0u32;
+        for (ti, t) in self.traces.iter().enumerate() {
+            for (si, files) in t.stream_files.iter().enumerate() {
+                let sources = files
+                    .iter()
+                    .map(|&f| Source {
+                        path: &t.files[f].path,
+                        data: t.files[f].bytes(),
+                    })
+                    .collect();
+                cursors.push(Cursor::new(
+                    &t.plan,
+                    &t.classes,
+                    ti as u32,
+                    key,
+                    si as u32,
+                    sources,
+                    self.opts.skip_corrupt,
+                ));
+                key += 1;
+            }
+        }
+        Events::new(cursors)
+    }
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ReadError + '_ {
+    move |source| ReadError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn find_traces(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) -> Result<(), ReadError> {
+    let md = std::fs::metadata(dir).map_err(io(dir))?;
+    if !md.is_dir() {
+        return Ok(());
+    }
+    if dir.join("metadata").is_file() {
+        out.push(dir.to_path_buf());
+        return Ok(());
+    }
+    if depth >= MAX_DEPTH {
+        return Ok(());
+    }
+    let mut subs: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(io(dir))?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir() || t.is_symlink()))
+        .map(|e| e.path())
+        .collect();
+    subs.sort();
+    for s in subs {
+        if s.is_dir() {
+            find_traces(&s, depth + 1, out)?;
+        }
+    }
+    Ok(())
+}
+
+fn open_trace(
+    dir: PathBuf,
+    ti: u32,
+    class_base: u32,
+    stream_base: u32,
+    opts: &OpenOptions,
+) -> Result<Trace, ReadError> {
+    let mpath = dir.join("metadata");
+    let bytes = std::fs::read(&mpath).map_err(io(&mpath))?;
+    let metadata = tsdl::parse(&bytes).map_err(|source| ReadError::Metadata {
+        path: mpath.clone(),
+        source,
+    })?;
+    let (plan, classes) =
+        compile(&metadata, ti, class_base, stream_base).map_err(|source| ReadError::Metadata {
+            path: mpath.clone(),
+            source,
+        })?;
+
+    let mut names: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map_err(io(&dir))?
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            let n = e.file_name();
+            let n = n.to_string_lossy();
+            n != "metadata" && !n.starts_with('.') && e.path().is_file()
+        })
+        .map(|e| e.path())
+        .collect();
+    names.sort();
+    let mut files = Vec::with_capacity(names.len());
+    for p in names {
+        let f = File::open(&p).map_err(io(&p))?;
+        let len = f.metadata().map_err(io(&p))?.len();
+        // SAFETY: the mapping is read-only. A trace file truncated by another
+        // process while mapped would fault; trace files are not rewritten in
+        // place by LTTng or Strata once closed.
+        let map = if len == 0 {
+            None
+        } else {
+            Some(unsafe { Mmap::map(&f) }.map_err(io(&p))?)
+        };
+        if let Some(m) = &map {
+            let _ = m.advise(memmap2::Advice::Sequential);
+        }
+        files.push(Mapped { path: p, map });
+    }
+
+    // Group files into streams by (stream class, instance or cpu), ordered
+    // by first packet time: rotated tracefiles `chan_N_M` become one stream.
+    struct Probe {
+        file: usize,
+        class: usize,
+        group: Option<u64>,
+        cpu: Option<u64>,
+        instance: Option<u64>,
+        ts: u64,
+    }
+    let mut probes = Vec::new();
+    let mut regs = vec![0u64; plan.regs];
+    let mut ph = vec![0u64; plan.marks[0]];
+    let mut pc = vec![0u64; plan.marks[1]];
+    for (i, f) in files.iter().enumerate() {
+        if f.bytes().is_empty() {
+            continue;
+        }
+        match decode_packet(&plan, f.bytes(), &mut regs, &mut ph, &mut pc) {
+            Ok(info) => probes.push(Probe {
+                file: i,
+                class: info.stream,
+                group: info.instance.or(info.cpu_id),
+                cpu: info.cpu_id,
+                instance: info.instance,
+                ts: info.ts_begin.unwrap_or(0),
+            }),
+            Err(e) if !opts.skip_corrupt => {
+                return Err(ReadError::Corrupt {
+                    path: f.path.clone(),
+                    offset: e.err.bit / 8,
+                    msg: e.err.msg,
+                })
+            }
+            // Read as a stream of its own, whose bad packets get skipped.
+            Err(_) => probes.push(Probe {
+                file: i,
+                class: usize::MAX,
+                group: None,
+                cpu: None,
+                instance: None,
+                ts: 0,
+            }),
+        }
+    }
+    let mut groups: Vec<Vec<Probe>> = Vec::new();
+    for p in probes {
+        let same = groups.iter_mut().find(|g| {
+            let q = &g[0];
+            p.group.is_some() && q.class == p.class && q.group == p.group
+        });
+        match same {
+            Some(g) => g.push(p),
+            None => groups.push(vec![p]),
+        }
+    }
+    let mut streams = Vec::new();
+    let mut stream_files = Vec::new();
+    for mut g in groups {
+        g.sort_by(|a, b| a.ts.cmp(&b.ts).then(a.file.cmp(&b.file)));
+        let first = &g[0];
+        streams.push(StreamInfo {
+            files: g.iter().map(|p| files[p.file].path.clone()).collect(),
+            cpu: first.cpu.map(|c| c as u32),
+            size: g.iter().map(|p| files[p.file].bytes().len() as u64).sum(),
+            stream_class: plan.streams.get(first.class).map_or(0, |s| s.id),
+            instance: first.instance,
+        });
+        stream_files.push(g.iter().map(|p| p.file).collect());
+    }
+    Ok(Trace {
+        path: dir,
+        metadata,
+        plan,
+        classes,
+        streams,
+        stream_files,
+        files,
+    })
+}

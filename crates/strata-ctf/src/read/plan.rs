@@ -1,0 +1,781 @@
+//! Decode plans: the metadata's types compiled once per scope into a flat
+//! arena of nodes with static layout facts (alignment, fixed size, offsets of
+//! fields relative to "marks"), and the steps that walk a scope's bytes.
+//!
+//! A struct compiles to steps. A run of fixed-size members whose offsets are
+//! static relative to the run's start is one `Fixed` step: the walker aligns,
+//! records the run's start in a mark slot, reads the few integers other
+//! fields depend on (sequence lengths, variant tags, event id, timestamp) and
+//! jumps over the run. Every other member is a `Var` step walked on its own.
+//! An all-fixed event class therefore decodes in one step, and any field is
+//! then read at `marks[mark] + rel`.
+
+use std::collections::HashMap;
+
+use super::tsdl::{ByteOrder, EnumMapping, Metadata, MetadataError, Type};
+
+/// Index of a node in a scope's arena.
+pub(crate) type NodeId = u32;
+
+/// The dynamic scopes of CTF, in decoding order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum ScopeKind {
+    PacketHeader = 0,
+    PacketContext = 1,
+    EventHeader = 2,
+    StreamEventContext = 3,
+    EventContext = 4,
+    Payload = 5,
+}
+
+impl ScopeKind {
+    pub(crate) fn prefix(self) -> &'static str {
+        match self {
+            ScopeKind::PacketHeader => "trace.packet.header",
+            ScopeKind::PacketContext => "stream.packet.context",
+            ScopeKind::EventHeader => "stream.event.header",
+            ScopeKind::StreamEventContext => "stream.event.context",
+            ScopeKind::EventContext => "event.context",
+            ScopeKind::Payload => "event.fields",
+        }
+    }
+}
+
+/// How to read an integer's bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct IntSpec {
+    pub bits: u8,
+    pub signed: bool,
+    pub be: bool,
+}
+
+/// What the walker does with an integer as it passes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Action {
+    None,
+    /// The event header's `id`: sets the event class id.
+    EventId,
+    /// The event header's `timestamp`: updates the stream clock.
+    Clock,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum Kind {
+    Int {
+        spec: IntSpec,
+        base: u8,
+        text: bool,
+        /// Labels when this integer is an enum's container.
+        labels: Option<Box<[EnumMapping]>>,
+    },
+    Float {
+        spec: IntSpec,
+    },
+    Str,
+    Struct {
+        members: Vec<NodeId>,
+        steps: Vec<Step>,
+    },
+    Array {
+        elem: NodeId,
+        len: u64,
+    },
+    Seq {
+        elem: NodeId,
+        len_reg: u16,
+    },
+    Variant {
+        tag_reg: u16,
+        tag_spec: IntSpec,
+        options: Vec<NodeId>,
+        /// Inclusive tag ranges and the option each selects.
+        select: Vec<(i128, i128, u32)>,
+    },
+}
+
+/// One step of a struct walk.
+#[derive(Debug, Clone)]
+pub(crate) enum Step {
+    Fixed {
+        align: u32,
+        bits: u64,
+        mark: Option<u16>,
+        loads: Vec<Load>,
+    },
+    Var {
+        member: NodeId,
+        mark: Option<u16>,
+    },
+}
+
+/// An integer a `Fixed` step reads as it passes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Load {
+    pub rel: u32,
+    pub spec: IntSpec,
+    pub reg: Option<u16>,
+    pub action: Action,
+}
+
+/// A compiled field type.
+#[derive(Debug, Clone)]
+pub(crate) struct Node {
+    /// The name as written (leading underscores kept).
+    pub name: Box<str>,
+    pub align: u32,
+    /// Size in bits when it does not depend on the data.
+    pub fixed: Option<u64>,
+    /// Smallest possible size in bits.
+    pub min_bits: u64,
+    pub kind: Kind,
+    pub reg: Option<u16>,
+    pub action: Action,
+    /// Where the field is, for fields reachable from the scope root through
+    /// structs only: mark slot and bit offset from it.
+    pub loc: Option<(u16, u32)>,
+}
+
+/// The compiled type of one dynamic scope.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Scope {
+    pub nodes: Vec<Node>,
+    pub root: NodeId,
+    pub marks: u16,
+}
+
+impl Scope {
+    pub(crate) fn node(&self, id: NodeId) -> Option<&Node> {
+        self.nodes.get(id as usize)
+    }
+    /// Addressable fields: stripped dotted path and node, in declaration order.
+    pub(crate) fn addressable(&self) -> Vec<(String, String, NodeId)> {
+        let mut out = Vec::new();
+        self.collect(self.root, "", "", &mut out);
+        out
+    }
+    fn collect(
+        &self,
+        id: NodeId,
+        stripped: &str,
+        raw: &str,
+        out: &mut Vec<(String, String, NodeId)>,
+    ) {
+        let Some(n) = self.node(id) else { return };
+        if let Kind::Struct { members, .. } = &n.kind {
+            for &m in members {
+                let Some(mn) = self.node(m) else { continue };
+                if mn.loc.is_none() {
+                    continue;
+                }
+                let s = join(stripped, strip(&mn.name));
+                let r = join(raw, &mn.name);
+                out.push((s.clone(), r.clone(), m));
+                self.collect(m, &s, &r, out);
+            }
+        }
+    }
+}
+
+fn join(a: &str, b: &str) -> String {
+    if a.is_empty() {
+        b.to_string()
+    } else {
+        format!("{a}.{b}")
+    }
+}
+
+/// Removes the one leading underscore TSDL writers put on field names.
+pub(crate) fn strip(name: &str) -> &str {
+    name.strip_prefix('_').unwrap_or(name)
+}
+
+pub(crate) fn align_up(pos: u64, align: u32) -> u64 {
+    let a = align as u64;
+    (pos + a - 1) & !(a - 1)
+}
+
+// ---------------------------------------------------------------- building
+
+/// Where a referenced field lives: scope index in the trace's arena and node.
+type Target = (usize, NodeId);
+
+/// Builds every scope of a trace into one arena so that references across
+/// scopes (a payload sequence whose length is in the packet context) can
+/// give the target a register.
+pub(crate) struct Builder {
+    pub scopes: Vec<Scope>,
+    pub regs: u16,
+    trace_be: bool,
+}
+
+/// The context a scope is built in: which scopes precede it.
+pub(crate) struct Chain<'c> {
+    /// Earlier scopes, nearest first, with their kinds.
+    pub before: &'c [(ScopeKind, usize)],
+}
+
+struct Frame {
+    members: Vec<(Box<str>, NodeId)>,
+}
+
+impl Builder {
+    pub(crate) fn new(md: &Metadata) -> Self {
+        Builder {
+            scopes: Vec::new(),
+            regs: 0,
+            trace_be: md.byte_order == Some(ByteOrder::Be),
+        }
+    }
+
+    /// Compiles the type of one scope; returns its index in the arena.
+    pub(crate) fn scope(
+        &mut self,
+        kind: ScopeKind,
+        ty: &Type,
+        chain: Chain<'_>,
+    ) -> Result<usize, MetadataError> {
+        let idx = self.scopes.len();
+        self.scopes.push(Scope::default());
+        let mut frames: Vec<Frame> = Vec::new();
+        let root = self.build(idx, kind, ty, "", &mut frames, &chain, 0)?;
+        let scope = &mut self.scopes[idx];
+        scope.root = root;
+        Ok(idx)
+    }
+
+    fn push(&mut self, s: usize, node: Node) -> NodeId {
+        let nodes = &mut self.scopes[s].nodes;
+        nodes.push(node);
+        (nodes.len() - 1) as NodeId
+    }
+
+    fn spec(&self, size: u32, signed: bool, bo: ByteOrder) -> IntSpec {
+        IntSpec {
+            bits: size as u8,
+            signed,
+            be: match bo {
+                ByteOrder::Be => true,
+                ByteOrder::Le => false,
+                ByteOrder::Native => self.trace_be,
+            },
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn build(
+        &mut self,
+        s: usize,
+        kind: ScopeKind,
+        ty: &Type,
+        name: &str,
+        frames: &mut Vec<Frame>,
+        chain: &Chain<'_>,
+        depth: usize,
+    ) -> Result<NodeId, MetadataError> {
+        if depth > 64 {
+            return Err(MetadataError::Invalid(format!(
+                "type of `{name}` nests too deeply"
+            )));
+        }
+        let node = |kind_: Kind, align: u32| Node {
+            name: name.into(),
+            align,
+            fixed: None,
+            min_bits: 0,
+            kind: kind_,
+            reg: None,
+            action: Action::None,
+            loc: None,
+        };
+        let n = match ty {
+            Type::Int(i) => {
+                let mut n = node(
+                    Kind::Int {
+                        spec: self.spec(i.size, i.signed, i.byte_order),
+                        base: i.base as u8,
+                        text: i.encoding != super::tsdl::Encoding::None,
+                        labels: None,
+                    },
+                    i.align,
+                );
+                n.action = header_action(kind, name, i.map.is_some());
+                n
+            }
+            Type::Enum(e) => {
+                let i = &e.int;
+                let mut n = node(
+                    Kind::Int {
+                        spec: self.spec(i.size, i.signed, i.byte_order),
+                        base: i.base as u8,
+                        text: false,
+                        labels: Some(e.mappings.clone().into_boxed_slice()),
+                    },
+                    i.align,
+                );
+                n.action = header_action(kind, name, i.map.is_some());
+                n
+            }
+            Type::Float(f) => node(
+                Kind::Float {
+                    spec: self.spec(f.exp_dig + f.mant_dig, false, f.byte_order),
+                },
+                f.align,
+            ),
+            Type::String(_) => node(Kind::Str, 8),
+            Type::Struct(st) => {
+                let id = self.push(
+                    s,
+                    node(
+                        Kind::Struct {
+                            members: vec![],
+                            steps: vec![],
+                        },
+                        st.min_align,
+                    ),
+                );
+                frames.push(Frame {
+                    members: Vec::new(),
+                });
+                let mut members = Vec::with_capacity(st.fields.len());
+                for (fname, fty) in &st.fields {
+                    let r = self.build(s, kind, fty, fname, frames, chain, depth + 1);
+                    let m = match r {
+                        Ok(m) => m,
+                        Err(e) => {
+                            frames.pop();
+                            return Err(e);
+                        }
+                    };
+                    members.push(m);
+                    if let Some(f) = frames.last_mut() {
+                        f.members.push((fname.as_str().into(), m));
+                    }
+                }
+                frames.pop();
+                if let Kind::Struct { members: ms, .. } =
+                    &mut self.scopes[s].nodes[id as usize].kind
+                {
+                    *ms = members;
+                }
+                return Ok(id);
+            }
+            Type::Array { elem, len } => {
+                let e = self.build(s, kind, elem, name, frames, chain, depth + 1)?;
+                node(Kind::Array { elem: e, len: *len }, 1)
+            }
+            Type::Sequence { elem, length } => {
+                let (tgt, spec) = self.resolve(s, kind, length, frames, chain, name)?;
+                let Some(_) = spec else {
+                    return Err(MetadataError::Invalid(format!(
+                        "sequence `{name}` in {}: its length `{length}` is not an integer field",
+                        kind.prefix()
+                    )));
+                };
+                let reg = self.reg_for(tgt);
+                let e = self.build(s, kind, elem, name, frames, chain, depth + 1)?;
+                node(
+                    Kind::Seq {
+                        elem: e,
+                        len_reg: reg,
+                    },
+                    1,
+                )
+            }
+            Type::Variant(v) => {
+                let Some(tag) = &v.tag else {
+                    return Err(MetadataError::Invalid(format!(
+                        "variant `{name}` in {} has no tag",
+                        kind.prefix()
+                    )));
+                };
+                let (tgt, spec) = self.resolve(s, kind, tag, frames, chain, name)?;
+                let labels = match &self.scopes[tgt.0].nodes[tgt.1 as usize].kind {
+                    Kind::Int {
+                        labels: Some(l), ..
+                    } => l.clone(),
+                    _ => {
+                        return Err(MetadataError::Invalid(format!(
+                            "variant `{name}` in {}: its tag `{tag}` is not an enum field",
+                            kind.prefix()
+                        )))
+                    }
+                };
+                let reg = self.reg_for(tgt);
+                let mut options = Vec::new();
+                for (oname, oty) in &v.options {
+                    options.push(self.build(s, kind, oty, oname, frames, chain, depth + 1)?);
+                }
+                let mut select = Vec::new();
+                for m in labels.iter() {
+                    let found = v
+                        .options
+                        .iter()
+                        .position(|(o, _)| *o == m.label)
+                        .or_else(|| {
+                            v.options
+                                .iter()
+                                .position(|(o, _)| strip(o) == strip(&m.label))
+                        });
+                    if let Some(i) = found {
+                        select.push((m.lo, m.hi, i as u32));
+                    }
+                }
+                node(
+                    Kind::Variant {
+                        tag_reg: reg,
+                        tag_spec: spec.unwrap_or(IntSpec {
+                            bits: 64,
+                            signed: false,
+                            be: false,
+                        }),
+                        options,
+                        select,
+                    },
+                    1,
+                )
+            }
+        };
+        Ok(self.push(s, n))
+    }
+
+    fn reg_for(&mut self, (s, id): Target) -> u16 {
+        let n = &mut self.scopes[s].nodes[id as usize];
+        if let Some(r) = n.reg {
+            return r;
+        }
+        let r = self.regs;
+        self.regs = self.regs.saturating_add(1);
+        n.reg = Some(r);
+        r
+    }
+
+    /// Finds the integer field a sequence length or variant tag names.
+    fn resolve(
+        &self,
+        s: usize,
+        kind: ScopeKind,
+        path: &str,
+        frames: &[Frame],
+        chain: &Chain<'_>,
+        user: &str,
+    ) -> Result<(Target, Option<IntSpec>), MetadataError> {
+        let parts: Vec<&str> = path.split('.').collect();
+        let found = self.resolve_abs(&parts, chain).or_else(|| {
+            // Relative: the innermost struct being built outward, then the
+            // earlier scopes.
+            frames
+                .iter()
+                .rev()
+                .find_map(|f| {
+                    let (_, id) = f.members.iter().rev().find(|(n, _)| **n == *parts[0])?;
+                    self.descend(s, *id, &parts[1..]).map(|id| (s, id))
+                })
+                .or_else(|| {
+                    chain.before.iter().find_map(|&(_, sc)| {
+                        let root = self.scopes[sc].root;
+                        self.descend(sc, root, &parts).map(|id| (sc, id))
+                    })
+                })
+        });
+        let Some(t) = found else {
+            return Err(MetadataError::Invalid(format!(
+                "`{user}` in {} refers to `{path}`, which is not a field declared before it",
+                kind.prefix()
+            )));
+        };
+        let spec = match &self.scopes[t.0].nodes[t.1 as usize].kind {
+            Kind::Int { spec, .. } => Some(*spec),
+            _ => None,
+        };
+        Ok((t, spec))
+    }
+
+    fn resolve_abs(&self, parts: &[&str], chain: &Chain<'_>) -> Option<Target> {
+        for &(k, sc) in chain.before {
+            let pre: Vec<&str> = k.prefix().split('.').collect();
+            if parts.len() > pre.len() && parts[..pre.len()] == pre[..] {
+                let root = self.scopes[sc].root;
+                return self
+                    .descend(sc, root, &parts[pre.len()..])
+                    .map(|id| (sc, id));
+            }
+        }
+        None
+    }
+
+    fn descend(&self, s: usize, mut id: NodeId, parts: &[&str]) -> Option<NodeId> {
+        for p in parts {
+            let Kind::Struct { members, .. } = &self.scopes[s].nodes.get(id as usize)?.kind else {
+                return None;
+            };
+            id = *members.iter().find(|&&m| {
+                self.scopes[s]
+                    .nodes
+                    .get(m as usize)
+                    .is_some_and(|n| *n.name == **p)
+            })?;
+        }
+        Some(id)
+    }
+
+    /// Second pass, once every reference is known: sizes, steps and marks.
+    pub(crate) fn finish(mut self) -> Result<(Vec<Scope>, u16), MetadataError> {
+        for scope in &mut self.scopes {
+            let root = scope.root;
+            layout(scope, root)?;
+            let mut marks = 0u16;
+            steps(scope, root, true, &mut marks)?;
+            scope.marks = marks;
+        }
+        Ok((self.scopes, self.regs))
+    }
+}
+
+fn header_action(kind: ScopeKind, name: &str, mapped: bool) -> Action {
+    if kind != ScopeKind::EventHeader {
+        return Action::None;
+    }
+    match name {
+        "id" => Action::EventId,
+        "timestamp" => Action::Clock,
+        _ if mapped => Action::Clock,
+        _ => Action::None,
+    }
+}
+
+fn too_big(name: &str) -> MetadataError {
+    MetadataError::Invalid(format!("type of `{name}` is larger than 2^32 bits"))
+}
+
+/// Computes alignment, fixed size and minimum size bottom-up.
+fn layout(scope: &mut Scope, id: NodeId) -> Result<(), MetadataError> {
+    let Some(n) = scope.nodes.get(id as usize) else {
+        return Ok(());
+    };
+    let (n_align, n_name) = (n.align, n.name.clone());
+    let (align, fixed, min) = match n.kind.clone() {
+        Kind::Int { spec, .. } | Kind::Float { spec } => {
+            (n_align, Some(spec.bits as u64), spec.bits as u64)
+        }
+        Kind::Str => (8, None, 8),
+        Kind::Struct { members, .. } => {
+            let mut align = n_align;
+            let mut off = Some(0u64);
+            let mut min = 0u64;
+            for &m in &members {
+                layout(scope, m)?;
+                let mn = &scope.nodes[m as usize];
+                align = align.max(mn.align);
+                off = match (off, mn.fixed) {
+                    (Some(o), Some(f)) => Some(align_up(o, mn.align) + f),
+                    _ => None,
+                };
+                min += mn.min_bits;
+            }
+            (align, off, min)
+        }
+        Kind::Array { elem, len } => {
+            layout(scope, elem)?;
+            let e = &scope.nodes[elem as usize];
+            let fixed = match e.fixed {
+                Some(_) if len == 0 => Some(0),
+                Some(f) => {
+                    let stride = align_up(f, e.align);
+                    Some(
+                        stride
+                            .checked_mul(len - 1)
+                            .and_then(|v| v.checked_add(f))
+                            .ok_or_else(|| too_big(&n_name))?,
+                    )
+                }
+                None => None,
+            };
+            (e.align, fixed, e.min_bits.saturating_mul(len))
+        }
+        Kind::Seq { elem, .. } => {
+            layout(scope, elem)?;
+            (scope.nodes[elem as usize].align, None, 0)
+        }
+        Kind::Variant { options, .. } => {
+            let mut min = u64::MAX;
+            for &o in &options {
+                layout(scope, o)?;
+                min = min.min(scope.nodes[o as usize].min_bits);
+            }
+            (1, None, if options.is_empty() { 0 } else { min })
+        }
+    };
+    if fixed.is_some_and(|f| f > u32::MAX as u64) {
+        return Err(too_big(&n_name));
+    }
+    let n = &mut scope.nodes[id as usize];
+    n.align = align;
+    n.fixed = fixed;
+    n.min_bits = min;
+    Ok(())
+}
+
+/// Builds the steps of every struct under `id`, and the marks/locations of
+/// fields reachable from the root through structs only (`addressable`).
+fn steps(
+    scope: &mut Scope,
+    id: NodeId,
+    addressable: bool,
+    marks: &mut u16,
+) -> Result<(), MetadataError> {
+    let kind = scope.nodes[id as usize].kind.clone();
+    match kind {
+        Kind::Struct { members, .. } => {
+            let struct_align = scope.nodes[id as usize].align;
+            let mut out: Vec<Step> = Vec::new();
+            // The run being built: align, bits, mark, loads.
+            let mut run: Option<(u32, u64, Option<u16>, Vec<Load>)> = None;
+            for (i, &m) in members.iter().enumerate() {
+                let (m_align, m_fixed) = {
+                    let mn = &scope.nodes[m as usize];
+                    (mn.align, mn.fixed)
+                };
+                match m_fixed {
+                    Some(f) => {
+                        let joins = matches!(&run, Some((a, ..)) if m_align <= *a);
+                        if !joins {
+                            if let Some((align, bits, mark, loads)) = run.take() {
+                                out.push(Step::Fixed {
+                                    align,
+                                    bits,
+                                    mark,
+                                    loads,
+                                });
+                            }
+                            let align = if i == 0 { struct_align } else { m_align };
+                            let mark = addressable.then(|| bump(marks));
+                            run = Some((align, 0, mark, Vec::new()));
+                        }
+                        let Some((_, bits, mark, loads)) = run.as_mut() else {
+                            continue;
+                        };
+                        let off = align_up(*bits, m_align);
+                        *bits = off + f;
+                        let rel = u32::try_from(off)
+                            .map_err(|_| too_big(&scope.nodes[m as usize].name))?;
+                        place(scope, m, *mark, rel, loads);
+                    }
+                    None => {
+                        if let Some((align, bits, mark, loads)) = run.take() {
+                            out.push(Step::Fixed {
+                                align,
+                                bits,
+                                mark,
+                                loads,
+                            });
+                        }
+                        let mark = addressable.then(|| bump(marks));
+                        if let Some(mk) = mark {
+                            scope.nodes[m as usize].loc = Some((mk, 0));
+                        }
+                        out.push(Step::Var { member: m, mark });
+                        steps(scope, m, addressable, marks)?;
+                    }
+                }
+            }
+            if let Some((align, bits, mark, loads)) = run.take() {
+                out.push(Step::Fixed {
+                    align,
+                    bits,
+                    mark,
+                    loads,
+                });
+            }
+            if let Kind::Struct { steps: st, .. } = &mut scope.nodes[id as usize].kind {
+                *st = out;
+            }
+        }
+        Kind::Array { elem, .. } | Kind::Seq { elem, .. } => steps(scope, elem, false, marks)?,
+        Kind::Variant { options, .. } => {
+            for o in options {
+                steps(scope, o, false, marks)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn bump(marks: &mut u16) -> u16 {
+    let m = *marks;
+    *marks = marks.saturating_add(1);
+    m
+}
+
+/// Places a fixed member at `rel` in a run: records its location (when the
+/// run has a mark) and the loads of the integers in it that matter. Fixed
+/// structs are placed member by member; their own steps are built too, for
+/// when they are walked elsewhere.
+fn place(scope: &mut Scope, id: NodeId, mark: Option<u16>, rel: u32, loads: &mut Vec<Load>) {
+    if let Some(mk) = mark {
+        scope.nodes[id as usize].loc = Some((mk, rel));
+    }
+    let n = &scope.nodes[id as usize];
+    match n.kind.clone() {
+        Kind::Int { spec, .. } => {
+            if n.reg.is_some() || n.action != Action::None {
+                loads.push(Load {
+                    rel,
+                    spec,
+                    reg: n.reg,
+                    action: n.action,
+                });
+            }
+        }
+        Kind::Struct { members, .. } => {
+            let mut off = 0u64;
+            for m in members {
+                let mn = &scope.nodes[m as usize];
+                off = align_up(off, mn.align);
+                let f = mn.fixed.unwrap_or(0);
+                place(scope, m, mark, rel + off as u32, loads);
+                off += f;
+            }
+            let mut dummy = 0u16;
+            let _ = steps(scope, id, false, &mut dummy);
+        }
+        Kind::Array { elem, .. } => {
+            let mut dummy = 0u16;
+            let _ = steps(scope, elem, false, &mut dummy);
+        }
+        _ => {}
+    }
+}
+
+/// Event-class lookup by id for one stream class.
+#[derive(Debug, Clone)]
+pub(crate) enum ClassMap {
+    Dense(Vec<u32>),
+    Sparse(HashMap<u64, u32>),
+}
+
+impl ClassMap {
+    pub(crate) const NONE: u32 = u32::MAX;
+
+    pub(crate) fn new(pairs: &[(u64, u32)]) -> Self {
+        let max = pairs.iter().map(|p| p.0).max().unwrap_or(0);
+        if max < 1 << 20 {
+            let mut v = vec![Self::NONE; max as usize + 1];
+            for &(id, c) in pairs {
+                v[id as usize] = c;
+            }
+            ClassMap::Dense(v)
+        } else {
+            ClassMap::Sparse(pairs.iter().copied().collect())
+        }
+    }
+
+    #[inline]
+    pub(crate) fn get(&self, id: u64) -> Option<u32> {
+        match self {
+            ClassMap::Dense(v) => v.get(id as usize).copied().filter(|&c| c != Self::NONE),
+            ClassMap::Sparse(m) => m.get(&id).copied(),
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! TSDL metadata: unwrapping packetized metadata, tokenizing and parsing the
+//! text into [`Metadata`]. Pure: works on bytes, does no I/O.
+
+mod lexer;
+pub mod model;
+mod parser;
+
+pub use model::*;
+
+use thiserror::Error;
+
+/// Magic number that opens each packet of packetized metadata.
+pub const METADATA_PACKET_MAGIC: u32 = 0x75D1_1D57;
+/// Size of a metadata packet header in bytes.
+const METADATA_HEADER_LEN: usize = 37;
+
+/// Why metadata could not be read.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum MetadataError {
+    /// The TSDL text is malformed.
+    #[error("metadata line {line}: {msg}")]
+    Syntax {
+        /// 1-based line number in the TSDL text.
+        line: u32,
+        /// What was expected and found.
+        msg: String,
+    },
+    /// A metadata packet is malformed.
+    #[error("metadata packet at byte {offset}: {msg}")]
+    Packet {
+        /// Byte offset of the packet in the metadata file.
+        offset: usize,
+        /// What is wrong.
+        msg: String,
+    },
+    /// The metadata uses something this reader does not support.
+    #[error("unsupported metadata: {0}")]
+    Unsupported(String),
+    /// The declarations are inconsistent (bad field reference, duplicate id...).
+    #[error("invalid metadata: {0}")]
+    Invalid(String),
+}
+
+impl MetadataError {
+    pub(crate) fn syntax(line: u32, msg: impl Into<String>) -> Self {
+        MetadataError::Syntax {
+            line,
+            msg: msg.into(),
+        }
+    }
+}
+
+/// The TSDL text of a metadata file: the file itself when it is plain text,
+/// or the concatenated packet contents when it is packetized.
+pub fn metadata_text(bytes: &[u8]) -> Result<String, MetadataError> {
+    let magic_le = bytes
+        .get(..4)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+    let magic_be = bytes
+        .get(..4)
+        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+    let le = if magic_le == Some(METADATA_PACKET_MAGIC) {
+        true
+    } else if magic_be == Some(METADATA_PACKET_MAGIC) {
+        false
+    } else {
+        return Ok(String::from_utf8_lossy(bytes).into_owned());
+    };
+    let mut text = Vec::with_capacity(bytes.len());
+    let mut off = 0usize;
+    while off < bytes.len() {
+        let Some(h) = bytes.get(off..off + METADATA_HEADER_LEN) else {
+            return Err(MetadataError::Packet {
+                offset: off,
+                msg: format!(
+                    "only {} bytes left, a packet header needs {METADATA_HEADER_LEN}: the metadata file is truncated",
+                    bytes.len() - off
+                ),
+            });
+        };
+        let u32_at = |i: usize| {
+            let b = [h[i], h[i + 1], h[i + 2], h[i + 3]];
+            if le {
+                u32::from_le_bytes(b)
+            } else {
+                u32::from_be_bytes(b)
+            }
+        };
+        if u32_at(0) != METADATA_PACKET_MAGIC {
+            return Err(MetadataError::Packet {
+                offset: off,
+                msg: format!(
+                    "magic is {:#010x}, expected {METADATA_PACKET_MAGIC:#010x}",
+                    u32_at(0)
+                ),
+            });
+        }
+        let content_bits = u32_at(24) as usize;
+        let packet_bits = u32_at(28) as usize;
+        let (compression, encryption, checksum) = (h[32], h[33], h[34]);
+        if compression != 0 || encryption != 0 || checksum != 0 {
+            return Err(MetadataError::Unsupported(format!(
+                "metadata packet at byte {off} uses compression {compression}, encryption {encryption}, checksum {checksum}"
+            )));
+        }
+        if content_bits % 8 != 0
+            || packet_bits % 8 != 0
+            || content_bits < METADATA_HEADER_LEN * 8
+            || content_bits > packet_bits
+        {
+            return Err(MetadataError::Packet {
+                offset: off,
+                msg: format!(
+                    "content size {content_bits} bits and packet size {packet_bits} bits are inconsistent"
+                ),
+            });
+        }
+        let end = off + content_bits / 8;
+        let Some(body) = bytes.get(off + METADATA_HEADER_LEN..end) else {
+            return Err(MetadataError::Packet {
+                offset: off,
+                msg: format!(
+                    "content runs to byte {end}, past the end of the file ({} bytes): the metadata file is truncated",
+                    bytes.len()
+                ),
+            });
+        };
+        text.extend_from_slice(body);
+        // A final packet may be cut short after its content (a file still
+        // being written); the content is all that matters.
+        off = (off + packet_bits / 8).min(bytes.len());
+    }
+    Ok(String::from_utf8_lossy(&text).into_owned())
+}
+
+/// Parses metadata bytes (plain or packetized) into [`Metadata`].
+pub fn parse(bytes: &[u8]) -> Result<Metadata, MetadataError> {
+    let text = metadata_text(bytes)?;
+    parse_text(&text)
+}
+
+/// Parses TSDL text into [`Metadata`].
+pub fn parse_text(text: &str) -> Result<Metadata, MetadataError> {
+    let toks = lexer::tokenize(text)?;
+    parser::Parser::new(toks).parse()
+}
+
+#[cfg(test)]
+mod tests;

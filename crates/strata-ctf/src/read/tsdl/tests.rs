@@ -1,0 +1,194 @@
+use super::*;
+
+const LTTNG_LIKE: &str = r#"/* CTF 1.8 */
+typealias integer { size = 8; align = 8; signed = false; } := uint8_t;
+typealias integer { size = 32; align = 8; signed = false; } := uint32_t;
+typealias integer { size = 64; align = 8; signed = false; } := unsigned long;
+typealias integer { size = 5; align = 1; signed = false; } := uint5_t;
+trace {
+	major = 1; minor = 8;
+	uuid = "2a6422d0-6cee-11e0-8c08-cb07d7b3a564";
+	byte_order = be;
+	packet.header := struct { uint32_t magic; uint8_t uuid[16]; uint32_t stream_id; };
+};
+env { hostname = "h"; tracer_major = 2; };
+clock { name = monotonic; freq = 1000000000; offset_s = -3; offset = 12; };
+typealias integer { size = 27; align = 1; signed = false; map = clock.monotonic.value; } := uint27_clock_monotonic_t;
+struct hdr {
+	enum : uint5_t { compact = 0 ... 30, extended = 31 } id;
+	variant <id> {
+		struct { uint27_clock_monotonic_t timestamp; } compact;
+		struct { uint32_t id; unsigned long timestamp; } extended;
+	} v;
+} align(8);
+stream { id = 0; event.header := struct hdr; packet.context := struct { unsigned long content_size; }; };
+event {
+	name = "sched_switch"; id = 3; stream_id = 0; loglevel = -1;
+	fields := struct {
+		integer { size = 8; align = 8; signed = 0; encoding = UTF8; base = 10; } _prev_comm[16];
+		uint32_t __len;
+		integer { size = 16; byte_order = le; base = hex; } _seq[ __len ];
+		string _s;
+		floating_point { exp_dig = 11; mant_dig = 53; byte_order = le; align = 64; } _d;
+	};
+};
+callsite { name = "x"; func = "f"; ip = 0x1; file = "a.c"; line = 3; };
+"#;
+
+#[test]
+fn parses_an_lttng_like_trace() {
+    let md = parse_text(LTTNG_LIKE).unwrap();
+    assert_eq!(md.byte_order, Some(ByteOrder::Be));
+    assert_eq!(md.uuid.unwrap()[0], 0x2a);
+    assert_eq!(md.env("hostname"), Some(&EnvValue::Str("h".into())));
+    assert_eq!(md.env("tracer_major"), Some(&EnvValue::Int(2)));
+    assert_eq!(md.clocks[0].desc.offset_s, -3);
+    assert_eq!(md.clocks[0].desc.offset, 12);
+    let s = &md.streams[0];
+    let Some(Type::Struct(h)) = &s.event_header else {
+        panic!()
+    };
+    assert_eq!(h.min_align, 8);
+    let Type::Enum(e) = &h.fields[0].1 else {
+        panic!()
+    };
+    assert_eq!(e.int.size, 5);
+    assert_eq!((e.mappings[1].lo, e.mappings[1].hi), (31, 31));
+    let Type::Variant(v) = &h.fields[1].1 else {
+        panic!()
+    };
+    assert_eq!(v.tag.as_deref(), Some("id"));
+    let Type::Struct(c) = &v.options[0].1 else {
+        panic!()
+    };
+    let Type::Int(ts) = &c.fields[0].1 else {
+        panic!()
+    };
+    assert_eq!(ts.map.as_deref(), Some("monotonic"));
+    assert_eq!(ts.size, 27);
+    let ev = &md.events[0];
+    assert_eq!(
+        (ev.name.as_str(), ev.id, ev.stream_id, ev.loglevel),
+        ("sched_switch", Some(3), Some(0), Some(-1))
+    );
+    let Some(Type::Struct(f)) = &ev.fields else {
+        panic!()
+    };
+    let names: Vec<&str> = f.fields.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["_prev_comm", "__len", "_seq", "_s", "_d"]);
+    assert!(matches!(&f.fields[0].1, Type::Array { len: 16, .. }));
+    let Type::Sequence { elem, length } = &f.fields[2].1 else {
+        panic!()
+    };
+    assert_eq!(length, "__len");
+    let Type::Int(i) = elem.as_ref() else {
+        panic!()
+    };
+    assert_eq!(
+        (i.size, i.align, i.base, i.byte_order),
+        (16, 8, 16, ByteOrder::Le)
+    );
+    assert!(matches!(
+        &f.fields[4].1,
+        Type::Float(FloatType { align: 64, .. })
+    ));
+}
+
+#[test]
+fn typedef_named_variants_and_scoping() {
+    let md = parse_text(
+        r#"
+        typealias integer { size = 8; } := u8;
+        typedef u8 pair[2];
+        enum e : u8 { A, B = 5, "C D", E = 7 ... 9 };
+        variant var { u8 A; string B; };
+        trace { byte_order = le; };
+        event { name = x; fields := struct {
+            enum e tag; pair p; variant var <tag> v;
+            struct { typealias integer { size = 3; } := u3; u3 a; u3 b; } inner;
+        }; };
+    "#,
+    )
+    .unwrap();
+    let Some(Type::Struct(f)) = &md.events[0].fields else {
+        panic!()
+    };
+    let Type::Enum(e) = &f.fields[0].1 else {
+        panic!()
+    };
+    let v: Vec<_> = e
+        .mappings
+        .iter()
+        .map(|m| (m.label.as_str(), m.lo, m.hi))
+        .collect();
+    assert_eq!(v, [("A", 0, 0), ("B", 5, 5), ("C D", 6, 6), ("E", 7, 9)]);
+    assert!(matches!(&f.fields[1].1, Type::Array { len: 2, .. }));
+    let Type::Variant(var) = &f.fields[2].1 else {
+        panic!()
+    };
+    assert_eq!(var.tag.as_deref(), Some("tag"));
+    assert_eq!(var.options.len(), 2);
+    let Type::Struct(inner) = &f.fields[3].1 else {
+        panic!()
+    };
+    let Type::Int(a) = &inner.fields[0].1 else {
+        panic!()
+    };
+    assert_eq!((a.size, a.align), (3, 1));
+    // The alias declared inside the struct is not visible outside it.
+    let e = parse_text(
+        "struct s { typealias integer { size = 3; } := u3; u3 a; }; event { name = x; fields := struct { u3 b; }; };",
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("unknown type `u3`"), "{e}");
+}
+
+#[test]
+fn errors_give_line_and_expectation() {
+    let e = parse_text("trace {\n major = 1;\n byte_order le;\n};").unwrap_err();
+    assert_eq!(
+        e,
+        MetadataError::Syntax {
+            line: 3,
+            msg: "expected `=` or `:=` after `byte_order`, found `le`".into()
+        }
+    );
+    let e = parse_text("event {\n name = x;\n fields := struct { uint32_t a; };\n};").unwrap_err();
+    assert!(matches!(e, MetadataError::Syntax { line: 3, .. }), "{e}");
+    let e = parse_text("typealias integer { size = 8; align = 3; } := x;").unwrap_err();
+    assert!(e.to_string().contains("power of two"), "{e}");
+    let e = parse_text("trace { major = 2; };").unwrap_err();
+    assert!(matches!(e, MetadataError::Unsupported(_)), "{e}");
+    let e = parse_text("trace { major = 1 }").unwrap_err();
+    assert!(e.to_string().contains("line 1"), "{e}");
+}
+
+#[test]
+fn packetized_metadata_is_unwrapped() {
+    let text = "/* CTF 1.8 */ trace { major = 1; minor = 8; byte_order = le; };";
+    let mut bytes = Vec::new();
+    for chunk in [&text[..20], &text[20..]] {
+        let content_bits = ((37 + chunk.len()) * 8) as u32;
+        let packet_bits = content_bits + 3 * 8;
+        bytes.extend_from_slice(&METADATA_PACKET_MAGIC.to_le_bytes());
+        bytes.extend_from_slice(&[7; 16]);
+        bytes.extend_from_slice(&0u32.to_le_bytes());
+        bytes.extend_from_slice(&content_bits.to_le_bytes());
+        bytes.extend_from_slice(&packet_bits.to_le_bytes());
+        bytes.extend_from_slice(&[0, 0, 0, 1, 8]);
+        bytes.extend_from_slice(chunk.as_bytes());
+        bytes.extend_from_slice(&[0, 0, 0]);
+    }
+    assert_eq!(metadata_text(&bytes).unwrap(), text);
+    assert_eq!(parse(&bytes).unwrap().byte_order, Some(ByteOrder::Le));
+    let e = metadata_text(&bytes[..50]).unwrap_err();
+    assert!(matches!(e, MetadataError::Packet { offset: 0, .. }), "{e}");
+    let mut bad = bytes.clone();
+    let second = 37 + 20 + 3;
+    bad[second] ^= 1;
+    let e = metadata_text(&bad).unwrap_err();
+    assert_eq!(
+        e.to_string().split(':').next(),
+        Some(format!("metadata packet at byte {second}").as_str())
+    );
+}

@@ -1,0 +1,252 @@
+//! Walks the bytes of one dynamic scope following its compiled steps: finds
+//! where it ends, records marks, fills registers, sets the event id and
+//! updates the clock. Pure over a byte slice.
+
+use memchr::memchr;
+
+use super::bits::{read_bits, to_i128};
+use super::plan::{align_up, Action, IntSpec, Kind, NodeId, Scope, Step};
+
+/// A decoding failure at a bit offset of the packet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DecodeError {
+    /// Bit offset from the start of the packet.
+    pub bit: u64,
+    pub msg: String,
+}
+
+fn overrun(bit: u64, what: &str, end: u64) -> DecodeError {
+    DecodeError {
+        bit,
+        msg: format!("{what} runs past the end of the packet content (bit {bit} > {end})"),
+    }
+}
+
+/// Applies a new value of an N-bit clock field: replaces the low N bits of
+/// the running clock, adding 2^N when the result went backwards.
+#[inline(always)]
+pub(crate) fn update_clock(clock: u64, v: u64, bits: u8) -> u64 {
+    if bits >= 64 {
+        return v;
+    }
+    let mask = (1u64 << bits) - 1;
+    let t = (clock & !mask) | v;
+    if v < (clock & mask) {
+        t.wrapping_add(1u64 << bits)
+    } else {
+        t
+    }
+}
+
+/// Mutable state of a walk.
+pub(crate) struct Walker<'a> {
+    pub data: &'a [u8],
+    /// Content end in bits.
+    pub end: u64,
+    pub regs: &'a mut [u64],
+    pub marks: &'a mut [u64],
+    pub id: Option<u64>,
+    pub clock: u64,
+}
+
+/// Largest element count walked one by one for elements that may be empty.
+const MAX_EMPTY_ELEMS: u64 = 1 << 16;
+
+impl Walker<'_> {
+    #[inline(always)]
+    fn apply(&mut self, v: u64, spec: IntSpec, reg: Option<u16>, action: Action) {
+        if let Some(r) = reg {
+            if let Some(slot) = self.regs.get_mut(r as usize) {
+                *slot = v;
+            }
+        }
+        match action {
+            Action::None => {}
+            Action::EventId => self.id = Some(v),
+            Action::Clock => self.clock = update_clock(self.clock, v, spec.bits),
+        }
+    }
+
+    /// Walks node `id` of `scope` starting at bit `pos`; returns the bit
+    /// where it ends.
+    pub(crate) fn walk(&mut self, scope: &Scope, id: NodeId, pos: u64) -> Result<u64, DecodeError> {
+        let Some(n) = scope.node(id) else {
+            return Ok(pos);
+        };
+        let start = align_up(pos, n.align);
+        match &n.kind {
+            Kind::Struct { steps, .. } => {
+                let mut pos = start;
+                for step in steps {
+                    match step {
+                        Step::Fixed {
+                            align,
+                            bits,
+                            mark,
+                            loads,
+                        } => {
+                            pos = align_up(pos, *align);
+                            let end = pos + bits;
+                            if end > self.end {
+                                return Err(overrun(end, &format!("field `{}`", n.name), self.end));
+                            }
+                            if let Some(m) = mark {
+                                if let Some(slot) = self.marks.get_mut(*m as usize) {
+                                    *slot = pos;
+                                }
+                            }
+                            for l in loads {
+                                let v = read_bits(self.data, pos + l.rel as u64, l.spec)
+                                    .ok_or_else(|| overrun(pos, "an integer", self.end))?;
+                                self.apply(v, l.spec, l.reg, l.action);
+                            }
+                            pos = end;
+                        }
+                        Step::Var { member, mark } => {
+                            let m_align = scope.node(*member).map_or(1, |m| m.align);
+                            pos = align_up(pos, m_align);
+                            if let Some(m) = mark {
+                                if let Some(slot) = self.marks.get_mut(*m as usize) {
+                                    *slot = pos;
+                                }
+                            }
+                            pos = self.walk(scope, *member, pos)?;
+                        }
+                    }
+                }
+                Ok(pos)
+            }
+            Kind::Int { spec, .. } => {
+                let end = start + spec.bits as u64;
+                if end > self.end {
+                    return Err(overrun(end, &format!("integer `{}`", n.name), self.end));
+                }
+                if n.reg.is_some() || n.action != Action::None {
+                    let v = read_bits(self.data, start, *spec)
+                        .ok_or_else(|| overrun(end, "an integer", self.end))?;
+                    self.apply(v, *spec, n.reg, n.action);
+                }
+                Ok(end)
+            }
+            Kind::Float { spec } => {
+                let end = start + spec.bits as u64;
+                if end > self.end {
+                    return Err(overrun(end, &format!("float `{}`", n.name), self.end));
+                }
+                Ok(end)
+            }
+            Kind::Str => {
+                let from = (start / 8) as usize;
+                let to = (self.end / 8) as usize;
+                let hay = self.data.get(from..to).unwrap_or(&[]);
+                match memchr(0, hay) {
+                    Some(i) => Ok(start + (i as u64 + 1) * 8),
+                    None => Err(DecodeError {
+                        bit: start,
+                        msg: format!(
+                            "string `{}` has no terminating NUL before the end of the packet content",
+                            n.name
+                        ),
+                    }),
+                }
+            }
+            Kind::Array { elem, len } => self.elements(scope, n.fixed, *elem, *len, start, &n.name),
+            Kind::Seq { elem, len_reg } => {
+                let len = self.regs.get(*len_reg as usize).copied().unwrap_or(0);
+                self.elements(scope, None, *elem, len, start, &n.name)
+            }
+            Kind::Variant {
+                tag_reg,
+                tag_spec,
+                options,
+                select,
+            } => {
+                let raw = self.regs.get(*tag_reg as usize).copied().unwrap_or(0);
+                let tag = to_i128(raw, *tag_spec);
+                let Some(&(_, _, opt)) = select.iter().find(|(lo, hi, _)| *lo <= tag && tag <= *hi)
+                else {
+                    return Err(DecodeError {
+                        bit: start,
+                        msg: format!("variant `{}`: tag value {tag} selects no option", n.name),
+                    });
+                };
+                let o = options.get(opt as usize).copied().unwrap_or(0);
+                self.walk(scope, o, start)
+            }
+        }
+    }
+
+    fn elements(
+        &mut self,
+        scope: &Scope,
+        fixed: Option<u64>,
+        elem: NodeId,
+        len: u64,
+        start: u64,
+        name: &str,
+    ) -> Result<u64, DecodeError> {
+        if let Some(f) = fixed {
+            let end = start + f;
+            if end > self.end {
+                return Err(overrun(end, &format!("array `{name}`"), self.end));
+            }
+            return Ok(end);
+        }
+        if len == 0 {
+            return Ok(start);
+        }
+        let Some(e) = scope.node(elem) else {
+            return Ok(start);
+        };
+        let room = self.end.saturating_sub(start);
+        if let Some(ef) = e.fixed {
+            if e.reg.is_none() && e.action == Action::None && !matches!(e.kind, Kind::Struct { .. })
+            {
+                let stride = align_up(ef, e.align);
+                let total = stride
+                    .checked_mul(len - 1)
+                    .and_then(|v| v.checked_add(ef))
+                    .filter(|t| *t <= room)
+                    .ok_or_else(|| DecodeError {
+                        bit: start,
+                        msg: format!(
+                            "sequence `{name}` of {len} elements of {ef} bits runs past the end of the packet content"
+                        ),
+                    })?;
+                return Ok(start + total);
+            }
+        }
+        let cap = if e.min_bits > 0 {
+            room / e.min_bits
+        } else {
+            MAX_EMPTY_ELEMS
+        };
+        if len > cap {
+            return Err(DecodeError {
+                bit: start,
+                msg: format!(
+                    "sequence `{name}` claims {len} elements, more than the {room} bits left in the packet can hold"
+                ),
+            });
+        }
+        let mut pos = start;
+        for _ in 0..len {
+            pos = self.walk(scope, elem, pos)?;
+        }
+        Ok(pos)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clock_wraps_forward() {
+        assert_eq!(update_clock(0x1234_5678, 0x10, 8), 0x1234_5710);
+        assert_eq!(update_clock(0x1234_5678, 0x80, 8), 0x1234_5680);
+        assert_eq!(update_clock(0x1234_5678, 0x78, 8), 0x1234_5678);
+        assert_eq!(update_clock((1 << 27) - 1, 0, 27), 1 << 27);
+        assert_eq!(update_clock(5, 3, 64), 3);
+    }
+}
