@@ -31,8 +31,31 @@ fn write_metadata(out: &mut String, desc: &TraceDesc) -> std::fmt::Result {
          typealias integer { size = 64; align = 8; signed = false; } := uint64_t;\n\
          typealias integer { size = 64; align = 8; signed = false; } := unsigned long;\n\
          typealias integer { size = 5; align = 1; signed = false; } := uint5_t;\n\
-         typealias integer { size = 27; align = 1; signed = false; } := uint27_t;\n\n",
+         typealias integer { size = 27; align = 1; signed = false; } := uint27_t;\n",
     );
+    // Event fields refer to short aliases rather than repeating the full
+    // integer declaration: with every syscall declared, the full form makes
+    // the metadata several times larger.
+    let mut ints: Vec<IntType> = Vec::new();
+    for f in desc
+        .event_context
+        .iter()
+        .chain(desc.events.iter().flat_map(|e| e.fields.iter()))
+    {
+        let int = match &f.ty {
+            FieldType::Int(i) => i,
+            FieldType::Array { elem, .. } | FieldType::Sequence { elem, .. } => elem,
+            FieldType::Enum { int, .. } => int,
+            FieldType::String => continue,
+        };
+        if !ints.contains(int) {
+            ints.push(*int);
+        }
+    }
+    for int in &ints {
+        writeln!(out, "typealias {} := {};", int_decl(int), alias(int))?;
+    }
+    out.push('\n');
     writeln!(out, "trace {{")?;
     writeln!(out, "\tmajor = {};", CTF_VERSION.0)?;
     writeln!(out, "\tminor = {};", CTF_VERSION.1)?;
@@ -181,17 +204,17 @@ fn write_field(out: &mut String, f: &FieldDesc, indent: usize) -> std::fmt::Resu
     }
     let name = identifier(&f.name);
     match &f.ty {
-        FieldType::Int(int) => writeln!(out, "{} _{name};", int_decl(int)),
+        FieldType::Int(int) => writeln!(out, "{} _{name};", alias(int)),
         FieldType::String => writeln!(out, "string _{name};"),
-        FieldType::Array { elem, len } => writeln!(out, "{} _{name}[{len}];", int_decl(elem)),
+        FieldType::Array { elem, len } => writeln!(out, "{} _{name}[{len}];", alias(elem)),
         FieldType::Sequence { elem, length_field } => writeln!(
             out,
             "{} _{name}[ _{} ];",
-            int_decl(elem),
+            alias(elem),
             identifier(length_field)
         ),
         FieldType::Enum { int, mappings } => {
-            write!(out, "enum : {} {{ ", int_decl(int))?;
+            write!(out, "enum : {} {{ ", alias(int))?;
             for (i, (label, lo, hi)) in mappings.iter().enumerate() {
                 if i > 0 {
                     out.push_str(", ");
@@ -220,6 +243,24 @@ fn int_decl(int: &IntType) -> String {
             Base::Hex => 16,
         }
     )
+}
+
+/// The alias an integer type is declared under: `s32_t` (signed decimal),
+/// `u64_t`, `x64_t` (hex), `c8_t` (UTF-8 text), with `_aN` for an alignment
+/// other than a byte.
+fn alias(int: &IntType) -> String {
+    let kind = match (int.utf8, int.base, int.signed) {
+        (true, _, _) => "c",
+        (false, Base::Hex, false) => "x",
+        (false, Base::Hex, true) => "xs",
+        (false, Base::Dec, true) => "s",
+        (false, Base::Dec, false) => "u",
+    };
+    if int.align == 8 {
+        format!("{kind}{}_t", int.bits)
+    } else {
+        format!("{kind}{}_a{}_t", int.bits, int.align)
+    }
 }
 
 /// Escapes text for a TSDL string literal.
@@ -330,13 +371,16 @@ mod tests {
         assert!(text.contains("\tunsigned long events_discarded;\n\tuint32_t cpu_id;\n"));
         assert!(text.contains("\tevent.header := struct event_header_compact;\n"));
         assert!(text.contains(
-            "integer { size = 8; align = 8; signed = 0; encoding = UTF8; base = 10; } _prev_comm[16];"
+            "typealias integer { size = 8; align = 8; signed = 0; encoding = UTF8; base = 10; } := c8_t;"
         ));
         assert!(text.contains(
-            "integer { size = 32; align = 8; signed = 1; encoding = none; base = 10; } _vtids[ _vtids_length ];"
+            "typealias integer { size = 32; align = 8; signed = 1; encoding = none; base = 10; } := s32_t;"
         ));
+        assert!(text.contains("\t\tc8_t _prev_comm[16];\n"));
+        assert!(text.contains("\t\ts32_t _vtids[ _vtids_length ];\n"));
         assert!(text.contains("\t\tstring _name;\n"));
-        assert!(text.contains("base = 16; } _addr;"));
+        assert!(text.contains("base = 16; } := x64_t;"));
+        assert!(text.contains("\t\tx64_t _addr;\n"));
         assert!(text.contains("\tname = \"sched_switch\";\n\tid = 3;\n\tstream_id = 0;\n"));
         // Balanced braces: a cheap guard against a malformed block.
         assert_eq!(text.matches('{').count(), text.matches('}').count());
@@ -353,7 +397,7 @@ mod tests {
         assert!(text.contains("\tevent.header := struct event_header_large;\n"));
         assert!(text.contains("map = clock.x86_tsc.value;"));
         assert!(text.contains("\tname = \"x86_tsc\";"));
-        assert!(text.contains("\tevent.context := struct {\n\t\tinteger { size = 32;"));
+        assert!(text.contains("\tevent.context := struct {\n\t\ts32_t _tid;\n"));
         assert!(!text.contains("bad key"));
     }
 }
