@@ -159,7 +159,7 @@ fn main() {
         None => println!("babeltrace2 not available: no peer figure"),
     }
     let out = format!("{dir}-bt-ctf");
-    let path = format!("path={out}");
+    let path = format!("path=\"{out}\"");
     if let Some(s) = bt(&[&dir, "-c", "sink.ctf.fs", "-p", &path]) {
         println!(
             "babeltrace2 {dir} -c sink.ctf.fs: {s:.3} s = {:.2} M events/s (decode + CTF write)",
