@@ -208,6 +208,9 @@ impl<'s> Cursor<'s> {
             } else {
                 (1u64 << bits) - 1
             };
+            // LTTng's counter starts at 0 in every stream, so a first packet
+            // with a non-zero count reports real losses (babeltrace2 flags
+            // them too, without a count).
             let prev = self.prev_discarded.unwrap_or(0);
             self.pending_lost += d.wrapping_sub(prev) & mask;
             self.prev_discarded = Some(d);
