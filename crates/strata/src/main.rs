@@ -1,6 +1,7 @@
 //! `strata`: one command for recording and analysing kernel traces.
 
 mod analyze;
+mod host;
 mod record;
 mod units;
 
