@@ -81,10 +81,15 @@ fn main() {
         load("raw_syscalls", "sys_enter"),
         load("raw_syscalls", "sys_exit"),
     ];
-    let sys: Vec<EventFormat> = ["sys_enter_read", "sys_enter_write", "sys_enter_openat", "sys_enter_close"]
-        .iter()
-        .map(|n| load("syscalls", n))
-        .collect();
+    let sys: Vec<EventFormat> = [
+        "sys_enter_read",
+        "sys_enter_write",
+        "sys_enter_openat",
+        "sys_enter_close",
+    ]
+    .iter()
+    .map(|n| load("syscalls", n))
+    .collect();
     let recs = records(&fmts);
     let rec_bytes: u64 = recs.iter().map(|r| r.len() as u64).sum::<u64>() / recs.len() as u64;
 
@@ -104,7 +109,10 @@ fn main() {
         let r = &recs[(i % recs.len() as u64) as usize];
         if conv.write(&mut b, i * 50, r) == Err(PacketError::Full) {
             out_bytes += b.finish(i * 50, 0, 0).map_or(0, |p| p.bytes.len() as u64);
-            b.begin(PacketStart { ts_begin: i * 50, ..PacketStart::default() });
+            b.begin(PacketStart {
+                ts_begin: i * 50,
+                ..PacketStart::default()
+            });
             let _ = conv.write(&mut b, i * 50, r);
         }
     }
@@ -127,7 +135,8 @@ fn main() {
     };
     let clock = strata_core::ClockDesc::nanoseconds("monotonic", "", 0);
     let t = Instant::now();
-    let mut w = TraceWriter::create(&tmp, &host, &clock, &fmts, &sys, StoreOptions::default()).unwrap();
+    let mut w =
+        TraceWriter::create(&tmp, &host, &clock, &fmts, &sys, StoreOptions::default()).unwrap();
     for i in 0..N {
         let r = &recs[(i % recs.len() as u64) as usize];
         w.push_record((i % 2) as u32, 1_000 + i * 50, r).unwrap();
@@ -141,13 +150,23 @@ fn main() {
         stats.events() as f64 / dt / 1e6,
         stats.bytes as f64 / dt / 1e6
     );
-    let meta = std::fs::metadata(tmp.join("metadata")).map(|m| m.len()).unwrap_or(0);
-    println!("metadata size: {meta} bytes ({} event classes)", conv.classes().len());
+    let meta = std::fs::metadata(tmp.join("metadata"))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    println!(
+        "metadata size: {meta} bytes ({} event classes)",
+        conv.classes().len()
+    );
 
     // 3. The peer on the same trace.
     let bt = |args: &[&str]| -> Option<f64> {
         let t = Instant::now();
-        let ok = Command::new("babeltrace2").args(args).output().ok()?.status.success();
+        let ok = Command::new("babeltrace2")
+            .args(args)
+            .output()
+            .ok()?
+            .status
+            .success();
         ok.then(|| t.elapsed().as_secs_f64())
     };
     let dir = tmp.to_string_lossy().into_owned();
@@ -167,5 +186,10 @@ fn main() {
         );
     }
     let _ = std::fs::remove_dir_all(&out);
-    let _ = std::fs::remove_dir_all(&tmp);
+    // STRATA_BENCH_KEEP=1 keeps the trace, e.g. to run lttng-analyses on it.
+    if std::env::var_os("STRATA_BENCH_KEEP").is_some() {
+        println!("kept {dir}");
+    } else {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
 }
