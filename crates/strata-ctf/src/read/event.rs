@@ -181,8 +181,8 @@ impl<'a> Event<'a> {
             return None;
         };
         let stride = align_up(spec.bits as u64, e.align);
-        let pos = self.start(f)? + stride * i as u64;
-        if pos + spec.bits as u64 > self.c.content_end() {
+        let pos = self.start(f)?.checked_add(stride.checked_mul(i as u64)?)?;
+        if pos.saturating_add(spec.bits as u64) > self.c.content_end() {
             return None;
         }
         Some(to_i64(read_bits(self.c.pkt, pos, spec)?, spec))

@@ -39,3 +39,5 @@ pub use fs::{OpenOptions, StreamInfo, Trace, TraceSet};
 pub use merge::Events;
 pub use packet::PACKET_MAGIC;
 pub use tsdl::{EnvValue, Metadata, MetadataError};
+#[cfg(test)]
+mod tests;

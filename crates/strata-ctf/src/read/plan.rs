@@ -102,6 +102,8 @@ pub(crate) enum Step {
         bits: u64,
         mark: Option<u16>,
         loads: Vec<Load>,
+        /// The run's first member, to name it in errors.
+        first: NodeId,
     },
     Var {
         member: NodeId,
@@ -571,7 +573,7 @@ fn layout(scope: &mut Scope, id: NodeId) -> Result<(), MetadataError> {
                     (Some(o), Some(f)) => Some(align_up(o, mn.align) + f),
                     _ => None,
                 };
-                min += mn.min_bits;
+                min = min.saturating_add(mn.min_bits);
             }
             (align, off, min)
         }
@@ -630,7 +632,7 @@ fn steps(
             let struct_align = scope.nodes[id as usize].align;
             let mut out: Vec<Step> = Vec::new();
             // The run being built: align, bits, mark, loads.
-            let mut run: Option<(u32, u64, Option<u16>, Vec<Load>)> = None;
+            let mut run: Option<(u32, u64, Option<u16>, Vec<Load>, NodeId)> = None;
             for (i, &m) in members.iter().enumerate() {
                 let (m_align, m_fixed) = {
                     let mn = &scope.nodes[m as usize];
@@ -640,19 +642,20 @@ fn steps(
                     Some(f) => {
                         let joins = matches!(&run, Some((a, ..)) if m_align <= *a);
                         if !joins {
-                            if let Some((align, bits, mark, loads)) = run.take() {
+                            if let Some((align, bits, mark, loads, first)) = run.take() {
                                 out.push(Step::Fixed {
                                     align,
                                     bits,
                                     mark,
                                     loads,
+                                    first,
                                 });
                             }
                             let align = if i == 0 { struct_align } else { m_align };
                             let mark = addressable.then(|| bump(marks));
-                            run = Some((align, 0, mark, Vec::new()));
+                            run = Some((align, 0, mark, Vec::new(), m));
                         }
-                        let Some((_, bits, mark, loads)) = run.as_mut() else {
+                        let Some((_, bits, mark, loads, _)) = run.as_mut() else {
                             continue;
                         };
                         let off = align_up(*bits, m_align);
@@ -662,12 +665,13 @@ fn steps(
                         place(scope, m, *mark, rel, loads);
                     }
                     None => {
-                        if let Some((align, bits, mark, loads)) = run.take() {
+                        if let Some((align, bits, mark, loads, first)) = run.take() {
                             out.push(Step::Fixed {
                                 align,
                                 bits,
                                 mark,
                                 loads,
+                                first,
                             });
                         }
                         let mark = addressable.then(|| bump(marks));
@@ -679,12 +683,13 @@ fn steps(
                     }
                 }
             }
-            if let Some((align, bits, mark, loads)) = run.take() {
+            if let Some((align, bits, mark, loads, first)) = run.take() {
                 out.push(Step::Fixed {
                     align,
                     bits,
                     mark,
                     loads,
+                    first,
                 });
             }
             if let Kind::Struct { steps: st, .. } = &mut scope.nodes[id as usize].kind {
@@ -734,7 +739,7 @@ fn place(scope: &mut Scope, id: NodeId, mark: Option<u16>, rel: u32, loads: &mut
                 let mn = &scope.nodes[m as usize];
                 off = align_up(off, mn.align);
                 let f = mn.fixed.unwrap_or(0);
-                place(scope, m, mark, rel + off as u32, loads);
+                place(scope, m, mark, rel.saturating_add(off as u32), loads);
                 off += f;
             }
             let mut dummy = 0u16;

@@ -15,11 +15,20 @@ pub(crate) struct DecodeError {
     pub msg: String,
 }
 
-fn overrun(bit: u64, what: &str, end: u64) -> DecodeError {
+/// A field of `bits` bits at bit `at` that does not fit before `end`.
+fn overrun(at: u64, bits: u64, what: &str, end: u64) -> DecodeError {
     DecodeError {
-        bit,
-        msg: format!("{what} runs past the end of the packet content (bit {bit} > {end})"),
+        bit: at,
+        msg: format!(
+            "{what} ({bits} bits at bit {at}) runs past the end of the packet content at bit {end}"
+        ),
     }
+}
+
+fn field_name(scope: &Scope, id: NodeId) -> String {
+    scope
+        .node(id)
+        .map_or_else(|| "a field".to_string(), |n| format!("field `{}`", n.name))
 }
 
 /// Applies a new value of an N-bit clock field: replaces the low N bits of
@@ -84,11 +93,13 @@ impl Walker<'_> {
                             bits,
                             mark,
                             loads,
+                            first,
                         } => {
                             pos = align_up(pos, *align);
                             let end = pos + bits;
                             if end > self.end {
-                                return Err(overrun(end, &format!("field `{}`", n.name), self.end));
+                                let what = field_name(scope, *first);
+                                return Err(overrun(pos, *bits, &what, self.end));
                             }
                             if let Some(m) = mark {
                                 if let Some(slot) = self.marks.get_mut(*m as usize) {
@@ -97,7 +108,7 @@ impl Walker<'_> {
                             }
                             for l in loads {
                                 let v = read_bits(self.data, pos + l.rel as u64, l.spec)
-                                    .ok_or_else(|| overrun(pos, "an integer", self.end))?;
+                                    .ok_or_else(|| overrun(pos, *bits, "an integer", self.end))?;
                                 self.apply(v, l.spec, l.reg, l.action);
                             }
                             pos = end;
@@ -119,11 +130,16 @@ impl Walker<'_> {
             Kind::Int { spec, .. } => {
                 let end = start + spec.bits as u64;
                 if end > self.end {
-                    return Err(overrun(end, &format!("integer `{}`", n.name), self.end));
+                    return Err(overrun(
+                        start,
+                        spec.bits as u64,
+                        &format!("integer `{}`", n.name),
+                        self.end,
+                    ));
                 }
                 if n.reg.is_some() || n.action != Action::None {
                     let v = read_bits(self.data, start, *spec)
-                        .ok_or_else(|| overrun(end, "an integer", self.end))?;
+                        .ok_or_else(|| overrun(start, spec.bits as u64, "an integer", self.end))?;
                     self.apply(v, *spec, n.reg, n.action);
                 }
                 Ok(end)
@@ -131,7 +147,12 @@ impl Walker<'_> {
             Kind::Float { spec } => {
                 let end = start + spec.bits as u64;
                 if end > self.end {
-                    return Err(overrun(end, &format!("float `{}`", n.name), self.end));
+                    return Err(overrun(
+                        start,
+                        spec.bits as u64,
+                        &format!("float `{}`", n.name),
+                        self.end,
+                    ));
                 }
                 Ok(end)
             }
@@ -188,7 +209,7 @@ impl Walker<'_> {
         if let Some(f) = fixed {
             let end = start + f;
             if end > self.end {
-                return Err(overrun(end, &format!("array `{name}`"), self.end));
+                return Err(overrun(start, f, &format!("array `{name}`"), self.end));
             }
             return Ok(end);
         }
