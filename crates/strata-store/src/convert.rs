@@ -11,15 +11,17 @@
 //! the syscall number in the record from a table indexed by number.
 //!
 //! **Thread ids.** LTTng records no thread id in events unless asked
-//! (`lttng add-context -t tid`), and neither lttng-analyses nor Trace
-//! Compass need one: both follow `sched_switch` per CPU (with the
-//! statedump for threads that existed before) and attribute every event to
-//! the CPU's current thread; lttng-analyses only reads a `pid` context when
-//! present, Trace Compass's TID aspect queries its own per-CPU state. So by
-//! default ([`TidContext::Auto`]) the ftrace `common_pid` is dropped when
-//! `sched_switch` is recorded, saving 4 bytes per event, and kept as a
-//! stream event context `_tid` (as `add-context -t tid` would write it)
-//! when it is not, since then nothing else tells whose event it is.
+//! (`lttng add-context -t tid`): lttng-analyses and Trace Compass follow
+//! `sched_switch` per CPU (with the statedump for threads that existed
+//! before) and attribute every event to the CPU's current thread. That
+//! relies on every switch being traced, and kernels do not promise it: on
+//! the 6.18 hosts Strata is tested on, a CPU that leaves idle through the
+//! haltpoll path never emits the `swapper -> task` switch (measured: 181
+//! switches into `swapper/1`, none out of it, in a 3 s recording). So by
+//! default ([`TidContext::Always`]) the ftrace `common_pid` every record
+//! carries anyway is kept as a stream event context `_tid`, as
+//! `add-context -t tid` would write it, for 4 bytes per event. Strata's
+//! state system uses it to repair a missed switch.
 
 use strata_core::syscalls::{x86_64_all, x86_64_name};
 use strata_ctf::write::{
@@ -32,10 +34,11 @@ use crate::lttng::{self, Conv, FieldMap};
 /// Whether events carry the ftrace `common_pid` as a `_tid` context.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum TidContext {
-    /// Only when `sched_switch` is not recorded (see the module docs).
-    #[default]
+    /// Only when `sched_switch` is not recorded: smaller traces that rely on
+    /// the kernel tracing every switch.
     Auto,
-    /// Always.
+    /// Always (see the module docs).
+    #[default]
     Always,
     /// Never.
     Never,

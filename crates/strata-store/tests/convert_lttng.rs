@@ -14,9 +14,14 @@ use strata_store::convert::{ConvertOptions, Converter, Outcome, TidContext};
 /// extended large event header (the first event of a packet is extended).
 const FIRST_PAYLOAD: usize = 84 + 14;
 
+/// Payload offsets below are those of events without the `_tid` context.
+const NO_TID: ConvertOptions = ConvertOptions {
+    tid_context: TidContext::Auto,
+};
+
 fn converter() -> Converter {
     let (events, syscalls) = fixtures();
-    Converter::new(&events, &syscalls, ConvertOptions::default())
+    Converter::new(&events, &syscalls, NO_TID)
 }
 
 /// Converts one record alone in a packet; returns its class and payload.
@@ -303,15 +308,11 @@ fn tid_context_when_asked_or_without_sched_switch() {
         .filter(|f| f.name != "sched_switch")
         .cloned()
         .collect();
-    let c = Converter::new(&no_switch, &syscalls, ConvertOptions::default());
+    let c = Converter::new(&no_switch, &syscalls, NO_TID);
     assert!(c.has_tid_context());
-    let c = Converter::new(
-        &events,
-        &syscalls,
-        ConvertOptions {
-            tid_context: TidContext::Always,
-        },
-    );
+    // The default keeps it even with sched_switch, which kernels may not
+    // emit for every switch.
+    let c = Converter::new(&events, &syscalls, ConvertOptions::default());
     assert!(c.has_tid_context());
     let f = format_of(&events, "softirq_entry");
     let rec = Rec::new(f, 4242).int("vec", 3).done();
@@ -327,7 +328,7 @@ fn live_tracefs_formats_convert_too() {
         return;
     };
     let f = strata_ftrace::format::parse("sched", &text).unwrap();
-    let c = Converter::new(std::slice::from_ref(&f), &[], ConvertOptions::default());
+    let c = Converter::new(std::slice::from_ref(&f), &[], NO_TID);
     let rec = Rec::new(&f, 1)
         .int("prev_prio", 139)
         .int("next_pid", 5)

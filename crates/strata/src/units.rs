@@ -9,9 +9,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let value: f64 = num
-        .parse()
-        .map_err(|_| format!("'{text}' is not a duration: expected a number and a unit, like 10s or 500ms"))?;
+    let value: f64 = num.parse().map_err(|_| {
+        format!("'{text}' is not a duration: expected a number and a unit, like 10s or 500ms")
+    })?;
     let scale = match unit.trim() {
         "" | "s" | "sec" => 1.0,
         "ms" => 1e-3,
@@ -19,7 +19,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "ns" => 1e-9,
         "m" | "min" => 60.0,
         "h" => 3600.0,
-        other => return Err(format!("'{text}': unknown duration unit '{other}' (use ns, us, ms, s, m or h)")),
+        other => {
+            return Err(format!(
+                "'{text}': unknown duration unit '{other}' (use ns, us, ms, s, m or h)"
+            ))
+        }
     };
     let secs = value * scale;
     if !secs.is_finite() || !(0.0..=1e9).contains(&secs) {
@@ -34,16 +38,23 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let value: u64 = num
-        .parse()
-        .map_err(|_| format!("'{text}' is not a size: expected a number and a unit, like 16M or 512K"))?;
-    let unit = unit.trim().trim_end_matches(['B', 'b']).trim_end_matches('i');
+    let value: u64 = num.parse().map_err(|_| {
+        format!("'{text}' is not a size: expected a number and a unit, like 16M or 512K")
+    })?;
+    let unit = unit
+        .trim()
+        .trim_end_matches(['B', 'b'])
+        .trim_end_matches('i');
     let shift = match unit.to_ascii_uppercase().as_str() {
         "" => 0,
         "K" => 10,
         "M" => 20,
         "G" => 30,
-        other => return Err(format!("'{text}': unknown size unit '{other}' (use K, M or G)")),
+        other => {
+            return Err(format!(
+                "'{text}': unknown size unit '{other}' (use K, M or G)"
+            ))
+        }
     };
     value
         .checked_mul(1u64 << shift)
