@@ -56,7 +56,7 @@ fn read_bits_slow(data: &[u8], byte: usize, shift: u32, bits: u32, be: bool) -> 
     if bits == 0 || bits > 64 {
         return None;
     }
-    let nbytes = ((shift + bits + 7) / 8) as usize;
+    let nbytes = (shift + bits).div_ceil(8) as usize;
     let src = data.get(byte..byte + nbytes)?;
     let mut acc: u128 = 0;
     if be {

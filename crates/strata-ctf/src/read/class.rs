@@ -3,7 +3,7 @@
 
 use strata_core::ClockDesc;
 
-use super::plan::{Builder, Chain, ClassMap, IntSpec, Kind, NodeId, Scope, ScopeKind};
+use super::plan::{Builder, Chain, ClassMap, EvPlan, IntSpec, Kind, NodeId, Scope, ScopeKind};
 use super::tsdl::{Metadata, MetadataError, Type};
 
 /// A resolved field of an event class: pass it to `Event` accessors.
@@ -16,11 +16,29 @@ pub struct FieldRef {
     /// Event class (event scopes) or stream class (stream scopes) global index.
     pub(crate) owner: u32,
     pub(crate) scope: ScopeKind,
-    pub(crate) mark: u16,
+    /// Index of the field's mark in the cursor's flat mark array.
+    pub(crate) slot: u32,
     pub(crate) rel: u32,
     pub(crate) node: NodeId,
-    /// How to read it when it is an integer (bits = 0 when it is not).
-    pub(crate) spec: IntSpec,
+    pub(crate) shape: Shape,
+}
+
+/// How a field is read, resolved once so accessors need no plan lookups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Shape {
+    Int(IntSpec),
+    Str,
+    Array {
+        elem: IntSpec,
+        stride: u32,
+        len: u32,
+    },
+    Seq {
+        elem: IntSpec,
+        stride: u32,
+        len_reg: u16,
+    },
+    Other,
 }
 
 /// What kind of data a field holds, for callers that dispatch on it.
@@ -188,7 +206,7 @@ pub(crate) struct StreamPlan {
     pub header_fast: HeaderFast,
     pub classes: ClassMap,
     /// When the header has no id: the one class of this stream.
-    pub only_class: Option<u32>,
+    pub only_class: Option<EvPlan>,
     pub roles: PacketRoles,
     pub clock: ClockConv,
 }
@@ -203,6 +221,10 @@ pub(crate) struct TracePlan {
     pub streams: Vec<StreamPlan>,
     /// Most marks any scope of each kind needs.
     pub marks: [usize; 6],
+    /// Where each scope kind's marks start in a cursor's flat mark array.
+    pub mark_base: [usize; 6],
+    /// Size of a cursor's flat mark array.
+    pub mark_total: usize,
     pub uuid: Option<[u8; 16]>,
 }
 
@@ -376,6 +398,25 @@ pub(crate) fn compile(
             .map(|c| c.desc.clone())
             .unwrap_or_else(|| default_clock.clone());
         let has_id = s.eh.is_some_and(|h| scope_has_event_id(&scopes[h]));
+        let evplans: Vec<(u64, EvPlan)> = per_stream[i]
+            .iter()
+            .map(|&(id, local)| {
+                let c = &classes[local as usize];
+                let fast = c.payload.and_then(|p| scopes[p].fast);
+                let none = EvPlan::NONE;
+                let ep = EvPlan {
+                    class: local,
+                    index: c.index,
+                    context: c.context.map_or(none, |x| x as u32),
+                    payload: c.payload.map_or(none, |x| x as u32),
+                    fast_align: fast.map_or(1, |f| f.align),
+                    fast_bits: fast.map_or(0, |f| f.bits as u32),
+                    fast_mark: fast.and_then(|f| f.mark).unwrap_or(u16::MAX),
+                    has_fast: fast.is_some(),
+                };
+                (id, ep)
+            })
+            .collect();
         streams.push(StreamPlan {
             id: s.id,
             global: stream_base + i as u32,
@@ -385,13 +426,19 @@ pub(crate) fn compile(
             header_fast: s
                 .eh
                 .map_or(HeaderFast::Generic, |h| detect_fast(&scopes[h])),
-            classes: ClassMap::new(&per_stream[i]),
-            only_class: (!has_id && per_stream[i].len() == 1).then(|| per_stream[i][0].1),
+            classes: ClassMap::new(&evplans),
+            only_class: (!has_id && evplans.len() == 1).then(|| evplans[0].1),
             roles: s.pc.map(|pc| packet_roles(&scopes[pc])).unwrap_or_default(),
             clock: ClockConv::new(desc),
         });
     }
     let header_roles = ph.map(|p| header_roles(&scopes[p])).unwrap_or_default();
+    let mut mark_base = [0usize; 6];
+    let mut mark_total = 0usize;
+    for (b, m) in mark_base.iter_mut().zip(marks) {
+        *b = mark_total;
+        mark_total += m;
+    }
     let plan = TracePlan {
         scopes,
         regs: regs as usize,
@@ -399,6 +446,8 @@ pub(crate) fn compile(
         header_roles,
         streams,
         marks,
+        mark_base,
+        mark_total,
         uuid: md.uuid,
     };
     for c in &mut classes {
@@ -414,7 +463,7 @@ pub(crate) fn compile(
             let Some(s) = s else { continue };
             let scope = plan.scope(s);
             for (stripped, raw, node) in scope.addressable() {
-                if let Some((f, k)) = field_ref(scope, kind, owner, node) {
+                if let Some((f, k)) = field_ref(scope, kind, owner, node, plan.mark_base) {
                     lookup.push((stripped.into_boxed_str(), raw.into_boxed_str(), f, k));
                 }
             }
@@ -422,7 +471,7 @@ pub(crate) fn compile(
                 if let Some(Kind::Struct { members, .. }) = scope.node(scope.root).map(|n| &n.kind)
                 {
                     for &m in members {
-                        if let Some((f, _)) = field_ref(scope, kind, owner, m) {
+                        if let Some((f, _)) = field_ref(scope, kind, owner, m, plan.mark_base) {
                             let name = scope.node(m).map_or("", |n| super::plan::strip(&n.name));
                             c.payload_fields.push((name.into(), f));
                         }
@@ -440,36 +489,60 @@ fn field_ref(
     kind: ScopeKind,
     owner: u32,
     node: NodeId,
+    mark_base: [usize; 6],
 ) -> Option<(FieldRef, FieldKind)> {
     let n = scope.node(node)?;
     let (mark, rel) = n.loc?;
-    let none = IntSpec {
-        bits: 0,
-        signed: false,
-        be: false,
+    let int_elem = |elem: NodeId| match scope.node(elem) {
+        Some(e) => match e.kind {
+            Kind::Int { spec, .. } => {
+                let stride =
+                    u32::try_from(super::plan::align_up(spec.bits as u64, e.align)).ok()?;
+                Some((spec, stride))
+            }
+            _ => None,
+        },
+        None => None,
     };
-    let (spec, fk) = match &n.kind {
+    let (shape, fk) = match &n.kind {
         Kind::Int {
             spec,
             labels: Some(_),
             ..
-        } => (*spec, FieldKind::Enum),
-        Kind::Int { spec, .. } => (*spec, FieldKind::Int(spec.signed)),
-        Kind::Float { .. } => (none, FieldKind::Float),
-        Kind::Str => (none, FieldKind::String),
-        Kind::Array { .. } => (none, FieldKind::Array),
-        Kind::Seq { .. } => (none, FieldKind::Sequence),
-        Kind::Struct { .. } => (none, FieldKind::Struct),
-        Kind::Variant { .. } => (none, FieldKind::Variant),
+        } => (Shape::Int(*spec), FieldKind::Enum),
+        Kind::Int { spec, .. } => (Shape::Int(*spec), FieldKind::Int(spec.signed)),
+        Kind::Float { .. } => (Shape::Other, FieldKind::Float),
+        Kind::Str => (Shape::Str, FieldKind::String),
+        Kind::Array { elem, len } => {
+            let shape = match (int_elem(*elem), u32::try_from(*len)) {
+                (Some((elem, stride)), Ok(len)) => Shape::Array { elem, stride, len },
+                _ => Shape::Other,
+            };
+            (shape, FieldKind::Array)
+        }
+        Kind::Seq { elem, len_reg } => {
+            let shape = match int_elem(*elem) {
+                Some((elem, stride)) => Shape::Seq {
+                    elem,
+                    stride,
+                    len_reg: *len_reg,
+                },
+                None => Shape::Other,
+            };
+            (shape, FieldKind::Sequence)
+        }
+        Kind::Struct { .. } => (Shape::Other, FieldKind::Struct),
+        Kind::Variant { .. } => (Shape::Other, FieldKind::Variant),
     };
+    let slot = u32::try_from(mark_base[kind as usize] + mark as usize).ok()?;
     Some((
         FieldRef {
             owner,
             scope: kind,
-            mark,
+            slot,
             rel,
             node,
-            spec,
+            shape,
         },
         fk,
     ))

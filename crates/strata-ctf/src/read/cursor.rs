@@ -4,19 +4,29 @@
 
 use std::path::Path;
 
-use super::bits::read_bits;
 use super::class::{EventClass, HeaderFast, TracePlan};
 use super::error::{ReadError, SkipStats};
 use super::packet::{decode_packet, PacketInfo};
-use super::plan::ScopeKind;
+use super::plan::{EvPlan, ScopeKind};
 use super::walk::{update_clock, DecodeError, Walker};
+
+/// Lets a cursor hand back the memory of packets it has finished, so a
+/// mapped file's resident size stays bounded however large it is.
+pub(crate) trait Release {
+    /// Bytes `[off, off + len)` of the file will not be read again.
+    fn release(&self, off: u64, len: u64);
+}
 
 /// One file of a stream, mapped.
 #[derive(Clone, Copy)]
 pub(crate) struct Source<'s> {
     pub path: &'s Path,
     pub data: &'s [u8],
+    pub release: Option<&'s dyn Release>,
 }
+
+/// Granularity of released ranges.
+const PAGE: u64 = 4096;
 
 /// Reads one stream.
 pub(crate) struct Cursor<'s> {
@@ -29,6 +39,10 @@ pub(crate) struct Cursor<'s> {
     file_i: usize,
     /// Offset in the current file of the next packet.
     next_off: u64,
+    /// Bytes of the current file already released.
+    released_to: u64,
+    /// Bit offset in the packet where the current event starts.
+    ev_start: u64,
     /// The current packet's bytes.
     pub pkt: &'s [u8],
     pkt_off: u64,
@@ -38,7 +52,12 @@ pub(crate) struct Cursor<'s> {
     /// Index of the current packet's stream class.
     pub sp: usize,
     pub regs: Vec<u64>,
-    pub marks: [Vec<u64>; 6],
+    /// Marks of every scope kind, at the plan's `mark_base` offsets.
+    pub marks: Vec<u64>,
+    /// Global index of the current event's class.
+    pub class_index: u32,
+    /// Global index of the current packet's stream class.
+    pub stream_global: u32,
     clock: u64,
     /// The current event.
     pub cycles: u64,
@@ -74,6 +93,8 @@ impl<'s> Cursor<'s> {
             files,
             file_i: 0,
             next_off: 0,
+            released_to: 0,
+            ev_start: 0,
             pkt: &[],
             pkt_off: 0,
             pkt_size: 0,
@@ -81,7 +102,9 @@ impl<'s> Cursor<'s> {
             pos: 0,
             sp: 0,
             regs: vec![0; plan.regs],
-            marks: plan.marks.map(|n| vec![0; n]),
+            marks: vec![0; plan.mark_total],
+            class_index: u32::MAX,
+            stream_global: u32::MAX,
             clock: 0,
             cycles: 0,
             ts: 0,
@@ -141,10 +164,26 @@ impl<'s> Cursor<'s> {
             }
             self.done_bytes += self.pkt_size;
             self.pkt_size = 0;
+            self.release_to(self.next_off & !(PAGE - 1));
             if !self.next_packet()? {
                 return Ok(false);
             }
         }
+    }
+
+    /// Releases the current file's bytes up to `to`.
+    fn release_to(&mut self, to: u64) {
+        if to > self.released_to {
+            if let Some(r) = self.files.get(self.file_i).and_then(|f| f.release) {
+                r.release(self.released_to, to - self.released_to);
+            }
+            self.released_to = to;
+        }
+    }
+
+    /// The current event's file and byte offset.
+    pub(crate) fn position(&self) -> (&'s Path, u64) {
+        (self.path(), self.pkt_off + self.ev_start / 8)
     }
 
     fn finish(&mut self) {
@@ -162,13 +201,16 @@ impl<'s> Cursor<'s> {
             };
             let len = file.data.len() as u64;
             if self.next_off >= len {
+                self.release_to(len);
                 self.file_i += 1;
                 self.next_off = 0;
+                self.released_to = 0;
                 continue;
             }
             let off = self.next_off;
             let data = file.data.get(off as usize..).unwrap_or(&[]);
-            let [ph, pc, ..] = &mut self.marks;
+            let (ph, rest) = self.marks.split_at_mut(self.plan.marks[0]);
+            let pc = rest.get_mut(..self.plan.marks[1]).unwrap_or(&mut []);
             match decode_packet(self.plan, data, &mut self.regs, ph, pc) {
                 Ok(info) => {
                     self.start_packet(file.data, off, info);
@@ -198,6 +240,11 @@ impl<'s> Cursor<'s> {
         self.content_end = info.content_bits;
         self.pos = info.events_bit;
         self.sp = info.stream;
+        self.stream_global = self
+            .plan
+            .streams
+            .get(info.stream)
+            .map_or(u32::MAX, |s| s.global);
         if let Some(t) = info.ts_begin {
             self.clock = t;
         }
@@ -225,6 +272,7 @@ impl<'s> Cursor<'s> {
         let data = self.pkt;
         let end = self.content_end;
         let mut pos = self.pos;
+        self.ev_start = pos;
         let id: Option<u64>;
         match sp.header_fast {
             HeaderFast::Compact => {
@@ -284,11 +332,13 @@ impl<'s> Cursor<'s> {
             HeaderFast::Generic => match sp.event_header {
                 Some(h) => {
                     let scope = plan.scope(h);
+                    let k = ScopeKind::EventHeader as usize;
+                    let b = plan.mark_base[k];
                     let mut w = Walker {
                         data,
                         end,
                         regs: &mut self.regs,
-                        marks: &mut self.marks[ScopeKind::EventHeader as usize],
+                        marks: self.marks.get_mut(b..b + plan.marks[k]).unwrap_or(&mut []),
                         id: None,
                         clock: self.clock,
                     };
@@ -301,11 +351,11 @@ impl<'s> Cursor<'s> {
                 None => id = None,
             },
         }
-        let class = match id {
-            Some(i) => sp.classes.get(i).or(sp.only_class),
-            None => sp.only_class.or_else(|| sp.classes.get(0)),
+        let ep = match id {
+            Some(i) => sp.classes.get(i).or(sp.only_class.as_ref()),
+            None => sp.only_class.as_ref().or_else(|| sp.classes.get(0)),
         };
-        let Some(class) = class else {
+        let Some(ep) = ep else {
             return Err(DecodeError {
                 bit: self.pos,
                 msg: format!(
@@ -323,18 +373,43 @@ impl<'s> Cursor<'s> {
                 "stream event context",
             )?;
         }
-        let ec = self
-            .classes
-            .get(class as usize)
-            .map(|c| (c.context, c.payload));
-        if let Some((ctx, payload)) = ec {
-            if let Some(s) = ctx {
-                pos = self.walk_scope(s, ScopeKind::EventContext, pos, "event context")?;
-            }
-            if let Some(s) = payload {
-                pos = self.walk_scope(s, ScopeKind::Payload, pos, "event payload")?;
-            }
+        if ep.context != EvPlan::NONE {
+            pos = self.walk_scope(
+                ep.context as usize,
+                ScopeKind::EventContext,
+                pos,
+                "event context",
+            )?;
         }
+        if ep.has_fast {
+            let start = super::plan::align_up(pos, ep.fast_align);
+            let end = start + ep.fast_bits as u64;
+            if end > self.content_end {
+                return Err(DecodeError {
+                    bit: start,
+                    msg: format!(
+                        "event payload ({} bits at bit {start}) runs past the end of the packet content at bit {}",
+                        ep.fast_bits, self.content_end
+                    ),
+                });
+            }
+            if ep.fast_mark != u16::MAX {
+                let slot = plan.mark_base[ScopeKind::Payload as usize] + ep.fast_mark as usize;
+                if let Some(m) = self.marks.get_mut(slot) {
+                    *m = start;
+                }
+            }
+            pos = end;
+        } else if ep.payload != EvPlan::NONE {
+            pos = self.walk_scope(
+                ep.payload as usize,
+                ScopeKind::Payload,
+                pos,
+                "event payload",
+            )?;
+        }
+        let class = ep.class;
+        self.class_index = ep.index;
         self.pos = pos;
         self.class = class;
         self.cycles = self.clock;
@@ -351,30 +426,42 @@ impl<'s> Cursor<'s> {
         pos: u64,
         what: &str,
     ) -> Result<u64, DecodeError> {
-        let scope = self.plan.scope(s);
+        let plan = self.plan;
+        let scope = plan.scope(s);
+        let k = kind as usize;
+        let base = plan.mark_base[k];
+        if let Some(f) = scope.fast {
+            let start = super::plan::align_up(pos, f.align);
+            let end = start + f.bits;
+            if end > self.content_end {
+                return Err(DecodeError {
+                    bit: start,
+                    msg: format!(
+                        "{what} ({} bits at bit {start}) runs past the end of the packet content at bit {}",
+                        f.bits, self.content_end
+                    ),
+                });
+            }
+            if let Some(m) = f.mark {
+                if let Some(slot) = self.marks.get_mut(base + m as usize) {
+                    *slot = start;
+                }
+            }
+            return Ok(end);
+        }
         let mut w = Walker {
             data: self.pkt,
             end: self.content_end,
             regs: &mut self.regs,
-            marks: &mut self.marks[kind as usize],
+            marks: self
+                .marks
+                .get_mut(base..base + plan.marks[k])
+                .unwrap_or(&mut []),
             id: None,
             clock: self.clock,
         };
         w.walk(scope, scope.root, pos)
             .map_err(|e| in_scope(e, what))
-    }
-
-    /// Reads an integer at a mark-relative location of the current event.
-    #[inline(always)]
-    pub(crate) fn read(
-        &self,
-        kind: ScopeKind,
-        mark: u16,
-        rel: u32,
-        spec: super::plan::IntSpec,
-    ) -> Option<u64> {
-        let base = *self.marks[kind as usize].get(mark as usize)?;
-        read_bits(self.pkt, base + rel as u64, spec)
     }
 
     /// The content end of the current packet, in bits.

@@ -4,7 +4,7 @@
 use memchr::memchr;
 
 use super::bits::{read_bits, to_i64};
-use super::class::{EventClass, FieldRef};
+use super::class::{EventClass, FieldRef, Shape};
 use super::cursor::Cursor;
 use super::plan::{align_up, Kind, NodeId, Scope, ScopeKind};
 
@@ -45,6 +45,12 @@ impl<'a> Event<'a> {
     pub fn class(&self) -> &'a EventClass {
         &self.c.classes[self.c.class as usize]
     }
+    /// The class's dense global index, as `class().index()`, without
+    /// touching the class: for dispatch tables in hot loops.
+    #[inline]
+    pub fn class_index(&self) -> usize {
+        self.c.class_index as usize
+    }
     /// Nanoseconds since the Unix epoch, clock offset applied.
     #[inline]
     pub fn ts(&self) -> i64 {
@@ -70,6 +76,11 @@ impl<'a> Event<'a> {
     pub fn stream(&self) -> usize {
         self.c.key as usize
     }
+    /// The stream file holding this event and the byte offset of its header,
+    /// for error reports and tools that patch or cut traces.
+    pub fn position(&self) -> (&'a std::path::Path, u64) {
+        self.c.position()
+    }
     /// Events the tracer discarded in this stream since the previous packet,
     /// reported on the first event after the loss.
     #[inline]
@@ -80,31 +91,40 @@ impl<'a> Event<'a> {
     #[inline(always)]
     fn owner_ok(&self, f: FieldRef) -> bool {
         match f.scope {
-            ScopeKind::Payload | ScopeKind::EventContext => f.owner == self.class().index,
-            _ => f.owner == self.c.plan.streams[self.c.sp].global,
+            ScopeKind::Payload | ScopeKind::EventContext => f.owner == self.c.class_index,
+            _ => f.owner == self.c.stream_global,
         }
+    }
+
+    /// Bit position of a field in the current packet.
+    #[inline(always)]
+    fn start(&self, f: FieldRef) -> Option<u64> {
+        if !self.owner_ok(f) {
+            return None;
+        }
+        Some(*self.c.marks.get(f.slot as usize)? + f.rel as u64)
     }
 
     /// An integer or enum field as unsigned. Signed values are sign-extended
     /// then reinterpreted (two's complement).
     #[inline]
     pub fn u64(&self, f: FieldRef) -> Option<u64> {
-        if f.spec.bits == 0 || !self.owner_ok(f) {
+        let Shape::Int(spec) = f.shape else {
             return None;
-        }
-        let raw = self.c.read(f.scope, f.mark, f.rel, f.spec)?;
-        Some(to_i64(raw, f.spec) as u64)
+        };
+        let raw = read_bits(self.c.pkt, self.start(f)?, spec)?;
+        Some(to_i64(raw, spec) as u64)
     }
 
     /// An integer or enum field as signed. Unsigned 64-bit values above
     /// `i64::MAX` wrap.
     #[inline]
     pub fn i64(&self, f: FieldRef) -> Option<i64> {
-        if f.spec.bits == 0 || !self.owner_ok(f) {
+        let Shape::Int(spec) = f.shape else {
             return None;
-        }
-        let raw = self.c.read(f.scope, f.mark, f.rel, f.spec)?;
-        Some(to_i64(raw, f.spec))
+        };
+        let raw = read_bits(self.c.pkt, self.start(f)?, spec)?;
+        Some(to_i64(raw, spec))
     }
 
     fn scope_of(&self, f: FieldRef) -> Option<&'a Scope> {
@@ -125,67 +145,76 @@ impl<'a> Event<'a> {
         Some(plan.scope(s))
     }
 
-    fn start(&self, f: FieldRef) -> Option<u64> {
-        Some(*self.c.marks[f.scope as usize].get(f.mark as usize)? + f.rel as u64)
-    }
-
-    /// A string field, or a char array/sequence, up to its first NUL.
+    /// A string field, or an array/sequence of 8-bit integers (a char
+    /// array), up to its first NUL.
+    #[inline]
     pub fn str(&self, f: FieldRef) -> Option<&'a [u8]> {
-        let scope = self.scope_of(f)?;
-        let n = scope.node(f.node)?;
-        let pos = self.start(f)?;
         let data: &'a [u8] = self.c.pkt;
-        match &n.kind {
-            Kind::Str => {
-                let b = (pos / 8) as usize;
-                let rest = data.get(b..)?;
-                memchr(0, rest).map(|i| &rest[..i])
+        let (len, elem) = match f.shape {
+            Shape::Str => {
+                let rest = data.get((self.start(f)? / 8) as usize..)?;
+                return memchr(0, rest).map(|i| &rest[..i]);
             }
-            Kind::Array { elem, .. } | Kind::Seq { elem, .. } => {
-                let e = scope.node(*elem)?;
-                if !matches!(e.kind, Kind::Int { spec, .. } if spec.bits == 8) || pos % 8 != 0 {
-                    return None;
-                }
-                let len = self.len(f)?;
-                let b = (pos / 8) as usize;
-                let bytes = data.get(b..b + len)?;
-                Some(memchr(0, bytes).map_or(bytes, |i| &bytes[..i]))
-            }
-            _ => None,
+            Shape::Array { elem, len, .. } => (len as usize, elem),
+            Shape::Seq { elem, len_reg, .. } => (
+                usize::try_from(*self.c.regs.get(len_reg as usize)?).ok()?,
+                elem,
+            ),
+            _ => return None,
+        };
+        let pos = self.start(f)?;
+        if elem.bits != 8 || !pos.is_multiple_of(8) {
+            return None;
         }
+        let b = (pos / 8) as usize;
+        let bytes = data.get(b..b.checked_add(len)?)?;
+        Some(memchr(0, bytes).map_or(bytes, |i| &bytes[..i]))
     }
 
     /// Number of elements of an array or sequence field.
+    #[inline]
     pub fn len(&self, f: FieldRef) -> Option<usize> {
-        let scope = self.scope_of(f)?;
-        match &scope.node(f.node)?.kind {
-            Kind::Array { len, .. } => usize::try_from(*len).ok(),
-            Kind::Seq { len_reg, .. } => usize::try_from(*self.c.regs.get(*len_reg as usize)?).ok(),
-            _ => None,
+        if !self.owner_ok(f) {
+            return None;
+        }
+        match f.shape {
+            Shape::Array { len, .. } => Some(len as usize),
+            Shape::Seq { len_reg, .. } => usize::try_from(*self.c.regs.get(len_reg as usize)?).ok(),
+            _ => {
+                let scope = self.scope_of(f)?;
+                match &scope.node(f.node)?.kind {
+                    Kind::Array { len, .. } => usize::try_from(*len).ok(),
+                    Kind::Seq { len_reg, .. } => {
+                        usize::try_from(*self.c.regs.get(*len_reg as usize)?).ok()
+                    }
+                    _ => None,
+                }
+            }
         }
     }
 
     /// Element `i` of an integer array or sequence field.
+    #[inline]
     pub fn element(&self, f: FieldRef, i: usize) -> Option<i64> {
-        let scope = self.scope_of(f)?;
-        let (elem, len) = match &scope.node(f.node)?.kind {
-            Kind::Array { elem, len } => (*elem, *len),
-            Kind::Seq { elem, len_reg } => (*elem, *self.c.regs.get(*len_reg as usize)?),
+        let (elem, stride, len) = match f.shape {
+            Shape::Array { elem, stride, len } => (elem, stride, len as u64),
+            Shape::Seq {
+                elem,
+                stride,
+                len_reg,
+            } => (elem, stride, *self.c.regs.get(len_reg as usize)?),
             _ => return None,
         };
         if i as u64 >= len {
             return None;
         }
-        let e = scope.node(elem)?;
-        let Kind::Int { spec, .. } = e.kind else {
-            return None;
-        };
-        let stride = align_up(spec.bits as u64, e.align);
-        let pos = self.start(f)?.checked_add(stride.checked_mul(i as u64)?)?;
-        if pos.saturating_add(spec.bits as u64) > self.c.content_end() {
+        let pos = self
+            .start(f)?
+            .checked_add((stride as u64).checked_mul(i as u64)?)?;
+        if pos.saturating_add(elem.bits as u64) > self.c.content_end() {
             return None;
         }
-        Some(to_i64(read_bits(self.c.pkt, pos, spec)?, spec))
+        Some(to_i64(read_bits(self.c.pkt, pos, elem)?, elem))
     }
 
     /// Any field as a generic value (nested structs, variants, floats, enum
@@ -338,7 +367,7 @@ impl<'a> Decoder<'a, '_> {
             spec, text: true, ..
         } = e.kind
         {
-            if spec.bits == 8 && pos % 8 == 0 {
+            if spec.bits == 8 && pos.is_multiple_of(8) {
                 let b = (pos / 8) as usize;
                 let bytes = self
                     .data

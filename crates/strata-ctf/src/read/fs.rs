@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use memmap2::Mmap;
 
 use super::class::{compile, EventClass, TracePlan};
-use super::cursor::{Cursor, Source};
+use super::cursor::{Cursor, Release, Source};
 use super::error::ReadError;
 use super::merge::Events;
 use super::packet::decode_packet;
@@ -50,6 +50,24 @@ struct Mapped {
 impl Mapped {
     fn bytes(&self) -> &[u8] {
         self.map.as_deref().unwrap_or(&[])
+    }
+}
+
+impl Release for Mapped {
+    fn release(&self, off: u64, len: u64) {
+        if let Some(m) = &self.map {
+            // SAFETY: the mapping is private and read-only, so dropping its
+            // pages loses nothing: a later access reads them from the file
+            // again. No event borrows a finished packet (the iterator lends
+            // one event at a time), so the pages are not in use either.
+            let _ = unsafe {
+                m.unchecked_advise_range(
+                    memmap2::UncheckedAdvice::DontNeed,
+                    off as usize,
+                    len as usize,
+                )
+            };
+        }
     }
 }
 
@@ -172,6 +190,7 @@ impl TraceSet {
                     .map(|&f| Source {
                         path: &t.files[f].path,
                         data: t.files[f].bytes(),
+                        release: Some(&t.files[f] as &dyn Release),
                     })
                     .collect();
                 cursors.push(Cursor::new(

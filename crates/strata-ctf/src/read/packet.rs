@@ -90,7 +90,7 @@ pub(crate) fn decode_packet(
         }
         if let (Some((mark, rel)), Some(want)) = (r.uuid, plan.uuid) {
             let at = ph_marks.get(mark as usize).copied().unwrap_or(0) + rel as u64;
-            if at % 8 == 0 {
+            if at.is_multiple_of(8) {
                 let b = (at / 8) as usize;
                 if let Some(got) = data.get(b..b + 16) {
                     if got != want {
@@ -143,9 +143,9 @@ pub(crate) fn decode_packet(
         (None, Some(c)) => (avail, c),
         (None, None) => (avail, avail),
     };
-    let credible = (packet_bits % 8 == 0 && packet_bits > 0 && packet_bits <= avail)
+    let credible = (packet_bits.is_multiple_of(8) && packet_bits > 0 && packet_bits <= avail)
         .then_some(packet_bits / 8);
-    if packet_bits % 8 != 0 {
+    if !packet_bits.is_multiple_of(8) {
         return Err(bad(
             0,
             format!("packet size {packet_bits} bits is not a whole number of bytes"),

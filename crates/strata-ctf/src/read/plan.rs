@@ -138,12 +138,22 @@ pub(crate) struct Node {
     pub loc: Option<(u16, u32)>,
 }
 
+/// A scope whose layout is entirely static and that loads nothing: located
+/// in O(1), without walking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FastScope {
+    pub align: u32,
+    pub bits: u64,
+    pub mark: Option<u16>,
+}
+
 /// The compiled type of one dynamic scope.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Scope {
     pub nodes: Vec<Node>,
     pub root: NodeId,
     pub marks: u16,
+    pub fast: Option<FastScope>,
 }
 
 impl Scope {
@@ -529,6 +539,28 @@ impl Builder {
             let mut marks = 0u16;
             steps(scope, root, true, &mut marks)?;
             scope.marks = marks;
+            scope.fast = match scope.node(root).map(|n| (&n.kind, n.align)) {
+                Some((Kind::Struct { steps, .. }, align)) => match steps.as_slice() {
+                    [] => Some(FastScope {
+                        align,
+                        bits: 0,
+                        mark: None,
+                    }),
+                    [Step::Fixed {
+                        align,
+                        bits,
+                        mark,
+                        loads,
+                        ..
+                    }] if loads.is_empty() => Some(FastScope {
+                        align: *align,
+                        bits: *bits,
+                        mark: *mark,
+                    }),
+                    _ => None,
+                },
+                _ => None,
+            };
         }
         Ok((self.scopes, self.regs))
     }
@@ -631,8 +663,8 @@ fn steps(
         Kind::Struct { members, .. } => {
             let struct_align = scope.nodes[id as usize].align;
             let mut out: Vec<Step> = Vec::new();
-            // The run being built: align, bits, mark, loads.
-            let mut run: Option<(u32, u64, Option<u16>, Vec<Load>, NodeId)> = None;
+            // The run being built: align, bits, mark, loads, first member.
+            let mut run: Option<Run> = None;
             for (i, &m) in members.iter().enumerate() {
                 let (m_align, m_fixed) = {
                     let mn = &scope.nodes[m as usize];
@@ -707,6 +739,10 @@ fn steps(
     Ok(())
 }
 
+/// A run of fixed members being built: alignment, bits, mark, loads and
+/// first member.
+type Run = (u32, u64, Option<u16>, Vec<Load>, NodeId);
+
 fn bump(marks: &mut u16) -> u16 {
     let m = *marks;
     *marks = marks.saturating_add(1);
@@ -723,15 +759,13 @@ fn place(scope: &mut Scope, id: NodeId, mark: Option<u16>, rel: u32, loads: &mut
     }
     let n = &scope.nodes[id as usize];
     match n.kind.clone() {
-        Kind::Int { spec, .. } => {
-            if n.reg.is_some() || n.action != Action::None {
-                loads.push(Load {
-                    rel,
-                    spec,
-                    reg: n.reg,
-                    action: n.action,
-                });
-            }
+        Kind::Int { spec, .. } if n.reg.is_some() || n.action != Action::None => {
+            loads.push(Load {
+                rel,
+                spec,
+                reg: n.reg,
+                action: n.action,
+            });
         }
         Kind::Struct { members, .. } => {
             let mut off = 0u64;
@@ -753,20 +787,51 @@ fn place(scope: &mut Scope, id: NodeId, mark: Option<u16>, rel: u32, loads: &mut
     }
 }
 
+/// What decoding needs of one event class, packed so the table of a
+/// stream class stays in cache: indexed by event id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct EvPlan {
+    /// Index in the trace's classes.
+    pub class: u32,
+    /// Global class index.
+    pub index: u32,
+    /// Event context scope, or `NONE`.
+    pub context: u32,
+    /// Payload scope, or `NONE`.
+    pub payload: u32,
+    /// When the payload is all fixed: its alignment, size and mark.
+    pub fast_align: u32,
+    pub fast_bits: u32,
+    pub fast_mark: u16,
+    pub has_fast: bool,
+}
+
+impl EvPlan {
+    pub(crate) const NONE: u32 = u32::MAX;
+    const EMPTY: EvPlan = EvPlan {
+        class: Self::NONE,
+        index: Self::NONE,
+        context: Self::NONE,
+        payload: Self::NONE,
+        fast_align: 1,
+        fast_bits: 0,
+        fast_mark: u16::MAX,
+        has_fast: false,
+    };
+}
+
 /// Event-class lookup by id for one stream class.
 #[derive(Debug, Clone)]
 pub(crate) enum ClassMap {
-    Dense(Vec<u32>),
-    Sparse(HashMap<u64, u32>),
+    Dense(Vec<EvPlan>),
+    Sparse(HashMap<u64, EvPlan>),
 }
 
 impl ClassMap {
-    pub(crate) const NONE: u32 = u32::MAX;
-
-    pub(crate) fn new(pairs: &[(u64, u32)]) -> Self {
+    pub(crate) fn new(pairs: &[(u64, EvPlan)]) -> Self {
         let max = pairs.iter().map(|p| p.0).max().unwrap_or(0);
-        if max < 1 << 20 {
-            let mut v = vec![Self::NONE; max as usize + 1];
+        if max < 1 << 16 {
+            let mut v = vec![EvPlan::EMPTY; max as usize + 1];
             for &(id, c) in pairs {
                 v[id as usize] = c;
             }
@@ -776,11 +841,11 @@ impl ClassMap {
         }
     }
 
-    #[inline]
-    pub(crate) fn get(&self, id: u64) -> Option<u32> {
+    #[inline(always)]
+    pub(crate) fn get(&self, id: u64) -> Option<&EvPlan> {
         match self {
-            ClassMap::Dense(v) => v.get(id as usize).copied().filter(|&c| c != Self::NONE),
-            ClassMap::Sparse(m) => m.get(&id).copied(),
+            ClassMap::Dense(v) => v.get(id as usize).filter(|c| c.class != EvPlan::NONE),
+            ClassMap::Sparse(m) => m.get(&id),
         }
     }
 }

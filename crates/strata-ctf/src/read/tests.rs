@@ -39,6 +39,7 @@ fn each_event(md: &str, data: &[u8], force_generic: bool, mut f: impl FnMut(Even
         }
     }
     let src = Source {
+        release: None,
         path: Path::new("mem"),
         data,
     };

@@ -237,11 +237,7 @@ impl Walker<'_> {
                 return Ok(start + total);
             }
         }
-        let cap = if e.min_bits > 0 {
-            room / e.min_bits
-        } else {
-            MAX_EMPTY_ELEMS
-        };
+        let cap = room.checked_div(e.min_bits).unwrap_or(MAX_EMPTY_ELEMS);
         if len > cap {
             return Err(DecodeError {
                 bit: start,

@@ -103,8 +103,8 @@ pub fn metadata_text(bytes: &[u8]) -> Result<String, MetadataError> {
                 "metadata packet at byte {off} uses compression {compression}, encryption {encryption}, checksum {checksum}"
             )));
         }
-        if content_bits % 8 != 0
-            || packet_bits % 8 != 0
+        if !content_bits.is_multiple_of(8)
+            || !packet_bits.is_multiple_of(8)
             || content_bits < METADATA_HEADER_LEN * 8
             || content_bits > packet_bits
         {

@@ -163,7 +163,7 @@ impl Parser {
         &mut self.scopes[last]
     }
     fn lookup<T: Clone>(&self, f: impl Fn(&Scope) -> Option<&T>) -> Option<T> {
-        self.scopes.iter().rev().find_map(|s| f(s)).cloned()
+        self.scopes.iter().rev().find_map(&f).cloned()
     }
 
     // ---- declarations
@@ -435,7 +435,7 @@ impl Parser {
             ));
         }
         if t.align == 0 {
-            t.align = if t.size % 8 == 0 { 8 } else { 1 };
+            t.align = if t.size.is_multiple_of(8) { 8 } else { 1 };
         }
         Ok(t)
     }

@@ -1,0 +1,306 @@
+//! Full-decode throughput of the CTF reader against `babeltrace2 -o dummy`,
+//! on tc-many-threads and on a trace many times larger built from its real
+//! packets with shifted timestamps, plus peak RSS as the trace grows.
+//!
+//! `cargo bench -p strata-ctf --bench read_decode` (env `STRATA_BENCH_COPIES`,
+//! default 24, sets the size of the large trace).
+//!
+//! "Full decode" means: every event in time order, and every field of every
+//! event read through the typed accessors (integers, strings, every array
+//! element).
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use strata_ctf::read::{FieldKind, FieldRef, OpenOptions, TraceSet};
+
+fn traces() -> Option<PathBuf> {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    [
+        manifest.join("../../../shared/traces"),
+        PathBuf::from("/work/shared/traces"),
+    ]
+    .into_iter()
+    .find(|p| p.join("tc-many-threads/metadata").is_file())
+}
+
+/// The fields of one class grouped by how they are read, resolved once: an
+/// analysis knows its field types up front, so reads need no dispatch.
+#[derive(Default, Clone)]
+struct ClassFields {
+    ints: Vec<FieldRef>,
+    strings: Vec<FieldRef>,
+    arrays: Vec<FieldRef>,
+    floats: Vec<FieldRef>,
+}
+
+/// Decodes everything, touching every field. Returns (events, checksum).
+fn decode(path: &Path) -> (u64, u64) {
+    let set = TraceSet::open(path, &OpenOptions::default()).expect("trace opens");
+    let mut plans: Vec<ClassFields> = vec![ClassFields::default(); set.class_count()];
+    for c in set.event_classes() {
+        let p = &mut plans[c.index()];
+        for (_, f, k) in c.fields() {
+            match k {
+                FieldKind::Int(_) | FieldKind::Enum => p.ints.push(f),
+                FieldKind::String => p.strings.push(f),
+                FieldKind::Array | FieldKind::Sequence => p.arrays.push(f),
+                FieldKind::Float => p.floats.push(f),
+                // Their members are listed as fields of their own.
+                FieldKind::Struct | FieldKind::Variant => {}
+            }
+        }
+    }
+    let mut events = set.events();
+    let (mut n, mut sum) = (0u64, 0u64);
+    while let Some(e) = events.next() {
+        let e = e.expect("valid trace");
+        n += 1;
+        sum = sum.wrapping_add(e.ts() as u64);
+        let p = &plans[e.class_index()];
+        for &f in &p.ints {
+            sum = sum.wrapping_add(e.u64(f).unwrap_or(0));
+        }
+        for &f in &p.strings {
+            sum = sum.wrapping_add(e.str(f).map_or(0, |s| s.len() as u64));
+        }
+        for &f in &p.arrays {
+            // Char arrays read as text, others element by element.
+            if let Some(s) = e.str(f) {
+                sum = sum.wrapping_add(s.len() as u64);
+            } else {
+                for i in 0..e.len(f).unwrap_or(0) {
+                    sum = sum.wrapping_add(e.element(f, i).unwrap_or(0) as u64);
+                }
+            }
+        }
+        for &f in &p.floats {
+            sum = sum.wrapping_add(e.value(f).is_some() as u64);
+        }
+    }
+    (n, sum)
+}
+
+/// Peak resident set size of this process, in KiB.
+fn peak_rss_kib() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Child mode: decode once, print `events secs checksum rss_kib`.
+fn child(path: &Path) {
+    let t = Instant::now();
+    let (n, sum) = decode(path);
+    let secs = t.elapsed().as_secs_f64();
+    println!("{n} {secs} {sum} {}", peak_rss_kib());
+}
+
+struct Run {
+    events: u64,
+    secs: f64,
+    rss_kib: u64,
+}
+
+/// Runs the decode in a fresh process (so peak RSS is its own), best of `reps`.
+fn ours(path: &Path, reps: usize) -> Run {
+    let exe = std::env::current_exe().unwrap();
+    let mut best: Option<Run> = None;
+    for _ in 0..reps {
+        let out = Command::new(&exe)
+            .arg("--child")
+            .arg(path)
+            .output()
+            .unwrap();
+        let s = String::from_utf8_lossy(&out.stdout);
+        let f: Vec<&str> = s.split_whitespace().collect();
+        assert!(
+            f.len() == 4,
+            "child failed: {s} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let r = Run {
+            events: f[0].parse().unwrap(),
+            secs: f[1].parse().unwrap(),
+            rss_kib: f[3].parse().unwrap(),
+        };
+        if best.as_ref().is_none_or(|b| r.secs < b.secs) {
+            best = Some(r);
+        }
+    }
+    best.unwrap()
+}
+
+/// Wall time of `babeltrace2 PATH -o dummy`, best of `reps`; None if absent.
+fn babeltrace2(path: &Path, reps: usize) -> Option<f64> {
+    let mut best = f64::MAX;
+    for _ in 0..reps {
+        let t = Instant::now();
+        let st = Command::new("babeltrace2")
+            .arg(path)
+            .args(["-o", "dummy"])
+            .status()
+            .ok()?;
+        assert!(st.success(), "babeltrace2 failed on {}", path.display());
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    Some(best)
+}
+
+/// Builds a trace `copies` times as long as `src`: each stream file is its
+/// real packets repeated, the k-th copy shifted by k * `shift` clock cycles
+/// (packet begin/end and extended event headers patched; compact 27-bit
+/// timestamps are unchanged since `shift` is a multiple of 2^27).
+fn build_large(src: &Path, dst: &Path, copies: u64) {
+    let _ = std::fs::remove_dir_all(dst);
+    std::fs::create_dir_all(dst).unwrap();
+    std::fs::copy(src.join("metadata"), dst.join("metadata")).unwrap();
+    // Where the extended headers are, found with the reader itself.
+    let set = TraceSet::open(src, &OpenOptions::default()).unwrap();
+    let mut extended: HashMap<PathBuf, Vec<u64>> = HashMap::new();
+    let (mut first, mut last) = (u64::MAX, 0u64);
+    let mut events = set.events();
+    let mut data_cache: HashMap<PathBuf, Vec<u8>> = HashMap::new();
+    while let Some(e) = events.next() {
+        let e = e.unwrap();
+        first = first.min(e.cycles());
+        last = last.max(e.cycles());
+        let (file, off) = e.position();
+        let bytes = data_cache
+            .entry(file.to_path_buf())
+            .or_insert_with(|| std::fs::read(file).unwrap());
+        if bytes[off as usize] & 31 == 31 {
+            extended.entry(file.to_path_buf()).or_default().push(off);
+        }
+    }
+    // Packets may close well after their last event: include their bounds.
+    for bytes in data_cache.values() {
+        let mut off = 0usize;
+        while off + 64 <= bytes.len() {
+            let at = |i: usize| u64::from_le_bytes(bytes[off + i..off + i + 8].try_into().unwrap());
+            first = first.min(at(32));
+            last = last.max(at(40));
+            let size = at(56) as usize / 8;
+            if size == 0 {
+                break;
+            }
+            off += size;
+        }
+    }
+    let unit = 1u64 << 27;
+    let shift = (last - first + 10_000_000).div_ceil(unit) * unit;
+    for (file, bytes) in &data_cache {
+        let mut out = std::io::BufWriter::new(
+            std::fs::File::create(dst.join(file.file_name().unwrap())).unwrap(),
+        );
+        let ext = extended.get(file).cloned().unwrap_or_default();
+        for k in 0..copies {
+            let mut b = bytes.clone();
+            let add = |b: &mut [u8], at: usize, d: u64| {
+                let v = u64::from_le_bytes(b[at..at + 8].try_into().unwrap()).wrapping_add(d);
+                b[at..at + 8].copy_from_slice(&v.to_le_bytes());
+            };
+            let d = k * shift;
+            // Packets: header 32 bytes (magic, uuid, stream_id, instance),
+            // then timestamp_begin, timestamp_end, content_size, packet_size.
+            let mut off = 0usize;
+            while off + 64 <= b.len() {
+                add(&mut b, off + 32, d);
+                add(&mut b, off + 40, d);
+                let size =
+                    u64::from_le_bytes(b[off + 56..off + 64].try_into().unwrap()) as usize / 8;
+                if size == 0 {
+                    break;
+                }
+                off += size;
+            }
+            for &o in &ext {
+                add(&mut b, o as usize + 5, d);
+            }
+            out.write_all(&b).unwrap();
+        }
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--child") {
+        child(Path::new(&args[i + 1]));
+        return;
+    }
+    let Some(root) = traces() else {
+        println!("read_decode: shared traces not found, nothing to measure");
+        return;
+    };
+    let copies: u64 = std::env::var("STRATA_BENCH_COPIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(24);
+    let small = root.join("tc-many-threads");
+    let tmp = std::env::temp_dir().join(format!("strata-read-bench-{}", std::process::id()));
+    let mid = tmp.join("x4");
+    let large = tmp.join(format!("x{copies}"));
+    build_large(&small, &mid, 4);
+    build_large(&small, &large, copies);
+
+    println!("read_decode: full decode (all events in time order, every field read)");
+    println!(
+        "{:<22} {:>10} {:>10} {:>12} {:>10} {:>12} {:>9}",
+        "trace", "events", "ours s", "ours ev/s", "bt2 s", "bt2 ev/s", "speedup"
+    );
+    let mut rss = Vec::new();
+    for (name, path, reps, bt_reps) in [
+        ("tc-many-threads".to_string(), &small, 5, 3),
+        ("x4".to_string(), &mid, 3, 1),
+        (format!("x{copies}"), &large, 3, 1),
+    ] {
+        let r = ours(path, reps);
+        let bt = babeltrace2(path, bt_reps);
+        let (bts, btr, sp) = match bt {
+            Some(s) => (
+                format!("{s:.3}"),
+                format!("{:.0}", r.events as f64 / s),
+                format!("{:.1}x", s / r.secs),
+            ),
+            None => ("-".into(), "-".into(), "-".into()),
+        };
+        println!(
+            "{:<22} {:>10} {:>10.4} {:>12.0} {:>10} {:>12} {:>9}",
+            name,
+            r.events,
+            r.secs,
+            r.events as f64 / r.secs,
+            bts,
+            btr,
+            sp
+        );
+        let size: u64 = std::fs::read_dir(path)
+            .unwrap()
+            .filter_map(|e| e.ok()?.metadata().ok())
+            .map(|m| m.len())
+            .sum();
+        rss.push((name, size, r.rss_kib));
+    }
+    if babeltrace2(&small, 1).is_none() {
+        println!("babeltrace2 not installed: no comparison");
+    }
+    println!("peak RSS of the decoding process:");
+    for (name, size, kib) in rss {
+        println!(
+            "  {name:<20} trace {:>7.1} MiB  peak RSS {:>6.1} MiB",
+            size as f64 / 1048576.0,
+            kib as f64 / 1024.0
+        );
+    }
+    if std::env::var_os("STRATA_BENCH_KEEP").is_some() {
+        println!("kept {}", tmp.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+}
