@@ -322,3 +322,40 @@ fn one_bad_stream_does_not_stop_the_others() {
     assert_eq!(errs.len(), 1);
     assert_eq!(xs.len(), 16, "both streams' 8 good events");
 }
+
+/// The same decoding from bytes in memory, as a live relay would use it.
+#[test]
+fn in_memory_stream() {
+    use strata_ctf::read::TraceClass;
+    let tc = TraceClass::from_metadata(METADATA.as_bytes()).unwrap();
+    assert_eq!(tc.event_classes()[0].name(), "ev");
+    let mut data: Vec<u8> = (0..2).flat_map(|i| packet(i * EVENTS)).collect();
+    let name = Path::new("relay/chan_0");
+    let mut r = tc.stream(name, &data, false);
+    let mut xs = Vec::new();
+    while let Some(e) = r.next() {
+        let e = e.unwrap();
+        xs.push(e.u64(e.class().field("x").unwrap()).unwrap());
+        assert_eq!(e.position(), (name, e.position().1));
+    }
+    assert_eq!(xs, (0..8).collect::<Vec<u64>>());
+    data[PKT] = 0;
+    let mut r = tc.stream(name, &data, false);
+    let mut n = 0;
+    let err = loop {
+        match r.next() {
+            Some(Ok(_)) => n += 1,
+            Some(Err(e)) => break e,
+            None => panic!("no error"),
+        }
+    };
+    assert_eq!(n, 4);
+    corrupt_at(&err, name, PKT as u64, "magic");
+    let mut r = tc.stream(name, &data, true);
+    let mut n = 0;
+    while let Some(e) = r.next() {
+        e.unwrap();
+        n += 1;
+    }
+    assert_eq!((n, r.skipped().packets), (4, 1));
+}

@@ -315,3 +315,19 @@ fn tracefile_rotation_matches_babeltrace_golden_output() {
     }
     assert_eq!(n, expected.len());
 }
+
+/// The LTTng index files agree with the packets where they exist.
+#[test]
+fn index_files_agree_with_the_packets() {
+    let Some(root) = traces() else { return };
+    for (name, want) in [
+        ("tc-many-threads", Some(true)),
+        ("bt-lttng-tracefile-rotation/kernel", Some(true)),
+        ("tc-synctraces/scp_src", None),
+    ] {
+        let set = TraceSet::open(&root.join(name), &OpenOptions::default()).unwrap();
+        for s in set.traces()[0].streams() {
+            assert_eq!(s.index_consistent, want, "{name}: {:?}", s.files);
+        }
+    }
+}

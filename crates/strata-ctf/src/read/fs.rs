@@ -40,6 +40,11 @@ pub struct StreamInfo {
     pub stream_class: u64,
     /// `stream_instance_id` of the packet header, if any.
     pub instance: Option<u64>,
+    /// What the LTTng index files (`index/<file>.idx`) say, when every file
+    /// of the stream has one: `Some(true)` when their packets chain through
+    /// each file and the first agrees with the file's first packet header.
+    /// The reader never needs them; this is a cross-check.
+    pub index_consistent: Option<bool>,
 }
 
 struct Mapped {
@@ -300,6 +305,7 @@ fn open_trace(
         cpu: Option<u64>,
         instance: Option<u64>,
         ts: u64,
+        first_size: u64,
     }
     let mut probes = Vec::new();
     let mut regs = vec![0u64; plan.regs];
@@ -317,6 +323,7 @@ fn open_trace(
                 cpu: info.cpu_id,
                 instance: info.instance,
                 ts: info.ts_begin.unwrap_or(0),
+                first_size: info.size,
             }),
             Err(e) if !opts.skip_corrupt => {
                 return Err(ReadError::Corrupt {
@@ -333,6 +340,7 @@ fn open_trace(
                 cpu: None,
                 instance: None,
                 ts: 0,
+                first_size: 0,
             }),
         }
     }
@@ -352,7 +360,13 @@ fn open_trace(
     for mut g in groups {
         g.sort_by(|a, b| a.ts.cmp(&b.ts).then(a.file.cmp(&b.file)));
         let first = &g[0];
+        let index_consistent = g
+            .iter()
+            .map(|p| index_agrees(&files[p.file], p.first_size))
+            .collect::<Option<Vec<bool>>>()
+            .map(|v| v.iter().all(|ok| *ok));
         streams.push(StreamInfo {
+            index_consistent,
             files: g.iter().map(|p| files[p.file].path.clone()).collect(),
             cpu: first.cpu.map(|c| c as u32),
             size: g.iter().map(|p| files[p.file].bytes().len() as u64).sum(),
@@ -370,4 +384,28 @@ fn open_trace(
         stream_files,
         files,
     })
+}
+
+/// Checks a stream file against its LTTng index, if it has one: entries
+/// must chain packet after packet up to the end of the file, and the first
+/// must have the size the file's first packet header declares. `None` when
+/// there is no readable index.
+fn index_agrees(file: &Mapped, first_size: u64) -> Option<bool> {
+    let name = file.path.file_name()?;
+    let mut idx_name = name.to_os_string();
+    idx_name.push(".idx");
+    let idx = file.path.parent()?.join("index").join(idx_name);
+    let bytes = std::fs::read(idx).ok()?;
+    let entries = crate::index::parse(&bytes).ok()?;
+    let mut expect = 0u64;
+    for e in &entries {
+        if e.offset != expect || e.packet_size % 8 != 0 || e.content_size > e.packet_size {
+            return Some(false);
+        }
+        expect = e.offset + e.packet_size / 8;
+    }
+    let first_ok = entries
+        .first()
+        .is_none_or(|e| e.packet_size / 8 == first_size);
+    Some(first_ok && expect == file.bytes().len() as u64)
 }
