@@ -9,43 +9,17 @@ pub(crate) fn read_bits(data: &[u8], pos: u64, spec: IntSpec) -> Option<u64> {
     let byte = (pos >> 3) as usize;
     let shift = (pos & 7) as u32;
     let bits = spec.bits as u32;
-    if shift == 0 {
-        // Byte-aligned common sizes: one unaligned load.
-        match (bits, spec.be) {
-            (8, _) => return data.get(byte).map(|b| *b as u64),
-            (16, false) => {
-                return data
-                    .get(byte..byte + 2)
-                    .map(|b| u16::from_le_bytes([b[0], b[1]]) as u64)
-            }
-            (32, false) => {
-                return data
-                    .get(byte..byte + 4)
-                    .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as u64)
-            }
-            (64, false) => {
-                return data
-                    .get(byte..byte + 8)
-                    .and_then(|b| b.try_into().ok())
-                    .map(u64::from_le_bytes)
-            }
-            (16, true) => {
-                return data
-                    .get(byte..byte + 2)
-                    .map(|b| u16::from_be_bytes([b[0], b[1]]) as u64)
-            }
-            (32, true) => {
-                return data
-                    .get(byte..byte + 4)
-                    .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as u64)
-            }
-            (64, true) => {
-                return data
-                    .get(byte..byte + 8)
-                    .and_then(|b| b.try_into().ok())
-                    .map(u64::from_be_bytes)
-            }
-            _ => {}
+    // One 8-byte load, a shift and a mask, whatever the size: no branch on
+    // the field's size, which alternates from field to field.
+    if let Some(w) = data.get(byte..byte.wrapping_add(8)) {
+        if shift + bits <= 64 && bits > 0 {
+            let w = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+            let mask = u64::MAX >> (64 - bits);
+            return Some(if spec.be {
+                (w.swap_bytes() << shift) >> (64 - bits)
+            } else {
+                (w >> shift) & mask
+            });
         }
     }
     read_bits_slow(data, byte, shift, bits, spec.be)
@@ -82,12 +56,9 @@ fn read_bits_slow(data: &[u8], byte: usize, shift: u32, bits: u32, be: bool) -> 
 /// Sign-extends the low `bits` of `raw` when `signed`.
 #[inline(always)]
 pub(crate) fn to_i64(raw: u64, spec: IntSpec) -> i64 {
-    if spec.signed && spec.bits < 64 {
-        let sh = 64 - spec.bits as u32;
-        ((raw << sh) as i64) >> sh
-    } else {
-        raw as i64
-    }
+    // Branch-free: shifting by 0 leaves unsigned values as they are.
+    let sh = (64 - spec.bits.clamp(1, 64) as u32) * spec.signed as u32;
+    ((raw << sh) as i64) >> sh
 }
 
 /// The value of a raw integer as an i128, honouring signedness.
