@@ -331,3 +331,50 @@ fn index_files_agree_with_the_packets() {
         }
     }
 }
+
+/// A directory of several traces: each found, classes indexed densely
+/// across them, events merged in time order with ties by trace.
+#[test]
+fn several_traces_merge_in_time_order() {
+    let Some(root) = traces() else { return };
+    let dir = root.join("tc-synctraces");
+    let set = TraceSet::open(&dir, &OpenOptions::default()).unwrap();
+    let t = set.traces();
+    assert_eq!(t.len(), 2);
+    assert!(t[0].path().ends_with("scp_dest") && t[1].path().ends_with("scp_src"));
+    assert_ne!(t[0].hostname(), t[1].hostname());
+    let per_trace: Vec<usize> = t.iter().map(|t| t.event_classes().len()).collect();
+    assert_eq!(set.class_count(), per_trace.iter().sum::<usize>());
+    let idx: Vec<usize> = set.event_classes().map(|c| c.index()).collect();
+    assert_eq!(idx, (0..set.class_count()).collect::<Vec<_>>());
+    let singles: Vec<u64> = t
+        .iter()
+        .map(|tr| {
+            let one = TraceSet::open(tr.path(), &OpenOptions::default()).unwrap();
+            let mut ev = one.events();
+            let mut n = 0;
+            while let Some(e) = ev.next() {
+                e.unwrap();
+                n += 1;
+            }
+            n
+        })
+        .collect();
+    let mut events = set.events();
+    let (mut n, mut counts, mut prev) = (0u64, [0u64; 2], (i64::MIN, 0usize));
+    while let Some(e) = events.next() {
+        let e = e.unwrap();
+        n += 1;
+        counts[e.trace()] += 1;
+        assert_eq!(e.class().trace(), e.trace());
+        assert_eq!(e.class_index(), e.class().index());
+        let key = (e.ts(), e.trace());
+        assert!(
+            key >= prev,
+            "event {n} out of order: {key:?} after {prev:?}"
+        );
+        prev = key;
+    }
+    assert_eq!(counts.to_vec(), singles);
+    assert_eq!(events.bytes_done(), set.total_bytes());
+}
