@@ -103,7 +103,9 @@ impl EventClass {
     /// Finds a field by name: payload first, then event context, stream
     /// event context and packet context. Names are given without the one
     /// leading underscore TSDL writers add (`prev_tid`); the raw spelling
-    /// works too. Nested struct members are `outer.inner`.
+    /// works too. Nested struct members are `outer.inner`. Fields inside
+    /// variants, arrays and sequences have no reference of their own: read
+    /// them through [`crate::read::Event::value`] of the enclosing field.
     pub fn field(&self, name: &str) -> Option<FieldRef> {
         self.lookup
             .iter()
