@@ -168,7 +168,10 @@ impl<'a> Event<'a> {
         }
         let b = (pos / 8) as usize;
         let bytes = data.get(b..b.checked_add(len)?)?;
-        Some(memchr(0, bytes).map_or(bytes, |i| &bytes[..i]))
+        Some(match short_nul(bytes) {
+            Some(i) => &bytes[..i],
+            None => bytes,
+        })
     }
 
     /// Number of elements of an array or sequence field.
@@ -389,5 +392,16 @@ impl<'a> Decoder<'a, '_> {
             p = np;
         }
         Some((Value::Array(out), p))
+    }
+}
+
+/// Position of the first NUL: an inline scan for the short char arrays of
+/// kernel events (`comm[16]`), where calling `memchr` costs more.
+#[inline(always)]
+fn short_nul(bytes: &[u8]) -> Option<usize> {
+    if bytes.len() <= 32 {
+        bytes.iter().position(|&b| b == 0)
+    } else {
+        memchr(0, bytes)
     }
 }
