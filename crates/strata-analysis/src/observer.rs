@@ -11,9 +11,10 @@ pub struct RunSlice {
     pub cpu: u32,
     /// The thread.
     pub thread: Serial,
-    /// Start, ns. When the CPU's first `sched_switch` revealed a thread that
-    /// was already running, this is the earliest time it can have started
-    /// there: the later of the host's first event and its last switch-out.
+    /// Start, ns. When a `sched_switch` revealed a thread that was already
+    /// running on a CPU whose state was unknown, this is the earliest time it
+    /// can have started there: the later of the moment the CPU's state became
+    /// unknown (the host's first event, at first) and its last switch-out.
     pub from: i64,
     /// End, ns.
     pub to: i64,

@@ -162,6 +162,7 @@ struct SoftirqSlot {
 #[derive(Debug, Clone)]
 struct Cpu {
     current: Current,
+    /// When `current` started running; for `Unknown`, since when it is unknown.
     since: i64,
     hardirq: Option<(i64, i64)>,
     softirqs: [SoftirqSlot; SOFTIRQ_VECS],
@@ -169,10 +170,10 @@ struct Cpu {
 }
 
 impl Cpu {
-    fn new() -> Cpu {
+    fn new(since: i64) -> Cpu {
         Cpu {
             current: Current::Unknown,
-            since: 0,
+            since,
             hardirq: None,
             softirqs: [SoftirqSlot::default(); SOFTIRQ_VECS],
             in_softirq: 0,
@@ -327,7 +328,8 @@ impl Machine {
         if self.cpus.len() <= i {
             self.cpus.resize(i + 1, None);
         }
-        Some(self.cpus[i].get_or_insert_with(Cpu::new))
+        let start = self.start.unwrap_or(0);
+        Some(self.cpus[i].get_or_insert_with(|| Cpu::new(start)))
     }
 
     fn new_thread(&mut self, tid: Tid, ts: i64) -> u32 {
@@ -362,7 +364,7 @@ impl Machine {
             }
         };
         if let Some(old) = self.by_tid.insert(tid, slot) {
-            self.retire(old);
+            self.retire(old, ts);
         }
         // Threads of a process whose main thread is this one.
         if let Some(id) = self.idents.0.get_mut(serial as usize) {
@@ -374,7 +376,7 @@ impl Machine {
     }
 
     /// Drops the state of a thread slot (its identity stays).
-    fn retire(&mut self, slot: u32) {
+    fn retire(&mut self, slot: u32, ts: i64) {
         let Some(t) = self.threads.get(slot as usize) else {
             return;
         };
@@ -385,6 +387,7 @@ impl Machine {
             if let Some(Some(c)) = self.cpus.get_mut(cpu as usize) {
                 if c.current == Current::Thread(slot) {
                     c.current = Current::Unknown;
+                    c.since = ts;
                 }
             }
         }
@@ -513,7 +516,7 @@ impl Machine {
                         self.threads[s as usize].freed = true;
                     } else {
                         self.by_tid.remove(&tid);
-                        self.retire(s);
+                        self.retire(s, ts);
                     }
                 }
             }
@@ -614,6 +617,8 @@ impl Machine {
                 if nr_sector == 0 {
                     return;
                 }
+                // The kernel counts sectors in 32 bits.
+                let nr_sector = nr_sector.min(u32::MAX as u64);
                 let who = match tid {
                     Some(t) => self
                         .by_tid
@@ -633,7 +638,7 @@ impl Machine {
                 nr_sector,
             } => {
                 if let Some((issue, thread, nr, write)) = self.block.remove(&(dev, sector)) {
-                    if nr == nr_sector || nr_sector == 0 {
+                    if nr == nr_sector.min(u32::MAX as u64) || nr_sector == 0 {
                         obs.block(
                             &self.idents,
                             &BlockDone {
@@ -728,7 +733,6 @@ impl Machine {
         next_prio: Option<i32>,
         obs: &mut O,
     ) {
-        let start = self.start.unwrap_or(ts);
         let Some(c) = self.cpu(cpu) else { return };
         let (current, since) = (c.current, c.since);
         // Close what ran until now.
@@ -762,8 +766,9 @@ impl Machine {
             }
             Current::Unknown => {
                 // The first switch on this CPU shows what ran before it: the
-                // thread ran since the host's first event, unless it was seen
-                // switched out elsewhere later than that.
+                // thread ran since the CPU's state became unknown (the host's
+                // first event, at first), unless it was seen switched out
+                // elsewhere later than that.
                 if let Some(p) = prev_slot {
                     let t = &self.threads[p as usize];
                     if t.on_cpu.is_none() {
@@ -772,7 +777,7 @@ impl Machine {
                             &RunSlice {
                                 cpu,
                                 thread: t.serial,
-                                from: start.max(t.last_off),
+                                from: since.max(t.last_off),
                                 to: ts,
                                 prio: prev_prio.or(t.prio),
                             },
@@ -804,6 +809,7 @@ impl Machine {
                 if let Some(Some(oc)) = self.cpus.get_mut(other as usize) {
                     if oc.current == Current::Thread(n) {
                         oc.current = Current::Unknown;
+                        oc.since = ts;
                     }
                 }
             }
@@ -847,7 +853,7 @@ impl Machine {
             if self.by_tid.get(&tid) == Some(&slot) {
                 self.by_tid.remove(&tid);
             }
-            self.retire(slot);
+            self.retire(slot, ts);
         }
     }
 

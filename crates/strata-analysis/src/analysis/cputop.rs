@@ -115,14 +115,14 @@ impl Cputop {
         if s.to <= from || !self.filter.cpu_ok(s.cpu) || !self.filter.thread_ok(ids, s.thread) {
             return;
         }
-        let d = s.to - from;
+        let d = s.to.saturating_sub(from);
         let c = s.cpu as usize;
         if self.cpus.len() <= c {
             self.cpus.resize(c + 1, 0);
         }
-        self.cpus[c] += d;
+        self.cpus[c] = self.cpus[c].saturating_add(d);
         let r = self.row(s.thread);
-        r.ns += d;
+        r.ns = r.ns.saturating_add(d);
         if let Some(p) = s.prio {
             let n = r.nprios as usize;
             if !r.prios[..n].contains(&p) && n < MAX_PRIOS {

@@ -251,8 +251,8 @@ impl Io {
         };
         if counted && slot < 4 {
             let l = &mut self.lat[slot];
-            l.stats.add(d.exit - d.entry);
-            l.hist.add(d.exit - d.entry);
+            l.stats.add(d.exit.saturating_sub(d.entry));
+            l.hist.add(d.exit.saturating_sub(d.entry));
         }
         match op {
             IoOp::Open => {
@@ -298,10 +298,10 @@ impl Io {
                     &mut self.files[f as usize].1,
                 ] {
                     if write {
-                        b.write += n;
+                        b.write = b.write.saturating_add(n);
                         b.writes += 1;
                     } else {
-                        b.read += n;
+                        b.read = b.read.saturating_add(n);
                         b.reads += 1;
                     }
                 }
@@ -321,10 +321,10 @@ impl Io {
             }
             let b = grow(&mut self.block_threads, s as usize);
             if d.write {
-                b.write += d.nr_sector * 512;
+                b.write = b.write.saturating_add(d.nr_sector.saturating_mul(512));
                 b.writes += 1;
             } else {
-                b.read += d.nr_sector * 512;
+                b.read = b.read.saturating_add(d.nr_sector.saturating_mul(512));
                 b.reads += 1;
             }
         } else if self.filter.has_thread_filter() {
@@ -333,18 +333,18 @@ impl Io {
         let disk = self.disks.entry(d.dev).or_default();
         disk.requests += 1;
         if d.write {
-            disk.write_sectors += d.nr_sector;
+            disk.write_sectors = disk.write_sectors.saturating_add(d.nr_sector);
         } else {
-            disk.read_sectors += d.nr_sector;
+            disk.read_sectors = disk.read_sectors.saturating_add(d.nr_sector);
         }
-        disk.lat.stats.add(d.complete - d.issue);
-        disk.lat.hist.add(d.complete - d.issue);
+        disk.lat.stats.add(d.complete.saturating_sub(d.issue));
+        disk.lat.hist.add(d.complete.saturating_sub(d.issue));
     }
 
     /// The report over a period of `duration` ns.
     pub fn report(&self, m: &Machine, duration: i64, top: usize) -> IoReport {
         let ids = m.idents();
-        let total = |b: &Bytes| b.read + b.write;
+        let total = |b: &Bytes| b.read.saturating_add(b.write);
         let n = self.threads.len().max(self.block_threads.len());
         let mut rows: Vec<(Serial, (Bytes, Bytes))> = (0..n)
             .map(|i| {
@@ -356,16 +356,17 @@ impl Io {
                     ),
                 )
             })
-            .filter(|(_, (a, b))| total(a) + total(b) > 0 || a.reads + a.writes > 0)
+            .filter(|(_, (a, b))| total(a) > 0 || total(b) > 0 || a.reads + a.writes > 0)
             .collect();
         rows.sort_by(|a, b| {
-            (total(&b.1 .0) + total(&b.1 .1))
-                .cmp(&(total(&a.1 .0) + total(&a.1 .1)))
+            total(&b.1 .0)
+                .saturating_add(total(&b.1 .1))
+                .cmp(&total(&a.1 .0).saturating_add(total(&a.1 .1)))
                 .then(ids.tid(a.0).cmp(&ids.tid(b.0)))
         });
         let mut processes = by_process(ids, rows.iter().map(|(s, (a, _))| (*s, *a)), |x, y| {
-            x.read += y.read;
-            x.write += y.write;
+            x.read = x.read.saturating_add(y.read);
+            x.write = x.write.saturating_add(y.write);
             x.reads += y.reads;
             x.writes += y.writes;
         });
@@ -378,13 +379,16 @@ impl Io {
             .disks
             .iter()
             .map(|(&dev, d)| {
-                let bytes = (d.read_sectors + d.write_sectors) * 512;
+                let bytes = d
+                    .read_sectors
+                    .saturating_add(d.write_sectors)
+                    .saturating_mul(512);
                 DiskIo {
                     dev,
                     name: m.disk_name(dev),
                     requests: d.requests,
-                    read_bytes: d.read_sectors * 512,
-                    write_bytes: d.write_sectors * 512,
+                    read_bytes: d.read_sectors.saturating_mul(512),
+                    write_bytes: d.write_sectors.saturating_mul(512),
                     bandwidth_bps: if secs > 0.0 { bytes as f64 / secs } else { 0.0 },
                     latency: d.lat.stats.summary(),
                     percentiles: d.lat.hist.percentiles(),

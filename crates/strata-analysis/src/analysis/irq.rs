@@ -97,8 +97,8 @@ impl Irqs {
             return;
         }
         let l = self.hard.entry(d.irq).or_default();
-        l.stats.add(d.exit - d.entry);
-        l.hist.add(d.exit - d.entry);
+        l.stats.add(d.exit.saturating_sub(d.entry));
+        l.hist.add(d.exit.saturating_sub(d.entry));
         self.cpu(d.cpu).0 += 1;
     }
 
@@ -112,10 +112,10 @@ impl Irqs {
             self.soft.resize_with(v + 1, Line::default);
         }
         let l = &mut self.soft[v];
-        l.stats.add(d.exit - d.entry);
-        l.hist.add(d.exit - d.entry);
+        l.stats.add(d.exit.saturating_sub(d.entry));
+        l.hist.add(d.exit.saturating_sub(d.entry));
         if let Some(r) = d.raise {
-            l.raise.add(d.entry - r);
+            l.raise.add(d.entry.saturating_sub(r));
         }
         self.cpu(d.cpu).1 += 1;
     }

@@ -81,7 +81,10 @@ fn counts(r: &Row) -> MemCounts {
 }
 
 fn weight(r: &Row) -> u64 {
-    r.alloc + r.free + r.user_faults + r.kernel_faults
+    r.alloc
+        .saturating_add(r.free)
+        .saturating_add(r.user_faults)
+        .saturating_add(r.kernel_faults)
 }
 
 impl Mem {
@@ -108,9 +111,9 @@ impl Mem {
     pub fn pages(&mut self, ids: &Idents, cpu: u32, s: Serial, alloc: bool, n: u64) {
         if let Some(r) = self.row(ids, cpu, s) {
             if alloc {
-                r.alloc += n;
+                r.alloc = r.alloc.saturating_add(n);
             } else {
-                r.free += n;
+                r.free = r.free.saturating_add(n);
             }
         }
     }
@@ -143,8 +146,8 @@ impl Mem {
         });
         let mut total = Row::default();
         let add = |a: &mut Row, b: &Row| {
-            a.alloc += b.alloc;
-            a.free += b.free;
+            a.alloc = a.alloc.saturating_add(b.alloc);
+            a.free = a.free.saturating_add(b.free);
             a.user_faults += b.user_faults;
             a.kernel_faults += b.kernel_faults;
         };

@@ -410,7 +410,7 @@ impl Analyzer {
                 hosts: Vec::new(),
             };
         };
-        let duration = end - begin;
+        let duration = end.saturating_sub(begin);
         let top = self.opts.top;
         let names = self.binder.syscall_names().to_vec();
         let mut out = Vec::new();

@@ -135,7 +135,7 @@ impl Sched {
         if !self.filter.cpu_ok(d.cpu) || !self.filter.thread_ok(ids, d.thread) {
             return;
         }
-        let lat = d.switched_in - d.wakeup;
+        let lat = d.switched_in.saturating_sub(d.wakeup);
         let i = d.thread as usize;
         if self.threads.len() <= i {
             self.threads.resize(i + 1, Stats::default());
@@ -204,7 +204,7 @@ impl Sched {
                 .into_iter()
                 .map(|(lat, wakeup, cpu, s, waker, prio)| Wakeup {
                     wakeup_ns: wakeup,
-                    switch_ns: wakeup + lat,
+                    switch_ns: wakeup.saturating_add(lat),
                     latency_ns: lat,
                     cpu,
                     prio,

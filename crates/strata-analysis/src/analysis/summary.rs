@@ -92,7 +92,7 @@ impl Summary {
     pub fn run(&mut self, ids: &Idents, s: &RunSlice) {
         let from = s.from.max(self.begin);
         if s.to > from && ids.tid(s.thread) != 0 {
-            self.row(s.thread).0 += s.to - from;
+            self.row(s.thread).0 += s.to.saturating_sub(from);
         }
     }
 

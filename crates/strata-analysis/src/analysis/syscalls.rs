@@ -179,7 +179,7 @@ impl Syscalls {
         if !self.filter.cpu_ok(d.cpu) || !self.filter.thread_ok(ids, d.thread) {
             return;
         }
-        let dur = d.exit - d.entry;
+        let dur = d.exit.saturating_sub(d.entry);
         let i = d.thread as usize;
         if self.threads.len() <= i {
             self.threads.resize_with(i + 1, Vec::new);
