@@ -11,7 +11,7 @@ pub mod summary;
 pub mod syscalls;
 
 use serde::Serialize;
-use strata_ctf::read::{Event, ReadError, TraceSet};
+use strata_ctf::read::{Event, ReadError, SkipStats, TraceSet};
 
 use crate::bind::Binder;
 use crate::filter::Filter;
@@ -384,8 +384,14 @@ impl Analyzer {
     }
 
     /// Feeds every event of `set` (the set this analyzer was made for),
-    /// calling `progress(bytes_done)` now and then.
-    pub fn run(&mut self, set: &TraceSet, mut progress: impl FnMut(u64)) -> Result<(), ReadError> {
+    /// calling `progress(bytes_done)` now and then. Returns what
+    /// `skip_corrupt` skipped; without it, the first damaged packet is an
+    /// error naming its file and byte offset.
+    pub fn run(
+        &mut self,
+        set: &TraceSet,
+        mut progress: impl FnMut(u64),
+    ) -> Result<SkipStats, ReadError> {
         let mut events = set.events();
         let mut n = 0u32;
         while let Some(ev) = events.next() {
@@ -399,7 +405,7 @@ impl Analyzer {
             }
         }
         progress(events.bytes_done());
-        Ok(())
+        Ok(events.skipped())
     }
 
     /// Ends the period at the last event fed and builds the reports.
