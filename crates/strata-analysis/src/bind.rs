@@ -435,7 +435,7 @@ impl Binder {
     /// [`KernelEvent::Other`].
     #[inline]
     pub fn decode<'e>(&self, ev: &Event<'e>) -> KernelEvent<'e> {
-        match self.by_class.get(ev.class().index()) {
+        match self.by_class.get(ev.class_index()) {
             None | Some(Binding::Ignore) => KernelEvent::Other,
             Some(b) => decode(b, ev).unwrap_or(KernelEvent::Other),
         }

@@ -366,7 +366,7 @@ impl Analyzer {
         let Some(host) = self.hosts.get_mut(hi) else {
             return Flow::Continue;
         };
-        if let Some(c) = self.class_counts.get_mut(ev.class().index()) {
+        if let Some(c) = self.class_counts.get_mut(ev.class_index()) {
             *c += 1;
         }
         let lost = ev.lost_before();
