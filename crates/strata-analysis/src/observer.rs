@@ -129,6 +129,9 @@ pub trait Observer {
     fn block(&mut self, ids: &Idents, d: &BlockDone) {}
     /// The statedump named an fd open before tracing began.
     fn statedump_fd(&mut self, pid: i32, fd: i64, path: &[u8]) {}
+    /// A thread is gone (`sched_process_free`, or its tid was reused): its
+    /// identity is still in `ids` now, and its serial may be reused after.
+    fn thread_freed(&mut self, ids: &Idents, thread: Serial) {}
 }
 
 /// An observer that ignores everything: the state before the analysed period.

@@ -12,8 +12,10 @@ use crate::observer::{
     BlockDone, IrqDone, Observer, RunSlice, SoftirqDone, SyscallDone, WakeupDone,
 };
 
-/// Dense number of a thread instance: a tid reused by a new thread gets a new
-/// serial. Index into [`Idents`].
+/// Number of a live thread instance: a tid reused by a new thread gets a new
+/// serial. Index into [`Idents`]. Serials of freed threads are reused once
+/// observers were told ([`Observer::thread_freed`]), which bounds every
+/// per-thread table by the threads alive at once.
 pub type Serial = u32;
 
 /// CPUs numbered at or above this are ignored (and counted), which bounds
@@ -30,7 +32,7 @@ const MAX_PENDING_BLOCK: usize = 1 << 16;
 const MAX_IRQ_NAMES: usize = 8;
 
 /// Who a thread is: what reports print.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Identity {
     /// Thread id.
     pub tid: Tid,
@@ -40,46 +42,57 @@ pub struct Identity {
     pub ppid: Option<Tid>,
     /// Its latest name: follows `exec`, renames and what scheduling events show.
     pub comm: Comm,
-    /// The serial of its process's main thread (tid = pid), when seen.
-    pub leader: Option<Serial>,
     /// Whether the thread still exists at the end of what was read.
     pub alive: bool,
 }
 
-/// Every thread instance ever seen, by [`Serial`].
+/// The identities of the threads, by [`Serial`], and the live ones by tid.
 #[derive(Debug, Default, Clone)]
-pub struct Idents(Vec<Identity>);
+pub struct Idents {
+    list: Vec<Identity>,
+    by_tid: IntMap<Tid, Serial>,
+}
 
 impl Idents {
     /// The identity of `s`.
     #[inline]
     pub fn get(&self, s: Serial) -> Option<&Identity> {
-        self.0.get(s as usize)
+        self.list.get(s as usize)
     }
     /// The thread's tid, or -1 for an unknown serial.
     #[inline]
     pub fn tid(&self, s: Serial) -> Tid {
         self.get(s).map_or(-1, |i| i.tid)
     }
-    /// The name of the thread's process: its main thread's name, else its own.
+    /// The name of the thread's process: its live main thread's name, else
+    /// its own.
     pub fn process_comm(&self, s: Serial) -> Option<&Comm> {
         let id = self.get(s)?;
-        match id.leader.and_then(|l| self.get(l)) {
+        let leader = id
+            .pid
+            .filter(|&p| p != id.tid)
+            .and_then(|p| self.by_tid.get(&p))
+            .and_then(|&l| self.get(l));
+        match leader {
             Some(l) if !l.comm.is_empty() => Some(&l.comm),
             _ => Some(&id.comm),
         }
     }
-    /// Number of thread instances seen.
+    /// The serial of live thread `tid`.
+    pub fn serial_of(&self, tid: Tid) -> Option<Serial> {
+        self.by_tid.get(&tid).copied()
+    }
+    /// Number of serials in use or freed (every live serial is below it).
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.list.len()
     }
     /// Whether no thread was seen.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.list.is_empty()
     }
-    /// All identities with their serials.
+    /// All identities with their serials (freed ones included until reused).
     pub fn iter(&self) -> impl Iterator<Item = (Serial, &Identity)> {
-        self.0.iter().enumerate().map(|(i, x)| (i as Serial, x))
+        self.list.iter().enumerate().map(|(i, x)| (i as Serial, x))
     }
 }
 
@@ -203,8 +216,10 @@ pub struct Machine {
     cpus: Vec<Option<Cpu>>,
     threads: Vec<Thread>,
     free_slots: Vec<u32>,
-    by_tid: IntMap<Tid, u32>,
+    /// Retired this event: observers hear of them before the slots are reused.
+    dying: Vec<u32>,
     idents: Idents,
+    threads_seen: u64,
     start: Option<i64>,
     last: i64,
     irq_names: IntMap<i64, Vec<Box<str>>>,
@@ -226,8 +241,9 @@ impl Machine {
             cpus: Vec::new(),
             threads: Vec::new(),
             free_slots: Vec::new(),
-            by_tid: int_map(),
+            dying: Vec::new(),
             idents: Idents::default(),
+            threads_seen: 0,
             start: None,
             last: i64::MIN,
             irq_names: int_map(),
@@ -292,13 +308,18 @@ impl Machine {
 
     /// The live thread with id `tid`: its serial, state and the time it entered it.
     pub fn thread(&self, tid: Tid) -> Option<(Serial, ThreadState, i64)> {
-        let t = self.threads.get(*self.by_tid.get(&tid)? as usize)?;
+        let t = self.threads.get(*self.idents.by_tid.get(&tid)? as usize)?;
         Some((t.serial, t.state, t.since))
     }
 
     /// Number of live threads the state holds.
     pub fn live_threads(&self) -> usize {
-        self.by_tid.len()
+        self.idents.by_tid.len()
+    }
+
+    /// Number of thread instances seen (a reused tid counts again).
+    pub fn threads_seen(&self) -> u64 {
+        self.threads_seen
     }
 
     /// The names seen for IRQ `irq`, in order.
@@ -333,17 +354,17 @@ impl Machine {
     }
 
     fn new_thread(&mut self, tid: Tid, ts: i64) -> u32 {
-        let serial = self.idents.0.len() as Serial;
-        self.idents.0.push(Identity {
+        self.threads_seen += 1;
+        let slot = self.free_slots.pop().unwrap_or(self.threads.len() as u32);
+        let id = Identity {
             tid,
             pid: None,
             ppid: None,
             comm: Comm::default(),
-            leader: None,
             alive: true,
-        });
+        };
         let t = Thread {
-            serial,
+            serial: slot,
             prio: None,
             state: ThreadState::Unknown,
             since: ts,
@@ -353,24 +374,15 @@ impl Machine {
             last_off: i64::MIN,
             freed: false,
         };
-        let slot = match self.free_slots.pop() {
-            Some(s) => {
-                self.threads[s as usize] = t;
-                s
-            }
-            None => {
-                self.threads.push(t);
-                (self.threads.len() - 1) as u32
-            }
-        };
-        if let Some(old) = self.by_tid.insert(tid, slot) {
-            self.retire(old, ts);
+        if slot as usize == self.threads.len() {
+            self.threads.push(t);
+            self.idents.list.push(id);
+        } else {
+            self.threads[slot as usize] = t;
+            self.idents.list[slot as usize] = id;
         }
-        // Threads of a process whose main thread is this one.
-        if let Some(id) = self.idents.0.get_mut(serial as usize) {
-            if id.pid == Some(tid) {
-                id.leader = Some(serial);
-            }
+        if let Some(old) = self.idents.by_tid.insert(tid, slot) {
+            self.retire(old, ts);
         }
         slot
     }
@@ -380,7 +392,7 @@ impl Machine {
         let Some(t) = self.threads.get(slot as usize) else {
             return;
         };
-        if let Some(id) = self.idents.0.get_mut(t.serial as usize) {
+        if let Some(id) = self.idents.list.get_mut(t.serial as usize) {
             id.alive = false;
         }
         if let Some(cpu) = t.on_cpu {
@@ -391,13 +403,22 @@ impl Machine {
                 }
             }
         }
-        self.free_slots.push(slot);
+        self.dying.push(slot);
+    }
+
+    /// Tells observers about the threads retired by the previous event, then
+    /// lets their slots be reused.
+    fn reap<O: Observer>(&mut self, obs: &mut O) {
+        for s in std::mem::take(&mut self.dying) {
+            obs.thread_freed(&self.idents, s);
+            self.free_slots.push(s);
+        }
     }
 
     /// The slot of live thread `tid`, created if unknown.
     #[inline]
     fn slot(&mut self, tid: Tid, ts: i64) -> u32 {
-        match self.by_tid.get(&tid) {
+        match self.idents.by_tid.get(&tid) {
             Some(&s) => s,
             None => self.new_thread(tid, ts),
         }
@@ -408,7 +429,7 @@ impl Machine {
             return;
         }
         let serial = self.threads[slot as usize].serial;
-        if let Some(id) = self.idents.0.get_mut(serial as usize) {
+        if let Some(id) = self.idents.list.get_mut(serial as usize) {
             if id.comm.as_bytes() != comm.split(|&c| c == 0).next().unwrap_or(&[]) {
                 id.comm = Comm::new(comm);
             }
@@ -416,18 +437,11 @@ impl Machine {
     }
 
     fn set_pid(&mut self, slot: u32, pid: Tid, ppid: Option<Tid>) {
-        let serial = self.threads[slot as usize].serial;
-        let leader = self
-            .by_tid
-            .get(&pid)
-            .and_then(|&s| self.threads.get(s as usize))
-            .map(|t| t.serial);
-        if let Some(id) = self.idents.0.get_mut(serial as usize) {
+        if let Some(id) = self.idents.list.get_mut(slot as usize) {
             id.pid = Some(pid);
             if ppid.is_some() {
                 id.ppid = ppid;
             }
-            id.leader = if id.tid == pid { Some(serial) } else { leader };
         }
     }
 
@@ -446,6 +460,9 @@ impl Machine {
             self.start = Some(ts);
         }
         self.last = ts;
+        if !self.dying.is_empty() {
+            self.reap(obs);
+        }
         match *ev {
             KernelEvent::SyscallEntry { id, io } => self.syscall_entry(ts, cpu, id, io, obs),
             KernelEvent::SyscallExit { ret } => self.syscall_exit(ts, cpu, ret, obs),
@@ -511,11 +528,11 @@ impl Machine {
                 self.set_state(s, ThreadState::Exited, ts);
             }
             KernelEvent::Free { tid } => {
-                if let Some(&s) = self.by_tid.get(&tid) {
+                if let Some(&s) = self.idents.by_tid.get(&tid) {
                     if self.threads[s as usize].on_cpu.is_some() {
                         self.threads[s as usize].freed = true;
                     } else {
-                        self.by_tid.remove(&tid);
+                        self.idents.by_tid.remove(&tid);
                         self.retire(s, ts);
                     }
                 }
@@ -620,10 +637,7 @@ impl Machine {
                 // The kernel counts sectors in 32 bits.
                 let nr_sector = nr_sector.min(u32::MAX as u64);
                 let who = match tid {
-                    Some(t) => self
-                        .by_tid
-                        .get(&t)
-                        .map(|&s| self.threads[s as usize].serial),
+                    Some(t) => self.idents.by_tid.get(&t).copied(),
                     None => self.current_serial(cpu),
                 };
                 if self.block.len() >= MAX_PENDING_BLOCK {
@@ -850,8 +864,8 @@ impl Machine {
         self.set_state(slot, state, ts);
         if freed {
             let tid = self.idents.tid(self.threads[slot as usize].serial);
-            if self.by_tid.get(&tid) == Some(&slot) {
-                self.by_tid.remove(&tid);
+            if self.idents.by_tid.get(&tid) == Some(&slot) {
+                self.idents.by_tid.remove(&tid);
             }
             self.retire(slot, ts);
         }
@@ -921,7 +935,7 @@ impl Machine {
         name: &[u8],
         status: Option<i64>,
     ) {
-        if pid != tid && !self.by_tid.contains_key(&pid) {
+        if pid != tid && !self.idents.by_tid.contains_key(&pid) {
             let l = self.new_thread(pid, ts);
             self.set_comm(l, name);
             self.set_pid(l, pid, ppid);

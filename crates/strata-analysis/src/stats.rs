@@ -6,8 +6,9 @@ use serde::Serialize;
 
 /// Exact running statistics of a series of durations (ns), constant size.
 ///
-/// The standard deviation uses Welford's update, which stays accurate where a
-/// sum of squares would cancel.
+/// Sums are kept as integers (the squares in 128 bits), so the standard
+/// deviation is computed exactly, without the cancellation of a floating
+/// point sum of squares, and adding a sample costs no division.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Stats {
     /// Number of samples.
@@ -18,8 +19,8 @@ pub struct Stats {
     pub max: i64,
     /// Sum of the samples.
     pub total: i128,
-    mean: f64,
-    m2: f64,
+    /// Sum of the squares, saturating.
+    sumsq: u128,
 }
 
 impl Stats {
@@ -35,13 +36,11 @@ impl Stats {
         }
         self.count += 1;
         self.total += v as i128;
-        let x = v as f64;
-        let d = x - self.mean;
-        self.mean += d / self.count as f64;
-        self.m2 += d * (x - self.mean);
+        let sq = (v as i128 * v as i128) as u128;
+        self.sumsq = self.sumsq.saturating_add(sq);
     }
 
-    /// Merges another series into this one (Chan's parallel formula).
+    /// Merges another series into this one.
     pub fn merge(&mut self, o: &Stats) {
         if o.count == 0 {
             return;
@@ -50,14 +49,11 @@ impl Stats {
             *self = *o;
             return;
         }
-        let n = (self.count + o.count) as f64;
-        let d = o.mean - self.mean;
-        self.m2 += o.m2 + d * d * self.count as f64 * o.count as f64 / n;
-        self.mean += d * o.count as f64 / n;
         self.min = self.min.min(o.min);
         self.max = self.max.max(o.max);
         self.count += o.count;
         self.total += o.total;
+        self.sumsq = self.sumsq.saturating_add(o.sumsq);
     }
 
     /// The mean, `None` without samples.
@@ -67,7 +63,23 @@ impl Stats {
 
     /// The sample standard deviation (n - 1), `None` under two samples.
     pub fn stdev(&self) -> Option<f64> {
-        (self.count >= 2).then(|| (self.m2 / (self.count - 1) as f64).max(0.0).sqrt())
+        if self.count < 2 {
+            return None;
+        }
+        let n = self.count as i128;
+        // n * sum(x^2) - (sum x)^2, exactly when it fits in 128 bits.
+        let exact = (n as u128)
+            .checked_mul(self.sumsq)
+            .zip(self.total.checked_mul(self.total))
+            .and_then(|(a, b)| a.checked_sub(b as u128));
+        let var = match exact {
+            Some(num) => num as f64 / (n * (n - 1)) as f64,
+            None => {
+                let (nf, s) = (n as f64, self.total as f64);
+                (self.sumsq as f64 - s * s / nf) / (nf - 1.0)
+            }
+        };
+        Some(var.max(0.0).sqrt())
     }
 
     /// The summary for reports.

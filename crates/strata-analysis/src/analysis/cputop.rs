@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use super::common::{by_process, cut, pct, ThreadName};
+use super::common::{cut, pct, Row, Rows, ThreadName};
 use crate::filter::Filter;
 use crate::observer::RunSlice;
 use crate::state::{Idents, Machine, Serial};
@@ -13,11 +13,24 @@ use crate::state::{Idents, Machine, Serial};
 const MAX_PRIOS: usize = 4;
 
 #[derive(Debug, Clone, Copy, Default)]
-struct Row {
+struct Usage {
     ns: i64,
     migrations: u32,
     prios: [i32; MAX_PRIOS],
     nprios: u8,
+}
+
+impl Row for Usage {
+    fn score(&self) -> u64 {
+        self.ns.max(0) as u64
+    }
+    fn is_empty(&self) -> bool {
+        self.ns == 0 && self.migrations == 0
+    }
+    fn merge(&mut self, o: &Self) {
+        self.ns = self.ns.saturating_add(o.ns);
+        self.migrations = self.migrations.saturating_add(o.migrations);
+    }
 }
 
 /// The cputop accumulator.
@@ -26,7 +39,7 @@ pub struct Cputop {
     filter: Filter,
     begin: i64,
     cpus: Vec<i64>,
-    rows: Vec<Row>,
+    rows: Rows<Usage>,
 }
 
 /// CPU usage of one CPU.
@@ -85,13 +98,14 @@ pub struct CputopReport {
 }
 
 impl Cputop {
-    /// An accumulator counting what `filter` selects.
-    pub fn new(filter: Filter) -> Cputop {
+    /// An accumulator counting what `filter` selects, keeping `keep` dead
+    /// threads' rows ([`super::common::keep_for`]).
+    pub fn new(filter: Filter, keep: usize) -> Cputop {
         Cputop {
             filter,
             begin: i64::MIN,
             cpus: Vec::new(),
-            rows: Vec::new(),
+            rows: Rows::new(keep),
         }
     }
 
@@ -100,12 +114,9 @@ impl Cputop {
         self.begin = ts;
     }
 
-    fn row(&mut self, s: Serial) -> &mut Row {
-        let i = s as usize;
-        if self.rows.len() <= i {
-            self.rows.resize(i + 1, Row::default());
-        }
-        &mut self.rows[i]
+    /// A thread is gone.
+    pub fn thread_freed(&mut self, ids: &Idents, s: Serial) {
+        self.rows.freed(ids, s);
     }
 
     /// Counts a run slice.
@@ -121,7 +132,7 @@ impl Cputop {
             self.cpus.resize(c + 1, 0);
         }
         self.cpus[c] = self.cpus[c].saturating_add(d);
-        let r = self.row(s.thread);
+        let r = self.rows.get(s.thread);
         r.ns = r.ns.saturating_add(d);
         if let Some(p) = s.prio {
             let n = r.nprios as usize;
@@ -135,7 +146,7 @@ impl Cputop {
     /// Counts a migration.
     pub fn migrate(&mut self, ids: &Idents, cpu: u32, thread: Serial) {
         if self.filter.cpu_ok(cpu) && self.filter.thread_ok(ids, thread) {
-            self.row(thread).migrations += 1;
+            self.rows.get(thread).migrations += 1;
         }
     }
 
@@ -143,18 +154,8 @@ impl Cputop {
     pub fn report(&self, m: &Machine, duration: i64, top: usize) -> CputopReport {
         let ids = m.idents();
         let dur = duration as f64;
-        let mut threads: Vec<(Serial, &Row)> = self
-            .rows
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| r.ns > 0 || r.migrations > 0)
-            .map(|(i, r)| (i as Serial, r))
-            .collect();
-        threads.sort_by(|a, b| b.1.ns.cmp(&a.1.ns).then(ids.tid(a.0).cmp(&ids.tid(b.0))));
-        let mut processes = by_process(ids, threads.iter().map(|(s, r)| (*s, r.ns)), |a, b| {
-            *a += *b
-        });
-        processes.sort_by(|a, b| b.3.cmp(&a.3).then(a.0.cmp(&b.0)));
+        let threads = self.rows.rows(ids);
+        let processes = self.rows.processes(ids);
         let cpus: Vec<CpuUsage> = m
             .cpus()
             .filter(|&c| self.filter.cpu_ok(c))
@@ -171,11 +172,11 @@ impl Cputop {
         let total_pct = pct(total_busy as f64, dur * cpus.len() as f64);
         let threads = cut(threads, top)
             .into_iter()
-            .map(|(s, r)| {
+            .map(|(name, r)| {
                 let mut prios = r.prios[..r.nprios as usize].to_vec();
                 prios.sort_unstable();
                 ThreadUsage {
-                    thread: ThreadName::of(ids, s),
+                    thread: name,
                     cpu_ns: r.ns,
                     usage_pct: pct(r.ns as f64, dur),
                     migrations: r.migrations,
@@ -185,12 +186,12 @@ impl Cputop {
             .collect();
         let processes = cut(processes, top)
             .into_iter()
-            .map(|(pid, name, n, ns)| ProcessUsage {
+            .map(|(pid, name, n, r)| ProcessUsage {
                 pid,
                 name,
                 threads: n,
-                cpu_ns: ns,
-                usage_pct: pct(ns as f64, dur),
+                cpu_ns: r.ns,
+                usage_pct: pct(r.ns as f64, dur),
             })
             .collect();
         CputopReport {

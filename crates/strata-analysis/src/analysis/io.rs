@@ -7,7 +7,7 @@
 
 use serde::Serialize;
 
-use super::common::{by_process, cut, ThreadName};
+use super::common::{cut, Row, Rows, ThreadName};
 use crate::event::{IoOp, Tid};
 use crate::filter::Filter;
 use crate::hash::{int_map, IntMap};
@@ -34,6 +34,36 @@ struct Bytes {
     writes: u64,
 }
 
+/// A thread's bytes through syscalls and through block requests.
+#[derive(Debug, Clone, Copy, Default)]
+struct ThreadBytes(Bytes, Bytes);
+
+fn total(b: &Bytes) -> u64 {
+    b.read.saturating_add(b.write)
+}
+
+impl Bytes {
+    fn merge(&mut self, y: &Bytes) {
+        self.read = self.read.saturating_add(y.read);
+        self.write = self.write.saturating_add(y.write);
+        self.reads += y.reads;
+        self.writes += y.writes;
+    }
+}
+
+impl Row for ThreadBytes {
+    fn score(&self) -> u64 {
+        total(&self.0).saturating_add(total(&self.1))
+    }
+    fn is_empty(&self) -> bool {
+        self.score() == 0 && self.0.reads + self.0.writes == 0
+    }
+    fn merge(&mut self, o: &Self) {
+        self.0.merge(&o.0);
+        self.1.merge(&o.1);
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 struct Disk {
     read_sectors: u64,
@@ -52,8 +82,7 @@ pub struct Io {
     names: std::collections::HashMap<Box<[u8]>, u32>,
     files: Vec<(Box<str>, Bytes)>,
     pending_path: IntMap<Serial, Vec<u8>>,
-    threads: Vec<Bytes>,
-    block_threads: Vec<Bytes>,
+    threads: Rows<ThreadBytes>,
     lat: [Series; 4],
     disks: IntMap<u64, Disk>,
 }
@@ -163,16 +192,10 @@ fn io_bytes(b: &Bytes) -> IoBytes {
     }
 }
 
-fn grow<T: Default + Clone>(v: &mut Vec<T>, i: usize) -> &mut T {
-    if v.len() <= i {
-        v.resize(i + 1, T::default());
-    }
-    &mut v[i]
-}
-
 impl Io {
-    /// An accumulator counting what `filter` selects.
-    pub fn new(filter: Filter) -> Io {
+    /// An accumulator counting what `filter` selects, keeping `keep` dead
+    /// threads' rows ([`super::common::keep_for`]).
+    pub fn new(filter: Filter, keep: usize) -> Io {
         Io {
             filter,
             begin: i64::MIN,
@@ -181,8 +204,7 @@ impl Io {
             names: Default::default(),
             files: Vec::new(),
             pending_path: int_map(),
-            threads: Vec::new(),
-            block_threads: Vec::new(),
+            threads: Rows::new(keep),
             lat: Default::default(),
             disks: int_map(),
         }
@@ -191,6 +213,12 @@ impl Io {
     /// The analysed period begins at `ts`.
     pub fn begin(&mut self, ts: i64) {
         self.begin = ts;
+    }
+
+    /// A thread is gone.
+    pub fn thread_freed(&mut self, ids: &Idents, s: Serial) {
+        self.threads.freed(ids, s);
+        self.pending_path.remove(&s);
     }
 
     fn file(&mut self, name: &[u8]) -> u32 {
@@ -294,7 +322,7 @@ impl Io {
                 };
                 let write = op == IoOp::Write;
                 for b in [
-                    grow(&mut self.threads, d.thread as usize),
+                    &mut self.threads.get(d.thread).0,
                     &mut self.files[f as usize].1,
                 ] {
                     if write {
@@ -319,7 +347,7 @@ impl Io {
             if !self.filter.thread_ok(ids, s) {
                 return;
             }
-            let b = grow(&mut self.block_threads, s as usize);
+            let b = &mut self.threads.get(s).1;
             if d.write {
                 b.write = b.write.saturating_add(d.nr_sector.saturating_mul(512));
                 b.writes += 1;
@@ -344,33 +372,8 @@ impl Io {
     /// The report over a period of `duration` ns.
     pub fn report(&self, m: &Machine, duration: i64, top: usize) -> IoReport {
         let ids = m.idents();
-        let total = |b: &Bytes| b.read.saturating_add(b.write);
-        let n = self.threads.len().max(self.block_threads.len());
-        let mut rows: Vec<(Serial, (Bytes, Bytes))> = (0..n)
-            .map(|i| {
-                (
-                    i as Serial,
-                    (
-                        self.threads.get(i).copied().unwrap_or_default(),
-                        self.block_threads.get(i).copied().unwrap_or_default(),
-                    ),
-                )
-            })
-            .filter(|(_, (a, b))| total(a) > 0 || total(b) > 0 || a.reads + a.writes > 0)
-            .collect();
-        rows.sort_by(|a, b| {
-            total(&b.1 .0)
-                .saturating_add(total(&b.1 .1))
-                .cmp(&total(&a.1 .0).saturating_add(total(&a.1 .1)))
-                .then(ids.tid(a.0).cmp(&ids.tid(b.0)))
-        });
-        let mut processes = by_process(ids, rows.iter().map(|(s, (a, _))| (*s, *a)), |x, y| {
-            x.read = x.read.saturating_add(y.read);
-            x.write = x.write.saturating_add(y.write);
-            x.reads += y.reads;
-            x.writes += y.writes;
-        });
-        processes.sort_by(|a, b| total(&b.3).cmp(&total(&a.3)).then(a.0.cmp(&b.0)));
+        let rows = self.threads.rows(ids);
+        let processes = self.threads.processes(ids);
         let mut files: Vec<&(Box<str>, Bytes)> =
             self.files.iter().filter(|(_, b)| total(b) > 0).collect();
         files.sort_by(|a, b| total(&b.1).cmp(&total(&a.1)).then(a.0.cmp(&b.0)));
@@ -412,15 +415,15 @@ impl Io {
                     pid,
                     name,
                     threads: n,
-                    syscalls: io_bytes(&b),
+                    syscalls: io_bytes(&b.0),
                 })
                 .collect(),
             threads: cut(rows, top)
                 .into_iter()
-                .map(|(s, (a, b))| ThreadIo {
-                    thread: ThreadName::of(ids, s),
-                    syscalls: io_bytes(&a),
-                    block: io_bytes(&b),
+                .map(|(thread, b)| ThreadIo {
+                    thread,
+                    syscalls: io_bytes(&b.0),
+                    block: io_bytes(&b.1),
                 })
                 .collect(),
             files: cut(files, top)

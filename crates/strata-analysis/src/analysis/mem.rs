@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::common::{by_process, cut, ThreadName};
+use super::common::{cut, Row as RowTrait, Rows, ThreadName};
 use crate::filter::Filter;
 use crate::state::{Idents, Machine, Serial};
 
@@ -19,7 +19,7 @@ struct Row {
 #[derive(Debug, Clone)]
 pub struct Mem {
     filter: Filter,
-    rows: Vec<Row>,
+    rows: Rows<Row>,
 }
 
 /// Memory figures of a thread or process.
@@ -65,9 +65,9 @@ pub struct ProcessMem {
 pub struct MemReport {
     /// Over all selected threads.
     pub total: MemCounts,
-    /// Per process, most pages allocated first (cut to `--top`).
+    /// Per process, most pages and faults first (cut to `--top`).
     pub processes: Vec<ProcessMem>,
-    /// Per thread, most pages allocated first (cut to `--top`).
+    /// Per thread, most pages and faults first (cut to `--top`).
     pub threads: Vec<ThreadMem>,
 }
 
@@ -80,6 +80,21 @@ fn counts(r: &Row) -> MemCounts {
     }
 }
 
+impl RowTrait for Row {
+    fn score(&self) -> u64 {
+        weight(self)
+    }
+    fn is_empty(&self) -> bool {
+        weight(self) == 0
+    }
+    fn merge(&mut self, b: &Self) {
+        self.alloc = self.alloc.saturating_add(b.alloc);
+        self.free = self.free.saturating_add(b.free);
+        self.user_faults += b.user_faults;
+        self.kernel_faults += b.kernel_faults;
+    }
+}
+
 fn weight(r: &Row) -> u64 {
     r.alloc
         .saturating_add(r.free)
@@ -88,23 +103,25 @@ fn weight(r: &Row) -> u64 {
 }
 
 impl Mem {
-    /// An accumulator counting what `filter` selects.
-    pub fn new(filter: Filter) -> Mem {
+    /// An accumulator counting what `filter` selects, keeping `keep` dead
+    /// threads' rows ([`super::common::keep_for`]).
+    pub fn new(filter: Filter, keep: usize) -> Mem {
         Mem {
             filter,
-            rows: Vec::new(),
+            rows: Rows::new(keep),
         }
+    }
+
+    /// A thread is gone.
+    pub fn thread_freed(&mut self, ids: &Idents, s: Serial) {
+        self.rows.freed(ids, s);
     }
 
     fn row(&mut self, ids: &Idents, cpu: u32, s: Serial) -> Option<&mut Row> {
         if !self.filter.cpu_ok(cpu) || !self.filter.thread_ok(ids, s) {
             return None;
         }
-        let i = s as usize;
-        if self.rows.len() <= i {
-            self.rows.resize(i + 1, Row::default());
-        }
-        Some(&mut self.rows[i])
+        Some(self.rows.get(s))
     }
 
     /// Counts pages allocated or freed.
@@ -132,28 +149,9 @@ impl Mem {
     /// The report.
     pub fn report(&self, m: &Machine, top: usize) -> MemReport {
         let ids = m.idents();
-        let mut rows: Vec<(Serial, Row)> = self
-            .rows
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| weight(r) > 0)
-            .map(|(i, r)| (i as Serial, *r))
-            .collect();
-        rows.sort_by(|a, b| {
-            (b.1.alloc, weight(&b.1))
-                .cmp(&(a.1.alloc, weight(&a.1)))
-                .then(ids.tid(a.0).cmp(&ids.tid(b.0)))
-        });
-        let mut total = Row::default();
-        let add = |a: &mut Row, b: &Row| {
-            a.alloc = a.alloc.saturating_add(b.alloc);
-            a.free = a.free.saturating_add(b.free);
-            a.user_faults += b.user_faults;
-            a.kernel_faults += b.kernel_faults;
-        };
-        rows.iter().for_each(|(_, r)| add(&mut total, r));
-        let mut processes = by_process(ids, rows.iter().copied(), add);
-        processes.sort_by_key(|p| std::cmp::Reverse((p.3.alloc, weight(&p.3))));
+        let rows = self.rows.rows(ids);
+        let processes = self.rows.processes(ids);
+        let total = self.rows.total();
         MemReport {
             total: counts(&total),
             processes: cut(processes, top)
@@ -167,9 +165,9 @@ impl Mem {
                 .collect(),
             threads: cut(rows, top)
                 .into_iter()
-                .map(|(s, r)| ThreadMem {
-                    thread: ThreadName::of(ids, s),
-                    counts: counts(&r),
+                .map(|(name, r)| ThreadMem {
+                    thread: name,
+                    counts: counts(r),
                 })
                 .collect(),
         }

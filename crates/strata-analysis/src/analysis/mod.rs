@@ -102,14 +102,15 @@ impl Accumulators {
     pub fn new(opts: &Options) -> Accumulators {
         let s = opts.selection;
         let f = &opts.filter;
+        let keep = common::keep_for(opts.top);
         Accumulators {
-            cputop: s.cputop.then(|| Cputop::new(f.clone())),
-            syscalls: s.syscalls.then(|| Syscalls::new(f.clone())),
-            sched: s.sched.then(|| Sched::new(f.clone(), opts.top)),
+            cputop: s.cputop.then(|| Cputop::new(f.clone(), keep)),
+            syscalls: s.syscalls.then(|| Syscalls::new(f.clone(), keep)),
+            sched: s.sched.then(|| Sched::new(f.clone(), opts.top, keep)),
             irq: s.irq.then(|| Irqs::new(f.clone())),
-            io: s.io.then(|| Io::new(f.clone())),
-            mem: s.mem.then(|| Mem::new(f.clone())),
-            summary: s.summary.then(Summary::new),
+            io: s.io.then(|| Io::new(f.clone(), keep)),
+            mem: s.mem.then(|| Mem::new(f.clone(), keep)),
+            summary: s.summary.then(|| Summary::new(keep)),
         }
     }
 
@@ -192,6 +193,26 @@ impl Observer for Accumulators {
     fn statedump_fd(&mut self, pid: i32, fd: i64, path: &[u8]) {
         if let Some(a) = &mut self.io {
             a.statedump_fd(pid, fd, path);
+        }
+    }
+    fn thread_freed(&mut self, ids: &Idents, s: Serial) {
+        if let Some(a) = &mut self.cputop {
+            a.thread_freed(ids, s);
+        }
+        if let Some(a) = &mut self.syscalls {
+            a.thread_freed(ids, s);
+        }
+        if let Some(a) = &mut self.sched {
+            a.thread_freed(ids, s);
+        }
+        if let Some(a) = &mut self.io {
+            a.thread_freed(ids, s);
+        }
+        if let Some(a) = &mut self.mem {
+            a.thread_freed(ids, s);
+        }
+        if let Some(a) = &mut self.summary {
+            a.thread_freed(ids, s);
         }
     }
 }

@@ -8,14 +8,30 @@ use std::collections::{BTreeMap, BinaryHeap};
 
 use serde::Serialize;
 
-use super::common::{by_process, cut, ThreadName};
+use super::common::{cut, Row, Rows, ThreadName};
 use crate::filter::Filter;
 use crate::observer::WakeupDone;
 use crate::state::{Idents, Machine, Serial};
 use crate::stats::{Bucket, Hist, Percentiles, Stats, StatsSummary};
 
-/// (latency, wakeup time, cpu, wakee, waker, prio), ordered by latency.
-type Worst = (i64, i64, u32, Serial, Option<Serial>, Option<i32>);
+/// (latency, wakeup time, cpu, prio, wakee, waker), ordered by latency.
+type Worst = (i64, i64, u32, Option<i32>, ThreadName, Option<ThreadName>);
+
+/// One thread's latencies, ranked by their maximum.
+#[derive(Debug, Clone, Copy, Default)]
+struct Lat(Stats);
+
+impl Row for Lat {
+    fn score(&self) -> u64 {
+        self.0.max.max(0) as u64
+    }
+    fn is_empty(&self) -> bool {
+        self.0.count == 0
+    }
+    fn merge(&mut self, o: &Self) {
+        self.0.merge(&o.0);
+    }
+}
 
 #[derive(Debug, Clone, Default)]
 struct Series {
@@ -35,7 +51,7 @@ impl Series {
 pub struct Sched {
     filter: Filter,
     top: usize,
-    threads: Vec<Stats>,
+    threads: Rows<Lat>,
     prios: BTreeMap<i32, Series>,
     total: Series,
     worst: BinaryHeap<Reverse<Worst>>,
@@ -118,12 +134,13 @@ pub struct SchedReport {
 
 impl Sched {
     /// An accumulator counting what `filter` selects, keeping the `top`
-    /// largest latencies (10 when 0).
-    pub fn new(filter: Filter, top: usize) -> Sched {
+    /// largest latencies (10 when 0) and `keep` dead threads' rows
+    /// ([`super::common::keep_for`]).
+    pub fn new(filter: Filter, top: usize, keep: usize) -> Sched {
         Sched {
             filter,
             top: if top == 0 { 10 } else { top },
-            threads: Vec::new(),
+            threads: Rows::new(keep),
             prios: BTreeMap::new(),
             total: Series::default(),
             worst: BinaryHeap::new(),
@@ -136,40 +153,41 @@ impl Sched {
             return;
         }
         let lat = d.switched_in.saturating_sub(d.wakeup);
-        let i = d.thread as usize;
-        if self.threads.len() <= i {
-            self.threads.resize(i + 1, Stats::default());
-        }
-        self.threads[i].add(lat);
+        self.threads.get(d.thread).0.add(lat);
         if let Some(p) = d.prio {
             self.prios.entry(p).or_default().add(lat);
         }
         self.total.add(lat);
-        let item = Reverse((lat, d.wakeup, d.cpu, d.thread, d.waker, d.prio));
+        // Named now: the serials may belong to other threads by the end.
+        let item = || {
+            Reverse((
+                lat,
+                d.wakeup,
+                d.cpu,
+                d.prio,
+                ThreadName::of(ids, d.thread),
+                d.waker.map(|w| ThreadName::of(ids, w)),
+            ))
+        };
         if self.worst.len() < self.top {
-            self.worst.push(item);
+            self.worst.push(item());
         } else if self.worst.peek().is_some_and(|w| w.0 .0 < lat) {
             self.worst.pop();
-            self.worst.push(item);
+            self.worst.push(item());
         }
+    }
+
+    /// A thread is gone.
+    pub fn thread_freed(&mut self, ids: &Idents, s: Serial) {
+        self.threads.freed(ids, s);
     }
 
     /// The report.
     pub fn report(&self, m: &Machine, top: usize) -> SchedReport {
         let ids = m.idents();
-        let mut threads: Vec<(Serial, &Stats)> = self
-            .threads
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| s.count > 0)
-            .map(|(i, s)| (i as Serial, s))
-            .collect();
-        threads.sort_by(|a, b| b.1.max.cmp(&a.1.max).then(ids.tid(a.0).cmp(&ids.tid(b.0))));
-        let mut processes = by_process(ids, threads.iter().map(|(s, st)| (*s, **st)), |a, b| {
-            a.merge(b)
-        });
-        processes.sort_by(|a, b| b.3.max.cmp(&a.3.max).then(a.0.cmp(&b.0)));
-        let mut worst: Vec<_> = self.worst.iter().map(|r| r.0).collect();
+        let threads = self.threads.rows(ids);
+        let processes = self.threads.processes(ids);
+        let mut worst: Vec<_> = self.worst.iter().map(|r| r.0.clone()).collect();
         worst.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
         SchedReport {
             total: self.total.stats.summary(),
@@ -190,38 +208,28 @@ impl Sched {
                     pid,
                     name,
                     threads: n,
-                    stats: st.summary(),
+                    stats: st.0.summary(),
                 })
                 .collect(),
             threads: cut(threads, top)
                 .into_iter()
-                .map(|(s, st)| ThreadLatency {
-                    thread: ThreadName::of(ids, s),
-                    stats: st.summary(),
+                .map(|(name, st)| ThreadLatency {
+                    thread: name,
+                    stats: st.0.summary(),
                 })
                 .collect(),
             worst: worst
                 .into_iter()
-                .map(|(lat, wakeup, cpu, s, waker, prio)| Wakeup {
+                .map(|(lat, wakeup, cpu, prio, wakee, waker)| Wakeup {
                     wakeup_ns: wakeup,
                     switch_ns: wakeup.saturating_add(lat),
                     latency_ns: lat,
                     cpu,
                     prio,
-                    wakee: ThreadName::of(ids, s),
-                    waker: waker.map(|w| ThreadName::of(ids, w)),
+                    wakee,
+                    waker,
                 })
                 .collect(),
         }
-    }
-
-    /// Per-thread statistics by tid, for comparisons.
-    pub fn thread_stats(&self, ids: &Idents) -> Vec<(i32, Stats)> {
-        self.threads
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| s.count > 0)
-            .map(|(i, s)| (ids.tid(i as Serial), *s))
-            .collect()
     }
 }

@@ -4,15 +4,32 @@
 
 use serde::Serialize;
 
-use super::common::{cut, pct, ThreadName};
+use super::common::{cut, pct, Row, Rows, ThreadName};
 use crate::observer::{RunSlice, SyscallDone};
 use crate::state::{Anomalies, Idents, Machine, Serial};
 
+/// CPU time and syscalls of one thread.
+#[derive(Debug, Clone, Copy, Default)]
+struct Busy(i64, u64);
+
+impl Row for Busy {
+    fn score(&self) -> u64 {
+        self.0.max(0) as u64
+    }
+    fn is_empty(&self) -> bool {
+        self.0 == 0 && self.1 == 0
+    }
+    fn merge(&mut self, o: &Self) {
+        self.0 = self.0.saturating_add(o.0);
+        self.1 += o.1;
+    }
+}
+
 /// The summary accumulator (per host).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Summary {
     begin: i64,
-    rows: Vec<(i64, u64)>,
+    rows: Rows<Busy>,
     syscalls: u64,
 }
 
@@ -54,7 +71,7 @@ pub struct SummaryReport {
     /// CPUs that had events.
     pub cpus: usize,
     /// Thread instances seen (a reused tid counts again).
-    pub threads_seen: usize,
+    pub threads_seen: u64,
     /// Events in the period.
     pub events: u64,
     /// Per event type, most frequent first.
@@ -70,9 +87,18 @@ pub struct SummaryReport {
 }
 
 impl Summary {
-    /// An empty summary.
-    pub fn new() -> Summary {
-        Summary::default()
+    /// An empty summary keeping `keep` dead threads' rows.
+    pub fn new(keep: usize) -> Summary {
+        Summary {
+            begin: i64::MIN,
+            rows: Rows::new(keep),
+            syscalls: 0,
+        }
+    }
+
+    /// A thread is gone.
+    pub fn thread_freed(&mut self, ids: &Idents, s: Serial) {
+        self.rows.freed(ids, s);
     }
 
     /// The analysed period begins at `ts`.
@@ -80,25 +106,18 @@ impl Summary {
         self.begin = ts;
     }
 
-    fn row(&mut self, s: Serial) -> &mut (i64, u64) {
-        let i = s as usize;
-        if self.rows.len() <= i {
-            self.rows.resize(i + 1, (0, 0));
-        }
-        &mut self.rows[i]
-    }
-
     /// Counts a run slice.
     pub fn run(&mut self, ids: &Idents, s: &RunSlice) {
         let from = s.from.max(self.begin);
         if s.to > from && ids.tid(s.thread) != 0 {
-            self.row(s.thread).0 += s.to.saturating_sub(from);
+            let r = self.rows.get(s.thread);
+            r.0 = r.0.saturating_add(s.to.saturating_sub(from));
         }
     }
 
     /// Counts a syscall.
     pub fn syscall(&mut self, d: &SyscallDone) {
-        self.row(d.thread).1 += 1;
+        self.rows.get(d.thread).1 += 1;
         self.syscalls += 1;
     }
 
@@ -111,29 +130,21 @@ impl Summary {
         lost: Vec<LostEvents>,
         top: usize,
     ) -> SummaryReport {
-        let ids = m.idents();
-        let mut rows: Vec<(Serial, (i64, u64))> = self
-            .rows
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| r.0 > 0 || r.1 > 0)
-            .map(|(i, r)| (i as Serial, *r))
-            .collect();
-        rows.sort_by(|a, b| b.1.cmp(&a.1).then(ids.tid(a.0).cmp(&ids.tid(b.0))));
+        let rows = self.rows.rows(m.idents());
         SummaryReport {
             cpus: m.cpu_count(),
-            threads_seen: ids.len(),
+            threads_seen: m.threads_seen(),
             events: counts.iter().map(|c| c.count).sum(),
             event_counts: counts,
             lost,
             syscalls: self.syscalls,
             top_threads: cut(rows, if top == 0 { 10 } else { top })
                 .into_iter()
-                .map(|(s, (ns, sc))| BusyThread {
-                    thread: ThreadName::of(ids, s),
-                    cpu_ns: ns,
-                    usage_pct: pct(ns as f64, duration as f64),
-                    syscalls: sc,
+                .map(|(thread, b)| BusyThread {
+                    thread,
+                    cpu_ns: b.0,
+                    usage_pct: pct(b.0 as f64, duration as f64),
+                    syscalls: b.1,
                 })
                 .collect(),
             anomalies: m.anomalies(),

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::common::{by_process, cut, ThreadName};
+use super::common::{cut, Row, Rows, ThreadName};
 use crate::errno;
 use crate::event::SyscallId;
 use crate::filter::Filter;
@@ -69,6 +69,42 @@ struct Entry {
     rets: Rets,
 }
 
+/// One thread's syscalls.
+#[derive(Debug, Clone, Default)]
+struct Calls(Vec<Entry>);
+
+impl Calls {
+    fn count(&self) -> u64 {
+        self.0.iter().map(|e| e.stats.count).sum()
+    }
+    fn errors(&self) -> u64 {
+        self.0
+            .iter()
+            .map(|e| e.rets.errors.iter().map(|x| x.1).sum::<u64>())
+            .sum()
+    }
+}
+
+impl Row for Calls {
+    fn score(&self) -> u64 {
+        self.count()
+    }
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    fn merge(&mut self, o: &Self) {
+        for e in &o.0 {
+            match self.0.iter_mut().find(|x| x.id == e.id) {
+                Some(x) => {
+                    x.stats.merge(&e.stats);
+                    x.rets.merge(&e.rets);
+                }
+                None => self.0.push(e.clone()),
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 struct Global {
     stats: Stats,
@@ -80,8 +116,7 @@ struct Global {
 #[derive(Debug, Clone)]
 pub struct Syscalls {
     filter: Filter,
-    threads: Vec<Vec<Entry>>,
-    order: Vec<Serial>,
+    threads: Rows<Calls>,
     global: Vec<Option<Box<Global>>>,
 }
 
@@ -163,14 +198,19 @@ pub struct SyscallsReport {
 }
 
 impl Syscalls {
-    /// An accumulator counting what `filter` selects.
-    pub fn new(filter: Filter) -> Syscalls {
+    /// An accumulator counting what `filter` selects, keeping `keep` dead
+    /// threads' rows ([`super::common::keep_for`]).
+    pub fn new(filter: Filter, keep: usize) -> Syscalls {
         Syscalls {
             filter,
-            threads: Vec::new(),
-            order: Vec::new(),
+            threads: Rows::new(keep),
             global: Vec::new(),
         }
+    }
+
+    /// A thread is gone.
+    pub fn thread_freed(&mut self, ids: &Idents, s: Serial) {
+        self.threads.freed(ids, s);
     }
 
     /// Counts a completed syscall.
@@ -180,14 +220,7 @@ impl Syscalls {
             return;
         }
         let dur = d.exit.saturating_sub(d.entry);
-        let i = d.thread as usize;
-        if self.threads.len() <= i {
-            self.threads.resize_with(i + 1, Vec::new);
-        }
-        let list = &mut self.threads[i];
-        if list.is_empty() {
-            self.order.push(d.thread);
-        }
+        let list = &mut self.threads.get(d.thread).0;
         let e = match list.iter().position(|e| e.id == d.id) {
             Some(p) => &mut list[p],
             None => {
@@ -229,42 +262,20 @@ impl Syscalls {
             })
             .collect();
         global.sort_by(|a, b| b.stats.count.cmp(&a.stats.count).then(a.name.cmp(&b.name)));
-        let count = |s: Serial| -> u64 {
-            self.threads
-                .get(s as usize)
-                .map_or(0, |l| l.iter().map(|e| e.stats.count).sum())
-        };
-        let mut order = self.order.clone();
-        order.sort_by(|a, b| {
-            count(*b)
-                .cmp(&count(*a))
-                .then(ids.tid(*a).cmp(&ids.tid(*b)))
-        });
-        let mut processes = by_process(
-            ids,
-            order.iter().map(|&s| {
-                let l = &self.threads[s as usize];
-                let errors: u64 = l
-                    .iter()
-                    .map(|e| e.rets.errors.iter().map(|x| x.1).sum::<u64>())
-                    .sum();
-                (s, (count(s), errors))
-            }),
-            |a, b| {
-                a.0 += b.0;
-                a.1 += b.1;
-            },
-        );
-        processes.sort_by(|a, b| b.3 .0.cmp(&a.3 .0).then(a.0.cmp(&b.0)));
-        let thread_count = order.len();
-        let total = order.iter().map(|&s| count(s)).sum();
-        let threads = cut(order, top)
+        let rows = self.threads.rows(ids);
+        let processes = self.threads.processes(ids);
+        let thread_count = self.threads.thread_count();
+        let total = self.threads.total().count();
+        let threads = cut(rows, top)
             .into_iter()
-            .map(|s| {
-                let mut rows: Vec<SyscallRow> = self.threads[s as usize]
+            .map(|(name, calls)| {
+                let mut rows: Vec<SyscallRow> = calls
+                    .0
                     .iter()
                     .map(|e| SyscallRow {
-                        name: name(e.id),
+                        name: names
+                            .get(e.id as usize)
+                            .map_or("?".into(), |s| s.to_string()),
                         stats: e.stats.summary(),
                         percentiles: None,
                         returns: e.rets.report(),
@@ -272,8 +283,8 @@ impl Syscalls {
                     .collect();
                 rows.sort_by(|a, b| b.stats.count.cmp(&a.stats.count).then(a.name.cmp(&b.name)));
                 ThreadSyscalls {
-                    thread: ThreadName::of(ids, s),
-                    count: count(s),
+                    thread: name,
+                    count: calls.count(),
                     syscalls: rows,
                 }
             })
@@ -284,12 +295,12 @@ impl Syscalls {
             syscalls: global,
             processes: cut(processes, top)
                 .into_iter()
-                .map(|(pid, name, n, (count, errors))| ProcessSyscalls {
+                .map(|(pid, name, n, calls)| ProcessSyscalls {
                     pid,
                     name,
                     threads: n,
-                    count,
-                    errors,
+                    count: calls.count(),
+                    errors: calls.errors(),
                 })
                 .collect(),
             threads,
