@@ -75,38 +75,6 @@ impl DeadName {
     }
 }
 
-/// The process of thread `s`: its pid (the tid when unknown) and name.
-pub fn process_of(ids: &Idents, s: Serial) -> (Tid, String) {
-    let n = ThreadName::of(ids, s);
-    (n.pid, n.process)
-}
-
-/// Groups per-thread values into per-process ones, keyed by pid, keeping
-/// the order of first appearance.
-pub fn by_process<T, F>(
-    ids: &Idents,
-    rows: impl Iterator<Item = (Serial, T)>,
-    mut add: F,
-) -> Vec<(Tid, String, u32, T)>
-where
-    T: Default,
-    F: FnMut(&mut T, &T),
-{
-    let mut index: IntMap<Tid, usize> = int_map();
-    let mut out: Vec<(Tid, String, u32, T)> = Vec::new();
-    for (s, v) in rows {
-        let (pid, name) = process_of(ids, s);
-        let i = *index.entry(pid).or_insert_with(|| {
-            out.push((pid, name, 0, T::default()));
-            out.len() - 1
-        });
-        let e = &mut out[i];
-        e.2 += 1;
-        add(&mut e.3, &v);
-    }
-    out
-}
-
 /// Percent of `part` in `whole`, 0 when `whole` is 0.
 pub fn pct(part: f64, whole: f64) -> f64 {
     if whole > 0.0 {
