@@ -136,6 +136,9 @@ pub struct Unbound {
 #[derive(Debug, Clone)]
 pub struct Binder {
     by_class: Vec<Binding>,
+    /// The `tid` context field of each class (LTTng `add-context -t tid`,
+    /// Strata's traces), when the trace has one.
+    ctx_tid: Vec<Option<FieldRef>>,
     syscall_names: Vec<Box<str>>,
     unbound: Vec<Unbound>,
 }
@@ -237,6 +240,15 @@ fn io_op(name: &str) -> Option<(IoOp, &'static [&'static str])> {
     })
 }
 
+/// The class's `tid` context field: a field named `tid` that is not one of
+/// its payload fields (`sched_wakeup` has a payload `tid` of the wakee).
+fn context_tid(c: &EventClass) -> Option<FieldRef> {
+    let payload: Vec<FieldRef> = c.payload_fields().map(|(_, f)| f).collect();
+    c.fields()
+        .find(|(name, f, _)| *name == "tid" && !payload.contains(f))
+        .map(|(_, f, _)| f)
+}
+
 /// Whether the trace's tracer is lttng-modules older than 2.7.1.
 fn old_wakeup_prio(t: &Trace) -> bool {
     let num = |k: &str| t.env(k).and_then(|v| v.as_i64());
@@ -259,6 +271,7 @@ impl Binder {
     pub fn new(set: &TraceSet) -> Binder {
         let mut b = Binder {
             by_class: vec![Binding::Ignore; set.class_count()],
+            ctx_tid: vec![None; set.class_count()],
             syscall_names: Vec::new(),
             unbound: Vec::new(),
         };
@@ -279,6 +292,9 @@ impl Binder {
                     Binding::Ignore
                 }
             };
+            if let Some(slot) = b.ctx_tid.get_mut(class.index()) {
+                *slot = context_tid(class);
+            }
             if let Some(slot) = b.by_class.get_mut(class.index()) {
                 *slot = binding;
             }
@@ -418,6 +434,14 @@ impl Binder {
     /// The name of syscall `id`.
     pub fn syscall_name(&self, id: SyscallId) -> &str {
         self.syscall_names.get(id as usize).map_or("?", |s| s)
+    }
+
+    /// The thread the event's `tid` context names: the thread that was
+    /// running when it was emitted.
+    #[inline]
+    pub fn context_tid(&self, ev: &Event<'_>) -> Option<i32> {
+        let f = (*self.ctx_tid.get(ev.class_index())?)?;
+        i32::try_from(ev.i64(f)?).ok()
     }
 
     /// Classes the analyses would have used but could not, for lack of a field.

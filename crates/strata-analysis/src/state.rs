@@ -208,6 +208,9 @@ pub struct Anomalies {
     pub bad_cpu: u64,
     /// IRQ exits with no matching entry on their CPU.
     pub irq_exits_unpaired: u64,
+    /// Events whose `tid` context contradicted the thread the state had on
+    /// their CPU (a switch was not traced): the state follows the context.
+    pub context_corrections: u64,
 }
 
 /// The kernel state of one host.
@@ -667,9 +670,83 @@ impl Machine {
                     }
                 }
             }
-            KernelEvent::Other => {
-                self.cpu(cpu);
+            // Unused events say nothing about the CPU: a statedump stream's
+            // events carry no real CPU number.
+            KernelEvent::Other => {}
+        }
+    }
+
+    /// Takes an event's `tid` context into account before the event itself:
+    /// the thread `tid` (0: idle) was running on `cpu` at `ts`. A CPU whose
+    /// thread was unknown now knows it; one whose thread differs missed a
+    /// switch, which is applied at `ts`.
+    #[inline]
+    pub fn running<O: Observer>(&mut self, ts: i64, cpu: u32, tid: Tid, obs: &mut O) {
+        if self.start.is_none() {
+            self.start = Some(ts);
+        }
+        let Some(c) = self.cpu(cpu) else { return };
+        let (current, since) = (c.current, c.since);
+        match current {
+            Current::Thread(s) if self.idents.tid(s) == tid => return,
+            Current::Idle if tid == 0 => return,
+            Current::Unknown => {
+                let (next, from) = if tid == 0 {
+                    (Current::Idle, ts)
+                } else {
+                    let n = self.slot(tid, ts);
+                    let t = &mut self.threads[n as usize];
+                    if t.on_cpu.is_some() {
+                        return;
+                    }
+                    t.on_cpu = Some(cpu);
+                    let from = since.max(t.last_off);
+                    self.set_state(n, ThreadState::Running, ts);
+                    (Current::Thread(n), from)
+                };
+                if let Some(Some(c)) = self.cpus.get_mut(cpu as usize) {
+                    c.current = next;
+                    c.since = from;
+                }
+                return;
             }
+            Current::Thread(s) => {
+                let t = &self.threads[s as usize];
+                obs.run(
+                    &self.idents,
+                    &RunSlice {
+                        cpu,
+                        thread: t.serial,
+                        from: since,
+                        to: ts,
+                        prio: t.prio,
+                    },
+                );
+                self.switched_out(s, ts, 0);
+            }
+            Current::Idle => {}
+        }
+        self.anomalies.context_corrections += 1;
+        let next = if tid == 0 {
+            Current::Idle
+        } else {
+            let n = self.slot(tid, ts);
+            let t = &mut self.threads[n as usize];
+            if let Some(other) = t.on_cpu.filter(|&o| o != cpu) {
+                if let Some(Some(oc)) = self.cpus.get_mut(other as usize) {
+                    if oc.current == Current::Thread(n) {
+                        oc.current = Current::Unknown;
+                        oc.since = ts;
+                    }
+                }
+            }
+            self.threads[n as usize].on_cpu = Some(cpu);
+            self.set_state(n, ThreadState::Running, ts);
+            Current::Thread(n)
+        };
+        if let Some(Some(c)) = self.cpus.get_mut(cpu as usize) {
+            c.current = next;
+            c.since = ts;
         }
     }
 

@@ -138,6 +138,10 @@ proptest! {
         for (i, (k, a, b, c, cpu, dt)) in evs.iter().enumerate() {
             ts += dt;
             let cpu = if i == 7 { wild_cpu.unwrap_or(*cpu) } else { *cpu };
+            if c & 8 != 0 {
+                // A `tid` context: the thread running when the event fired.
+                m.running(ts, cpu, *b, &mut acc);
+            }
             m.handle(ts, cpu, &event(*k, *a, *b, *c), &mut acc);
         }
         m.flush(ts, &mut acc);

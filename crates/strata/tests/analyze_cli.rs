@@ -243,3 +243,49 @@ fn damaged_packets_are_named_or_skipped() {
     assert!(doc["hosts"][0]["cputop"]["total_pct"].as_f64().unwrap() > 0.0);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `strata record` then `strata analyze` on its trace: Strata's own event
+/// names and its `tid` context feed the analyses end to end.
+#[test]
+fn analyses_read_what_strata_records() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 || !Path::new("/sys/kernel/tracing/events").is_dir() {
+        println!("analyses_read_what_strata_records: skipped: needs root and tracefs");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("strata-analyze-rec-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let rec = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["record", "-q", "-d", "1s", "-e", "sched,syscalls,irq", "-o"])
+        .arg(&dir)
+        .output()
+        .expect("strata record runs");
+    assert!(rec.status.success(), "record failed: {}", stderr(&rec));
+    let doc = json(&["all", dir.to_str().unwrap(), "--top", "0"]);
+    let _ = std::fs::remove_dir_all(&dir);
+    let h = &doc["hosts"][0];
+    let s = &h["summary"];
+    assert!(s["syscalls"].as_u64().unwrap() > 0, "{s}");
+    // The tid context names every event's thread: nothing is left
+    // unattributed, and the state never contradicts a switch.
+    assert_eq!(s["anomalies"]["syscalls_unattributed"], 0, "{s}");
+    assert_eq!(s["anomalies"]["switch_mismatches"], 0, "{s}");
+    assert!(h["syscalls"]["syscalls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|x| x["name"] == "write" || x["name"] == "read"));
+    let cpu_ns: i64 = h["cputop"]["threads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["cpu_ns"].as_i64().unwrap())
+        .sum();
+    let busy: i64 = h["cputop"]["cpus"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["busy_ns"].as_i64().unwrap())
+        .sum();
+    assert_eq!(cpu_ns, busy);
+}

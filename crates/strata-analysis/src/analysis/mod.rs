@@ -379,6 +379,9 @@ impl Analyzer {
             }
             None => {
                 if let Some(host) = self.hosts.get_mut(hi) {
+                    if let Some(tid) = self.binder.context_tid(ev) {
+                        host.machine.running(ts, cpu, tid, &mut Nobody);
+                    }
                     host.machine.handle(ts, cpu, &kev, &mut Nobody);
                 }
                 return Flow::Continue;
@@ -399,6 +402,9 @@ impl Analyzer {
                 }
                 host.lost[i] += lost;
             }
+        }
+        if let Some(tid) = self.binder.context_tid(ev) {
+            host.machine.running(ts, cpu, tid, &mut host.acc);
         }
         host.machine.handle(ts, cpu, &kev, &mut host.acc);
         Flow::Continue

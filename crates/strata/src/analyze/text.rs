@@ -630,8 +630,12 @@ pub fn summary(out: &mut String, ctx: &Context<'_>, s: &SummaryReport) {
     let a = &s.anomalies;
     let _ = writeln!(
         out,
-        "Not attributed: {} syscall entries before their CPU's first switch, {} exits without entry, {} IRQ exits without entry, {} switches contradicting the state\n",
-        a.syscalls_unattributed, a.syscall_exits_unpaired, a.irq_exits_unpaired, a.switch_mismatches
+        "Not attributed: {} syscall entries before their CPU's first switch, {} exits without entry, {} IRQ exits without entry; {} switches contradicting the state, {} untraced switches found from tid contexts\n",
+        a.syscalls_unattributed,
+        a.syscall_exits_unpaired,
+        a.irq_exits_unpaired,
+        a.switch_mismatches,
+        a.context_corrections
     );
     let _ = writeln!(out, "Events per type");
     let mut t = Table::new(&[("Event", L), ("Count", R), ("%", R)]);
