@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 const STRATA: &str = env!("CARGO_BIN_EXE_strata");
 const BUFFER_KB: u64 = 8192;
+const TC_INSTANCE: &str = "/sys/kernel/tracing/instances/tcbench";
 
 /// One recorder run.
 #[derive(Debug, Default, Clone, Copy)]
@@ -121,14 +122,22 @@ fn workload(calls: u64) -> f64 {
     start.elapsed().as_secs_f64()
 }
 
-/// Waits for `child` and returns its CPU time, children included.
-fn wait_cpu(child: &Child) -> f64 {
-    let mut status = 0;
-    // SAFETY: rusage is plain data filled by wait4 for our own child.
+/// CPU seconds of every child reaped so far (and of their reaped children).
+fn children_cpu() -> f64 {
+    // SAFETY: rusage is plain data that getrusage fills.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
     let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
     t(usage.ru_utime) + t(usage.ru_stime)
+}
+
+/// Waits for `child` and returns its CPU time, children included. Every
+/// other child is already reaped, so the growth of the children's total is
+/// this one's.
+fn wait_cpu(child: &mut Child) -> f64 {
+    let before = children_cpu();
+    let _ = child.wait();
+    children_cpu() - before
 }
 
 /// Reads lines of `stream` until one contains `marker`, then drains the rest
@@ -171,7 +180,7 @@ fn strata(out: &std::path::Path, calls: u64) -> Run {
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let mut text = String::new();
     let _ = BufReader::new(stdout).read_to_string(&mut text);
-    let cpu_s = wait_cpu(&child);
+    let cpu_s = wait_cpu(&mut child);
     let _ = err.join();
     let events = text
         .lines()
@@ -220,28 +229,58 @@ fn trace_cmd(out: &std::path::Path, calls: u64, uncompressed: bool) -> Run {
         .stderr(Stdio::piped())
         .spawn()
         .expect("trace-cmd runs");
-    let stderr = child.stderr.take().expect("piped");
-    let stderr = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = BufReader::new(stderr).read_to_string(&mut s);
-        s
-    });
-    let stdout = wait_for(child.stdout.take().expect("piped"), "Hit Ctrl^C");
+    let drain = |stream: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = BufReader::new(stream).read_to_string(&mut s);
+            s
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().expect("piped")));
+    let stderr = drain(Box::new(child.stderr.take().expect("piped")));
+    // trace-cmd's "Hit Ctrl^C" line sits in its stdout buffer until it
+    // exits, so readiness is read from its instance instead.
+    let tracing_on = format!("{TC_INSTANCE}/tracing_on");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::fs::read_to_string(&tracing_on).map_or(true, |s| s.trim() != "1") {
+        assert!(Instant::now() < deadline, "trace-cmd did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Its per-CPU recorder processes start right after.
+    std::thread::sleep(Duration::from_millis(500));
     let workload_s = workload(calls);
     // SAFETY: signalling our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let cpu_s = wait_cpu(&child);
-    let text = stdout.join().unwrap_or_default() + &stderr.join().unwrap_or_default();
-    let _ = std::fs::remove_dir("/sys/kernel/tracing/instances/tcbench");
-    // trace-cmd prints the kernel's per-CPU statistics of its buffer.
+    let cpu_s = wait_cpu(&mut child);
+    let _ = (stdout.join(), stderr.join());
+    // trace-cmd leaves its instance behind when it cannot write the
+    // function-tracer files of this locked-down kernel.
+    let _ = std::fs::remove_dir(TC_INSTANCE);
+    // The events that made it into the file, and the kernel's per-CPU
+    // statistics that trace-cmd stores in it.
+    let report = |extra: &[&str]| -> String {
+        Command::new("trace-cmd")
+            .args(["report", "-i"])
+            .arg(&file)
+            .args(extra)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    };
+    let events = report(&[])
+        .lines()
+        .filter(|l| l.contains(": sys_") || l.contains(": sched_switch:"))
+        .count() as u64;
+    let stats = report(&["--stat"]);
     let sum = |key: &str| -> u64 {
-        text.lines()
+        stats
+            .lines()
             .filter_map(|l| l.trim().strip_prefix(key)?.trim().parse::<u64>().ok())
             .sum()
     };
     Run {
         cpu_s,
-        events: sum("read events:"),
+        events,
         lost: sum("overrun:") + sum("commit overrun:") + sum("dropped events:"),
         workload_s,
     }
