@@ -1,4 +1,15 @@
 //! The Strata relay as a library: it collects traces from agents, stores them
 //! as CTF and serves them to analyses and viewers.
+//!
+//! - [`names`] and [`tokens`]: what the network may name, and who may send.
+//! - [`store`]: each host's trace on disk in the LTTng layout, appended
+//!   packet by packet, with a checkpoint that makes resume exact.
+//! - [`analysis`]: the live per-host analyses (CPU usage over a sliding
+//!   window, syscall rates and latencies, losses, live latency).
+//! - [`live`]: the LTTng-live viewer server over the data directory.
 
+pub mod analysis;
 pub mod live;
+pub mod names;
+pub mod store;
+pub mod tokens;
