@@ -30,7 +30,8 @@ impl Table {
         self.rows.push(cells);
     }
 
-    /// The table as text, indented by two spaces, one line per row.
+    /// The table as text, indented by two spaces, columns two spaces apart,
+    /// one line per row.
     pub fn render(&self) -> String {
         let n = self.cols.len();
         let mut w: Vec<usize> = self.cols.iter().map(|c| c.0.chars().count()).collect();
@@ -40,10 +41,10 @@ impl Table {
             }
         }
         let line = |cells: Vec<&str>| {
-            let mut s = String::from(" ");
+            let mut s = String::new();
             for (i, (c, (_, a))) in cells.iter().zip(&self.cols).enumerate() {
                 let pad = w[i].saturating_sub(c.chars().count());
-                s.push(' ');
+                s.push_str("  ");
                 if *a == Align::Right {
                     s.extend(std::iter::repeat_n(' ', pad));
                     s.push_str(c);
