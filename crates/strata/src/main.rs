@@ -1,5 +1,6 @@
 //! `strata`: one command for recording and analysing kernel traces.
 
+mod agent;
 mod analyze;
 mod host;
 mod record;
@@ -22,6 +23,8 @@ enum Command {
     Record(record::RecordArgs),
     /// Analyse a CTF kernel trace (LTTng's or Strata's): CPU, syscalls, scheduling, IRQs, I/O, memory.
     Analyze(analyze::AnalyzeArgs),
+    /// Stream this host's kernel trace (or a recorded one) to a relay.
+    Agent(agent::AgentArgs),
 }
 
 fn main() -> ExitCode {
@@ -29,6 +32,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Record(args) => record::run(args),
         Command::Analyze(args) => analyze::run(args),
+        Command::Agent(args) => agent::run(args),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,273 @@
+//! `strata agent`: stream this host's kernel trace (or a recorded trace,
+//! with `--replay`) to a relay. The work is done by the `strata-agent`
+//! library; this module turns the command line into its configuration.
+
+use crate::units::{parse_duration, parse_size};
+use anyhow::{bail, Context};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use strata_agent::{AgentConfig, LiveOptions, ReplayOptions, Security, SourceConfig};
+use strata_wire::Compression;
+
+/// Arguments of `strata agent`.
+#[derive(clap::Args)]
+pub struct AgentArgs {
+    /// The relay to stream to, `HOST:PORT`.
+    #[arg(long, value_name = "HOST:PORT")]
+    relay: String,
+
+    /// File holding this agent's token (the relay's token file maps host
+    /// ids to tokens).
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+
+    /// Plaintext TCP instead of TLS (the relay must be started with
+    /// --insecure too).
+    #[arg(long)]
+    insecure: bool,
+
+    /// PEM certificate (or CA) to trust for the relay's TLS certificate.
+    #[arg(long, value_name = "CERT")]
+    ca: Option<PathBuf>,
+
+    /// Client certificate (PEM) for mutual TLS; needs --key.
+    #[arg(long, value_name = "C", requires = "key")]
+    cert: Option<PathBuf>,
+
+    /// Private key (PEM) of --cert.
+    #[arg(long, value_name = "K", requires = "cert")]
+    key: Option<PathBuf>,
+
+    /// Name to check the relay's certificate against (default: the host
+    /// part of --relay).
+    #[arg(long, value_name = "NAME")]
+    tls_name: Option<String>,
+
+    /// Events to trace, as `strata record --events` takes them.
+    /// Default: sched,syscalls,irq.
+    #[arg(short, long, value_delimiter = ',', value_name = "LIST")]
+    events: Vec<String>,
+
+    /// Kernel ring-buffer size per CPU.
+    #[arg(long, default_value = "8M", value_parser = parse_size)]
+    buffer_size: u64,
+
+    /// The tracefs trace clock.
+    #[arg(long, default_value = "mono")]
+    clock: String,
+
+    /// The session name the relay files this stream under.
+    #[arg(long, default_value = "strata")]
+    session: String,
+
+    /// The host id the relay files this stream under (default: the host name).
+    #[arg(long, value_name = "NAME")]
+    host_id: Option<String>,
+
+    /// Directory for the on-disk spool used when the relay is unreachable.
+    #[arg(long, value_name = "DIR")]
+    spool_dir: Option<PathBuf>,
+
+    /// Size limit of the spool; past it the oldest data is dropped and the
+    /// exact loss is reported to the relay.
+    #[arg(long, default_value = "256M", value_parser = parse_size)]
+    spool_max: u64,
+
+    /// Unacknowledged data kept in memory before spilling to the spool.
+    #[arg(long, default_value = "16M", value_parser = parse_size)]
+    memory_max: u64,
+
+    /// Frame compression: none, lz4 or zstd.
+    #[arg(long, default_value = "lz4")]
+    compress: Compression,
+
+    /// Longest time a read page waits before it is sent.
+    #[arg(long, default_value = "100ms", value_parser = parse_duration)]
+    flush_interval: Duration,
+
+    /// Do not send the process state dump at the start.
+    #[arg(long)]
+    no_statedump: bool,
+
+    /// Stream a recorded CTF trace instead of this host's kernel.
+    #[arg(long, value_name = "TRACE")]
+    replay: Option<PathBuf>,
+
+    /// With --replay: events per second (0: as fast as the relay takes them).
+    #[arg(long, default_value = "100000")]
+    rate: f64,
+
+    /// With --replay: play the trace this many times (0: until stopped).
+    #[arg(long = "loop", default_value = "1", value_name = "N")]
+    loops: u32,
+
+    /// With --replay: keep the trace's own timestamps instead of moving its
+    /// start to now.
+    #[arg(long)]
+    keep_time: bool,
+
+    /// Stop after this long (default: until Ctrl-C or SIGTERM, or the end of
+    /// a replay).
+    #[arg(short, long, value_parser = parse_duration)]
+    duration: Option<Duration>,
+
+    /// How long to wait for the relay's last acknowledgement when stopping.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    final_wait: Duration,
+
+    /// No progress messages.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+fn security(args: &AgentArgs) -> anyhow::Result<Security> {
+    if args.insecure {
+        if args.ca.is_some() || args.cert.is_some() {
+            bail!("--insecure sends plaintext; drop it to use --ca/--cert, or drop those");
+        }
+        return Ok(Security::Plaintext);
+    }
+    let Some(ca) = args.ca.clone() else {
+        bail!(
+            "the connection to the relay is TLS: give --ca CERT (the relay's certificate or its CA), \
+             or --insecure for plaintext on a trusted network"
+        );
+    };
+    Ok(Security::Tls {
+        ca,
+        client: args.cert.clone().zip(args.key.clone()),
+        server_name: args.tls_name.clone(),
+    })
+}
+
+/// Runs `strata agent`.
+pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
+    let security = security(&args)?;
+    let token = match &args.token_file {
+        Some(f) => {
+            let t = std::fs::read_to_string(f)
+                .with_context(|| format!("cannot read the token file {}", f.display()))?;
+            let t = t.trim().to_string();
+            if t.is_empty() {
+                bail!("the token file {} is empty", f.display());
+            }
+            t
+        }
+        None => String::new(),
+    };
+    let host = crate::host::probe();
+    let mut config = AgentConfig::new(&args.relay, host);
+    config.security = security;
+    config.token = token;
+    config.session = args.session.clone();
+    if let Some(id) = &args.host_id {
+        config.host_id = id.clone();
+    }
+    config.memory_max = args.memory_max.min(usize::MAX as u64) as usize;
+    config.spool = args.spool_dir.clone().map(|d| (d, args.spool_max));
+    config.compression = args.compress;
+    config.final_ack_wait = args.final_wait;
+    config.quiet = args.quiet;
+    let source = match &args.replay {
+        Some(trace) => SourceConfig::Replay(ReplayOptions {
+            trace: trace.clone(),
+            rate: args.rate.max(0.0),
+            loops: args.loops,
+            keep_time: args.keep_time,
+            compression: args.compress,
+            ..ReplayOptions::default()
+        }),
+        None => {
+            // SAFETY: geteuid has no preconditions.
+            if unsafe { libc::geteuid() } != 0 {
+                bail!("strata agent controls the kernel's tracefs and needs root; run it with sudo (or use --replay)");
+            }
+            SourceConfig::Live(LiveOptions {
+                events: args.events.clone(),
+                buffer_size: args.buffer_size,
+                clock: args.clock.clone(),
+                statedump: !args.no_statedump,
+                flush_interval: args.flush_interval,
+                compression: args.compress,
+                ..LiveOptions::default()
+            })
+        }
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))
+            .context("cannot install the Ctrl-C/SIGTERM handler")?;
+    }
+    if let Some(d) = args.duration {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let until = Instant::now() + d;
+            while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            stop.store(true, Ordering::SeqCst);
+        });
+    }
+    if !args.quiet {
+        eprintln!(
+            "strata agent: streaming {} to {} as host '{}', session '{}' (Ctrl-C to stop)",
+            args.replay
+                .as_ref()
+                .map_or("this host's kernel".to_string(), |t| format!(
+                    "replay of {}",
+                    t.display()
+                )),
+            args.relay,
+            config.host_id,
+            config.session
+        );
+    }
+    let started = Instant::now();
+    let report = strata_agent::run(config, source, stop)?;
+    if !args.quiet {
+        let o = &report.outbox;
+        let s = &report.sender;
+        eprintln!(
+            "strata agent: {:.1} s; {} frames ({} bytes), {} sent ({} resent) over {} connections, acked up to seq {}",
+            started.elapsed().as_secs_f64(),
+            o.frames,
+            o.bytes,
+            s.frames_sent,
+            s.frames_resent,
+            s.sessions,
+            o.acked
+        );
+        if let Some(l) = &report.live {
+            eprintln!(
+                "strata agent: {} pages ({} event bytes) from {} CPUs; kernel lost {} events; {} state dump threads",
+                l.pages,
+                l.data_bytes,
+                l.cpus.len(),
+                l.kernel_lost,
+                l.statedump_threads
+            );
+        }
+        if let Some(r) = &report.replay {
+            eprintln!(
+                "strata agent: replayed {} packets, {} events, {} loops",
+                r.packets, r.events, r.loops
+            );
+        }
+        if o.dropped_frames > 0 {
+            eprintln!(
+                "strata agent: the spool overflowed: {} frames with {} events dropped (reported to the relay)",
+                o.dropped_frames, o.dropped_events
+            );
+        }
+        if report.unacked_frames > 0 {
+            eprintln!(
+                "strata agent: warning: {} frames were never acknowledged by the relay",
+                report.unacked_frames
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
