@@ -1,13 +1,20 @@
-//! Full-decode throughput of the CTF reader against `babeltrace2 -o dummy`,
-//! on tc-many-threads and on a trace many times larger built from its real
+//! Decode throughput of the CTF reader against `babeltrace2 -o dummy`, on
+//! tc-many-threads and on a trace many times larger built from its real
 //! packets with shifted timestamps, plus peak RSS as the trace grows.
 //!
 //! `cargo bench -p strata-ctf --bench read_decode` (env `STRATA_BENCH_COPIES`,
-//! default 24, sets the size of the large trace).
+//! default 24, sets the size of the large trace; `STRATA_BENCH_KEEP=1` keeps
+//! the generated traces).
 //!
-//! "Full decode" means: every event in time order, and every field of every
-//! event read through the typed accessors (integers, strings, every array
-//! element).
+//! Two figures per trace, each timed from opening the trace (metadata parsed
+//! and compiled, files mapped) to the last event, in a fresh process:
+//! - "decode + merge": every event located, its header and timestamp
+//!   decoded, its contexts and payload walked (so every field is decodable),
+//!   and all streams merged in time order.
+//! - "decode + merge + fields": the same, plus every field of every event
+//!   read through the typed accessors (integers, strings, every array
+//!   element), and the packet context fields once per packet. That is what
+//!   `babeltrace2 -o dummy` does: it builds every field object.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -35,53 +42,93 @@ struct ClassFields {
     strings: Vec<FieldRef>,
     arrays: Vec<FieldRef>,
     floats: Vec<FieldRef>,
+    /// Packet context integers, read once per packet.
+    packet: Vec<FieldRef>,
 }
 
-/// Decodes everything, touching every field. Returns (events, checksum).
-fn decode(path: &Path) -> (u64, u64) {
+/// What a child run measured.
+struct Measure {
+    events: u64,
+    open_secs: f64,
+    secs: f64,
+    checksum: u64,
+}
+
+/// Opens and reads everything; with `fields`, reads every field too.
+fn decode(path: &Path, fields: bool) -> Measure {
+    let t = Instant::now();
     let set = TraceSet::open(path, &OpenOptions::default()).expect("trace opens");
-    let mut plans: Vec<ClassFields> = vec![ClassFields::default(); set.class_count()];
-    for c in set.event_classes() {
-        let p = &mut plans[c.index()];
-        for (_, f, k) in c.fields() {
-            match k {
-                FieldKind::Int(_) | FieldKind::Enum => p.ints.push(f),
-                FieldKind::String => p.strings.push(f),
-                FieldKind::Array | FieldKind::Sequence => p.arrays.push(f),
-                FieldKind::Float => p.floats.push(f),
-                // Their members are listed as fields of their own.
-                FieldKind::Struct | FieldKind::Variant => {}
-            }
-        }
-    }
+    let open_secs = t.elapsed().as_secs_f64();
     let mut events = set.events();
     let (mut n, mut sum) = (0u64, 0u64);
-    while let Some(e) = events.next() {
-        let e = e.expect("valid trace");
-        n += 1;
-        sum = sum.wrapping_add(e.ts() as u64);
-        let p = &plans[e.class_index()];
-        for &f in &p.ints {
-            sum = sum.wrapping_add(e.u64(f).unwrap_or(0));
+    if !fields {
+        while let Some(e) = events.next() {
+            let e = e.expect("valid trace");
+            n += 1;
+            sum = sum.wrapping_add(e.ts() as u64 ^ e.class_index() as u64);
         }
-        for &f in &p.strings {
-            sum = sum.wrapping_add(e.str(f).map_or(0, |s| s.len() as u64));
-        }
-        for &f in &p.arrays {
-            // Char arrays read as text, others element by element.
-            if let Some(s) = e.str(f) {
-                sum = sum.wrapping_add(s.len() as u64);
-            } else {
-                for i in 0..e.len(f).unwrap_or(0) {
-                    sum = sum.wrapping_add(e.element(f, i).unwrap_or(0) as u64);
+    } else {
+        // Resolved lazily, on a class's first event, as an analysis binds.
+        let mut plans: Vec<Option<ClassFields>> = vec![None; set.class_count()];
+        let mut packet_of_stream: Vec<u64> = Vec::new();
+        while let Some(e) = events.next() {
+            let e = e.expect("valid trace");
+            n += 1;
+            sum = sum.wrapping_add(e.ts() as u64);
+            let p = plans[e.class_index()].get_or_insert_with(|| {
+                let mut p = ClassFields::default();
+                for (_, f, k) in e.class().fields() {
+                    match k {
+                        FieldKind::Int(_) | FieldKind::Enum if f.is_packet_context() => {
+                            p.packet.push(f)
+                        }
+                        FieldKind::Int(_) | FieldKind::Enum => p.ints.push(f),
+                        FieldKind::String => p.strings.push(f),
+                        FieldKind::Array | FieldKind::Sequence => p.arrays.push(f),
+                        FieldKind::Float => p.floats.push(f),
+                        // Their members are listed as fields of their own.
+                        FieldKind::Struct | FieldKind::Variant => {}
+                    }
+                }
+                p
+            });
+            let s = e.stream();
+            if packet_of_stream.len() <= s {
+                packet_of_stream.resize(s + 1, 0);
+            }
+            if packet_of_stream[s] != e.packet_number() {
+                packet_of_stream[s] = e.packet_number();
+                for &f in &p.packet {
+                    sum = sum.wrapping_add(e.u64(f).unwrap_or(0));
                 }
             }
-        }
-        for &f in &p.floats {
-            sum = sum.wrapping_add(e.value(f).is_some() as u64);
+            for &f in &p.ints {
+                sum = sum.wrapping_add(e.u64(f).unwrap_or(0));
+            }
+            for &f in &p.strings {
+                sum = sum.wrapping_add(e.str(f).map_or(0, |s| s.len() as u64));
+            }
+            for &f in &p.arrays {
+                // Char arrays read as text, others element by element.
+                if let Some(s) = e.str(f) {
+                    sum = sum.wrapping_add(s.len() as u64);
+                } else {
+                    for i in 0..e.len(f).unwrap_or(0) {
+                        sum = sum.wrapping_add(e.element(f, i).unwrap_or(0) as u64);
+                    }
+                }
+            }
+            for &f in &p.floats {
+                sum = sum.wrapping_add(e.value(f).is_some() as u64);
+            }
         }
     }
-    (n, sum)
+    Measure {
+        events: n,
+        open_secs,
+        secs: t.elapsed().as_secs_f64(),
+        checksum: sum,
+    }
 }
 
 /// Peak resident set size of this process, in KiB.
@@ -94,41 +141,48 @@ fn peak_rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
-/// Child mode: decode once, print `events secs checksum rss_kib`.
-fn child(path: &Path) {
-    let t = Instant::now();
-    let (n, sum) = decode(path);
-    let secs = t.elapsed().as_secs_f64();
-    println!("{n} {secs} {sum} {}", peak_rss_kib());
+/// Child mode: decode once, print `events secs open_secs checksum rss_kib`.
+fn child(path: &Path, fields: bool) {
+    let m = decode(path, fields);
+    println!(
+        "{} {} {} {} {}",
+        m.events,
+        m.secs,
+        m.open_secs,
+        m.checksum,
+        peak_rss_kib()
+    );
 }
 
 struct Run {
     events: u64,
     secs: f64,
+    open_secs: f64,
     rss_kib: u64,
 }
 
 /// Runs the decode in a fresh process (so peak RSS is its own), best of `reps`.
-fn ours(path: &Path, reps: usize) -> Run {
+fn ours(path: &Path, fields: bool, reps: usize) -> Run {
     let exe = std::env::current_exe().unwrap();
     let mut best: Option<Run> = None;
     for _ in 0..reps {
         let out = Command::new(&exe)
-            .arg("--child")
+            .arg(if fields { "--child-fields" } else { "--child" })
             .arg(path)
             .output()
             .unwrap();
         let s = String::from_utf8_lossy(&out.stdout);
         let f: Vec<&str> = s.split_whitespace().collect();
         assert!(
-            f.len() == 4,
+            f.len() == 5,
             "child failed: {s} {}",
             String::from_utf8_lossy(&out.stderr)
         );
         let r = Run {
             events: f[0].parse().unwrap(),
             secs: f[1].parse().unwrap(),
-            rss_kib: f[3].parse().unwrap(),
+            open_secs: f[2].parse().unwrap(),
+            rss_kib: f[4].parse().unwrap(),
         };
         if best.as_ref().is_none_or(|b| r.secs < b.secs) {
             best = Some(r);
@@ -230,9 +284,11 @@ fn build_large(src: &Path, dst: &Path, copies: u64) {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    if let Some(i) = args.iter().position(|a| a == "--child") {
-        child(Path::new(&args[i + 1]));
-        return;
+    for (flag, fields) in [("--child", false), ("--child-fields", true)] {
+        if let Some(i) = args.iter().position(|a| a == flag) {
+            child(Path::new(&args[i + 1]), fields);
+            return;
+        }
     }
     let Some(root) = traces() else {
         println!("read_decode: shared traces not found, nothing to measure");
@@ -248,54 +304,71 @@ fn main() {
     let large = tmp.join(format!("x{copies}"));
     build_large(&small, &mid, 4);
     build_large(&small, &large, copies);
+    let has_bt2 = babeltrace2(&small, 1).is_some();
+    if !has_bt2 {
+        println!("babeltrace2 not installed: no comparison");
+    }
 
-    println!("read_decode: full decode (all events in time order, every field read)");
+    println!("read_decode: times from opening the trace to its last event, best of several runs");
+    println!("  merge  = decode + merge (every event located, header/timestamp decoded, payload walked, time-ordered)");
+    println!("  fields = decode + merge + every field read through the typed accessors");
     println!(
-        "{:<22} {:>10} {:>10} {:>12} {:>10} {:>12} {:>9}",
-        "trace", "events", "ours s", "ours ev/s", "bt2 s", "bt2 ev/s", "speedup"
+        "{:<16} {:>9} {:>8} {:>9} {:>11} {:>7} {:>9} {:>11} {:>7} {:>8} {:>10}",
+        "trace",
+        "events",
+        "open ms",
+        "merge s",
+        "merge ev/s",
+        "x bt2",
+        "fields s",
+        "fields ev/s",
+        "x bt2",
+        "bt2 s",
+        "bt2 ev/s"
     );
     let mut rss = Vec::new();
     for (name, path, reps, bt_reps) in [
-        ("tc-many-threads".to_string(), &small, 5, 3),
-        ("x4".to_string(), &mid, 3, 1),
-        (format!("x{copies}"), &large, 3, 1),
+        ("tc-many-threads".to_string(), &small, 7, 3),
+        ("x4".to_string(), &mid, 5, 1),
+        (format!("x{copies}"), &large, 5, 1),
     ] {
-        let r = ours(path, reps);
-        let bt = babeltrace2(path, bt_reps);
-        let (bts, btr, sp) = match bt {
-            Some(s) => (
-                format!("{s:.3}"),
-                format!("{:.0}", r.events as f64 / s),
-                format!("{:.1}x", s / r.secs),
-            ),
-            None => ("-".into(), "-".into(), "-".into()),
+        let m = ours(path, false, reps);
+        let f = ours(path, true, reps);
+        assert_eq!(m.events, f.events);
+        let bt = if has_bt2 {
+            babeltrace2(path, bt_reps)
+        } else {
+            None
         };
+        let x = |s: f64| bt.map_or("-".to_string(), |b| format!("{:.1}x", b / s));
         println!(
-            "{:<22} {:>10} {:>10.4} {:>12.0} {:>10} {:>12} {:>9}",
+            "{:<16} {:>9} {:>8.2} {:>9.4} {:>11.0} {:>7} {:>9.4} {:>11.0} {:>7} {:>8} {:>10}",
             name,
-            r.events,
-            r.secs,
-            r.events as f64 / r.secs,
-            bts,
-            btr,
-            sp
+            m.events,
+            m.open_secs.min(f.open_secs) * 1e3,
+            m.secs,
+            m.events as f64 / m.secs,
+            x(m.secs),
+            f.secs,
+            f.events as f64 / f.secs,
+            x(f.secs),
+            bt.map_or("-".into(), |b| format!("{b:.3}")),
+            bt.map_or("-".into(), |b| format!("{:.0}", m.events as f64 / b)),
         );
         let size: u64 = std::fs::read_dir(path)
             .unwrap()
             .filter_map(|e| e.ok()?.metadata().ok())
             .map(|m| m.len())
             .sum();
-        rss.push((name, size, r.rss_kib));
+        rss.push((name, size, m.rss_kib, f.rss_kib));
     }
-    if babeltrace2(&small, 1).is_none() {
-        println!("babeltrace2 not installed: no comparison");
-    }
-    println!("peak RSS of the decoding process:");
-    for (name, size, kib) in rss {
+    println!("peak RSS of the decoding process (merge / fields):");
+    for (name, size, m, f) in rss {
         println!(
-            "  {name:<20} trace {:>7.1} MiB  peak RSS {:>6.1} MiB",
+            "  {name:<16} trace {:>7.1} MiB  peak RSS {:>6.1} / {:>6.1} MiB",
             size as f64 / 1048576.0,
-            kib as f64 / 1024.0
+            m as f64 / 1024.0,
+            f as f64 / 1024.0
         );
     }
     if std::env::var_os("STRATA_BENCH_KEEP").is_some() {

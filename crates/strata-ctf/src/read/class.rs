@@ -23,6 +23,14 @@ pub struct FieldRef {
     pub(crate) shape: Shape,
 }
 
+impl FieldRef {
+    /// Whether the field is in the packet context: its value is the same
+    /// for every event of a packet (see [`crate::read::Event::packet_number`]).
+    pub fn is_packet_context(&self) -> bool {
+        self.scope == ScopeKind::PacketContext
+    }
+}
+
 /// How a field is read, resolved once so accessors need no plan lookups.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Shape {

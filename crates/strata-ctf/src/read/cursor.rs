@@ -72,6 +72,8 @@ pub(crate) struct Cursor<'s> {
     pub stats: SkipStats,
     /// Bytes of packets finished since the merge last collected them.
     pub done_bytes: u64,
+    /// Packets entered so far: the current packet's ordinal, from 1.
+    pub packet_number: u64,
 }
 
 impl<'s> Cursor<'s> {
@@ -117,6 +119,7 @@ impl<'s> Cursor<'s> {
             skip,
             stats: SkipStats::default(),
             done_bytes: 0,
+            packet_number: 0,
         }
     }
 
@@ -235,6 +238,7 @@ impl<'s> Cursor<'s> {
             .get(off as usize..(off + info.size) as usize)
             .unwrap_or(&[]);
         self.pkt_off = off;
+        self.packet_number += 1;
         self.pkt_size = info.size;
         self.next_off = off + info.size;
         self.content_end = info.content_bits;

@@ -81,6 +81,13 @@ impl<'a> Event<'a> {
     pub fn position(&self) -> (&'a std::path::Path, u64) {
         self.c.position()
     }
+    /// Ordinal of the event's packet in its stream, from 1: it changes
+    /// exactly when the stream moves to another packet, so per-packet work
+    /// (reading the packet context) can be done once per packet.
+    #[inline]
+    pub fn packet_number(&self) -> u64 {
+        self.c.packet_number
+    }
     /// Events the tracer discarded in this stream since the previous packet,
     /// reported on the first event after the loss.
     #[inline]
