@@ -6,10 +6,18 @@
 //!   packet by packet, with a checkpoint that makes resume exact.
 //! - [`analysis`]: the live per-host analyses (CPU usage over a sliding
 //!   window, syscall rates and latencies, losses, live latency).
+//! - [`ingest`]: the agent-facing server (TLS, handshake, frames, acks).
+//! - [`registry`]: the hosts and counters the API reads.
+//! - [`http`]: the JSON API and Prometheus `/metrics`.
 //! - [`live`]: the LTTng-live viewer server over the data directory.
+//! - [`relay`]: all of it together, as `strata relay` runs it.
 
 pub mod analysis;
+pub mod http;
+pub mod ingest;
 pub mod live;
 pub mod names;
+pub mod registry;
+pub mod relay;
 pub mod store;
 pub mod tokens;

@@ -1,1 +1,231 @@
-//! Live analyses.
+//! The live analyses of one host: events are decoded as they arrive
+//! ([`ftrace_bind`] for raw pages, [`ctf_bind`] for replayed packets),
+//! merged across CPUs by time ([`merge`]), and applied one at a time to the
+//! kernel state system of strata-analysis, whose notifications feed the
+//! sliding-window accumulators ([`window`]). Reports are built on demand
+//! for the HTTP API and `/metrics` ([`report`]).
+
+pub mod ctf_bind;
+pub mod event;
+pub mod ftrace_bind;
+pub mod hist;
+pub mod merge;
+pub mod report;
+pub mod window;
+
+use hdrhistogram::Histogram;
+use strata_analysis::observer::{Observer, RunSlice};
+use strata_analysis::state::{Idents, Machine, MAX_CPUS};
+
+use event::{LiveEvent, LiveKind};
+use merge::Merger;
+use window::Window;
+
+/// Choices for the live analyses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LiveConfig {
+    /// The sliding window for CPU usage and syscall rates, ns.
+    pub window_ns: i64,
+    /// Buckets the window is cut into.
+    pub buckets: usize,
+    /// How long an event may wait for other CPUs' events (wall time), ns.
+    pub hold_ns: i64,
+    /// The most events waiting in the reorder buffer.
+    pub merge_cap: usize,
+}
+
+impl Default for LiveConfig {
+    fn default() -> Self {
+        LiveConfig {
+            window_ns: 5_000_000_000,
+            buckets: 10,
+            hold_ns: 20_000_000,
+            merge_cap: 1 << 18,
+        }
+    }
+}
+
+/// The highest live latency recorded, ns (larger values are clamped).
+const MAX_LATENCY_NS: u64 = 3_600_000_000_000;
+
+/// A new live-latency histogram: 1 ns to 1 h, 2 significant digits.
+pub fn latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, MAX_LATENCY_NS, 2).expect("constant bounds hdrhistogram accepts")
+}
+
+/// Nanoseconds since the Unix epoch, now.
+#[inline]
+pub fn unix_now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64)
+}
+
+/// The live state and analyses of one host.
+#[derive(Debug)]
+pub struct LiveHost {
+    machine: Machine,
+    window: Window,
+    merger: Merger,
+    syscall_names: Vec<Box<str>>,
+    latency: Histogram<u64>,
+    lost: Vec<u64>,
+    applied: u64,
+    bad_cpu: u64,
+}
+
+/// Collects the slices of threads still running, for reports.
+struct Running<'a>(&'a mut Vec<RunSlice>);
+
+impl Observer for Running<'_> {
+    fn run(&mut self, _: &Idents, s: &RunSlice) {
+        self.0.push(*s);
+    }
+}
+
+impl LiveHost {
+    /// A host that knows nothing yet; `syscall_names` name the syscall ids
+    /// its events carry.
+    pub fn new(cfg: LiveConfig, syscall_names: Vec<Box<str>>) -> LiveHost {
+        LiveHost {
+            machine: Machine::new(),
+            window: Window::new(cfg.window_ns, cfg.buckets),
+            merger: Merger::new(cfg.hold_ns, cfg.merge_cap),
+            syscall_names,
+            latency: latency_histogram(),
+            lost: Vec::new(),
+            applied: 0,
+            bad_cpu: 0,
+        }
+    }
+
+    /// Replaces the syscall names (new metadata from the agent).
+    pub fn set_syscall_names(&mut self, names: Vec<Box<str>>) {
+        self.syscall_names = names;
+    }
+
+    /// Queues one decoded event.
+    #[inline]
+    pub fn push(&mut self, ev: LiveEvent) {
+        if ev.cpu >= MAX_CPUS {
+            self.bad_cpu += 1;
+            return;
+        }
+        self.merger.push(ev);
+    }
+
+    /// Applies every event the reorder buffer releases at wall time `now`
+    /// (all of them with `all`), recording each one's live latency: the
+    /// time from its timestamp to the moment it was applied. Into `global`
+    /// too, when given. Returns the events applied.
+    pub fn drain(&mut self, now: i64, all: bool, mut global: Option<&mut Histogram<u64>>) -> u64 {
+        let machine = &mut self.machine;
+        let window = &mut self.window;
+        let latency = &mut self.latency;
+        let mut applied = 0u64;
+        // The clock is read every 256 events: the latency then includes
+        // the time spent on the events before it in the batch.
+        let mut clock = unix_now_ns();
+        self.merger.drain(now, all, |ev| {
+            window.tick(ev.ts);
+            if ev.tid >= 0 && !matches!(ev.kind, LiveKind::StatedumpThread { .. }) {
+                machine.running(ev.ts, ev.cpu, ev.tid, window);
+            }
+            machine.handle(ev.ts, ev.cpu, &ev.kind.to_kernel(), window);
+            applied += 1;
+            if applied.is_multiple_of(256) {
+                clock = unix_now_ns();
+            }
+            let l = clock.saturating_sub(ev.ts).clamp(1, MAX_LATENCY_NS as i64) as u64;
+            latency.saturating_record(l);
+            if let Some(g) = global.as_deref_mut() {
+                g.saturating_record(l);
+            }
+        });
+        self.applied += applied;
+        applied
+    }
+
+    /// Applies one event now, bypassing the reorder buffer: for the state
+    /// dump, whose threads existed before any traced event.
+    pub fn apply_direct(&mut self, ev: &LiveEvent) {
+        if ev.cpu >= MAX_CPUS {
+            self.bad_cpu += 1;
+            return;
+        }
+        self.machine
+            .handle(ev.ts, ev.cpu, &ev.kind.to_kernel(), &mut self.window);
+    }
+
+    /// Adds `n` lost events on `cpu`.
+    pub fn note_lost(&mut self, cpu: u32, n: u64) {
+        let c = cpu as usize;
+        if cpu >= MAX_CPUS {
+            self.bad_cpu += 1;
+            return;
+        }
+        if self.lost.len() <= c {
+            self.lost.resize(c + 1, 0);
+        }
+        self.lost[c] = self.lost[c].saturating_add(n);
+    }
+
+    /// Forgets thread names no longer in the window (call it now and then).
+    pub fn prune(&mut self) {
+        self.window.prune();
+    }
+
+    /// Events applied so far.
+    pub fn applied(&self) -> u64 {
+        self.applied
+    }
+
+    /// Events waiting in the reorder buffer.
+    pub fn waiting(&self) -> usize {
+        self.merger.len()
+    }
+
+    /// Time of the newest event applied (ns since the epoch), if any.
+    pub fn newest(&self) -> Option<i64> {
+        self.window.first.map(|_| self.window.now)
+    }
+
+    /// The live-latency histogram of this host.
+    pub fn latency(&self) -> &Histogram<u64> {
+        &self.latency
+    }
+
+    /// The state system.
+    pub fn machine(&self) -> &Machine {
+        &self.machine
+    }
+
+    /// The accumulators.
+    pub fn window(&self) -> &Window {
+        &self.window
+    }
+
+    /// The name of syscall id `id`.
+    pub fn syscall_name(&self, id: u16) -> &str {
+        self.syscall_names.get(id as usize).map_or("unknown", |s| s)
+    }
+
+    /// Lost events per CPU.
+    pub fn lost(&self) -> &[u64] {
+        &self.lost
+    }
+
+    /// Events applied out of time order, and events on impossible CPUs.
+    pub fn anomalies(&self) -> (u64, u64) {
+        (self.merger.late(), self.bad_cpu)
+    }
+
+    /// The slices of the threads running now, up to the newest event.
+    pub fn running_slices(&self) -> Vec<RunSlice> {
+        let mut v = Vec::new();
+        if self.window.first.is_some() {
+            self.machine.flush(self.window.now, &mut Running(&mut v));
+        }
+        v
+    }
+}

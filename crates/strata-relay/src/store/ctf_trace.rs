@@ -1,11 +1,10 @@
 //! A trace whose packets arrive whole (replay agents stream recorded CTF
 //! traces): the metadata and the packets are stored as they are, and each
-//! packet gets its LTTng index entry from its own header and context.
+//! packet gets the LTTng index entry the agent read from its packet context.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::packet_info::PacketLayout;
 use super::stream_file::{StreamFile, StreamMark};
 use super::StoreError;
 use crate::names::check_name;
@@ -18,7 +17,6 @@ pub const MAX_STREAMS: usize = 4096;
 #[derive(Debug)]
 pub struct CtfTrace {
     dir: PathBuf,
-    layout: PacketLayout,
     streams: BTreeMap<String, StreamFile>,
     resume: BTreeMap<String, StreamMark>,
     /// Per stream, the last `events_discarded` seen (it is a running count).
@@ -26,16 +24,11 @@ pub struct CtfTrace {
 }
 
 impl CtfTrace {
-    /// A trace in `dir` (whose `metadata` is written already) with the
-    /// packet layout of its metadata; `resume` holds checkpointed streams.
-    pub fn open(
-        dir: &Path,
-        layout: PacketLayout,
-        resume: BTreeMap<String, StreamMark>,
-    ) -> Result<CtfTrace, StoreError> {
+    /// A trace in `dir` (whose `metadata` is written already); `resume`
+    /// holds the checkpointed streams.
+    pub fn open(dir: &Path, resume: BTreeMap<String, StreamMark>) -> Result<CtfTrace, StoreError> {
         let mut t = CtfTrace {
             dir: dir.to_path_buf(),
-            layout,
             streams: BTreeMap::new(),
             resume,
             discarded: BTreeMap::new(),
@@ -70,27 +63,29 @@ impl CtfTrace {
             .ok_or_else(|| StoreError::Data(format!("stream {name} vanished")))
     }
 
-    /// Stores one whole packet of stream `name`. Returns its index entry
-    /// and the events it newly reports discarded.
+    /// Stores one whole packet of stream `name` with its index `entry`
+    /// (whose `offset` is filled in here). Returns the events the packet
+    /// newly reports discarded (its counter is a running one).
     pub fn push_packet(
         &mut self,
         name: &str,
         packet: &[u8],
-    ) -> Result<(IndexEntry, u64), StoreError> {
+        entry: &IndexEntry,
+    ) -> Result<u64, StoreError> {
         self.stream(name)?;
         let Some(f) = self.streams.get_mut(name) else {
             return Err(StoreError::Data(format!("stream {name} vanished")));
         };
-        let entry = self
-            .layout
-            .entry(packet, f.offset())
-            .map_err(|e| StoreError::Data(format!("packet for stream {name}: {e}")))?;
+        let entry = IndexEntry {
+            offset: f.offset(),
+            ..*entry
+        };
         f.append(packet, &entry)?;
         let prev = self
             .discarded
             .insert(name.to_string(), entry.events_discarded)
             .unwrap_or(0);
-        Ok((entry, entry.events_discarded.saturating_sub(prev)))
+        Ok(entry.events_discarded.saturating_sub(prev))
     }
 
     /// The stream lengths for a checkpoint.

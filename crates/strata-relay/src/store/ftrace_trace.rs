@@ -70,13 +70,25 @@ struct CpuStream {
     file: StreamFile,
     builder: PacketBuilder,
     cpu: u32,
+    instance: u64,
     mark: CpuMark,
+}
+
+/// What a checkpoint gives back to reopen a converted trace.
+#[derive(Debug, Clone, Copy)]
+pub struct Resume<'a> {
+    /// Per stream instance (CPUs, then the state dump), the counters.
+    pub cpus: &'a [CpuMark],
+    /// Per stream file, its lengths.
+    pub streams: &'a std::collections::BTreeMap<String, StreamMark>,
+    /// Whether the state dump's last part was stored.
+    pub statedump_written: bool,
 }
 
 impl CpuStream {
     fn begin(&mut self, ts: u64) {
         self.builder.begin(PacketStart {
-            stream_instance_id: self.cpu as u64,
+            stream_instance_id: self.instance,
             cpu_id: self.cpu,
             seq: self.mark.packet_seq,
             ts_begin: ts.max(self.mark.last_end),
@@ -107,6 +119,7 @@ pub struct FtraceTrace {
     conv: Converter,
     cpus: Vec<CpuStream>,
     cfg: PacketConfig,
+    statedump: Option<CpuStream>,
     statedump_written: bool,
     /// Records dropped: an ftrace id no format named, or too short.
     pub dropped: u64,
@@ -123,17 +136,14 @@ impl FtraceTrace {
     }
 
     /// Opens the stream files of `dir` (which holds the metadata already):
-    /// new ones, or with `resume` the checkpointed ones cut back.
+    /// new ones, or with `resume` (per-CPU counters, stream lengths, and
+    /// whether the state dump is complete) the checkpointed ones cut back.
     pub fn open(
         dir: &Path,
         setup: &FtraceSetup,
         conv: Converter,
         uuid: Uuid,
-        resume: Option<(
-            &[CpuMark],
-            &std::collections::BTreeMap<String, StreamMark>,
-            bool,
-        )>,
+        resume: Option<Resume<'_>>,
     ) -> Result<FtraceTrace, StoreError> {
         let n = setup.host.cpu_count;
         if n == 0 || n > MAX_CPUS {
@@ -146,29 +156,39 @@ impl FtraceTrace {
             header: HeaderKind::for_max_id(conv.classes().len().saturating_sub(1) as u32),
             capacity: DEFAULT_CAPACITY,
         };
-        let mut cpus = Vec::with_capacity(n as usize);
-        for cpu in 0..n {
-            let name = format!("channel0_{cpu}");
-            let (mark, smark) = match resume {
-                Some((marks, streams, _)) => (
-                    marks.get(cpu as usize).cloned().unwrap_or_default(),
-                    Some(streams.get(&name).cloned().unwrap_or_default()),
+        let stream = |name: &str, cpu: u32, instance: u64| -> Result<CpuStream, StoreError> {
+            let (mark, smark) = match &resume {
+                Some(r) => (
+                    r.cpus.get(instance as usize).cloned().unwrap_or_default(),
+                    Some(r.streams.get(name).cloned().unwrap_or_default()),
                 ),
                 None => (CpuMark::default(), None),
             };
-            cpus.push(CpuStream {
-                file: StreamFile::open(dir, &name, smark.as_ref())?,
-                builder: PacketBuilder::new(cfg)
-                    .map_err(|e: PacketError| StoreError::Data(e.to_string()))?,
+            Ok(CpuStream {
+                file: StreamFile::open(dir, name, smark.as_ref())?,
+                builder: PacketBuilder::new(cfg).map_err(|e| StoreError::Data(e.to_string()))?,
                 cpu,
+                instance,
                 mark,
-            });
+            })
+        };
+        let mut cpus = Vec::with_capacity(n as usize);
+        for cpu in 0..n {
+            cpus.push(stream(&format!("channel0_{cpu}"), cpu, cpu as u64)?);
         }
+        // The state dump stream's counters come after the CPUs'.
+        let statedump = match &resume {
+            Some(r) if r.streams.contains_key(STATEDUMP_STREAM) => {
+                Some(stream(STATEDUMP_STREAM, 0, n as u64)?)
+            }
+            _ => None,
+        };
         Ok(FtraceTrace {
             conv,
             cpus,
             cfg,
-            statedump_written: resume.is_some_and(|r| r.2),
+            statedump,
+            statedump_written: resume.is_some_and(|r| r.statedump_written),
             dropped: 0,
         })
     }
@@ -234,36 +254,39 @@ impl FtraceTrace {
     /// Writes every open packet (the timer flush and checkpoints).
     pub fn flush(&mut self) -> Result<u64, StoreError> {
         let mut n = 0;
-        for s in &mut self.cpus {
+        for s in self.cpus.iter_mut().chain(self.statedump.iter_mut()) {
             n += s.flush()?;
         }
         Ok(n)
     }
 
-    /// Writes the state dump stream once, at trace-clock time `ts`.
-    pub fn write_statedump(
+    /// Appends one part of the state dump taken at trace-clock time `ts`:
+    /// the first part opens it with `lttng_statedump_start`, the last closes
+    /// it with `lttng_statedump_end`. Parts after a complete dump (an agent
+    /// resending after a relay restart) are ignored. Returns bytes written.
+    pub fn push_statedump(
         &mut self,
         dir: &Path,
         ts: u64,
         threads: &[ThreadState],
+        first: bool,
+        last: bool,
     ) -> Result<u64, StoreError> {
         if self.statedump_written {
             return Ok(0);
         }
-        let instance = self.cpus.len() as u64;
-        let mut s = CpuStream {
-            file: StreamFile::open(dir, STATEDUMP_STREAM, None)?,
-            builder: PacketBuilder::new(self.cfg).map_err(|e| StoreError::Data(e.to_string()))?,
-            cpu: 0,
-            mark: CpuMark::default(),
-        };
-        let begin = |s: &mut CpuStream| {
-            s.builder.begin(PacketStart {
-                stream_instance_id: instance,
-                cpu_id: 0,
-                seq: s.mark.packet_seq,
-                ts_begin: ts,
-            })
+        if self.statedump.is_none() {
+            self.statedump = Some(CpuStream {
+                file: StreamFile::open(dir, STATEDUMP_STREAM, None)?,
+                builder: PacketBuilder::new(self.cfg)
+                    .map_err(|e| StoreError::Data(e.to_string()))?,
+                cpu: 0,
+                instance: self.cpus.len() as u64,
+                mark: CpuMark::default(),
+            });
+        }
+        let Some(s) = self.statedump.as_mut() else {
+            return Ok(0);
         };
         let conv = &self.conv;
         let mut bytes = 0;
@@ -271,41 +294,53 @@ impl FtraceTrace {
                         f: &dyn Fn(&mut PacketBuilder) -> Result<(), PacketError>|
          -> Result<(), StoreError> {
             if !s.builder.is_open() {
-                begin(s);
+                s.begin(ts);
             }
             if f(&mut s.builder) == Err(PacketError::Full) {
                 bytes += s.flush()?;
-                begin(s);
+                s.begin(ts);
                 let _ = f(&mut s.builder);
             }
             Ok(())
         };
-        step(&mut s, &|b| statedump::write_start(conv, b, ts))?;
-        for t in threads {
-            step(&mut s, &|b| statedump::write_thread(conv, b, ts, t))?;
-            step(&mut s, &|b| statedump::write_pid_ns(conv, b, ts, t))?;
+        if first {
+            step(s, &|b| statedump::write_start(conv, b, ts))?;
         }
-        step(&mut s, &|b| statedump::write_end(conv, b, ts))?;
-        bytes += s.flush()?;
-        self.statedump_written = true;
+        for t in threads {
+            step(s, &|b| statedump::write_thread(conv, b, ts, t))?;
+            step(s, &|b| statedump::write_pid_ns(conv, b, ts, t))?;
+        }
+        if last {
+            step(s, &|b| statedump::write_end(conv, b, ts))?;
+            self.statedump_written = true;
+        }
         Ok(bytes)
     }
 
     /// The per-CPU counters and stream lengths for a checkpoint. Call it
     /// right after [`FtraceTrace::flush`].
     pub fn marks(&self) -> (Vec<CpuMark>, Vec<(String, StreamMark)>) {
-        let cpus = self.cpus.iter().map(|s| s.mark.clone()).collect();
-        let streams = self
-            .cpus
-            .iter()
-            .map(|s| (format!("channel0_{}", s.cpu), s.file.mark().clone()))
+        let all = self.cpus.iter().chain(self.statedump.iter());
+        let cpus = all.clone().map(|s| s.mark.clone()).collect();
+        let streams = all
+            .map(|s| {
+                let name = if s.instance < self.cpus.len() as u64 {
+                    format!("channel0_{}", s.cpu)
+                } else {
+                    STATEDUMP_STREAM.to_string()
+                };
+                (name, s.file.mark().clone())
+            })
             .collect();
         (cpus, streams)
     }
 
     /// Flushes every stream file to the disk.
     pub fn sync(&self) -> Result<(), StoreError> {
-        self.cpus.iter().try_for_each(|s| s.file.sync())
+        self.cpus
+            .iter()
+            .chain(self.statedump.iter())
+            .try_for_each(|s| s.file.sync())
     }
 
     /// Lost events per CPU so far.

@@ -10,14 +10,11 @@
 
 use std::path::{Path, PathBuf};
 
-use strata_ctf::read::tsdl;
 use strata_ctf::write::Uuid;
-use strata_store::ThreadState;
 
 use super::checkpoint::{Checkpoint, VERSION};
 use super::ctf_trace::CtfTrace;
-use super::ftrace_trace::{metadata_for, FtraceSetup, FtraceTrace};
-use super::packet_info::PacketLayout;
+use super::ftrace_trace::{metadata_for, FtraceSetup, FtraceTrace, Resume};
 use super::StoreError;
 use crate::names::check_name;
 
@@ -28,14 +25,7 @@ pub const MAX_METADATA: usize = 64 << 20;
 #[derive(Debug, Clone)]
 pub enum TraceSource {
     /// Raw ftrace pages from a live agent.
-    Ftrace {
-        /// Host, clock and formats.
-        setup: FtraceSetup,
-        /// The threads alive when the agent started.
-        statedump: Vec<ThreadState>,
-        /// When the state dump was taken, in the trace clock.
-        statedump_ts: u64,
-    },
+    Ftrace(Box<FtraceSetup>),
     /// Whole CTF packets from a replay agent, with the trace's metadata.
     Ctf {
         /// The TSDL metadata, plain or packetized.
@@ -47,7 +37,7 @@ pub enum TraceSource {
 #[derive(Debug)]
 pub enum Writer {
     /// Converted from ftrace records.
-    Ftrace(FtraceTrace),
+    Ftrace(Box<FtraceTrace>),
     /// Stored packet by packet.
     Ctf(CtfTrace),
 }
@@ -104,25 +94,51 @@ pub fn host_dir(
         .join(check_name("host", host)?))
 }
 
+/// The last sequence number stored for agent run `instance` of `host` in
+/// `session`, from the checkpoint (what the relay answers in Welcome before
+/// any metadata arrives); 0 when none.
+pub fn stored_seq(
+    data: &Path,
+    session: &str,
+    host: &str,
+    instance: u64,
+) -> Result<u64, StoreError> {
+    let dir = host_dir(data, session, host).map_err(|e| StoreError::Data(e.to_string()))?;
+    Ok(match Checkpoint::load(&dir)? {
+        Some(c) if c.agent_instance == instance => c.last_seq.unwrap_or(0),
+        _ => 0,
+    })
+}
+
 impl HostTrace {
-    /// Opens the trace of `host` in `session` under `data` for `source`:
-    /// resumes it when the checkpoint's metadata matches, else starts a new
-    /// trace directory. Returns the trace and the last stored sequence
-    /// number (what the agent must resend after).
+    /// Opens the trace of `host` in `session` under `data` for `source`,
+    /// written by agent run `instance`: resumes the checkpointed trace when
+    /// its metadata matches, else starts a new trace directory. Returns the
+    /// trace and the last sequence number of `instance` stored (0: none).
     pub fn open(
         data: &Path,
         session: &str,
         host: &str,
         source: &TraceSource,
         sync: bool,
-    ) -> Result<(HostTrace, Option<u64>), StoreError> {
+        instance: u64,
+    ) -> Result<(HostTrace, u64), StoreError> {
         let host_dir =
             host_dir(data, session, host).map_err(|e| StoreError::Data(e.to_string()))?;
         std::fs::create_dir_all(&host_dir).map_err(|e| StoreError::io("create", &host_dir, e))?;
         let old = Checkpoint::load(&host_dir)?;
+        // Sequence numbers belong to one agent run; another run starts over.
+        let carried = old
+            .as_ref()
+            .filter(|c| c.agent_instance == instance)
+            .and_then(|c| c.last_seq);
         if let Some(c) = &old {
             match HostTrace::resume(&host_dir, c, source, sync) {
-                Ok(Some(t)) => return Ok((t, c.last_seq)),
+                Ok(Some(mut t)) => {
+                    t.ckpt.agent_instance = instance;
+                    t.ckpt.last_seq = carried;
+                    return Ok((t, carried.unwrap_or(0)));
+                }
                 Ok(None) => {}
                 // A damaged old trace is left as it is; the new data goes
                 // to a new directory.
@@ -133,8 +149,9 @@ impl HostTrace {
             }
         }
         let name = next_trace_dir(&host_dir, old.as_ref());
-        let t = HostTrace::create(&host_dir, &name, source, sync)?;
-        Ok((t, None))
+        let mut t = HostTrace::create(&host_dir, &name, source, sync, instance, carried)?;
+        t.ckpt.agent_instance = instance;
+        Ok((t, carried.unwrap_or(0)))
     }
 
     fn resume(
@@ -152,7 +169,7 @@ impl HostTrace {
             Err(e) => return Err(StoreError::io("read", &mpath, e)),
         };
         let writer = match source {
-            TraceSource::Ftrace { setup, .. } => {
+            TraceSource::Ftrace(setup) => {
                 let Some(uuid) = uuid_from_hex(&c.uuid) else {
                     return Ok(None);
                 };
@@ -160,24 +177,24 @@ impl HostTrace {
                 if metadata_for(setup, &conv, uuid).as_bytes() != stored.as_slice() {
                     return Ok(None);
                 }
-                Writer::Ftrace(FtraceTrace::open(
+                let r = Resume {
+                    cpus: &c.cpus,
+                    streams: &c.streams,
+                    statedump_written: c.statedump_written,
+                };
+                Writer::Ftrace(Box::new(FtraceTrace::open(
                     &trace_dir,
                     setup,
                     conv,
                     uuid,
-                    Some((&c.cpus, &c.streams, c.statedump_written)),
-                )?)
+                    Some(r),
+                )?))
             }
             TraceSource::Ctf { metadata } => {
                 if metadata != &stored {
                     return Ok(None);
                 }
-                let m = tsdl::parse(metadata).map_err(|e| StoreError::Metadata(e.to_string()))?;
-                Writer::Ctf(CtfTrace::open(
-                    &trace_dir,
-                    PacketLayout::new(&m),
-                    c.streams.clone(),
-                )?)
+                Writer::Ctf(CtfTrace::open(&trace_dir, c.streams.clone())?)
             }
         };
         Ok(Some(HostTrace {
@@ -195,6 +212,8 @@ impl HostTrace {
         name: &str,
         source: &TraceSource,
         sync: bool,
+        instance: u64,
+        last_seq: Option<u64>,
     ) -> Result<HostTrace, StoreError> {
         let trace_dir = host_dir.join(name);
         // Left over by a relay that died before its first checkpoint: none
@@ -206,18 +225,13 @@ impl HostTrace {
         let index = trace_dir.join("index");
         std::fs::create_dir_all(&index).map_err(|e| StoreError::io("create", &index, e))?;
         let uuid = random_uuid();
-        let (metadata, writer) = match source {
-            TraceSource::Ftrace {
-                setup,
-                statedump,
-                statedump_ts,
-            } => {
+        let (metadata_len, writer) = match source {
+            TraceSource::Ftrace(setup) => {
                 let conv = FtraceTrace::converter(setup);
                 let text = metadata_for(setup, &conv, uuid);
                 write_file(&trace_dir.join("metadata"), text.as_bytes())?;
-                let mut t = FtraceTrace::open(&trace_dir, setup, conv, uuid, None)?;
-                t.write_statedump(&trace_dir, *statedump_ts, statedump)?;
-                (text.into_bytes(), Writer::Ftrace(t))
+                let t = FtraceTrace::open(&trace_dir, setup, conv, uuid, None)?;
+                (text.len(), Writer::Ftrace(Box::new(t)))
             }
             TraceSource::Ctf { metadata } => {
                 if metadata.len() > MAX_METADATA {
@@ -226,10 +240,11 @@ impl HostTrace {
                         metadata.len()
                     )));
                 }
-                let m = tsdl::parse(metadata).map_err(|e| StoreError::Metadata(e.to_string()))?;
                 write_file(&trace_dir.join("metadata"), metadata)?;
-                let t = CtfTrace::open(&trace_dir, PacketLayout::new(&m), Default::default())?;
-                (metadata.clone(), Writer::Ctf(t))
+                (
+                    metadata.len(),
+                    Writer::Ctf(CtfTrace::open(&trace_dir, Default::default())?),
+                )
             }
         };
         let mut t = HostTrace {
@@ -240,12 +255,14 @@ impl HostTrace {
                 version: VERSION,
                 trace_dir: name.to_string(),
                 uuid: uuid_hex(&uuid),
+                agent_instance: instance,
+                last_seq,
+                bytes: metadata_len as u64,
                 ..Checkpoint::default()
             },
             sync,
             failed: None,
         };
-        t.ckpt.bytes = metadata.len() as u64;
         t.commit(None)?;
         Ok(t)
     }

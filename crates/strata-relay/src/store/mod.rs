@@ -12,7 +12,6 @@ pub mod checkpoint;
 pub mod ctf_trace;
 pub mod ftrace_trace;
 pub mod host_trace;
-pub mod packet_info;
 pub mod stream_file;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,432 @@
+//! Binds raw ftrace records to the state system's events: each event type
+//! (`common_type`) is matched once, by its group and name, to the fields the
+//! state system reads; per record there is one table lookup and a few
+//! direct reads. Priorities are converted to LTTng's convention (kernel
+//! prio - 100) and syscalls are numbered by their x86-64 numbers, as the
+//! stored trace does.
+
+use strata_analysis::event::Comm;
+use strata_analysis::event::{SoftirqPhase, SyscallId, Tid};
+use strata_ftrace::format::{EventFormat, FieldAccessor};
+
+use super::event::{LiveKind, Name};
+
+/// How to read one event type.
+#[derive(Debug, Clone, Copy)]
+enum Bind {
+    Other,
+    Switch {
+        prev_tid: FieldAccessor,
+        prev_comm: Option<FieldAccessor>,
+        prev_prio: Option<FieldAccessor>,
+        prev_state: Option<FieldAccessor>,
+        next_tid: FieldAccessor,
+        next_comm: Option<FieldAccessor>,
+        next_prio: Option<FieldAccessor>,
+    },
+    Wakeup {
+        tid: FieldAccessor,
+        prio: Option<FieldAccessor>,
+        target_cpu: Option<FieldAccessor>,
+        new: bool,
+    },
+    Migrate {
+        tid: FieldAccessor,
+        comm: Option<FieldAccessor>,
+        prio: Option<FieldAccessor>,
+        dest_cpu: Option<FieldAccessor>,
+    },
+    Fork {
+        parent_tid: FieldAccessor,
+        parent_comm: Option<FieldAccessor>,
+        child_tid: FieldAccessor,
+        child_comm: Option<FieldAccessor>,
+    },
+    Exec {
+        tid: FieldAccessor,
+        filename: FieldAccessor,
+    },
+    Rename {
+        tid: FieldAccessor,
+        comm: FieldAccessor,
+    },
+    Exit {
+        tid: FieldAccessor,
+    },
+    Free {
+        tid: FieldAccessor,
+    },
+    SetPrio {
+        tid: FieldAccessor,
+        prio: FieldAccessor,
+    },
+    /// `raw_syscalls:sys_enter`: the number is a field.
+    RawEnter {
+        id: FieldAccessor,
+    },
+    /// `syscalls:sys_enter_<name>`: the number is known from the name.
+    Enter {
+        id: SyscallId,
+    },
+    Exit_ {
+        ret: Option<FieldAccessor>,
+    },
+    IrqEntry {
+        irq: FieldAccessor,
+        name: Option<FieldAccessor>,
+    },
+    IrqExit {
+        irq: FieldAccessor,
+    },
+    Softirq {
+        phase: SoftirqPhase,
+        vec: FieldAccessor,
+    },
+    PageAlloc {
+        order: Option<FieldAccessor>,
+    },
+    PageFree {
+        order: Option<FieldAccessor>,
+    },
+    PageFault {
+        user: bool,
+    },
+}
+
+/// The bindings of every event type one agent sends.
+#[derive(Debug, Clone)]
+pub struct FtraceBinder {
+    by_id: Vec<Bind>,
+    common_pid: Option<FieldAccessor>,
+}
+
+/// The syscall names, indexed by their x86-64 numbers ([`SyscallId`]).
+pub fn syscall_names() -> Vec<Box<str>> {
+    let mut names: Vec<Box<str>> = Vec::new();
+    for (nr, name) in strata_core::syscalls::x86_64_all() {
+        let i = nr as usize;
+        if names.len() <= i {
+            names.resize(i + 1, "unknown".into());
+        }
+        names[i] = name.into();
+    }
+    names
+}
+
+fn syscall_number(name: &str) -> Option<SyscallId> {
+    strata_core::syscalls::x86_64_all()
+        .find(|(_, n)| *n == name)
+        .and_then(|(nr, _)| SyscallId::try_from(nr).ok())
+}
+
+impl FtraceBinder {
+    /// Binds `formats` (ids above 65535 cannot occur: `common_type` is a u16).
+    pub fn new(formats: &[EventFormat]) -> FtraceBinder {
+        let max = formats.iter().map(|f| f.id as usize).max().unwrap_or(0);
+        let mut by_id = vec![Bind::Other; max + 1];
+        let mut common_pid = None;
+        for f in formats {
+            if common_pid.is_none() {
+                common_pid = f.field("common_pid").map(|x| x.accessor());
+            }
+            if let Some(slot) = by_id.get_mut(f.id as usize) {
+                *slot = bind(f).unwrap_or(Bind::Other);
+            }
+        }
+        FtraceBinder { by_id, common_pid }
+    }
+
+    /// The thread context and the event of one record.
+    #[inline]
+    pub fn decode(&self, rec: &[u8]) -> (Tid, LiveKind) {
+        let tid = self
+            .common_pid
+            .and_then(|a| a.i64(rec))
+            .and_then(|v| Tid::try_from(v).ok())
+            .unwrap_or(-1);
+        let id = match rec.get(0..2) {
+            Some(t) => u16::from_le_bytes([t[0], t[1]]) as usize,
+            None => return (tid, LiveKind::Other),
+        };
+        let kind = match self.by_id.get(id) {
+            None | Some(Bind::Other) => LiveKind::Other,
+            Some(b) => decode(b, rec).unwrap_or(LiveKind::Other),
+        };
+        (tid, kind)
+    }
+}
+
+fn bind(f: &EventFormat) -> Option<Bind> {
+    let need = |n: &str| f.field(n).map(|x| x.accessor());
+    let opt = |n: &str| f.field(n).map(|x| x.accessor());
+    Some(match (f.system.as_str(), f.name.as_str()) {
+        ("sched", "sched_switch") => Bind::Switch {
+            prev_tid: need("prev_pid")?,
+            prev_comm: opt("prev_comm"),
+            prev_prio: opt("prev_prio"),
+            prev_state: opt("prev_state"),
+            next_tid: need("next_pid")?,
+            next_comm: opt("next_comm"),
+            next_prio: opt("next_prio"),
+        },
+        ("sched", n @ ("sched_wakeup" | "sched_waking" | "sched_wakeup_new")) => Bind::Wakeup {
+            tid: need("pid")?,
+            prio: opt("prio"),
+            target_cpu: opt("target_cpu"),
+            new: n == "sched_wakeup_new",
+        },
+        ("sched", "sched_migrate_task") => Bind::Migrate {
+            tid: need("pid")?,
+            comm: opt("comm"),
+            prio: opt("prio"),
+            dest_cpu: opt("dest_cpu"),
+        },
+        ("sched", "sched_process_fork") => Bind::Fork {
+            parent_tid: need("parent_pid")?,
+            parent_comm: opt("parent_comm"),
+            child_tid: need("child_pid")?,
+            child_comm: opt("child_comm"),
+        },
+        ("sched", "sched_process_exec") => Bind::Exec {
+            tid: need("pid")?,
+            filename: need("filename")?,
+        },
+        ("task", "task_rename") => Bind::Rename {
+            tid: need("pid")?,
+            comm: need("newcomm")?,
+        },
+        ("sched", "sched_process_exit") => Bind::Exit { tid: need("pid")? },
+        ("sched", "sched_process_free") => Bind::Free { tid: need("pid")? },
+        ("sched", "sched_pi_setprio") => Bind::SetPrio {
+            tid: need("pid")?,
+            prio: need("newprio")?,
+        },
+        ("raw_syscalls", "sys_enter") => Bind::RawEnter { id: need("id")? },
+        ("raw_syscalls", "sys_exit") => Bind::Exit_ { ret: opt("ret") },
+        ("syscalls", n) if n.starts_with("sys_enter_") => Bind::Enter {
+            id: syscall_number(n.trim_start_matches("sys_enter_"))?,
+        },
+        ("syscalls", n) if n.starts_with("sys_exit_") => Bind::Exit_ { ret: opt("ret") },
+        ("irq", "irq_handler_entry") => Bind::IrqEntry {
+            irq: need("irq")?,
+            name: opt("name"),
+        },
+        ("irq", "irq_handler_exit") => Bind::IrqExit { irq: need("irq")? },
+        ("irq", "softirq_entry") => Bind::Softirq {
+            phase: SoftirqPhase::Entry,
+            vec: need("vec")?,
+        },
+        ("irq", "softirq_exit") => Bind::Softirq {
+            phase: SoftirqPhase::Exit,
+            vec: need("vec")?,
+        },
+        ("irq", "softirq_raise") => Bind::Softirq {
+            phase: SoftirqPhase::Raise,
+            vec: need("vec")?,
+        },
+        ("kmem", "mm_page_alloc") => Bind::PageAlloc {
+            order: opt("order"),
+        },
+        ("kmem", "mm_page_free") => Bind::PageFree {
+            order: opt("order"),
+        },
+        ("exceptions", "page_fault_user") => Bind::PageFault { user: true },
+        ("exceptions", "page_fault_kernel") => Bind::PageFault { user: false },
+        _ => return None,
+    })
+}
+
+#[inline]
+fn tid(a: FieldAccessor, rec: &[u8]) -> Option<Tid> {
+    Tid::try_from(a.i64(rec)?).ok()
+}
+
+#[inline]
+fn prio(a: Option<FieldAccessor>, rec: &[u8]) -> Option<i32> {
+    // LTTng's convention: the kernel priority minus MAX_RT_PRIO.
+    a.and_then(|a| i32::try_from(a.i64(rec)? - 100).ok())
+}
+
+#[inline]
+fn comm(a: Option<FieldAccessor>, rec: &[u8]) -> Comm {
+    Comm::new(a.and_then(|a| a.str(rec)).unwrap_or(b""))
+}
+
+#[inline]
+fn opt_u32(a: Option<FieldAccessor>, rec: &[u8]) -> Option<u32> {
+    a.and_then(|a| u32::try_from(a.i64(rec)?).ok())
+}
+
+#[inline]
+fn decode(b: &Bind, rec: &[u8]) -> Option<LiveKind> {
+    Some(match *b {
+        Bind::Other => LiveKind::Other,
+        Bind::RawEnter { id } => LiveKind::SyscallEntry {
+            id: SyscallId::try_from(id.i64(rec)?).ok()?,
+        },
+        Bind::Enter { id } => LiveKind::SyscallEntry { id },
+        Bind::Exit_ { ret } => LiveKind::SyscallExit {
+            ret: ret.and_then(|r| r.i64(rec)),
+        },
+        Bind::Switch {
+            prev_tid,
+            prev_comm,
+            prev_prio,
+            prev_state,
+            next_tid,
+            next_comm,
+            next_prio,
+        } => LiveKind::Switch {
+            prev_tid: tid(prev_tid, rec)?,
+            prev_comm: comm(prev_comm, rec),
+            prev_prio: prio(prev_prio, rec),
+            prev_state: prev_state.and_then(|a| a.i64(rec)).unwrap_or(0),
+            next_tid: tid(next_tid, rec)?,
+            next_comm: comm(next_comm, rec),
+            next_prio: prio(next_prio, rec),
+        },
+        Bind::Wakeup {
+            tid: t,
+            prio: p,
+            target_cpu,
+            new,
+        } => LiveKind::Wakeup {
+            tid: tid(t, rec)?,
+            prio: prio(p, rec),
+            target_cpu: opt_u32(target_cpu, rec),
+            new,
+        },
+        Bind::Migrate {
+            tid: t,
+            comm: c,
+            prio: p,
+            dest_cpu,
+        } => LiveKind::Migrate {
+            tid: tid(t, rec)?,
+            comm: comm(c, rec),
+            prio: prio(p, rec),
+            dest_cpu: opt_u32(dest_cpu, rec),
+        },
+        Bind::Fork {
+            parent_tid,
+            parent_comm,
+            child_tid,
+            child_comm,
+        } => LiveKind::Fork {
+            parent_tid: tid(parent_tid, rec)?,
+            parent_pid: None,
+            parent_comm: comm(parent_comm, rec),
+            child_tid: tid(child_tid, rec)?,
+            child_pid: None,
+            child_comm: comm(child_comm, rec),
+        },
+        Bind::Exec { tid: t, filename } => LiveKind::Exec {
+            tid: tid(t, rec)?,
+            comm: Comm::from_exec_path(filename.str(rec).unwrap_or(b"")),
+        },
+        Bind::Rename { tid: t, comm: c } => LiveKind::Rename {
+            tid: tid(t, rec)?,
+            comm: comm(Some(c), rec),
+        },
+        Bind::Exit { tid: t } => LiveKind::Exit { tid: tid(t, rec)? },
+        Bind::Free { tid: t } => LiveKind::Free { tid: tid(t, rec)? },
+        Bind::SetPrio { tid: t, prio: p } => LiveKind::SetPrio {
+            tid: tid(t, rec)?,
+            prio: prio(Some(p), rec)?,
+        },
+        Bind::IrqEntry { irq, name } => LiveKind::IrqEntry {
+            irq: irq.i64(rec)?,
+            name: Name::new(name.and_then(|n| n.str(rec)).unwrap_or(b"")),
+        },
+        Bind::IrqExit { irq } => LiveKind::IrqExit { irq: irq.i64(rec)? },
+        Bind::Softirq { phase, vec } => LiveKind::Softirq {
+            phase,
+            vec: u32::try_from(vec.i64(rec)?).ok()?,
+        },
+        Bind::PageAlloc { order } => LiveKind::PageAlloc {
+            order: opt_u32(order, rec).unwrap_or(0),
+        },
+        Bind::PageFree { order } => LiveKind::PageFree {
+            order: opt_u32(order, rec).unwrap_or(0),
+        },
+        Bind::PageFault { user } => LiveKind::PageFault { user },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The real formats of this kernel, when tracefs is readable.
+    fn real(system: &str, name: &str) -> Option<EventFormat> {
+        for root in ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"] {
+            let p = format!("{root}/events/{system}/{name}/format");
+            if let Ok(text) = std::fs::read_to_string(&p) {
+                return strata_ftrace::format::parse(system, &text).ok();
+            }
+        }
+        None
+    }
+
+    fn record(f: &EventFormat, fill: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut rec = vec![0u8; f.min_record_len() as usize];
+        rec[0..2].copy_from_slice(&f.id.to_le_bytes());
+        for (name, bytes) in fill {
+            let field = f.field(name).unwrap();
+            let at = field.offset as usize;
+            rec[at..at + bytes.len()].copy_from_slice(bytes);
+        }
+        rec
+    }
+
+    #[test]
+    fn decodes_real_switch_and_syscall_records() {
+        let (Some(sw), Some(enter), Some(exit)) = (
+            real("sched", "sched_switch"),
+            real("raw_syscalls", "sys_enter"),
+            real("raw_syscalls", "sys_exit"),
+        ) else {
+            eprintln!("skipped: tracefs event formats are not readable here");
+            return;
+        };
+        let b = FtraceBinder::new(&[sw.clone(), enter.clone(), exit.clone()]);
+        let rec = record(
+            &sw,
+            &[
+                ("common_pid", &42i32.to_le_bytes()),
+                ("prev_comm", b"bash"),
+                ("prev_pid", &42i32.to_le_bytes()),
+                ("prev_prio", &120i32.to_le_bytes()),
+                ("next_comm", b"swapper/1"),
+                ("next_pid", &0i32.to_le_bytes()),
+                ("next_prio", &120i32.to_le_bytes()),
+            ],
+        );
+        let (tid, kind) = b.decode(&rec);
+        assert_eq!(tid, 42);
+        let LiveKind::Switch {
+            prev_tid,
+            prev_comm,
+            prev_prio,
+            next_tid,
+            next_comm,
+            ..
+        } = kind
+        else {
+            panic!("{kind:?}");
+        };
+        assert_eq!((prev_tid, next_tid, prev_prio), (42, 0, Some(20)));
+        assert_eq!(prev_comm.as_bytes(), b"bash");
+        assert_eq!(next_comm.as_bytes(), b"swapper/1");
+
+        let rec = record(&enter, &[("id", &39i64.to_le_bytes())]);
+        assert_eq!(b.decode(&rec).1, LiveKind::SyscallEntry { id: 39 });
+        let rec = record(&exit, &[("ret", &(-11i64).to_le_bytes())]);
+        assert_eq!(b.decode(&rec).1, LiveKind::SyscallExit { ret: Some(-11) });
+        assert_eq!(syscall_names()[39].as_ref(), "getpid");
+        // Truncated and unknown records are not errors, only `Other`.
+        assert_eq!(b.decode(&rec[..3]).1, LiveKind::SyscallExit { ret: None });
+        assert_eq!(b.decode(&[0xff, 0xff, 0, 0]).1, LiveKind::Other);
+        assert_eq!(b.decode(&[]).1, LiveKind::Other);
+    }
+}
