@@ -7,6 +7,8 @@ mod parser;
 
 pub use model::*;
 
+use std::borrow::Cow;
+
 use thiserror::Error;
 
 /// Magic number that opens each packet of packetized metadata.
@@ -53,6 +55,11 @@ impl MetadataError {
 /// The TSDL text of a metadata file: the file itself when it is plain text,
 /// or the concatenated packet contents when it is packetized.
 pub fn metadata_text(bytes: &[u8]) -> Result<String, MetadataError> {
+    Ok(String::from_utf8_lossy(&metadata_bytes(bytes)?).into_owned())
+}
+
+/// The TSDL bytes of a metadata file: borrowed when it is plain text.
+fn metadata_bytes(bytes: &[u8]) -> Result<Cow<'_, [u8]>, MetadataError> {
     let magic_le = bytes
         .get(..4)
         .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
@@ -64,7 +71,7 @@ pub fn metadata_text(bytes: &[u8]) -> Result<String, MetadataError> {
     } else if magic_be == Some(METADATA_PACKET_MAGIC) {
         false
     } else {
-        return Ok(String::from_utf8_lossy(bytes).into_owned());
+        return Ok(Cow::Borrowed(bytes));
     };
     let mut text = Vec::with_capacity(bytes.len());
     let mut off = 0usize;
@@ -130,19 +137,21 @@ pub fn metadata_text(bytes: &[u8]) -> Result<String, MetadataError> {
         // being written); the content is all that matters.
         off = (off + packet_bits / 8).min(bytes.len());
     }
-    Ok(String::from_utf8_lossy(&text).into_owned())
+    Ok(Cow::Owned(text))
 }
 
 /// Parses metadata bytes (plain or packetized) into [`Metadata`].
 pub fn parse(bytes: &[u8]) -> Result<Metadata, MetadataError> {
-    let text = metadata_text(bytes)?;
-    parse_text(&text)
+    let bytes = metadata_bytes(bytes)?;
+    match std::str::from_utf8(&bytes) {
+        Ok(text) => parse_text(text),
+        Err(_) => parse_text(&String::from_utf8_lossy(&bytes)),
+    }
 }
 
 /// Parses TSDL text into [`Metadata`].
 pub fn parse_text(text: &str) -> Result<Metadata, MetadataError> {
-    let toks = lexer::tokenize(text)?;
-    parser::Parser::new(toks).parse()
+    parser::Parser::new(text).parse()
 }
 
 #[cfg(test)]

@@ -2,11 +2,13 @@
 //! (aliases, typedefs, named structs, variants and enums are lexically
 //! scoped), so its output is [`Metadata`] with every type spelled out.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use strata_core::ClockDesc;
 
-use super::lexer::{Tok, Token};
+use super::lexer::{Lexer, Tok, Token, P};
 use super::model::*;
 use super::MetadataError;
 
@@ -16,36 +18,71 @@ const MAX_DEPTH: usize = 64;
 /// Largest static array accepted, in elements.
 const MAX_ARRAY_LEN: u64 = 1 << 32;
 
+/// FNV-1a: type names are short, and SipHash's setup costs more than the
+/// lookup itself. The input is the trace's own metadata, so flooding is not
+/// a concern.
+#[derive(Default)]
+struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for &b in bytes {
+            h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+
+type Map<T> = HashMap<String, T, BuildHasherDefault<Fnv>>;
+
 #[derive(Default)]
 struct Scope {
-    aliases: HashMap<String, Type>,
-    structs: HashMap<String, StructType>,
-    variants: HashMap<String, VariantType>,
-    enums: HashMap<String, EnumType>,
+    aliases: Map<Type>,
+    structs: Map<StructType>,
+    variants: Map<VariantType>,
+    enums: Map<EnumType>,
 }
 
 /// A right-hand side value of an assignment.
 #[derive(Debug, Clone)]
-enum Val {
+enum Val<'a> {
     Int(i128),
-    Str(String),
+    Str(Cow<'a, str>),
     /// An identifier or dotted path (`le`, `true`, `clock.monotonic.value`).
-    Path(String),
+    Path(Cow<'a, str>),
 }
 
 /// What a block assignment sets: a plain value or a type (`:=`).
-enum Rhs {
-    Val(Val),
+enum Rhs<'a> {
+    Val(Val<'a>),
     Type(Type),
 }
 
-/// Parses tokens into metadata.
-pub(crate) struct Parser {
-    toks: Vec<Token>,
-    i: usize,
+/// One `key = value;` or `key := type;` entry of a block, with its line.
+type Entry<'a> = (Cow<'a, str>, Rhs<'a>, u32);
+
+/// Parses TSDL text into metadata, reading tokens as it goes.
+pub(crate) struct Parser<'a> {
+    lex: Lexer<'a>,
+    /// The current token.
+    cur: Token<'a>,
+    /// The token after it, once looked at.
+    next: Option<Token<'a>>,
+    /// Line of the last token consumed, for errors at the end of the text.
+    last_line: u32,
     scopes: Vec<Scope>,
     depth: usize,
     md: Metadata,
+    /// Reused buffer for multi-word type names.
+    name_buf: String,
 }
 
 const TYPE_KEYWORDS: &[&str] = &[
@@ -58,79 +95,137 @@ const TYPE_KEYWORDS: &[&str] = &[
 ];
 const BLOCKS: &[&str] = &["trace", "env", "clock", "stream", "event", "callsite"];
 
-impl Parser {
-    /// A parser over `toks`.
-    pub(crate) fn new(toks: Vec<Token>) -> Self {
+impl<'a> Parser<'a> {
+    /// A parser over `text`.
+    pub(crate) fn new(text: &'a str) -> Self {
+        let mut lex = Lexer::new(text);
+        let cur = lex.next();
         Parser {
-            toks,
-            i: 0,
+            lex,
+            cur,
+            next: None,
+            last_line: 1,
             scopes: vec![Scope::default()],
             depth: 0,
             md: Metadata::default(),
+            name_buf: String::new(),
         }
     }
 
     /// Parses the whole text.
     pub(crate) fn parse(mut self) -> Result<Metadata, MetadataError> {
-        while self.i < self.toks.len() {
-            self.top_level()?;
+        loop {
+            match self.cur.tok {
+                Tok::End => return Ok(self.md),
+                Tok::Error => return self.err("a declaration"),
+                _ => self.top_level()?,
+            }
         }
-        Ok(self.md)
     }
 
     // ---- token helpers
 
-    fn peek(&self) -> Option<&Tok> {
-        self.toks.get(self.i).map(|t| &t.tok)
+    /// The current token; `None` at the end of the text or at a lexing
+    /// error (which [`Parser::err`] reports).
+    #[inline(always)]
+    fn peek(&self) -> Option<&Tok<'a>> {
+        match self.cur.tok {
+            Tok::End | Tok::Error => None,
+            ref t => Some(t),
+        }
     }
-    fn peek_at(&self, n: usize) -> Option<&Tok> {
-        self.toks.get(self.i + n).map(|t| &t.tok)
+    /// The token after the current one.
+    #[inline]
+    fn peek_next(&mut self) -> Option<&Tok<'a>> {
+        if self.next.is_none() {
+            if matches!(self.cur.tok, Tok::End | Tok::Error) {
+                return None;
+            }
+            self.next = Some(self.lex.next());
+        }
+        match self.next.as_ref().map(|t| &t.tok) {
+            None | Some(Tok::End | Tok::Error) => None,
+            t => t,
+        }
     }
+    /// Consumes the current token and returns it.
+    #[inline(always)]
+    fn bump(&mut self) -> Token<'a> {
+        let next = match self.next.take() {
+            Some(t) => t,
+            None if matches!(self.cur.tok, Tok::End | Tok::Error) => self.cur.clone(),
+            None => self.lex.next(),
+        };
+        let t = std::mem::replace(&mut self.cur, next);
+        self.last_line = t.line;
+        t
+    }
+    /// The current token's identifier, if it is one (copied: it borrows the
+    /// text, not the parser).
+    #[inline(always)]
+    fn peek_ident(&self) -> Option<&'a str> {
+        match self.cur.tok {
+            Tok::Ident(s) => Some(s),
+            _ => None,
+        }
+    }
+    #[inline(always)]
     fn line(&self) -> u32 {
-        self.toks
-            .get(self.i)
-            .or_else(|| self.toks.last())
-            .map_or(1, |t| t.line)
+        match self.cur.tok {
+            Tok::End => self.last_line,
+            _ => self.cur.line,
+        }
     }
     fn found(&self) -> String {
         self.peek()
             .map_or_else(|| "the end of the metadata".to_string(), Tok::describe)
     }
+    /// A syntax error: expected this, found the current token. A lexing
+    /// error at the current token wins: it says what is really wrong.
     fn err<T>(&self, expected: impl std::fmt::Display) -> Result<T, MetadataError> {
+        if let Some(e) = self.lex.error() {
+            if matches!(self.cur.tok, Tok::Error)
+                || matches!(self.next.as_ref().map(|t| &t.tok), Some(Tok::Error))
+            {
+                return Err(e.clone());
+            }
+        }
         Err(MetadataError::syntax(
             self.line(),
             format!("expected {expected}, found {}", self.found()),
         ))
     }
-    fn is_punct(&self, p: &str) -> bool {
-        matches!(self.peek(), Some(Tok::Punct(q)) if *q == p)
+    #[inline(always)]
+    fn is_punct(&self, p: P) -> bool {
+        matches!(self.cur.tok, Tok::Punct(q) if q == p)
     }
     fn is_ident(&self, s: &str) -> bool {
-        matches!(self.peek(), Some(Tok::Ident(q)) if q == s)
+        matches!(self.cur.tok, Tok::Ident(q) if q == s)
     }
-    fn eat_punct(&mut self, p: &str) -> bool {
+    #[inline(always)]
+    fn eat_punct(&mut self, p: P) -> bool {
         if self.is_punct(p) {
-            self.i += 1;
+            self.bump();
             true
         } else {
             false
         }
     }
-    fn expect_punct(&mut self, p: &str, what: &str) -> Result<(), MetadataError> {
+    fn expect_punct(&mut self, p: P, what: &str) -> Result<(), MetadataError> {
         if self.eat_punct(p) {
             Ok(())
         } else {
-            self.err(format!("`{p}` {what}"))
+            self.err(format!("`{}` {what}", p.text()))
         }
     }
-    fn ident(&mut self, what: &str) -> Result<String, MetadataError> {
-        match self.peek() {
-            Some(Tok::Ident(s)) => {
-                let s = s.clone();
-                self.i += 1;
+    #[inline]
+    fn ident(&mut self, what: &str) -> Result<&'a str, MetadataError> {
+        match self.peek_ident() {
+            Some(s) => {
+                self.bump();
                 Ok(s)
             }
-            _ => self.err(what),
+            None => self.err(what),
         }
     }
     fn enter(&mut self) -> Result<(), MetadataError> {
@@ -169,10 +264,9 @@ impl Parser {
     // ---- declarations
 
     fn top_level(&mut self) -> Result<(), MetadataError> {
-        if let Some(Tok::Ident(kw)) = self.peek() {
-            if BLOCKS.contains(&kw.as_str()) && matches!(self.peek_at(1), Some(Tok::Punct("{"))) {
-                let kw = kw.clone();
-                return self.block(&kw);
+        if let Some(kw) = self.peek_ident() {
+            if BLOCKS.contains(&kw) && matches!(self.peek_next(), Some(Tok::Punct(P::LBrace))) {
+                return self.block(kw);
             }
         }
         self.declaration(None)
@@ -184,80 +278,88 @@ impl Parser {
         &mut self,
         fields: Option<&mut Vec<(String, Type)>>,
     ) -> Result<(), MetadataError> {
-        if self.is_ident("typealias") {
-            self.i += 1;
-            return self.typealias();
-        }
-        if self.is_ident("typedef") {
-            self.i += 1;
-            let ty = self.type_spec(true)?;
-            loop {
-                let (name, t) = self.declarator(ty.clone())?;
-                self.scope().aliases.insert(name, t);
-                if !self.eat_punct(",") {
-                    break;
-                }
+        match self.peek_ident() {
+            Some("typealias") => {
+                self.bump();
+                return self.typealias();
             }
-            return self.expect_punct(";", "after a typedef");
-        }
-        match self.peek() {
-            Some(Tok::Ident(_)) => {}
-            _ => return self.err("a declaration"),
+            Some("typedef") => {
+                self.bump();
+                let ty = self.type_spec(true)?;
+                for (name, t) in self.declarators(ty)? {
+                    self.scope().aliases.insert(name, t);
+                }
+                return self.expect_punct(P::Semi, "after a typedef");
+            }
+            Some(_) => {}
+            None => return self.err("a declaration"),
         }
         let ty = self.type_spec(fields.is_some())?;
-        if self.eat_punct(";") {
+        if self.eat_punct(P::Semi) {
             return Ok(()); // a named type declaration alone
         }
         let Some(fields) = fields else {
             return self.err("`;` after a type declaration");
         };
+        fields.extend(self.declarators(ty)?);
+        self.expect_punct(P::Semi, "after a field declaration")
+    }
+
+    /// One or more comma-separated declarators of type `ty`. The type is
+    /// cloned only when there are several.
+    fn declarators(&mut self, ty: Type) -> Result<Vec<(String, Type)>, MetadataError> {
+        let mut names = Vec::with_capacity(1);
         loop {
-            let (name, t) = self.declarator(ty.clone())?;
-            fields.push((name, t));
-            if !self.eat_punct(",") {
+            while self.eat_punct(P::Star) {}
+            let name = self.ident("a field name")?;
+            let dims = self.dims()?;
+            names.push((name, dims));
+            if !self.eat_punct(P::Comma) {
                 break;
             }
         }
-        self.expect_punct(";", "after a field declaration")
+        let n = names.len();
+        let mut out = Vec::with_capacity(n);
+        let mut ty = Some(ty);
+        for (i, (name, dims)) in names.into_iter().enumerate() {
+            let t = if i + 1 == n { ty.take() } else { ty.clone() };
+            if let Some(t) = t {
+                out.push((name.to_string(), apply_dims(t, dims)));
+            }
+        }
+        Ok(out)
     }
 
     fn typealias(&mut self) -> Result<(), MetadataError> {
         let ty = self.type_spec(false)?;
-        let ty = self.array_suffixes(ty)?;
-        self.expect_punct(":=", "in a typealias")?;
-        let mut words = Vec::new();
-        while let Some(Tok::Ident(w)) = self.peek() {
-            words.push(w.clone());
-            self.i += 1;
+        let dims = self.dims()?;
+        let ty = apply_dims(ty, dims);
+        self.expect_punct(P::Assign, "in a typealias")?;
+        let mut name = String::new();
+        while let Some(w) = self.peek_ident() {
+            if !name.is_empty() {
+                name.push(' ');
+            }
+            name.push_str(w);
+            self.bump();
         }
-        if words.is_empty() {
+        if name.is_empty() {
             return self.err("a type name after `:=`");
         }
-        let ty = self.array_suffixes(ty)?;
-        self.scope().aliases.insert(words.join(" "), ty);
-        self.expect_punct(";", "after a typealias")
+        let dims = self.dims()?;
+        let ty = apply_dims(ty, dims);
+        self.scope().aliases.insert(name, ty);
+        self.expect_punct(P::Semi, "after a typealias")
     }
 
-    /// `name` followed by array dimensions.
-    fn declarator(&mut self, ty: Type) -> Result<(String, Type), MetadataError> {
-        while self.eat_punct("*") {}
-        let name = self.ident("a field name")?;
-        let ty = self.array_suffixes(ty)?;
-        Ok((name, ty))
-    }
-
-    /// `[N]` and `[path]` suffixes; the first one is the outermost dimension.
-    fn array_suffixes(&mut self, ty: Type) -> Result<Type, MetadataError> {
-        enum Dim {
-            Fixed(u64),
-            Seq(String),
-        }
+    /// `[N]` and `[path]` suffixes, in the order written.
+    fn dims(&mut self) -> Result<Vec<Dim<'a>>, MetadataError> {
         let mut dims = Vec::new();
-        while self.eat_punct("[") {
+        while self.eat_punct(P::LBracket) {
             let d = match self.peek() {
                 Some(Tok::Int(n)) => {
                     let n = *n;
-                    self.i += 1;
+                    self.bump();
                     if n > MAX_ARRAY_LEN {
                         return Err(MetadataError::syntax(
                             self.line(),
@@ -269,32 +371,22 @@ impl Parser {
                 Some(Tok::Ident(_)) => Dim::Seq(self.path()?),
                 _ => return self.err("an array length or a length field name"),
             };
-            self.expect_punct("]", "to close an array length")?;
+            self.expect_punct(P::RBracket, "to close an array length")?;
             dims.push(d);
         }
-        let mut ty = ty;
-        for d in dims.into_iter().rev() {
-            ty = match d {
-                Dim::Fixed(len) => Type::Array {
-                    elem: Box::new(ty),
-                    len,
-                },
-                Dim::Seq(length) => Type::Sequence {
-                    elem: Box::new(ty),
-                    length,
-                },
-            };
-        }
-        Ok(ty)
+        Ok(dims)
     }
 
-    /// A dotted path of identifiers.
-    fn path(&mut self) -> Result<String, MetadataError> {
-        let mut p = self.ident("a name")?;
-        while self.is_punct(".") && matches!(self.peek_at(1), Some(Tok::Ident(_))) {
-            self.i += 1;
-            p.push('.');
-            p.push_str(&self.ident("a name")?);
+    /// A dotted path of identifiers; borrowed when it is a single one.
+    fn path(&mut self) -> Result<Cow<'a, str>, MetadataError> {
+        let first = self.ident("a name")?;
+        let mut p = Cow::Borrowed(first);
+        while self.is_punct(P::Dot) && matches!(self.peek_next(), Some(Tok::Ident(_))) {
+            self.bump();
+            let next = self.ident("a name")?;
+            let s = p.to_mut();
+            s.push('.');
+            s.push_str(next);
         }
         Ok(p)
     }
@@ -312,24 +404,23 @@ impl Parser {
 
     fn type_spec_inner(&mut self, declarator_follows: bool) -> Result<Type, MetadataError> {
         let line = self.line();
-        let Some(Tok::Ident(kw)) = self.peek() else {
+        let Some(kw) = self.peek_ident() else {
             return self.err("a type");
         };
-        let kw = kw.clone();
-        match kw.as_str() {
+        match kw {
             "integer" => {
-                self.i += 1;
+                self.bump();
                 Ok(Type::Int(self.integer_body()?))
             }
             "floating_point" => {
-                self.i += 1;
+                self.bump();
                 self.float_body()
             }
             "string" => {
-                self.i += 1;
+                self.bump();
                 let mut enc = Encoding::Utf8;
-                if self.eat_punct("{") {
-                    while !self.eat_punct("}") {
+                if self.eat_punct(P::LBrace) {
+                    while !self.eat_punct(P::RBrace) {
                         let (key, v, l) = self.attr()?;
                         if key == "encoding" {
                             enc = encoding(&v, l)?;
@@ -339,56 +430,73 @@ impl Parser {
                 Ok(Type::String(enc))
             }
             "struct" => {
-                self.i += 1;
+                self.bump();
                 self.struct_spec()
             }
             "variant" => {
-                self.i += 1;
+                self.bump();
                 self.variant_spec()
             }
             "enum" => {
-                self.i += 1;
+                self.bump();
                 self.enum_spec()
             }
             _ => {
-                let mut words = Vec::new();
-                while let Some(Tok::Ident(w)) = self.peek() {
-                    if TYPE_KEYWORDS.contains(&w.as_str()) {
+                // A type name of one or more words. With a declarator
+                // following, a word followed by something other than a word
+                // is the declarator, unless it is the first.
+                let mut name = std::mem::take(&mut self.name_buf);
+                name.clear();
+                let mut words = 0;
+                while let Some(w) = self.peek_ident() {
+                    if TYPE_KEYWORDS.contains(&w) {
                         break;
                     }
-                    words.push(w.clone());
-                    self.i += 1;
+                    if declarator_follows
+                        && words > 0
+                        && !matches!(self.peek_next(), Some(Tok::Ident(_)))
+                    {
+                        break;
+                    }
+                    if words > 0 {
+                        name.push(' ');
+                    }
+                    name.push_str(w);
+                    words += 1;
+                    self.bump();
                 }
-                if declarator_follows && words.len() > 1 {
-                    words.pop();
-                    self.i -= 1;
-                }
-                let name = words.join(" ");
-                self.lookup(|s| s.aliases.get(&name)).ok_or_else(|| {
+                let found = self.lookup(|s| s.aliases.get(name.as_str()));
+                let r = found.ok_or_else(|| {
                     MetadataError::syntax(
                         line,
                         format!(
                             "unknown type `{name}`: declare it with typealias or typedef first"
                         ),
                     )
-                })
+                });
+                self.name_buf = name;
+                r
             }
         }
     }
 
     /// `key = value;` inside a type body. Returns the key, value and line.
-    fn attr(&mut self) -> Result<(String, Val, u32), MetadataError> {
+    fn attr(&mut self) -> Result<(&'a str, Val<'a>, u32), MetadataError> {
         let line = self.line();
         let key = self.ident("an attribute name")?;
-        self.expect_punct("=", &format!("after `{key}`"))?;
+        if !self.eat_punct(P::Eq) {
+            return self.err(format!("`=` after `{key}`"));
+        }
         let v = self.value()?;
-        self.expect_punct(";", &format!("after the value of `{key}`"))?;
+        if !self.eat_punct(P::Semi) {
+            return self.err(format!("`;` after the value of `{key}`"));
+        }
         Ok((key, v, line))
     }
 
     fn integer_body(&mut self) -> Result<IntType, MetadataError> {
         let start = self.line();
-        self.expect_punct("{", "after `integer`")?;
+        self.expect_punct(P::LBrace, "after `integer`")?;
         let mut t = IntType {
             size: 0,
             align: 0,
@@ -398,9 +506,9 @@ impl Parser {
             encoding: Encoding::None,
             map: None,
         };
-        while !self.eat_punct("}") {
+        while !self.eat_punct(P::RBrace) {
             let (key, v, line) = self.attr()?;
-            match key.as_str() {
+            match key {
                 "size" => t.size = uint_in(&v, line, "size", 1, 64)? as u32,
                 "align" => t.align = align_value(&v, line)?,
                 "signed" => t.signed = boolean(&v, line)?,
@@ -442,16 +550,16 @@ impl Parser {
 
     fn float_body(&mut self) -> Result<Type, MetadataError> {
         let start = self.line();
-        self.expect_punct("{", "after `floating_point`")?;
+        self.expect_punct(P::LBrace, "after `floating_point`")?;
         let mut t = FloatType {
             exp_dig: 0,
             mant_dig: 0,
             byte_order: ByteOrder::Native,
             align: 0,
         };
-        while !self.eat_punct("}") {
+        while !self.eat_punct(P::RBrace) {
             let (key, v, line) = self.attr()?;
-            match key.as_str() {
+            match key {
                 "exp_dig" => t.exp_dig = uint_in(&v, line, "exp_dig", 1, 64)? as u32,
                 "mant_dig" => t.mant_dig = uint_in(&v, line, "mant_dig", 1, 64)? as u32,
                 "align" => t.align = align_value(&v, line)?,
@@ -476,21 +584,21 @@ impl Parser {
         Ok(Type::Float(t))
     }
 
+    /// The optional name after `struct`, `variant` or `enum`.
+    fn type_name(&mut self) -> Option<&'a str> {
+        let n = self.peek_ident()?;
+        self.bump();
+        Some(n)
+    }
+
     fn struct_spec(&mut self) -> Result<Type, MetadataError> {
         let line = self.line();
-        let name = match self.peek() {
-            Some(Tok::Ident(n)) => {
-                let n = n.clone();
-                self.i += 1;
-                Some(n)
-            }
-            _ => None,
-        };
-        let mut st = if self.eat_punct("{") {
+        let name = self.type_name();
+        let mut st = if self.eat_punct(P::LBrace) {
             self.push_scope();
             let mut fields = Vec::new();
             let r = (|| {
-                while !self.eat_punct("}") {
+                while !self.eat_punct(P::RBrace) {
                     self.declaration(Some(&mut fields))?;
                 }
                 Ok(())
@@ -502,7 +610,7 @@ impl Parser {
                 min_align: 1,
             }
         } else {
-            let Some(n) = &name else {
+            let Some(n) = name else {
                 return self.err("`{` or a struct name after `struct`");
             };
             self.lookup(|s| s.structs.get(n)).ok_or_else(|| {
@@ -510,16 +618,16 @@ impl Parser {
             })?
         };
         if self.is_ident("align") {
-            self.i += 1;
-            self.expect_punct("(", "after `align`")?;
+            self.bump();
+            self.expect_punct(P::LParen, "after `align`")?;
             let l = self.line();
             let v = self.value()?;
             st.min_align = st.min_align.max(align_value(&v, l)?);
-            self.expect_punct(")", "to close `align(`")?;
+            self.expect_punct(P::RParen, "to close `align(`")?;
         }
         if let Some(n) = name {
-            if !self.scopes.iter().any(|s| s.structs.contains_key(&n)) || !st.fields.is_empty() {
-                self.scope().structs.insert(n, st.clone());
+            if !self.scopes.iter().any(|s| s.structs.contains_key(n)) || !st.fields.is_empty() {
+                self.scope().structs.insert(n.to_string(), st.clone());
             }
         }
         Ok(Type::Struct(st))
@@ -527,24 +635,17 @@ impl Parser {
 
     fn variant_spec(&mut self) -> Result<Type, MetadataError> {
         let line = self.line();
-        let name = match self.peek() {
-            Some(Tok::Ident(n)) => {
-                let n = n.clone();
-                self.i += 1;
-                Some(n)
-            }
-            _ => None,
-        };
+        let name = self.type_name();
         let mut tag = None;
-        if self.eat_punct("<") {
-            tag = Some(self.path()?);
-            self.expect_punct(">", "to close a variant tag")?;
+        if self.eat_punct(P::Lt) {
+            tag = Some(self.path()?.into_owned());
+            self.expect_punct(P::Gt, "to close a variant tag")?;
         }
-        let mut v = if self.eat_punct("{") {
+        let mut v = if self.eat_punct(P::LBrace) {
             self.push_scope();
             let mut options = Vec::new();
             let r = (|| {
-                while !self.eat_punct("}") {
+                while !self.eat_punct(P::RBrace) {
                     self.declaration(Some(&mut options))?;
                 }
                 Ok(())
@@ -552,12 +653,12 @@ impl Parser {
             self.pop_scope();
             r?;
             let v = VariantType { tag: None, options };
-            if let Some(n) = &name {
-                self.scope().variants.insert(n.clone(), v.clone());
+            if let Some(n) = name {
+                self.scope().variants.insert(n.to_string(), v.clone());
             }
             v
         } else {
-            let Some(n) = &name else {
+            let Some(n) = name else {
                 return self.err("`{` or a variant name after `variant`");
             };
             self.lookup(|s| s.variants.get(n)).ok_or_else(|| {
@@ -572,16 +673,9 @@ impl Parser {
 
     fn enum_spec(&mut self) -> Result<Type, MetadataError> {
         let line = self.line();
-        let name = match self.peek() {
-            Some(Tok::Ident(n)) => {
-                let n = n.clone();
-                self.i += 1;
-                Some(n)
-            }
-            _ => None,
-        };
+        let name = self.type_name();
         let mut int = None;
-        if self.eat_punct(":") {
+        if self.eat_punct(P::Colon) {
             let l = self.line();
             match self.type_spec(false)? {
                 Type::Int(i) => int = Some(i),
@@ -593,8 +687,8 @@ impl Parser {
                 }
             }
         }
-        if !self.eat_punct("{") {
-            let Some(n) = &name else {
+        if !self.eat_punct(P::LBrace) {
+            let Some(n) = name else {
                 return self.err("`{` or an enum name after `enum`");
             };
             return self
@@ -616,16 +710,17 @@ impl Parser {
         };
         let mut mappings = Vec::new();
         let mut next: i128 = 0;
-        while !self.eat_punct("}") {
+        while !self.eat_punct(P::RBrace) {
             let l = self.line();
             let label = match self.peek() {
-                Some(Tok::Ident(s)) | Some(Tok::Str(s)) => s.clone(),
+                Some(Tok::Ident(s)) => s.to_string(),
+                Some(Tok::Str(s)) => s.to_string(),
                 _ => return self.err("an enum label"),
             };
-            self.i += 1;
-            let (lo, hi) = if self.eat_punct("=") {
+            self.bump();
+            let (lo, hi) = if self.eat_punct(P::Eq) {
                 let lo = int_val(&self.value()?, l)?;
-                let hi = if self.eat_punct("...") {
+                let hi = if self.eat_punct(P::Ellipsis) {
                     int_val(&self.value()?, l)?
                 } else {
                     lo
@@ -642,35 +737,35 @@ impl Parser {
             }
             next = hi + 1;
             mappings.push(EnumMapping { label, lo, hi });
-            if !self.eat_punct(",") {
-                self.expect_punct("}", "or `,` after an enum entry")?;
+            if !self.eat_punct(P::Comma) {
+                self.expect_punct(P::RBrace, "or `,` after an enum entry")?;
                 break;
             }
         }
         let e = EnumType { int, mappings };
         if let Some(n) = name {
-            self.scope().enums.insert(n, e.clone());
+            self.scope().enums.insert(n.to_string(), e.clone());
         }
         Ok(Type::Enum(e))
     }
 
-    fn value(&mut self) -> Result<Val, MetadataError> {
-        let neg = if self.eat_punct("-") {
+    fn value(&mut self) -> Result<Val<'a>, MetadataError> {
+        let neg = if self.eat_punct(P::Minus) {
             true
         } else {
-            self.eat_punct("+");
+            self.eat_punct(P::Plus);
             false
         };
-        match self.peek().cloned() {
+        match self.peek() {
             Some(Tok::Int(v)) => {
-                self.i += 1;
-                let v = v as i128;
+                let v = *v as i128;
+                self.bump();
                 Ok(Val::Int(if neg { -v } else { v }))
             }
-            Some(Tok::Str(s)) if !neg => {
-                self.i += 1;
-                Ok(Val::Str(s))
-            }
+            Some(Tok::Str(_)) if !neg => match self.bump().tok {
+                Tok::Str(s) => Ok(Val::Str(s)),
+                _ => self.err("a value"),
+            },
             Some(Tok::Ident(_)) if !neg => Ok(Val::Path(self.path()?)),
             _ => self.err("a value"),
         }
@@ -678,21 +773,24 @@ impl Parser {
 
     // ---- blocks
 
-    fn block(&mut self, kw: &str) -> Result<(), MetadataError> {
+    fn block(&mut self, kw: &'a str) -> Result<(), MetadataError> {
         let start = self.line();
-        self.i += 1; // keyword
-        self.expect_punct("{", &format!("after `{kw}`"))?;
+        self.bump(); // keyword
+        self.expect_punct(P::LBrace, "after the block keyword")?;
         self.push_scope();
-        let mut entries: Vec<(String, Rhs, u32)> = Vec::new();
+        let mut entries: Vec<Entry<'a>> = Vec::new();
         let r = (|| {
-            while !self.eat_punct("}") {
-                let is_decl = match self.peek() {
-                    Some(Tok::Ident(w)) => {
-                        matches!(w.as_str(), "typealias" | "typedef")
-                            || (matches!(w.as_str(), "struct" | "variant" | "enum")
-                                && !matches!(self.peek_at(1), Some(Tok::Punct("=" | ":=" | "."))))
+            while !self.eat_punct(P::RBrace) {
+                let is_decl = match self.peek_ident() {
+                    Some(w) => {
+                        matches!(w, "typealias" | "typedef")
+                            || (matches!(w, "struct" | "variant" | "enum")
+                                && !matches!(
+                                    self.peek_next(),
+                                    Some(Tok::Punct(P::Eq | P::Assign | P::Dot))
+                                ))
                     }
-                    _ => return self.err(format!("an entry of the `{kw}` block or `}}`")),
+                    None => return self.err(format!("an entry of the `{kw}` block or `}}`")),
                 };
                 if is_decl {
                     self.declaration(None)?;
@@ -700,21 +798,25 @@ impl Parser {
                 }
                 let line = self.line();
                 let key = self.path()?;
-                let rhs = if self.eat_punct(":=") {
+                let rhs = if self.eat_punct(P::Assign) {
                     Rhs::Type(self.type_spec(false)?)
-                } else if self.eat_punct("=") {
+                } else if self.eat_punct(P::Eq) {
                     Rhs::Val(self.value()?)
                 } else {
                     return self.err(format!("`=` or `:=` after `{key}`"));
                 };
-                self.expect_punct(";", &format!("after the value of `{key}`"))?;
+                if !self.eat_punct(P::Semi) {
+                    return self.err(format!("`;` after the value of `{key}`"));
+                }
                 entries.push((key, rhs, line));
             }
             Ok(())
         })();
         self.pop_scope();
         r?;
-        self.expect_punct(";", &format!("after the `{kw}` block"))?;
+        if !self.eat_punct(P::Semi) {
+            return self.err(format!("`;` after the `{kw}` block"));
+        }
         match kw {
             "trace" => self.trace_block(entries),
             "env" => self.env_block(entries),
@@ -725,9 +827,9 @@ impl Parser {
         }
     }
 
-    fn trace_block(&mut self, entries: Vec<(String, Rhs, u32)>) -> Result<(), MetadataError> {
+    fn trace_block(&mut self, entries: Vec<Entry<'a>>) -> Result<(), MetadataError> {
         for (key, rhs, line) in entries {
-            match (key.as_str(), rhs) {
+            match (&*key, rhs) {
                 ("major", Rhs::Val(v)) => {
                     self.md.major = Some(uint_in(&v, line, "major", 0, u32::MAX as u64)?)
                 }
@@ -759,26 +861,22 @@ impl Parser {
         Ok(())
     }
 
-    fn env_block(&mut self, entries: Vec<(String, Rhs, u32)>) -> Result<(), MetadataError> {
+    fn env_block(&mut self, entries: Vec<Entry<'a>>) -> Result<(), MetadataError> {
         for (key, rhs, _) in entries {
             let v = match rhs {
                 Rhs::Val(Val::Int(i)) => {
                     EnvValue::Int(i.clamp(i64::MIN as i128, i64::MAX as i128) as i64)
                 }
-                Rhs::Val(Val::Str(s)) | Rhs::Val(Val::Path(s)) => EnvValue::Str(s),
+                Rhs::Val(Val::Str(s)) | Rhs::Val(Val::Path(s)) => EnvValue::Str(s.into_owned()),
                 Rhs::Type(_) => continue,
             };
-            self.md.env.retain(|(k, _)| *k != key);
-            self.md.env.push((key, v));
+            self.md.env.retain(|(k, _)| *k != *key);
+            self.md.env.push((key.into_owned(), v));
         }
         Ok(())
     }
 
-    fn clock_block(
-        &mut self,
-        entries: Vec<(String, Rhs, u32)>,
-        start: u32,
-    ) -> Result<(), MetadataError> {
+    fn clock_block(&mut self, entries: Vec<Entry<'a>>, start: u32) -> Result<(), MetadataError> {
         let mut c = ClockDecl {
             desc: ClockDesc {
                 name: String::new(),
@@ -792,7 +890,7 @@ impl Parser {
         };
         for (key, rhs, line) in entries {
             let Rhs::Val(v) = rhs else { continue };
-            match key.as_str() {
+            match &*key {
                 "name" => c.desc.name = text(&v),
                 "description" => c.desc.description = text(&v),
                 "freq" => c.desc.freq = uint_in(&v, line, "freq", 1, u64::MAX)?,
@@ -810,10 +908,10 @@ impl Parser {
         Ok(())
     }
 
-    fn stream_block(&mut self, entries: Vec<(String, Rhs, u32)>) -> Result<(), MetadataError> {
+    fn stream_block(&mut self, entries: Vec<Entry<'a>>) -> Result<(), MetadataError> {
         let mut s = StreamDecl::default();
         for (key, rhs, line) in entries {
-            match (key.as_str(), rhs) {
+            match (&*key, rhs) {
                 ("id", Rhs::Val(v)) => s.id = Some(uint_in(&v, line, "id", 0, u64::MAX)?),
                 ("packet.context", Rhs::Type(t)) => s.packet_context = Some(t),
                 ("event.header", Rhs::Type(t)) => s.event_header = Some(t),
@@ -825,15 +923,11 @@ impl Parser {
         Ok(())
     }
 
-    fn event_block(
-        &mut self,
-        entries: Vec<(String, Rhs, u32)>,
-        start: u32,
-    ) -> Result<(), MetadataError> {
+    fn event_block(&mut self, entries: Vec<Entry<'a>>, start: u32) -> Result<(), MetadataError> {
         let mut e = EventDecl::default();
         let mut named = false;
         for (key, rhs, line) in entries {
-            match (key.as_str(), rhs) {
+            match (&*key, rhs) {
                 ("name", Rhs::Val(v)) => {
                     e.name = text(&v);
                     named = true;
@@ -859,11 +953,34 @@ impl Parser {
     }
 }
 
+/// An array dimension as written: `[N]` or `[path]`.
+enum Dim<'a> {
+    Fixed(u64),
+    Seq(Cow<'a, str>),
+}
+
+/// Wraps `ty` in its dimensions; the first written is the outermost.
+fn apply_dims(mut ty: Type, dims: Vec<Dim<'_>>) -> Type {
+    for d in dims.into_iter().rev() {
+        ty = match d {
+            Dim::Fixed(len) => Type::Array {
+                elem: Box::new(ty),
+                len,
+            },
+            Dim::Seq(length) => Type::Sequence {
+                elem: Box::new(ty),
+                length: length.into_owned(),
+            },
+        };
+    }
+    ty
+}
+
 // ---- value conversions
 
 fn text(v: &Val) -> String {
     match v {
-        Val::Str(s) | Val::Path(s) => s.clone(),
+        Val::Str(s) | Val::Path(s) => s.to_string(),
         Val::Int(i) => i.to_string(),
     }
 }
@@ -915,7 +1032,7 @@ fn boolean(v: &Val, line: u32) -> Result<bool, MetadataError> {
 
 fn byte_order(v: &Val, line: u32) -> Result<ByteOrder, MetadataError> {
     match v {
-        Val::Path(p) => match p.as_str() {
+        Val::Path(p) => match &**p {
             "le" | "little" => Ok(ByteOrder::Le),
             "be" | "big" | "network" => Ok(ByteOrder::Be),
             "native" => Ok(ByteOrder::Native),
@@ -934,7 +1051,7 @@ fn byte_order(v: &Val, line: u32) -> Result<ByteOrder, MetadataError> {
 fn base(v: &Val, line: u32) -> Result<u32, MetadataError> {
     match v {
         Val::Int(b @ (2 | 8 | 10 | 16)) => Ok(*b as u32),
-        Val::Path(p) => match p.as_str() {
+        Val::Path(p) => match &**p {
             "decimal" | "dec" | "d" | "i" | "u" => Ok(10),
             "hexadecimal" | "hex" | "x" | "X" | "p" => Ok(16),
             "octal" | "oct" | "o" => Ok(8),
@@ -953,15 +1070,21 @@ fn base(v: &Val, line: u32) -> Result<u32, MetadataError> {
 
 fn encoding(v: &Val, line: u32) -> Result<Encoding, MetadataError> {
     match v {
-        Val::Path(p) | Val::Str(p) => match p.to_ascii_lowercase().as_str() {
-            "none" => Ok(Encoding::None),
-            "utf8" => Ok(Encoding::Utf8),
-            "ascii" => Ok(Encoding::Ascii),
-            _ => Err(MetadataError::syntax(
-                line,
-                format!("unknown encoding `{p}`"),
-            )),
-        },
+        Val::Path(p) | Val::Str(p) => {
+            let is = |name: &str| p.eq_ignore_ascii_case(name);
+            if is("none") {
+                Ok(Encoding::None)
+            } else if is("utf8") {
+                Ok(Encoding::Utf8)
+            } else if is("ascii") {
+                Ok(Encoding::Ascii)
+            } else {
+                Err(MetadataError::syntax(
+                    line,
+                    format!("unknown encoding `{p}`"),
+                ))
+            }
+        }
         _ => Err(MetadataError::syntax(
             line,
             "expected an encoding (none, UTF8, ASCII)",
