@@ -1,10 +1,19 @@
 //! Compiles a trace's [`Metadata`] into decode plans: one per stream class
 //! and per event class, with field references resolved once.
+//!
+//! Stream classes are compiled when the trace is opened. Event classes are
+//! compiled on their first use: LTTng kernel metadata declares over a
+//! thousand of them and a trace uses a few dozen. Classes whose fields refer
+//! to other fields (sequences, variants) or that need checks only the
+//! compiler makes are compiled up front with the stream classes, so that
+//! what can be wrong in the metadata is still reported when it is opened.
+
+use std::sync::{Arc, OnceLock};
 
 use strata_core::ClockDesc;
 
-use super::plan::{Builder, Chain, ClassMap, EvPlan, IntSpec, Kind, NodeId, Scope, ScopeKind};
-use super::tsdl::{Metadata, MetadataError, Type};
+use super::plan::{Builder, Chain, ClassMap, FastScope, IntSpec, Kind, NodeId, Scope, ScopeKind};
+use super::tsdl::{ByteOrder, Metadata, MetadataError, Type};
 
 /// A resolved field of an event class: pass it to `Event` accessors.
 ///
@@ -70,27 +79,83 @@ pub enum FieldKind {
     Variant,
 }
 
+/// An addressable field: stripped name, raw name, reference, kind.
+pub(crate) type Lookup = (Box<str>, Box<str>, FieldRef, FieldKind);
+
+/// What compiling an event class on demand needs, shared by the classes of
+/// a trace.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub md: Metadata,
+    pub trace_be: bool,
+    /// Per stream class, in plan order.
+    pub streams: Vec<StreamFields>,
+}
+
+/// The parts of a stream class its event classes share.
+#[derive(Debug)]
+pub(crate) struct StreamFields {
+    /// Where event-scope marks start in a cursor's flat mark array.
+    pub ev_base: usize,
+    /// Its addressable fields: stream event context, then packet context.
+    pub lookup: Vec<Lookup>,
+}
+
+/// The compiled plan of one event class.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ClassPlan {
+    pub context: Option<Scope>,
+    pub payload: Option<Scope>,
+    /// Where the context's and the payload's marks start in the flat array.
+    pub ctx_base: usize,
+    pub pay_base: usize,
+    /// The flat mark array must be at least this long.
+    pub marks_end: usize,
+    /// When the payload is all fixed: its alignment, size and mark.
+    pub pay_fast: Option<FastScope>,
+    pub lookup: Vec<Lookup>,
+    /// Top-level payload fields, in order.
+    pub payload_fields: Vec<(Box<str>, FieldRef)>,
+    /// Why the class could not be compiled, for classes compiled on demand
+    /// (those compiled up front fail the opening instead).
+    pub error: Option<String>,
+}
+
 /// One event class: its name, id and where its fields are.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct EventClass {
-    pub(crate) name: String,
     pub(crate) id: u64,
     pub(crate) index: u32,
     pub(crate) trace: u32,
     pub(crate) stream_class: u32,
     pub(crate) loglevel: Option<i64>,
-    pub(crate) context: Option<usize>,
-    pub(crate) payload: Option<usize>,
-    /// Addressable fields: stripped name, raw name, reference, kind.
-    pub(crate) lookup: Vec<(Box<str>, Box<str>, FieldRef, FieldKind)>,
-    /// Top-level payload fields, in order.
-    pub(crate) payload_fields: Vec<(Box<str>, FieldRef)>,
+    /// Index of its declaration in the metadata's events.
+    pub(crate) decl: u32,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) plan: OnceLock<ClassPlan>,
+}
+
+impl std::fmt::Debug for EventClass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventClass")
+            .field("name", &self.name())
+            .field("id", &self.id)
+            .field("index", &self.index)
+            .field("trace", &self.trace)
+            .field("stream_class", &self.stream_class)
+            .field("compiled", &self.plan.get().is_some())
+            .finish()
+    }
 }
 
 impl EventClass {
     /// The event name (`sched_switch`).
     pub fn name(&self) -> &str {
-        &self.name
+        self.shared
+            .md
+            .events
+            .get(self.decl as usize)
+            .map_or("", |e| &e.name)
     }
     /// The event id within its stream class.
     pub fn id(&self) -> u64 {
@@ -115,27 +180,167 @@ impl EventClass {
     /// variants, arrays and sequences have no reference of their own: read
     /// them through [`crate::read::Event::value`] of the enclosing field.
     pub fn field(&self, name: &str) -> Option<FieldRef> {
-        self.lookup
+        let lookup = &self.plan().lookup;
+        lookup
             .iter()
             .find(|(s, _, _, _)| **s == *name)
-            .or_else(|| self.lookup.iter().find(|(_, r, _, _)| **r == *name))
+            .or_else(|| lookup.iter().find(|(_, r, _, _)| **r == *name))
             .map(|(_, _, f, _)| *f)
     }
     /// The kind of a field found by [`EventClass::field`].
     pub fn field_kind(&self, f: FieldRef) -> Option<FieldKind> {
-        self.lookup
+        self.plan()
+            .lookup
             .iter()
             .find(|(_, _, g, _)| *g == f)
             .map(|(_, _, _, k)| *k)
     }
     /// Every addressable field, in lookup order, with its kind.
     pub fn fields(&self) -> impl Iterator<Item = (&str, FieldRef, FieldKind)> {
-        self.lookup.iter().map(|(s, _, f, k)| (&**s, *f, *k))
+        self.plan().lookup.iter().map(|(s, _, f, k)| (&**s, *f, *k))
     }
     /// Top-level payload fields in declaration order.
     pub fn payload_fields(&self) -> impl Iterator<Item = (&str, FieldRef)> {
-        self.payload_fields.iter().map(|(s, f)| (&**s, *f))
+        self.plan().payload_fields.iter().map(|(s, f)| (&**s, *f))
     }
+    /// Whether the class declares an event context.
+    pub(crate) fn has_context(&self) -> bool {
+        self.decl().is_some_and(|d| d.context.is_some())
+    }
+    /// Whether the class declares a payload.
+    pub(crate) fn has_payload(&self) -> bool {
+        self.decl().is_some_and(|d| d.fields.is_some())
+    }
+    fn decl(&self) -> Option<&super::tsdl::EventDecl> {
+        self.shared.md.events.get(self.decl as usize)
+    }
+
+    /// The class's plan, compiled on first use.
+    #[inline]
+    pub(crate) fn plan(&self) -> &ClassPlan {
+        match self.plan.get() {
+            Some(p) => p,
+            None => self.plan.get_or_init(|| self.compile()),
+        }
+    }
+
+    #[cold]
+    fn compile(&self) -> ClassPlan {
+        let Some(decl) = self.decl() else {
+            return ClassPlan::default();
+        };
+        let Some(sf) = self.shared.streams.get(self.stream_class as usize) else {
+            return ClassPlan::default();
+        };
+        let mut b = Builder::with_order(self.shared.trace_be);
+        let none = Chain { before: &[] };
+        let built = (|| {
+            let ctx = match &decl.context {
+                Some(t) => Some(b.scope(ScopeKind::EventContext, t, Chain { before: &[] })?),
+                None => None,
+            };
+            let pay = match &decl.fields {
+                Some(t) => Some(b.scope(ScopeKind::Payload, t, none)?),
+                None => None,
+            };
+            let (mut scopes, _) = b.finish()?;
+            let mut take = |i: Option<usize>| i.and_then(|i| scopes.get_mut(i).map(std::mem::take));
+            Ok::<_, MetadataError>((take(ctx), take(pay)))
+        })();
+        match built {
+            Ok((ctx, pay)) => class_plan(self.index, sf, ctx, pay),
+            Err(e) => ClassPlan {
+                error: Some(format!("event class `{}`: {e}", self.name())),
+                ..ClassPlan::default()
+            },
+        }
+    }
+}
+
+/// Builds the plan of a class from its compiled scopes.
+fn class_plan(
+    owner: u32,
+    sf: &StreamFields,
+    context: Option<Scope>,
+    payload: Option<Scope>,
+) -> ClassPlan {
+    let ctx_base = sf.ev_base;
+    let pay_base = ctx_base + context.as_ref().map_or(0, |s| s.marks as usize);
+    let marks_end = pay_base + payload.as_ref().map_or(0, |s| s.marks as usize);
+    let mut lookup = Vec::new();
+    let mut payload_fields = Vec::new();
+    for (kind, scope, base) in [
+        (ScopeKind::Payload, &payload, pay_base),
+        (ScopeKind::EventContext, &context, ctx_base),
+    ] {
+        let Some(scope) = scope else { continue };
+        for (stripped, raw, node) in scope.addressable() {
+            if let Some((f, k)) = field_ref(scope, kind, owner, node, base) {
+                lookup.push((stripped.into_boxed_str(), raw.into_boxed_str(), f, k));
+            }
+        }
+        if kind == ScopeKind::Payload {
+            if let Some(Kind::Struct { members, .. }) = scope.node(scope.root).map(|n| &n.kind) {
+                for &m in members {
+                    if let Some((f, _)) = field_ref(scope, kind, owner, m, base) {
+                        let name = scope.node(m).map_or("", |n| super::plan::strip(&n.name));
+                        payload_fields.push((name.into(), f));
+                    }
+                }
+            }
+        }
+    }
+    lookup.extend(sf.lookup.iter().cloned());
+    ClassPlan {
+        pay_fast: payload.as_ref().and_then(|s| s.fast),
+        context,
+        payload,
+        ctx_base,
+        pay_base,
+        marks_end,
+        lookup,
+        payload_fields,
+        error: None,
+    }
+}
+
+/// Whether a class with these types can wait for its first use: nothing in
+/// it refers to another field, it nests shallowly, and its fixed parts are
+/// far from the size limits (the compiler's own checks cannot fail then).
+fn lazy_ok(t: &Type) -> bool {
+    fn walk(t: &Type, depth: usize, bits: &mut u64) -> bool {
+        if depth > 48 {
+            return false;
+        }
+        match t {
+            Type::Int(i) => {
+                *bits = bits.saturating_add(i.size as u64 + i.align as u64);
+                true
+            }
+            Type::Enum(e) => {
+                *bits = bits.saturating_add(e.int.size as u64 + e.int.align as u64);
+                true
+            }
+            Type::Float(f) => {
+                *bits = bits.saturating_add((f.exp_dig + f.mant_dig) as u64 + f.align as u64);
+                true
+            }
+            Type::String(_) => true,
+            Type::Struct(s) => {
+                *bits = bits.saturating_add(s.min_align as u64);
+                s.fields.iter().all(|(_, f)| walk(f, depth + 1, bits))
+            }
+            Type::Array { elem, len } => {
+                let mut e = 0u64;
+                let ok = walk(elem, depth + 1, &mut e);
+                *bits = bits.saturating_add(e.saturating_mul(*len));
+                ok
+            }
+            Type::Sequence { .. } | Type::Variant(_) => false,
+        }
+    }
+    let mut bits = 0u64;
+    walk(t, 0, &mut bits) && bits < 1 << 31
 }
 
 /// How the event header is decoded.
@@ -214,9 +419,10 @@ pub(crate) struct StreamPlan {
     pub event_header: Option<usize>,
     pub event_context: Option<usize>,
     pub header_fast: HeaderFast,
+    /// Event id to the class's index in the trace.
     pub classes: ClassMap,
     /// When the header has no id: the one class of this stream.
-    pub only_class: Option<EvPlan>,
+    pub only_class: Option<u32>,
     pub roles: PacketRoles,
     pub clock: ClockConv,
 }
@@ -224,16 +430,20 @@ pub(crate) struct StreamPlan {
 /// The decode plan of one trace.
 #[derive(Debug, Clone)]
 pub(crate) struct TracePlan {
+    /// The compiled packet header and stream scopes.
     pub scopes: Vec<Scope>,
     pub regs: usize,
     pub packet_header: Option<usize>,
     pub header_roles: HeaderRoles,
     pub streams: Vec<StreamPlan>,
-    /// Most marks any scope of each kind needs.
-    pub marks: [usize; 6],
-    /// Where each scope kind's marks start in a cursor's flat mark array.
-    pub mark_base: [usize; 6],
-    /// Size of a cursor's flat mark array.
+    /// Most marks any scope of each stream-level kind needs (packet header,
+    /// packet context, event header, stream event context).
+    pub marks: [usize; 4],
+    /// Where each stream-level kind's marks start in a cursor's flat mark
+    /// array; event contexts and payloads follow, at per-class offsets.
+    pub mark_base: [usize; 4],
+    /// Initial size of a cursor's flat mark array (classes compiled later
+    /// may need more).
     pub mark_total: usize,
     pub uuid: Option<[u8; 16]>,
 }
@@ -246,13 +456,15 @@ impl TracePlan {
 
 /// Compiles metadata. `trace` is the trace's index in its set; event classes
 /// get global indices from `class_base`, stream classes from `stream_base`.
+/// The metadata moves into the classes, which compile themselves from it
+/// on first use.
 pub(crate) fn compile(
-    md: &Metadata,
+    md: Metadata,
     trace: u32,
     class_base: u32,
     stream_base: u32,
-) -> Result<(TracePlan, Vec<EventClass>), MetadataError> {
-    let mut b = Builder::new(md);
+) -> Result<(TracePlan, Vec<EventClass>, Arc<Shared>), MetadataError> {
+    let mut b = Builder::new(&md);
     let ph = match &md.packet_header {
         Some(t) => Some(b.scope(ScopeKind::PacketHeader, t, Chain { before: &[] })?),
         None => None,
@@ -263,10 +475,11 @@ pub(crate) fn compile(
         .collect();
 
     // Stream classes: the declared ones, or one implicit class.
-    let decls = if md.streams.is_empty() {
-        vec![Default::default()]
+    let implicit = [Default::default()];
+    let decls: &[super::tsdl::StreamDecl] = if md.streams.is_empty() {
+        &implicit
     } else {
-        md.streams.clone()
+        &md.streams
     };
     struct SB {
         id: u64,
@@ -322,8 +535,14 @@ pub(crate) fn compile(
         });
     }
 
-    // Event classes.
-    let mut classes = Vec::new();
+    // Event classes: their stream class, and the scopes of those compiled
+    // now (the others wait for their first use).
+    struct CB {
+        si: usize,
+        id: u64,
+        eager: Option<(Option<usize>, Option<usize>)>,
+    }
+    let mut cbs: Vec<CB> = Vec::with_capacity(md.events.len());
     let mut per_stream: Vec<Vec<(u64, u32)>> = vec![Vec::new(); sbs.len()];
     for e in &md.events {
         let si = match e.stream_id {
@@ -343,43 +562,32 @@ pub(crate) fn compile(
             }
         };
         let id = e.id.unwrap_or(0);
-        if per_stream[si].iter().any(|(i, _)| *i == id) {
-            return Err(MetadataError::Invalid(format!(
-                "event `{}`: id {id} is already used in stream class {}",
-                e.name, sbs[si].id
-            )));
-        }
-        let mut chain = sbs[si].chain.clone();
-        let context = match &e.context {
-            Some(t) => {
-                let idx = b.scope(ScopeKind::EventContext, t, Chain { before: &chain })?;
-                chain.insert(0, (ScopeKind::EventContext, idx));
-                Some(idx)
-            }
-            None => None,
-        };
-        let payload = match &e.fields {
-            Some(t) => Some(b.scope(ScopeKind::Payload, t, Chain { before: &chain })?),
-            None => None,
-        };
-        let local = classes.len() as u32;
+        let local = cbs.len() as u32;
         per_stream[si].push((id, local));
-        classes.push(EventClass {
-            name: e.name.clone(),
-            id,
-            index: class_base + local,
-            trace,
-            stream_class: si as u32,
-            loglevel: e.loglevel,
-            context,
-            payload,
-            lookup: Vec::new(),
-            payload_fields: Vec::new(),
-        });
+        let lazy = e.context.as_ref().is_none_or(lazy_ok) && e.fields.as_ref().is_none_or(lazy_ok);
+        let eager = if lazy {
+            None
+        } else {
+            let mut chain = sbs[si].chain.clone();
+            let context = match &e.context {
+                Some(t) => {
+                    let idx = b.scope(ScopeKind::EventContext, t, Chain { before: &chain })?;
+                    chain.insert(0, (ScopeKind::EventContext, idx));
+                    Some(idx)
+                }
+                None => None,
+            };
+            let payload = match &e.fields {
+                Some(t) => Some(b.scope(ScopeKind::Payload, t, Chain { before: &chain })?),
+                None => None,
+            };
+            Some((context, payload))
+        };
+        cbs.push(CB { si, id, eager });
     }
 
-    let (scopes, regs) = b.finish()?;
-    let mut marks = [0usize; 6];
+    let (mut scopes, regs) = b.finish()?;
+    let mut marks = [0usize; 4];
     let mut note = |kind: ScopeKind, s: Option<usize>| {
         if let Some(s) = s {
             let m = &mut marks[kind as usize];
@@ -392,13 +600,16 @@ pub(crate) fn compile(
         note(ScopeKind::EventHeader, s.eh);
         note(ScopeKind::StreamEventContext, s.ec);
     }
-    for c in &classes {
-        note(ScopeKind::EventContext, c.context);
-        note(ScopeKind::Payload, c.payload);
+    let mut mark_base = [0usize; 4];
+    let mut ev_base = 0usize;
+    for (b, m) in mark_base.iter_mut().zip(marks) {
+        *b = ev_base;
+        ev_base += m;
     }
 
     let default_clock = ClockDesc::nanoseconds("none", "", 0);
     let mut streams = Vec::new();
+    let mut stream_fields = Vec::new();
     for (i, s) in sbs.iter().enumerate() {
         let desc = s
             .clock
@@ -408,47 +619,68 @@ pub(crate) fn compile(
             .map(|c| c.desc.clone())
             .unwrap_or_else(|| default_clock.clone());
         let has_id = s.eh.is_some_and(|h| scope_has_event_id(&scopes[h]));
-        let evplans: Vec<(u64, EvPlan)> = per_stream[i]
-            .iter()
-            .map(|&(id, local)| {
-                let c = &classes[local as usize];
-                let fast = c.payload.and_then(|p| scopes[p].fast);
-                let none = EvPlan::NONE;
-                let ep = EvPlan {
-                    class: local,
-                    index: c.index,
-                    context: c.context.map_or(none, |x| x as u32),
-                    payload: c.payload.map_or(none, |x| x as u32),
-                    fast_align: fast.map_or(1, |f| f.align),
-                    fast_bits: fast.map_or(0, |f| f.bits as u32),
-                    fast_mark: fast.and_then(|f| f.mark).unwrap_or(u16::MAX),
-                    has_fast: fast.is_some(),
-                };
-                (id, ep)
-            })
-            .collect();
+        let classes = ClassMap::new(&per_stream[i]).map_err(|id| {
+            let names: Vec<&str> = per_stream[i]
+                .iter()
+                .filter(|(i, _)| *i == id)
+                .filter_map(|(_, l)| md.events.get(*l as usize).map(|e| e.name.as_str()))
+                .collect();
+            MetadataError::Invalid(format!(
+                "events `{}`: id {id} is used more than once in stream class {}",
+                names.join("`, `"),
+                s.id
+            ))
+        })?;
+        let global = stream_base + i as u32;
         streams.push(StreamPlan {
             id: s.id,
-            global: stream_base + i as u32,
+            global,
             packet_context: s.pc,
             event_header: s.eh,
             event_context: s.ec,
             header_fast: s
                 .eh
                 .map_or(HeaderFast::Generic, |h| detect_fast(&scopes[h])),
-            classes: ClassMap::new(&evplans),
-            only_class: (!has_id && evplans.len() == 1).then(|| evplans[0].1),
+            classes,
+            only_class: (!has_id && per_stream[i].len() == 1).then(|| per_stream[i][0].1),
             roles: s.pc.map(|pc| packet_roles(&scopes[pc])).unwrap_or_default(),
             clock: ClockConv::new(desc),
         });
+        let mut lookup = Vec::new();
+        for (kind, sc) in [
+            (ScopeKind::StreamEventContext, s.ec),
+            (ScopeKind::PacketContext, s.pc),
+        ] {
+            let Some(sc) = sc else { continue };
+            let scope = &scopes[sc];
+            for (stripped, raw, node) in scope.addressable() {
+                let base = mark_base[kind as usize];
+                if let Some((f, k)) = field_ref(scope, kind, global, node, base) {
+                    lookup.push((stripped.into_boxed_str(), raw.into_boxed_str(), f, k));
+                }
+            }
+        }
+        stream_fields.push(StreamFields { ev_base, lookup });
+    }
+
+    // The classes compiled now take their scopes out of the arena.
+    let mut mark_total = ev_base;
+    let mut plans: Vec<Option<ClassPlan>> = Vec::with_capacity(cbs.len());
+    for (local, c) in cbs.iter().enumerate() {
+        let plan = c.eager.map(|(ctx, pay)| {
+            let mut take = |i: Option<usize>| i.and_then(|i| scopes.get_mut(i).map(std::mem::take));
+            let p = class_plan(
+                class_base + local as u32,
+                &stream_fields[c.si],
+                take(ctx),
+                take(pay),
+            );
+            mark_total = mark_total.max(p.marks_end);
+            p
+        });
+        plans.push(plan);
     }
     let header_roles = ph.map(|p| header_roles(&scopes[p])).unwrap_or_default();
-    let mut mark_base = [0usize; 6];
-    let mut mark_total = 0usize;
-    for (b, m) in mark_base.iter_mut().zip(marks) {
-        *b = mark_total;
-        mark_total += m;
-    }
     let plan = TracePlan {
         scopes,
         regs: regs as usize,
@@ -460,46 +692,44 @@ pub(crate) fn compile(
         mark_total,
         uuid: md.uuid,
     };
-    for c in &mut classes {
-        let sp = &plan.streams[c.stream_class as usize];
-        let mut lookup = Vec::new();
-        let scopes = [
-            (ScopeKind::Payload, c.payload, c.index),
-            (ScopeKind::EventContext, c.context, c.index),
-            (ScopeKind::StreamEventContext, sp.event_context, sp.global),
-            (ScopeKind::PacketContext, sp.packet_context, sp.global),
-        ];
-        for (kind, s, owner) in scopes {
-            let Some(s) = s else { continue };
-            let scope = plan.scope(s);
-            for (stripped, raw, node) in scope.addressable() {
-                if let Some((f, k)) = field_ref(scope, kind, owner, node, plan.mark_base) {
-                    lookup.push((stripped.into_boxed_str(), raw.into_boxed_str(), f, k));
-                }
+    let shared = Arc::new(Shared {
+        trace_be: md.byte_order == Some(ByteOrder::Be),
+        md,
+        streams: stream_fields,
+    });
+    let classes = cbs
+        .iter()
+        .zip(plans)
+        .enumerate()
+        .map(|(local, (c, p))| {
+            let decl = &shared.md.events[local];
+            let cell = OnceLock::new();
+            if let Some(p) = p {
+                let _ = cell.set(p);
             }
-            if kind == ScopeKind::Payload {
-                if let Some(Kind::Struct { members, .. }) = scope.node(scope.root).map(|n| &n.kind)
-                {
-                    for &m in members {
-                        if let Some((f, _)) = field_ref(scope, kind, owner, m, plan.mark_base) {
-                            let name = scope.node(m).map_or("", |n| super::plan::strip(&n.name));
-                            c.payload_fields.push((name.into(), f));
-                        }
-                    }
-                }
+            EventClass {
+                id: c.id,
+                index: class_base + local as u32,
+                trace,
+                stream_class: c.si as u32,
+                loglevel: decl.loglevel,
+                decl: local as u32,
+                shared: Arc::clone(&shared),
+                plan: cell,
             }
-        }
-        c.lookup = lookup;
-    }
-    Ok((plan, classes))
+        })
+        .collect();
+    Ok((plan, classes, shared))
 }
 
+/// The reference and kind of an addressable field of `scope`, whose marks
+/// start at `base` in the flat mark array.
 fn field_ref(
     scope: &Scope,
     kind: ScopeKind,
     owner: u32,
     node: NodeId,
-    mark_base: [usize; 6],
+    base: usize,
 ) -> Option<(FieldRef, FieldKind)> {
     let n = scope.node(node)?;
     let (mark, rel) = n.loc?;
@@ -544,7 +774,7 @@ fn field_ref(
         Kind::Struct { .. } => (Shape::Other, FieldKind::Struct),
         Kind::Variant { .. } => (Shape::Other, FieldKind::Variant),
     };
-    let slot = u32::try_from(mark_base[kind as usize] + mark as usize).ok()?;
+    let slot = u32::try_from(base + mark as usize).ok()?;
     Some((
         FieldRef {
             owner,

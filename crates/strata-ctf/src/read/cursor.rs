@@ -7,7 +7,7 @@ use std::path::Path;
 use super::class::{EventClass, HeaderFast, TracePlan};
 use super::error::{ReadError, SkipStats};
 use super::packet::{decode_packet, PacketInfo};
-use super::plan::{EvPlan, ScopeKind};
+use super::plan::{Scope, ScopeKind};
 use super::walk::{update_clock, DecodeError, Walker};
 
 /// Lets a cursor hand back the memory of packets it has finished, so a
@@ -355,11 +355,12 @@ impl<'s> Cursor<'s> {
                 None => id = None,
             },
         }
-        let ep = match id {
-            Some(i) => sp.classes.get(i).or(sp.only_class.as_ref()),
-            None => sp.only_class.as_ref().or_else(|| sp.classes.get(0)),
+        let local = match id {
+            Some(i) => sp.classes.get(i).or(sp.only_class),
+            None => sp.only_class.or_else(|| sp.classes.get(0)),
         };
-        let Some(ep) = ep else {
+        let classes: &'s [EventClass] = self.classes;
+        let Some(ec) = local.and_then(|l| classes.get(l as usize)) else {
             return Err(DecodeError {
                 bit: self.pos,
                 msg: format!(
@@ -369,71 +370,70 @@ impl<'s> Cursor<'s> {
                 ),
             });
         };
+        let cp = ec.plan();
+        if let Some(e) = &cp.error {
+            return Err(DecodeError {
+                bit: self.pos,
+                msg: e.clone(),
+            });
+        }
+        if self.marks.len() < cp.marks_end {
+            // A class compiled after this cursor was made may need more.
+            self.marks.resize(cp.marks_end, 0);
+        }
         if let Some(s) = sp.event_context {
+            let k = ScopeKind::StreamEventContext as usize;
             pos = self.walk_scope(
-                s,
-                ScopeKind::StreamEventContext,
+                plan.scope(s),
+                plan.mark_base[k],
+                plan.marks[k],
                 pos,
                 "stream event context",
             )?;
         }
-        if ep.context != EvPlan::NONE {
-            pos = self.walk_scope(
-                ep.context as usize,
-                ScopeKind::EventContext,
-                pos,
-                "event context",
-            )?;
+        if let Some(s) = &cp.context {
+            pos = self.walk_scope(s, cp.ctx_base, s.marks as usize, pos, "event context")?;
         }
-        if ep.has_fast {
-            let start = super::plan::align_up(pos, ep.fast_align);
-            let end = start + ep.fast_bits as u64;
+        if let Some(f) = cp.pay_fast {
+            let start = super::plan::align_up(pos, f.align);
+            let end = start + f.bits;
             if end > self.content_end {
                 return Err(DecodeError {
                     bit: start,
                     msg: format!(
                         "event payload ({} bits at bit {start}) runs past the end of the packet content at bit {}",
-                        ep.fast_bits, self.content_end
+                        f.bits, self.content_end
                     ),
                 });
             }
-            if ep.fast_mark != u16::MAX {
-                let slot = plan.mark_base[ScopeKind::Payload as usize] + ep.fast_mark as usize;
-                if let Some(m) = self.marks.get_mut(slot) {
-                    *m = start;
+            if let Some(m) = f.mark {
+                if let Some(slot) = self.marks.get_mut(cp.pay_base + m as usize) {
+                    *slot = start;
                 }
             }
             pos = end;
-        } else if ep.payload != EvPlan::NONE {
-            pos = self.walk_scope(
-                ep.payload as usize,
-                ScopeKind::Payload,
-                pos,
-                "event payload",
-            )?;
+        } else if let Some(s) = &cp.payload {
+            pos = self.walk_scope(s, cp.pay_base, s.marks as usize, pos, "event payload")?;
         }
-        let class = ep.class;
-        self.class_index = ep.index;
+        self.class_index = ec.index;
         self.pos = pos;
-        self.class = class;
+        self.class = local.unwrap_or(0);
         self.cycles = self.clock;
         self.ts = sp.clock.to_ns(self.clock);
         self.lost_before = std::mem::take(&mut self.pending_lost);
         Ok(())
     }
 
+    /// Walks one scope whose marks start at `base` in the flat array.
     #[inline(always)]
     fn walk_scope(
         &mut self,
-        s: usize,
-        kind: ScopeKind,
+        scope: &Scope,
+        base: usize,
+        nmarks: usize,
         pos: u64,
         what: &str,
     ) -> Result<u64, DecodeError> {
-        let plan = self.plan;
-        let scope = plan.scope(s);
-        let k = kind as usize;
-        let base = plan.mark_base[k];
         if let Some(f) = scope.fast {
             let start = super::plan::align_up(pos, f.align);
             let end = start + f.bits;
@@ -457,10 +457,7 @@ impl<'s> Cursor<'s> {
             data: self.pkt,
             end: self.content_end,
             regs: &mut self.regs,
-            marks: self
-                .marks
-                .get_mut(base..base + plan.marks[k])
-                .unwrap_or(&mut []),
+            marks: self.marks.get_mut(base..base + nmarks).unwrap_or(&mut []),
             id: None,
             clock: self.clock,
         };

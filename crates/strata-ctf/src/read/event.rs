@@ -140,10 +140,9 @@ impl<'a> Event<'a> {
         }
         let plan = self.c.plan;
         let sp = &plan.streams[self.c.sp];
-        let class = self.class();
         let s = match f.scope {
-            ScopeKind::Payload => class.payload,
-            ScopeKind::EventContext => class.context,
+            ScopeKind::Payload => return self.class().plan().payload.as_ref(),
+            ScopeKind::EventContext => return self.class().plan().context.as_ref(),
             ScopeKind::StreamEventContext => sp.event_context,
             ScopeKind::PacketContext => sp.packet_context,
             ScopeKind::EventHeader => sp.event_header,
@@ -245,6 +244,7 @@ impl<'a> Event<'a> {
     pub fn fields(&self) -> impl Iterator<Item = (&'a str, Value<'a>)> + 'a {
         let ev = *self;
         self.class()
+            .plan()
             .payload_fields
             .iter()
             .filter_map(move |(name, f)| Some((&**name, ev.value(*f)?)))
@@ -260,6 +260,7 @@ impl<'a> Event<'a> {
         };
         let class = self.class();
         class
+            .plan()
             .lookup
             .iter()
             .filter(|(name, _, f, _)| f.scope == scope && !name.contains('.'))

@@ -4,10 +4,11 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use memmap2::Mmap;
 
-use super::class::{compile, EventClass, TracePlan};
+use super::class::{compile, EventClass, Shared, TracePlan};
 use super::cursor::{Cursor, Release, Source};
 use super::error::ReadError;
 use super::merge::Events;
@@ -79,7 +80,7 @@ impl Release for Mapped {
 /// One trace: a directory with a `metadata` file and its stream files.
 pub struct Trace {
     path: PathBuf,
-    metadata: Metadata,
+    shared: Arc<Shared>,
     pub(crate) plan: TracePlan,
     pub(crate) classes: Vec<EventClass>,
     streams: Vec<StreamInfo>,
@@ -95,11 +96,11 @@ impl Trace {
     }
     /// The parsed metadata.
     pub fn metadata(&self) -> &Metadata {
-        &self.metadata
+        &self.shared.md
     }
     /// An `env` value.
     pub fn env(&self, name: &str) -> Option<&EnvValue> {
-        self.metadata.env(name)
+        self.shared.md.env(name)
     }
     /// `env.hostname`, if set.
     pub fn hostname(&self) -> Option<&str> {
@@ -261,8 +262,8 @@ fn open_trace(
         path: mpath.clone(),
         source,
     })?;
-    let (plan, classes) =
-        compile(&metadata, ti, class_base, stream_base).map_err(|source| ReadError::Metadata {
+    let (plan, classes, shared) =
+        compile(metadata, ti, class_base, stream_base).map_err(|source| ReadError::Metadata {
             path: mpath.clone(),
             source,
         })?;
@@ -377,7 +378,7 @@ fn open_trace(
     }
     Ok(Trace {
         path: dir,
-        metadata,
+        shared,
         plan,
         classes,
         streams,

@@ -4,8 +4,9 @@
 //! crafted bytes.
 
 use std::path::Path;
+use std::sync::Arc;
 
-use super::class::{compile, EventClass, TracePlan};
+use super::class::{compile, EventClass, Shared, TracePlan};
 use super::cursor::{Cursor, Source};
 use super::error::ReadError;
 use super::event::Event;
@@ -13,7 +14,7 @@ use super::tsdl::{self, Metadata, MetadataError};
 
 /// A trace's metadata, parsed and compiled into decode plans.
 pub struct TraceClass {
-    metadata: Metadata,
+    shared: Arc<Shared>,
     plan: TracePlan,
     classes: Vec<EventClass>,
 }
@@ -22,9 +23,9 @@ impl TraceClass {
     /// Parses and compiles metadata bytes (plain text or packetized).
     pub fn from_metadata(bytes: &[u8]) -> Result<TraceClass, MetadataError> {
         let metadata = tsdl::parse(bytes)?;
-        let (plan, classes) = compile(&metadata, 0, 0, 0)?;
+        let (plan, classes, shared) = compile(metadata, 0, 0, 0)?;
         Ok(TraceClass {
-            metadata,
+            shared,
             plan,
             classes,
         })
@@ -32,7 +33,7 @@ impl TraceClass {
 
     /// The parsed metadata.
     pub fn metadata(&self) -> &Metadata {
-        &self.metadata
+        &self.shared.md
     }
 
     /// The event classes; their indices start at 0.

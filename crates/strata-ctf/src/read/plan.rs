@@ -233,10 +233,16 @@ struct Frame {
 
 impl Builder {
     pub(crate) fn new(md: &Metadata) -> Self {
+        Self::with_order(md.byte_order == Some(ByteOrder::Be))
+    }
+
+    /// A builder for a trace whose native byte order is big-endian when
+    /// `trace_be`.
+    pub(crate) fn with_order(trace_be: bool) -> Self {
         Builder {
             scopes: Vec::new(),
             regs: 0,
-            trace_be: md.byte_order == Some(ByteOrder::Be),
+            trace_be,
         }
     }
 
@@ -787,65 +793,45 @@ fn place(scope: &mut Scope, id: NodeId, mark: Option<u16>, rel: u32, loads: &mut
     }
 }
 
-/// What decoding needs of one event class, packed so the table of a
-/// stream class stays in cache: indexed by event id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct EvPlan {
-    /// Index in the trace's classes.
-    pub class: u32,
-    /// Global class index.
-    pub index: u32,
-    /// Event context scope, or `NONE`.
-    pub context: u32,
-    /// Payload scope, or `NONE`.
-    pub payload: u32,
-    /// When the payload is all fixed: its alignment, size and mark.
-    pub fast_align: u32,
-    pub fast_bits: u32,
-    pub fast_mark: u16,
-    pub has_fast: bool,
-}
-
-impl EvPlan {
-    pub(crate) const NONE: u32 = u32::MAX;
-    const EMPTY: EvPlan = EvPlan {
-        class: Self::NONE,
-        index: Self::NONE,
-        context: Self::NONE,
-        payload: Self::NONE,
-        fast_align: 1,
-        fast_bits: 0,
-        fast_mark: u16::MAX,
-        has_fast: false,
-    };
-}
-
-/// Event-class lookup by id for one stream class.
+/// Event-class lookup by id for one stream class: the index of the class
+/// in its trace, `u32::MAX` where no class has the id.
 #[derive(Debug, Clone)]
 pub(crate) enum ClassMap {
-    Dense(Vec<EvPlan>),
-    Sparse(HashMap<u64, EvPlan>),
+    Dense(Vec<u32>),
+    Sparse(HashMap<u64, u32>),
 }
 
 impl ClassMap {
-    pub(crate) fn new(pairs: &[(u64, EvPlan)]) -> Self {
+    /// A map of `(id, class)` pairs; `Err(id)` for an id given twice.
+    pub(crate) fn new(pairs: &[(u64, u32)]) -> Result<Self, u64> {
         let max = pairs.iter().map(|p| p.0).max().unwrap_or(0);
         if max < 1 << 16 {
-            let mut v = vec![EvPlan::EMPTY; max as usize + 1];
+            let mut v = vec![u32::MAX; max as usize + 1];
             for &(id, c) in pairs {
-                v[id as usize] = c;
+                let slot = &mut v[id as usize];
+                if *slot != u32::MAX {
+                    return Err(id);
+                }
+                *slot = c;
             }
-            ClassMap::Dense(v)
+            Ok(ClassMap::Dense(v))
         } else {
-            ClassMap::Sparse(pairs.iter().copied().collect())
+            let mut m = HashMap::with_capacity(pairs.len());
+            for &(id, c) in pairs {
+                if m.insert(id, c).is_some() {
+                    return Err(id);
+                }
+            }
+            Ok(ClassMap::Sparse(m))
         }
     }
 
+    /// The class with event id `id`.
     #[inline(always)]
-    pub(crate) fn get(&self, id: u64) -> Option<&EvPlan> {
+    pub(crate) fn get(&self, id: u64) -> Option<u32> {
         match self {
-            ClassMap::Dense(v) => v.get(id as usize).filter(|c| c.class != EvPlan::NONE),
-            ClassMap::Sparse(m) => m.get(&id),
+            ClassMap::Dense(v) => v.get(id as usize).copied().filter(|&c| c != u32::MAX),
+            ClassMap::Sparse(m) => m.get(&id).copied(),
         }
     }
 }

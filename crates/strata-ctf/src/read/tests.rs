@@ -32,7 +32,7 @@ struct event_header_compact {
 /// Reads every event of one stream held in memory.
 fn each_event(md: &str, data: &[u8], force_generic: bool, mut f: impl FnMut(Event<'_>)) {
     let md = parse_text(md).unwrap();
-    let (mut plan, classes) = compile(&md, 0, 0, 0).unwrap();
+    let (mut plan, classes, _) = compile(md, 0, 0, 0).unwrap();
     if force_generic {
         for s in &mut plan.streams {
             s.header_fast = HeaderFast::Generic;
@@ -120,7 +120,7 @@ fn lttng_like(be: bool) -> String {
 fn lttng_headers_get_the_fast_path_only_when_little_endian() {
     for (be, want) in [(false, HeaderFast::Compact), (true, HeaderFast::Generic)] {
         let md = parse_text(&lttng_like(be)).unwrap();
-        let (plan, _) = compile(&md, 0, 0, 0).unwrap();
+        let (plan, _, _) = compile(md, 0, 0, 0).unwrap();
         assert_eq!(plan.streams[0].header_fast, want);
     }
 }
@@ -167,4 +167,66 @@ fn fast_and_generic_headers_agree() {
     );
     assert!(fast.windows(2).all(|w| w[0].1 < w[1].1));
     assert_eq!(fast, collect(true));
+}
+
+#[test]
+fn classes_compile_on_first_use_unless_they_refer_to_fields() {
+    // `a` and `b` are simple; `c` has a sequence, so it is compiled up
+    // front (its reference is checked when the trace opens). Only `a`
+    // occurs; its string makes it need more marks than the cursor starts
+    // with.
+    let md = format!(
+        "{HEAD} trace {{ major = 1; minor = 8; byte_order = le; }};
+        stream {{ packet.context := struct {{ uint64_t content_size; }};
+                 event.header := struct {{ uint8_t id; }}; }};
+        event {{ name = a; id = 0; fields := struct {{ string s; uint8_t t; string u; uint16_t v; }}; }};
+        event {{ name = b; id = 1; fields := struct {{ uint32_t x; }}; }};
+        event {{ name = c; id = 2; fields := struct {{ uint8_t n; uint8_t xs[n]; }}; }};"
+    );
+    let (plan, classes, _) = compile(parse_text(&md).unwrap(), 0, 0, 0).unwrap();
+    let compiled = |classes: &[super::EventClass]| -> Vec<bool> {
+        classes.iter().map(|c| c.plan.get().is_some()).collect()
+    };
+    assert_eq!(compiled(&classes), [false, false, true]);
+    assert!(plan.mark_total < classes[0].plan().marks_end);
+    let mut data = Vec::new();
+    data.extend_from_slice(&0u64.to_le_bytes());
+    for (s, t, u, v) in [("hi", 7u8, "x", 300u16), ("", 9, "yz", 2)] {
+        data.push(0);
+        data.extend_from_slice(s.as_bytes());
+        data.push(0);
+        data.push(t);
+        data.extend_from_slice(u.as_bytes());
+        data.push(0);
+        data.extend_from_slice(&v.to_le_bytes());
+    }
+    let content = (data.len() * 8) as u64;
+    data[..8].copy_from_slice(&content.to_le_bytes());
+    let (plan, classes, _) = compile(parse_text(&md).unwrap(), 0, 0, 0).unwrap();
+    let src = Source {
+        release: None,
+        path: Path::new("mem"),
+        data: &data,
+    };
+    let mut c = Cursor::new(&plan, &classes, 0, 0, 0, vec![src], false);
+    let mut seen = Vec::new();
+    while c.advance().unwrap() {
+        let e = Event { c: &c };
+        let k = e.class();
+        let f = |n: &str| k.field(n).unwrap();
+        seen.push((
+            e.str(f("s")).unwrap().to_vec(),
+            e.u64(f("t")),
+            e.str(f("u")).unwrap().to_vec(),
+            e.u64(f("v")),
+        ));
+    }
+    assert_eq!(
+        seen,
+        [
+            (b"hi".to_vec(), Some(7), b"x".to_vec(), Some(300)),
+            (b"".to_vec(), Some(9), b"yz".to_vec(), Some(2)),
+        ]
+    );
+    assert_eq!(compiled(&classes), [true, false, true]);
 }

@@ -70,11 +70,8 @@ pub fn format_event(
             sp.event_context.is_some(),
             ev.context_fields(ContextKind::Stream),
         ),
-        (
-            class.context.is_some(),
-            ev.context_fields(ContextKind::Event),
-        ),
-        (class.payload.is_some(), ev.fields().collect()),
+        (class.has_context(), ev.context_fields(ContextKind::Event)),
+        (class.has_payload(), ev.fields().collect()),
     ];
     let mut first = true;
     for (_, s) in scopes.into_iter().filter(|(shown, _)| *shown) {
