@@ -33,6 +33,9 @@ pub struct LiveOptions {
     pub events: Vec<String>,
     /// Ring-buffer bytes per CPU.
     pub buffer_size: u64,
+    /// Sub-buffer size (the unit one read moves); `None`: 64 KiB, or 1/16
+    /// of the buffer if that is smaller.
+    pub subbuf_size: Option<u64>,
     /// The tracefs trace clock.
     pub clock: String,
     /// Send the process state dump at the start.
@@ -52,6 +55,7 @@ impl Default for LiveOptions {
         LiveOptions {
             events: Vec::new(),
             buffer_size: 8 << 20,
+            subbuf_size: None,
             clock: "mono".into(),
             statedump: true,
             flush_interval: Duration::from_millis(100),
@@ -75,6 +79,9 @@ pub struct LiveReport {
     pub data_bytes: u64,
     /// Events the kernel dropped (exact, from its counters).
     pub kernel_lost: u64,
+    /// Events the kernel says were read from its buffers (`read events`
+    /// of each CPU's stats): every event sent, counted without decoding.
+    pub kernel_read_events: u64,
     /// Pages not sent because their header did not parse.
     pub corrupt_pages: u64,
     /// Threads in the state dump.
@@ -138,7 +145,28 @@ impl LiveSource {
         let selected = strata_ftrace::resolve_events(&opts.events, &available)?;
         let instance = Instance::create(&tracefs, "agent")?;
         instance.set_clock(&opts.clock)?;
-        instance.set_buffer_size_kb(opts.buffer_size.div_ceil(1024).max(4))?;
+        let kb = opts.buffer_size.div_ceil(1024).max(4);
+        // Each read moves one sub-buffer and is itself a system call (traced
+        // when syscalls are): larger sub-buffers mean fewer of both. Set it
+        // before the buffer size, whose change reallocates the buffer.
+        // Kernels before 6.8 have no such file and keep 4 KiB.
+        let subbuf_kb = opts.subbuf_size.map_or_else(
+            || {
+                let cap = (kb / 16).max(4);
+                let mut s = 64;
+                while s > 4 && s > cap {
+                    s /= 2;
+                }
+                s
+            },
+            |b| b.div_ceil(1024).max(4),
+        );
+        if let Err(e) = instance.set_subbuf_size_kb(subbuf_kb) {
+            if opts.subbuf_size.is_some() {
+                return Err(e.into());
+            }
+        }
+        instance.set_buffer_size_kb(kb)?;
         // Wake the reader when a CPU buffer is half full: many pages per
         // wake-up; the periodic flush bounds the latency.
         instance.set_buffer_percent(50)?;
@@ -314,6 +342,11 @@ impl LiveSource {
         report.data_bytes = sink_state.data_bytes;
         report.corrupt_pages = sink_state.corrupt;
         report.kernel_lost += self.report_kernel_losses(&cpus, &mut kernel_reported, outbox);
+        report.kernel_read_events = cpus
+            .iter()
+            .filter_map(|&c| self.readers.cpu_stats(c).ok())
+            .map(|s| s.read_events)
+            .sum();
         report.events = self.selected.clone();
         outbox.close();
         // Dropping the readers then the instance removes it from tracefs.

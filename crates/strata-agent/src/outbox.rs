@@ -321,31 +321,44 @@ impl Outbox {
 }
 
 fn oldest(g: &Inner) -> u64 {
-    g.spool
+    let held = g
+        .spool
         .as_ref()
         .and_then(Spool::first_seq)
         .or_else(|| g.mem.front().map(|(s, _)| *s))
-        .unwrap_or(g.next_seq)
+        .unwrap_or(g.next_seq);
+    // A partly acknowledged spool segment stays on disk until all of it is.
+    held.max(g.acked + 1).min(g.next_seq)
 }
 
 fn push_pending_losses(g: &mut Inner) -> Result<(), WireError> {
-    let pending = std::mem::take(&mut g.pending);
-    for ((cpu, cause), p) in pending {
-        let seq = g.next_seq;
-        let msg = Message::Lost(Lost {
-            cpu,
-            cause: match cause {
-                CauseKey::Kernel => LossCause::KernelBuffer,
-                CauseKey::Spool => LossCause::SpoolFull,
-                CauseKey::Corrupt => LossCause::CorruptPage,
-            },
-            events: p.events,
-            pages: p.pages,
-            first_seq: p.first_seq,
-            last_seq: p.last_seq,
-        });
-        let frame = msg.encode(seq, Compression::None)?;
-        push_frame(g, seq, frame);
+    // Pushing a report can spill older frames, and dropping them adds new
+    // pending losses (or re-adds a dropped report's): repeat until none is
+    // left. Each round pushes at most one report per CPU and cause, and the
+    // newest frame always stays in memory, so this ends quickly; the bound
+    // only guards against a bug.
+    for _ in 0..64 {
+        if g.pending.is_empty() {
+            break;
+        }
+        let pending = std::mem::take(&mut g.pending);
+        for ((cpu, cause), p) in pending {
+            let seq = g.next_seq;
+            let msg = Message::Lost(Lost {
+                cpu,
+                cause: match cause {
+                    CauseKey::Kernel => LossCause::KernelBuffer,
+                    CauseKey::Spool => LossCause::SpoolFull,
+                    CauseKey::Corrupt => LossCause::CorruptPage,
+                },
+                events: p.events,
+                pages: p.pages,
+                first_seq: p.first_seq,
+                last_seq: p.last_seq,
+            });
+            let frame = msg.encode(seq, Compression::None)?;
+            push_frame(g, seq, frame);
+        }
     }
     Ok(())
 }

@@ -308,7 +308,8 @@ pub fn shift_clock_offsets(tsdl: &str, delta_ns: i128) -> String {
         let (mut off_s, mut off): (i128, i128) = (0, 0);
         let mut kept = Vec::new();
         for stmt in body.split(';') {
-            let t = stmt.trim();
+            let full = strip_comments(stmt);
+            let t = full.trim();
             if t.is_empty() {
                 continue;
             }
@@ -322,11 +323,11 @@ pub fn shift_clock_offsets(tsdl: &str, delta_ns: i128) -> String {
             match (k, num) {
                 ("freq", Some(n)) if n > 0 => {
                     freq = n;
-                    kept.push(t.to_string());
+                    kept.push(stmt.trim().to_string());
                 }
                 ("offset_s", Some(n)) => off_s = n,
                 ("offset", Some(n)) => off = n,
-                _ => kept.push(t.to_string()),
+                _ => kept.push(stmt.trim().to_string()),
             }
         }
         let total = off_s * freq + off + delta_ns * freq / 1_000_000_000;
@@ -342,6 +343,36 @@ pub fn shift_clock_offsets(tsdl: &str, delta_ns: i128) -> String {
     }
     out.push_str(rest);
     out
+}
+
+/// The text without its `/* */` and `//` comments.
+fn strip_comments(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    loop {
+        let block = rest.find("/*");
+        let line = rest.find("//");
+        match (block, line) {
+            (Some(b), l) if l.is_none_or(|l| b < l) => {
+                out.push_str(&rest[..b]);
+                match rest[b + 2..].find("*/") {
+                    Some(e) => rest = &rest[b + 2 + e + 2..],
+                    None => return out,
+                }
+            }
+            (_, Some(l)) => {
+                out.push_str(&rest[..l]);
+                match rest[l..].find('\n') {
+                    Some(e) => rest = &rest[l + e..],
+                    None => return out,
+                }
+            }
+            _ => {
+                out.push_str(rest);
+                return out;
+            }
+        }
+    }
 }
 
 fn find_clock_block(s: &str) -> Option<usize> {
@@ -683,4 +714,37 @@ pub fn check_trace(path: &Path) -> Result<(), AgentError> {
         &mut MetadataState::default(),
     )
     .map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CLOCK: &str = "trace { major = 1; };\nclock {\n\tname = \"monotonic\";\n\tfreq = 1000000000; /* Frequency, in Hz */\n\t/* clock value offset from Epoch is: offset * (1/freq) */\n\toffset = 1457000000500000000;\n};\nstream { id = 0; };\n";
+
+    #[test]
+    fn clock_offsets_move_by_the_shift() {
+        let out = shift_clock_offsets(CLOCK, 2_000_000_000);
+        assert!(out.contains("offset_s = 1457000002;"), "{out}");
+        assert!(out.contains("offset = 500000000;"), "{out}");
+        assert_eq!(out.matches("offset =").count(), 1, "{out}");
+        assert!(out.contains("stream { id = 0; };"));
+        let back = shift_clock_offsets(&out, -2_000_000_000);
+        assert!(back.contains("offset_s = 1457000000;"), "{back}");
+        // Other clock frequencies shift in their own cycles.
+        let mhz = CLOCK
+            .replace("1000000000; /*", "1000000; /*")
+            .replace("1457000000500000000", "5");
+        let out = shift_clock_offsets(&mhz, 3_000_000_000);
+        assert!(
+            out.contains("offset_s = 3;") && out.contains("offset = 5;"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn comments_are_stripped() {
+        assert_eq!(strip_comments("a /* b */ c // d\ne"), "a  c \ne");
+        assert_eq!(strip_comments("x /* open"), "x ");
+    }
 }

@@ -33,8 +33,10 @@ pub struct Received {
     pub packets: u64,
     /// Events in packets (from PacketInfo).
     pub packet_events: u64,
-    /// Lost reports: (cpu, cause code, events, pages).
-    pub lost: Vec<(u32, u8, u64, u64)>,
+    /// The earliest packet begin time seen (raw clock value).
+    pub first_packet_ts: Option<u64>,
+    /// Lost reports, as received.
+    pub lost: Vec<strata_wire::Lost>,
     /// State dump rows.
     pub statedump_rows: u64,
     /// The recorded formats, latest text per `system:name`.
@@ -102,7 +104,8 @@ pub struct TestRelay {
     /// What it received.
     pub shared: Arc<Mutex<Shared>>,
     stop: Arc<AtomicBool>,
-    /// Set to drop every current connection at once (a cut link).
+    /// While set, every connection is dropped and new ones are closed at
+    /// once: the relay is unreachable.
     pub cut: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -128,6 +131,10 @@ impl TestRelay {
                 while !stop.load(Ordering::Relaxed) {
                     match listener.accept() {
                         Ok((sock, _)) => {
+                            if cut.load(Ordering::SeqCst) {
+                                drop(sock);
+                                continue;
+                            }
                             let shared = Arc::clone(&shared);
                             let opts = opts.clone();
                             let tls = tls.clone();
@@ -165,6 +172,16 @@ impl TestRelay {
         if let Ok(mut g) = self.shared.lock() {
             g.pending_controls.push(c);
         }
+    }
+
+    /// Makes the relay unreachable (`true`) or reachable again.
+    pub fn set_unreachable(&self, on: bool) {
+        self.cut.store(on, Ordering::SeqCst);
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> u64 {
+        self.shared.lock().map_or(0, |g| g.connections)
     }
 
     /// Stops accepting and drops every connection.
@@ -323,16 +340,13 @@ fn serve(
                     for (info, _) in p.packets.iter() {
                         r.packets += 1;
                         r.packet_events += info.events as u64;
+                        r.first_packet_ts = Some(
+                            r.first_packet_ts
+                                .map_or(info.ts_begin, |t| t.min(info.ts_begin)),
+                        );
                     }
                 }
-                Message::Lost(l) => {
-                    let code = match l.cause {
-                        strata_wire::LossCause::KernelBuffer => 1,
-                        strata_wire::LossCause::SpoolFull => 2,
-                        strata_wire::LossCause::CorruptPage => 3,
-                    };
-                    r.lost.push((l.cpu, code, l.events, l.pages));
-                }
+                Message::Lost(l) => r.lost.push(l),
                 Message::Statedump(s) => r.statedump_rows += s.threads.len() as u64,
                 Message::ControlResult(c) => r.control_results.push((c.request, c.ok, c.message)),
                 Message::Goodbye(_) => r.goodbye = true,

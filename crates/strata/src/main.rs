@@ -24,7 +24,7 @@ enum Command {
     /// Analyse a CTF kernel trace (LTTng's or Strata's): CPU, syscalls, scheduling, IRQs, I/O, memory.
     Analyze(analyze::AnalyzeArgs),
     /// Stream this host's kernel trace (or a recorded one) to a relay.
-    Agent(agent::AgentArgs),
+    Agent(Box<agent::AgentArgs>),
 }
 
 fn main() -> ExitCode {
@@ -32,7 +32,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Record(args) => record::run(args),
         Command::Analyze(args) => analyze::run(args),
-        Command::Agent(args) => agent::run(args),
+        Command::Agent(args) => agent::run(*args),
     };
     match result {
         Ok(code) => code,

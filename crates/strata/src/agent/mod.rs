@@ -55,6 +55,11 @@ pub struct AgentArgs {
     #[arg(long, default_value = "8M", value_parser = parse_size)]
     buffer_size: u64,
 
+    /// Kernel ring-buffer sub-buffer size, the unit one read moves.
+    /// Default: 64K, or 1/16 of the buffer size if that is smaller.
+    #[arg(long, value_parser = parse_size)]
+    subbuf_size: Option<u64>,
+
     /// The tracefs trace clock.
     #[arg(long, default_value = "mono")]
     clock: String,
@@ -188,6 +193,7 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
             SourceConfig::Live(LiveOptions {
                 events: args.events.clone(),
                 buffer_size: args.buffer_size,
+                subbuf_size: args.subbuf_size,
                 clock: args.clock.clone(),
                 statedump: !args.no_statedump,
                 flush_interval: args.flush_interval,
@@ -242,10 +248,11 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
         );
         if let Some(l) = &report.live {
             eprintln!(
-                "strata agent: {} pages ({} event bytes) from {} CPUs; kernel lost {} events; {} state dump threads",
+                "strata agent: {} pages ({} event bytes) from {} CPUs; the kernel counted {} events read and {} lost; {} state dump threads",
                 l.pages,
                 l.data_bytes,
                 l.cpus.len(),
+                l.kernel_read_events,
                 l.kernel_lost,
                 l.statedump_threads
             );

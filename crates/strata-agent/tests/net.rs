@@ -1,0 +1,229 @@
+//! The agent against the codec-built test relay over real TCP on loopback,
+//! replaying a real LTTng trace: TLS with a certificate made here, a wrong
+//! CA refused with a clear error, a wrong token refused, loops and
+//! compression.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+use strata_agent::testkit::{TestRelay, TestRelayOptions};
+use strata_agent::{AgentConfig, AgentError, ReplayOptions, Security, SourceConfig};
+use strata_core::HostInfo;
+use strata_wire::{Compression, RefuseCode};
+
+/// Events in tc-many-threads, as babeltrace2 counts them.
+const MANY_THREADS_EVENTS: u64 = 240_644;
+
+fn trace() -> Option<PathBuf> {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let found = [
+        manifest.join("../../../shared/traces"),
+        PathBuf::from("/work/shared/traces"),
+    ]
+    .into_iter()
+    .map(|p| p.join("tc-many-threads"))
+    .find(|p| p.join("metadata").is_file());
+    if found.is_none() {
+        println!("SKIP: shared traces not found beside the repository");
+    }
+    found
+}
+
+fn config(relay: &TestRelay, security: Security, token: &str) -> AgentConfig {
+    let mut c = AgentConfig::new(
+        &relay.addr,
+        HostInfo {
+            hostname: "sim".into(),
+            cpu_count: 8,
+            ..HostInfo::default()
+        },
+    );
+    c.security = security;
+    c.token = token.into();
+    c.host_id = "sim-1".into();
+    c.quiet = true;
+    c.max_backoff = Duration::from_millis(500);
+    c
+}
+
+fn replay(trace: &Path, loops: u32, compression: Compression) -> SourceConfig {
+    SourceConfig::Replay(ReplayOptions {
+        trace: trace.to_path_buf(),
+        rate: 0.0,
+        loops,
+        compression,
+        ..ReplayOptions::default()
+    })
+}
+
+fn run(c: AgentConfig, s: SourceConfig) -> Result<strata_agent::AgentReport, AgentError> {
+    strata_agent::run(c, s, Arc::new(AtomicBool::new(false)))
+}
+
+struct Certs {
+    dir: tempfile::TempDir,
+    cert_pem: String,
+    key_pem: String,
+}
+
+fn self_signed() -> Certs {
+    let ck =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("certificate");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let c = Certs {
+        cert_pem: ck.cert.pem(),
+        key_pem: ck.key_pair.serialize_pem(),
+        dir,
+    };
+    std::fs::write(c.dir.path().join("cert.pem"), &c.cert_pem).unwrap();
+    c
+}
+
+fn tls(ca: &Path) -> Security {
+    Security::Tls {
+        ca: ca.to_path_buf(),
+        client: None,
+        server_name: Some("localhost".into()),
+    }
+}
+
+#[test]
+fn tls_replay_delivers_every_event_once() {
+    let Some(trace) = trace() else { return };
+    let certs = self_signed();
+    let relay = TestRelay::start(
+        "127.0.0.1:0",
+        TestRelayOptions {
+            tls: Some((
+                certs.cert_pem.clone().into_bytes(),
+                certs.key_pem.clone().into_bytes(),
+            )),
+            ..TestRelayOptions::default()
+        },
+    )
+    .unwrap();
+    let report = run(
+        config(&relay, tls(&certs.dir.path().join("cert.pem")), ""),
+        replay(&trace, 1, Compression::Lz4),
+    )
+    .expect("the agent streams over TLS");
+    let r = relay.received();
+    assert_eq!(r.packet_events, MANY_THREADS_EVENTS);
+    assert_eq!(
+        report.replay.as_ref().map(|r| r.events),
+        Some(MANY_THREADS_EVENTS)
+    );
+    assert_eq!(r.seqs, (1..=r.seqs.len() as u64).collect::<Vec<_>>());
+    assert_eq!(r.duplicates, 0);
+    assert!(r.goodbye);
+    assert_eq!(r.host_id, "sim-1");
+    // The clock was moved so that the trace starts now.
+    let tsdl = r.tsdl.expect("metadata sent");
+    let class =
+        strata_ctf::read::TraceClass::from_metadata(tsdl.as_bytes()).expect("shifted TSDL parses");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64;
+    let first = class.metadata().clocks[0]
+        .desc
+        .to_unix_ns(r.first_packet_ts.expect("packets"));
+    assert!(
+        (now - 60_000_000_000..=now).contains(&first),
+        "the trace starts at {first} ns, not shortly before now ({now} ns)"
+    );
+}
+
+#[test]
+fn a_wrong_ca_is_refused_with_a_clear_error() {
+    let Some(trace) = trace() else { return };
+    let certs = self_signed();
+    let other = self_signed();
+    let relay = TestRelay::start(
+        "127.0.0.1:0",
+        TestRelayOptions {
+            tls: Some((certs.cert_pem.into_bytes(), certs.key_pem.into_bytes())),
+            ..TestRelayOptions::default()
+        },
+    )
+    .unwrap();
+    let err = run(
+        config(&relay, tls(&other.dir.path().join("cert.pem")), ""),
+        replay(&trace, 1, Compression::None),
+    )
+    .expect_err("a certificate from another CA must be refused");
+    let text = err.to_string();
+    assert!(matches!(err, AgentError::Link(_)), "{text}");
+    assert!(
+        text.contains("TLS handshake") && text.contains("--ca"),
+        "{text}"
+    );
+    assert!(text.to_lowercase().contains("certificate"), "{text}");
+    assert!(relay.received().seqs.is_empty());
+}
+
+#[test]
+fn plaintext_against_a_tls_relay_fails_clearly() {
+    let Some(trace) = trace() else { return };
+    let certs = self_signed();
+    let relay = TestRelay::start(
+        "127.0.0.1:0",
+        TestRelayOptions {
+            tls: Some((certs.cert_pem.into_bytes(), certs.key_pem.into_bytes())),
+            ..TestRelayOptions::default()
+        },
+    )
+    .unwrap();
+    let mut c = config(&relay, Security::Plaintext, "");
+    c.final_ack_wait = Duration::from_secs(1);
+    // A plaintext agent never gets a Welcome; it keeps retrying, and gives
+    // up when its source is done and the final wait has passed.
+    let report = run(c, replay(&trace, 1, Compression::None)).expect("no fatal error");
+    assert_eq!(report.sender.sessions, 0);
+    assert!(report.unacked_frames > 0);
+    let why = report.sender.last_error.unwrap_or_default();
+    assert!(why.contains("handshake") || why.contains("closed"), "{why}");
+}
+
+#[test]
+fn a_wrong_token_is_refused() {
+    let Some(trace) = trace() else { return };
+    let relay = TestRelay::start(
+        "127.0.0.1:0",
+        TestRelayOptions {
+            tokens: vec!["the-right-token".into()],
+            ..TestRelayOptions::default()
+        },
+    )
+    .unwrap();
+    let err = run(
+        config(&relay, Security::Plaintext, "a-wrong-token"),
+        replay(&trace, 1, Compression::None),
+    )
+    .expect_err("a wrong token must be refused");
+    assert!(
+        matches!(&err, AgentError::Refused { code: RefuseCode::BadToken, message } if message.contains("wrong token")),
+        "{err}"
+    );
+    assert!(relay.received().seqs.is_empty());
+    // The right token works.
+    run(
+        config(&relay, Security::Plaintext, "the-right-token"),
+        replay(&trace, 1, Compression::None),
+    )
+    .expect("accepted");
+}
+
+#[test]
+fn loops_shift_time_and_repeat_every_event() {
+    let Some(trace) = trace() else { return };
+    let relay = TestRelay::start("127.0.0.1:0", TestRelayOptions::default()).unwrap();
+    let report = run(
+        config(&relay, Security::Plaintext, ""),
+        replay(&trace, 3, Compression::Zstd),
+    )
+    .expect("replay");
+    assert_eq!(relay.received().packet_events, 3 * MANY_THREADS_EVENTS);
+    assert_eq!(report.replay.map(|r| r.loops), Some(3));
+}
