@@ -168,3 +168,27 @@ pub async fn run(
     }
     Ok(registry)
 }
+
+/// Runs the relay on a multi-threaded runtime until SIGINT or SIGTERM;
+/// connections commit what they stored and say goodbye to their agents.
+pub fn run_until_signal(cfg: RelayConfig) -> std::io::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("strata-relay")
+        .build()?;
+    rt.block_on(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (tx, rx) = watch::channel(false);
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut term = signal(SignalKind::terminate())?;
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+            log(format_args!("stopping: committing what was stored"));
+            let _ = tx.send(true);
+        });
+        run(cfg, rx, |_| {}).await.map(|_| ())
+    })
+}

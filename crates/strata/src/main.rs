@@ -4,6 +4,7 @@ mod agent;
 mod analyze;
 mod host;
 mod record;
+mod relay;
 mod units;
 
 use clap::{Parser, Subcommand};
@@ -25,6 +26,8 @@ enum Command {
     Analyze(analyze::AnalyzeArgs),
     /// Stream this host's kernel trace (or a recorded one) to a relay.
     Agent(Box<agent::AgentArgs>),
+    /// Collect agents' traces: CTF storage, live analysis, HTTP API, Prometheus, LTTng-live.
+    Relay(relay::RelayArgs),
 }
 
 fn main() -> ExitCode {
@@ -33,6 +36,7 @@ fn main() -> ExitCode {
         Command::Record(args) => record::run(args),
         Command::Analyze(args) => analyze::run(args),
         Command::Agent(args) => agent::run(*args),
+        Command::Relay(args) => relay::run(args),
     };
     match result {
         Ok(code) => code,

@@ -279,7 +279,7 @@ impl HostIngest {
                 let names = decoder.syscall_names();
                 (
                     TraceSource::Ctf {
-                        metadata: tsdl.as_bytes().to_vec(),
+                        metadata: with_signature(tsdl),
                     },
                     Decode::Ctf {
                         decoder: Box::new(decoder),
@@ -507,6 +507,7 @@ impl HostIngest {
         }
         drop(live_guard);
         trace.count(events, 0);
+        lock(&self.entry.status).events += events;
         self.pending_events += events;
         self.pending_bytes += bytes;
         let t = &self.registry.totals;
@@ -619,6 +620,18 @@ impl HostIngest {
         }
         Ok(acked)
     }
+}
+
+/// Plain-text TSDL as babeltrace2 wants it on disk: starting with the
+/// `/* CTF 1.8 */` signature, which agents drop when they unpack packetized
+/// metadata.
+fn with_signature(tsdl: &str) -> Vec<u8> {
+    if tsdl.trim_start().starts_with("/* CTF") {
+        return tsdl.as_bytes().to_vec();
+    }
+    let mut v = b"/* CTF 1.8 */\n\n".to_vec();
+    v.extend_from_slice(tsdl.as_bytes());
+    v
 }
 
 fn same_source(a: Option<&TraceSource>, b: &TraceSource) -> bool {
