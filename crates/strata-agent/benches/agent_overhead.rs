@@ -1,0 +1,325 @@
+//! The agent's CPU cost while streaming, side by side with `trace-cmd
+//! record` writing to local disk, on the same syscall-heavy workload (the
+//! one of `strata`'s `record_overhead` bench: a child making CALLS getppid
+//! system calls), with the same events (raw_syscalls and
+//! sched:sched_switch) and buffer size, in one run.
+//!
+//! The agent runs in a child process (this binary re-executed with
+//! `--child-agent`) streaming over loopback TCP to the codec-built test
+//! relay in this process, which counts the events it receives; its CPU is
+//! not the agent's and is not counted. Reported per recorder: CPU seconds
+//! (the child's user + system time), events delivered, events lost, CPU
+//! seconds per million events, and the workload's slowdown. Rounds
+//! alternate between recorders.
+//!
+//! Run as root: `cargo bench -p strata-agent --bench agent_overhead [-- ROUNDS CALLS]`
+
+use std::io::Read;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use strata_agent::testkit::{TestRelay, TestRelayOptions};
+use strata_agent::{AgentConfig, LiveOptions, SourceConfig};
+use strata_core::HostInfo;
+use strata_wire::{Compression, LossCause};
+
+const BUFFER: u64 = 8 << 20;
+const TC_INSTANCE: &str = "/sys/kernel/tracing/instances/agentbench";
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Run {
+    cpu_s: f64,
+    events: u64,
+    lost: u64,
+    workload_s: f64,
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+/// The child: one agent streaming this host to `addr` until SIGINT.
+fn child_agent(addr: &str, compression: &str) {
+    // SAFETY: installs a handler that only stores to an atomic.
+    unsafe { libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t) };
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || loop {
+            if STOP.load(Ordering::SeqCst) {
+                stop.store(true, Ordering::SeqCst);
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        });
+    }
+    let compression: Compression = compression.parse().unwrap_or_default();
+    let mut c = AgentConfig::new(
+        addr,
+        HostInfo {
+            hostname: "bench".into(),
+            ..HostInfo::default()
+        },
+    );
+    c.quiet = true;
+    c.compression = compression;
+    let source = SourceConfig::Live(LiveOptions {
+        events: vec!["syscalls".into(), "sched:sched_switch".into()],
+        buffer_size: BUFFER,
+        statedump: false,
+        compression,
+        ..LiveOptions::default()
+    });
+    if let Err(e) = strata_agent::run(c, source, stop) {
+        eprintln!("agent failed: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--child-agent") {
+        child_agent(&args[i + 1], &args[i + 2]);
+        return;
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        println!("SKIP: tracing needs root");
+        return;
+    }
+    let nums: Vec<String> = args
+        .iter()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .cloned()
+        .collect();
+    let rounds: usize = nums.first().and_then(|a| a.parse().ok()).unwrap_or(3);
+    let calls: u64 = nums
+        .get(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(3_000_000);
+    let have_tc = Command::new("trace-cmd").arg("-h").output().is_ok();
+    if !have_tc {
+        println!("trace-cmd is not installed (apt-get install trace-cmd): agent figures only");
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let baseline = median((0..rounds).map(|_| workload(calls)).collect());
+    println!(
+        "workload: {calls} getppid calls ({} syscall events), untraced {baseline:.3} s",
+        2 * calls
+    );
+    let relay = TestRelay::start("127.0.0.1:0", TestRelayOptions::default()).expect("test relay");
+    let mut names = vec!["strata agent (lz4)", "strata agent (no compression)"];
+    if have_tc {
+        names.push("trace-cmd record");
+        names.push("trace-cmd record --compression none");
+    }
+    let mut results: Vec<Vec<Run>> = vec![Vec::new(); names.len()];
+    for round in 0..rounds {
+        for (i, name) in names.iter().enumerate() {
+            let run = match i {
+                0 => agent(&relay, "lz4", calls),
+                1 => agent(&relay, "none", calls),
+                _ => trace_cmd(&dir.path().join(format!("r{round}.dat")), calls, i == 3),
+            };
+            println!(
+                "round {round}: {name}: {:.3} CPU s, {} events, {} lost",
+                run.cpu_s, run.events, run.lost
+            );
+            results[i].push(run);
+        }
+    }
+    println!(
+        "\n{:<38} {:>10} {:>10} {:>10} {:>14} {:>10}",
+        "recorder (median of rounds)", "events", "CPU s", "lost", "CPU s/M events", "slowdown"
+    );
+    let mut per_m = Vec::new();
+    for (name, runs) in names.iter().zip(&results) {
+        let m = |f: fn(&Run) -> f64| median(runs.iter().map(f).collect());
+        let cpm = m(|r| r.cpu_s / (r.events.max(1) as f64 / 1e6));
+        per_m.push(cpm);
+        println!(
+            "{:<38} {:>10.0} {:>10.3} {:>10.0} {:>14.4} {:>9.2}x",
+            name,
+            m(|r| r.events as f64),
+            m(|r| r.cpu_s),
+            m(|r| r.lost as f64),
+            cpm,
+            m(|r| r.workload_s) / baseline
+        );
+    }
+    if per_m.len() == 4 {
+        println!(
+            "\nagent (lz4) CPU per event / trace-cmd's: {:.2} (default trace-cmd), {:.2} (uncompressed); agent uncompressed / trace-cmd uncompressed: {:.2}",
+            per_m[0] / per_m[2],
+            per_m[0] / per_m[3],
+            per_m[1] / per_m[3]
+        );
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// The workload in a forked child; returns its wall time.
+fn workload(calls: u64) -> f64 {
+    let start = Instant::now();
+    // SAFETY: the child makes raw system calls only and leaves with _exit.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        unsafe {
+            for _ in 0..calls {
+                libc::syscall(libc::SYS_getppid);
+            }
+            libc::_exit(0);
+        }
+    }
+    let mut status = 0;
+    // SAFETY: our own child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    start.elapsed().as_secs_f64()
+}
+
+fn children_cpu() -> f64 {
+    // SAFETY: rusage is plain data that getrusage fills.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut u) };
+    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+    t(u.ru_utime) + t(u.ru_stime)
+}
+
+fn wait_cpu(child: &mut Child) -> f64 {
+    let before = children_cpu();
+    let _ = child.wait();
+    children_cpu() - before
+}
+
+fn agent(relay: &TestRelay, compression: &str, calls: u64) -> Run {
+    let before: std::collections::HashSet<u64> = relay
+        .shared
+        .lock()
+        .map(|g| g.instances.keys().copied().collect())
+        .unwrap_or_default();
+    let exe = std::env::current_exe().expect("own path");
+    let mut child = Command::new(exe)
+        .args(["--child-agent", &relay.addr, compression])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("agent child starts");
+    // Streaming once the new instance's metadata arrived.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let instance = loop {
+        let found = relay.shared.lock().ok().and_then(|g| {
+            g.instances
+                .iter()
+                .find(|(k, r)| !before.contains(k) && r.layout.is_some())
+                .map(|(k, _)| *k)
+        });
+        if let Some(k) = found {
+            break k;
+        }
+        assert!(Instant::now() < deadline, "the agent did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let workload_s = workload(calls);
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let cpu_s = wait_cpu(&mut child);
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut err);
+    }
+    assert!(err.is_empty(), "agent: {err}");
+    let g = relay.shared.lock().expect("relay state");
+    let r = &g.instances[&instance];
+    Run {
+        cpu_s,
+        events: r.events.values().sum(),
+        lost: r
+            .lost
+            .iter()
+            .filter(|l| l.cause == LossCause::KernelBuffer)
+            .map(|l| l.events)
+            .sum(),
+        workload_s,
+    }
+}
+
+fn trace_cmd(file: &std::path::Path, calls: u64, uncompressed: bool) -> Run {
+    let mut cmd = Command::new("trace-cmd");
+    cmd.args([
+        "record",
+        "-d",
+        "--no-filter",
+        "-B",
+        "agentbench",
+        "-C",
+        "mono",
+    ])
+    .args([
+        "-b",
+        &(BUFFER / 1024).to_string(),
+        "-e",
+        "raw_syscalls",
+        "-e",
+        "sched:sched_switch",
+    ]);
+    if uncompressed {
+        cmd.args(["--compression", "none"]);
+    }
+    let mut child = cmd
+        .arg("-o")
+        .arg(file)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("trace-cmd runs");
+    // Ready when its instance traces (its own stdout is block-buffered).
+    let on = format!("{TC_INSTANCE}/tracing_on");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::fs::read_to_string(&on).map_or(true, |s| s.trim() != "1") {
+        assert!(Instant::now() < deadline, "trace-cmd did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let workload_s = workload(calls);
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let cpu_s = wait_cpu(&mut child);
+    // trace-cmd cannot clean up its instance on this locked-down kernel.
+    let _ = std::fs::remove_dir(TC_INSTANCE);
+    let report = |extra: &[&str]| -> String {
+        Command::new("trace-cmd")
+            .args(["report", "-i"])
+            .arg(file)
+            .args(extra)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    };
+    let events = report(&[])
+        .lines()
+        .filter(|l| l.contains(": sys_") || l.contains(": sched_switch:"))
+        .count() as u64;
+    let stats = report(&["--stat"]);
+    let sum = |key: &str| -> u64 {
+        stats
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix(key)?.trim().parse::<u64>().ok())
+            .sum()
+    };
+    let _ = std::fs::remove_file(file);
+    Run {
+        cpu_s,
+        events,
+        lost: sum("overrun:") + sum("commit overrun:") + sum("dropped events:"),
+        workload_s,
+    }
+}
