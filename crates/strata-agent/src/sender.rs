@@ -125,7 +125,10 @@ pub fn run(
         }
         // Sleep the backoff, but wake early when the source finishes so the
         // final wait is spent trying.
-        let until = Instant::now() + backoff;
+        let mut until = Instant::now() + backoff;
+        if let Some(t) = closed_at {
+            until = until.min(t + cfg.final_ack_wait);
+        }
         while Instant::now() < until {
             std::thread::sleep(Duration::from_millis(20));
             if outbox.is_closed() && closed_at.is_none() {

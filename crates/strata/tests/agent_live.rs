@@ -150,3 +150,83 @@ fn streams_pages_that_decode_to_the_workload() {
         .collect();
     assert!(left.is_empty(), "the agent left its instance behind");
 }
+
+#[test]
+fn control_commands_change_the_event_set_with_formats_first() {
+    if !common::skip_unless_root_with_tracefs() {
+        return;
+    }
+    let relay =
+        TestRelay::start("127.0.0.1:0", TestRelayOptions::default()).expect("test relay starts");
+    let mut agent = Command::new(STRATA)
+        .args([
+            "agent",
+            "--relay",
+            &relay.addr,
+            "--insecure",
+            "--events",
+            "syscalls",
+            "--quiet",
+        ])
+        .args(["--no-statedump"])
+        .spawn()
+        .expect("strata agent starts");
+    assert!(wait_until(Duration::from_secs(10), || relay
+        .received()
+        .layout
+        .is_some()));
+    assert!(!relay.received().formats.contains_key("sched:sched_switch"));
+    relay.send_control(strata_wire::Control {
+        request: 7,
+        command: strata_wire::ControlCommand::SetEvents(vec![
+            "syscalls".into(),
+            "sched:sched_switch".into(),
+        ]),
+    });
+    relay.send_control(strata_wire::Control {
+        request: 8,
+        command: strata_wire::ControlCommand::Snapshot {
+            before_ns: 1,
+            after_ns: 1,
+            name: "s".into(),
+        },
+    });
+    assert!(
+        wait_until(Duration::from_secs(10), || relay
+            .received()
+            .control_results
+            .len()
+            >= 2),
+        "no control results"
+    );
+    let r = relay.received();
+    let (req, ok, msg) = &r.control_results[0];
+    assert_eq!((*req, *ok), (7, true), "{msg}");
+    assert!(msg.contains("1 added"), "{msg}");
+    assert_eq!(r.control_results[1].0, 8);
+    assert!(
+        !r.control_results[1].1,
+        "snapshots are not implemented yet and must say so"
+    );
+    let text = r
+        .formats
+        .get("sched:sched_switch")
+        .expect("the new format came first")
+        .clone();
+    let id = format::parse("sched", &text).expect("format parses").id;
+    // Context switches (the polling below makes plenty) now arrive as
+    // events of the new id.
+    assert!(
+        wait_until(Duration::from_secs(5), || relay
+            .received()
+            .events_by_id
+            .get(&id)
+            .copied()
+            .unwrap_or(0)
+            > 0),
+        "no sched_switch events after the change"
+    );
+    // SAFETY: kill with a valid pid and signal.
+    unsafe { libc::kill(agent.id() as i32, libc::SIGTERM) };
+    assert!(agent.wait().expect("agent exits").success());
+}
