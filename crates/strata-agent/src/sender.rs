@@ -430,6 +430,9 @@ fn handle_incoming(
             }
             Ok(Message::Goodbye(g)) => {
                 outbox.ack(g.last_seq.min(outbox.last_seq()));
+                if outbox.is_closed() && outbox.acked() >= outbox.last_seq() {
+                    return Ok(Some(Ended::Finished));
+                }
                 return Ok(Some(Ended::Retry(format!(
                     "the relay said goodbye: {}",
                     g.reason
