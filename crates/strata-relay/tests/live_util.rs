@@ -371,6 +371,11 @@ impl Viewer {
         }
     }
 
+    /// The process id of babeltrace2 (its `stdbuf` wrapper execs it).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn stderr(&self) -> String {
         self.stderr.lock().unwrap().clone()
     }
@@ -572,4 +577,176 @@ impl Client {
         let n = Self::u64_at(&h, 0) as usize;
         (Self::u32_at(&h, 8), self.read(n))
     }
+}
+
+/// How long the live phase writes, and the period of one CPU's events.
+pub const LIVE_FOR: Duration = Duration::from_secs(4);
+pub const EVENT_EVERY: Duration = Duration::from_millis(1);
+
+/// What one live run measured.
+pub struct Run {
+    /// Packet written -> its last event printed, ms, per packet.
+    pub flush_ms: Vec<f64>,
+    /// Event time -> printed, ms, per event.
+    pub event_ms: Vec<f64>,
+}
+
+/// Writes a 3-CPU trace live for [`LIVE_FOR`] with `active` CPUs switching
+/// every millisecond (the others record nothing) into packets of
+/// `packet_capacity` bytes, publishing watermarks every `publish_every`,
+/// while babeltrace2 follows it through a server with `config`; checks what
+/// it printed and returns the latencies.
+pub fn follow_live(
+    active: u32,
+    publish_every: Duration,
+    packet_capacity: usize,
+    config: LiveConfig,
+) -> Run {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path();
+    let mut trace = LiveTrace::create(data, "strata", "web1", 3, packet_capacity);
+    let server = Server::start(Arc::new(FsCatalog::new(data)), config);
+    let base = format!("net://127.0.0.1:{}", server.port);
+
+    // Packets written before anyone attaches. Only busy CPUs get events: a
+    // CPU with a half-filled packet that never fills holds its watermark,
+    // and so the viewer, at that packet's start (TraceWriter flushes full
+    // packets only; a relay flushes them on its timer).
+    for i in 0..200 {
+        trace.push(i as u32 % active, 1 + i);
+    }
+    trace.publish(false);
+
+    // The session list names the session with babeltrace2's URL form.
+    let list = Command::new("babeltrace2")
+        .args(["--input-format=lttng-live", &base])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        list.status.success(),
+        "list failed: {}",
+        String::from_utf8_lossy(&list.stderr)
+    );
+    assert!(
+        text.contains(&format!("{base}/host/web1/strata")),
+        "session list: {text}"
+    );
+
+    let mut viewer = Viewer::follow(&format!("{base}/host/web1/strata"));
+    assert!(
+        wait_for(Duration::from_secs(10), || server.stats.snapshot().attaches
+            == 1),
+        "babeltrace2 did not attach: {}",
+        viewer.stderr()
+    );
+    let attached_at = Instant::now();
+    let first_live = trace.pushed.len();
+
+    let mut marker = 100_000;
+    let mut last_publish = Instant::now();
+    while attached_at.elapsed() < LIVE_FOR {
+        for cpu in 0..active {
+            trace.push(cpu, marker);
+            marker += 1;
+        }
+        if last_publish.elapsed() >= publish_every {
+            trace.publish(false);
+            last_publish = Instant::now();
+        }
+        std::thread::sleep(EVENT_EVERY);
+    }
+    let finished_at = Instant::now();
+    let printed_while_live = viewer.markers().len();
+    trace.finish();
+
+    let ok = viewer.wait(Duration::from_secs(30));
+    let stderr = viewer.stderr();
+    assert_eq!(
+        ok,
+        Some(true),
+        "babeltrace2 did not exit cleanly after the trace completed: {stderr}"
+    );
+
+    // Every event written after the attach was printed, once, in order of
+    // its time; nothing was printed that was not written.
+    let printed = viewer.markers();
+    let live: Vec<(u32, i32, u64)> = trace.pushed[first_live..].to_vec();
+    let mut seen = std::collections::HashMap::new();
+    for &(_, m) in &printed {
+        *seen.entry(m).or_insert(0u32) += 1;
+    }
+    for &(cpu, m, _) in &live {
+        assert_eq!(
+            seen.get(&m),
+            Some(&1),
+            "event {m} of CPU {cpu} written after the attach was printed {:?} times",
+            seen.get(&m)
+        );
+    }
+    let all: std::collections::HashSet<i32> = trace.pushed.iter().map(|p| p.1).collect();
+    assert!(printed.iter().all(|(_, m)| all.contains(m)));
+    let ts_of: std::collections::HashMap<i32, u64> =
+        trace.pushed.iter().map(|p| (p.1, p.2)).collect();
+    let times: Vec<u64> = printed.iter().map(|(_, m)| ts_of[m]).collect();
+    assert!(
+        times.windows(2).all(|w| w[0] <= w[1]),
+        "events printed out of time order"
+    );
+
+    // The quiet CPUs did not hold the others back: most of the events were
+    // printed while the trace was still being written.
+    assert!(
+        printed_while_live * 10 >= live.len() * 9,
+        "only {printed_while_live} of {} events were printed before the writer finished",
+        live.len()
+    );
+    assert!(server.stats.snapshot().beacons_sent > 0);
+
+    let arrival: std::collections::HashMap<i32, Instant> =
+        printed.iter().map(|&(t, m)| (m, t)).collect();
+    let flush_ms: Vec<f64> = trace
+        .flushed
+        .iter()
+        .filter(|f| f.at > attached_at && f.at < finished_at && !f.markers.is_empty())
+        .filter(|f| f.markers.iter().all(|m| *m >= 100_000))
+        .filter_map(|f| {
+            let last = f.markers.last()?;
+            Some(
+                arrival
+                    .get(last)?
+                    .saturating_duration_since(f.at)
+                    .as_secs_f64()
+                    * 1e3,
+            )
+        })
+        .collect();
+    let event_ms: Vec<f64> = live
+        .iter()
+        .filter(|p| trace.clock.instant_of(p.2) < finished_at)
+        .filter_map(|p| {
+            let at = arrival.get(&p.1)?;
+            Some(
+                at.saturating_duration_since(trace.clock.instant_of(p.2))
+                    .as_secs_f64()
+                    * 1e3,
+            )
+        })
+        .collect();
+    println!("server: {:?}", server.stats.snapshot());
+    Run { flush_ms, event_ms }
+}
+
+pub fn report(what: &str, run: &mut Run) -> f64 {
+    let (min, med, p90, max) = summary(&mut run.flush_ms);
+    println!(
+        "{what}: packet written -> printed by babeltrace2: {} packets, min {min:.2} ms, median {med:.2} ms, p90 {p90:.2} ms, max {max:.2} ms",
+        run.flush_ms.len()
+    );
+    let (min, emed, p90, max) = summary(&mut run.event_ms);
+    println!(
+        "{what}: event time -> printed: {} events, min {min:.2} ms, median {emed:.2} ms, p90 {p90:.2} ms, max {max:.2} ms",
+        run.event_ms.len()
+    );
+    med
 }

@@ -63,7 +63,35 @@ pub struct FsCatalog {
     ids: Mutex<Ids>,
     /// Last complaint per path, so a bad file is logged once, not per poll.
     complaints: Mutex<HashMap<PathBuf, String>>,
+    /// Parsed progress files by trace, with the identity of the file they
+    /// came from: a poll costs one `stat` while the file does not change.
+    cache: Mutex<HashMap<PathBuf, (FileId, Progress)>>,
 }
+
+/// What tells one version of a progress file from the next (writers
+/// replace it by renaming a new file over it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileId {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime_ns: i128,
+}
+
+impl FileId {
+    fn of(md: &std::fs::Metadata) -> FileId {
+        use std::os::unix::fs::MetadataExt;
+        FileId {
+            dev: md.dev(),
+            ino: md.ino(),
+            len: md.len(),
+            mtime_ns: i128::from(md.mtime()) * 1_000_000_000 + i128::from(md.mtime_nsec()),
+        }
+    }
+}
+
+/// Most cached progress files.
+const MAX_CACHED: usize = 4096;
 
 #[derive(Debug, Default)]
 struct Ids {
@@ -82,6 +110,7 @@ impl FsCatalog {
                 ..Ids::default()
             }),
             complaints: Mutex::new(HashMap::new()),
+            cache: Mutex::new(HashMap::new()),
         }
     }
 
@@ -137,12 +166,31 @@ impl FsCatalog {
 
     fn read_progress(&self, trace: &Path) -> Result<Progress, String> {
         let path = trace.join(progress::FILE_NAME);
-        match read_bounded(&path, progress::MAX_LEN) {
-            Ok(Some(bytes)) => progress::parse(&bytes).map_err(|e| e.to_string()),
+        let id = match std::fs::metadata(&path) {
+            Ok(md) => FileId::of(&md),
             // No progress file: nobody writes this trace live.
-            Ok(None) => Ok(Progress::complete()),
-            Err(e) => Err(e),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Progress::complete()),
+            Err(e) => return Err(format!("cannot stat: {e}")),
+        };
+        {
+            let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((cached, p)) = cache.get(trace) {
+                if *cached == id {
+                    return Ok(p.clone());
+                }
+            }
         }
+        let p = match read_bounded(&path, progress::MAX_LEN) {
+            Ok(Some(bytes)) => progress::parse(&bytes).map_err(|e| e.to_string())?,
+            Ok(None) => return Ok(Progress::complete()),
+            Err(e) => return Err(e),
+        };
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= MAX_CACHED {
+            cache.clear();
+        }
+        cache.insert(trace.to_path_buf(), (id, p.clone()));
+        Ok(p)
     }
 }
 

@@ -416,6 +416,11 @@ impl Viewer {
             progress.watermark_for(&sv.name),
             u64::from(limits.max_packet_len),
         );
+        // Nothing new: the async layer holds the request a while (see
+        // `super::server`) and asks again, rather than answering at once.
+        if may_wait && matches!(next, Next::Nothing(_)) {
+            return Step::Wait;
+        }
         let skipped = sv.skipped - skipped_before;
         let class = sv.class_id().or(default_class).unwrap_or(0);
         if skipped > 0 {
@@ -455,9 +460,6 @@ impl Viewer {
                 reply.status = IndexStatus::Hup as u32;
             }
             Next::Nothing(last) => {
-                if may_wait {
-                    return Step::Wait;
-                }
                 match last {
                     // An unchanged beacon: babeltrace2 backs off and asks again.
                     Some(ts) => {
