@@ -70,6 +70,11 @@ pub struct TestRelayOptions {
     pub heartbeat_ms: u32,
     /// Send no acks (to make the agent hold frames).
     pub no_acks: bool,
+    /// After Welcome, send nothing at all (a relay that hangs).
+    pub silent: bool,
+    /// Require client certificates that chain to this PEM certificate
+    /// (mutual TLS).
+    pub client_ca: Option<Vec<u8>>,
 }
 
 impl Default for TestRelayOptions {
@@ -80,6 +85,8 @@ impl Default for TestRelayOptions {
             keep_pages: false,
             heartbeat_ms: 1000,
             no_acks: false,
+            silent: false,
+            client_ca: None,
         }
     }
 }
@@ -120,7 +127,7 @@ impl TestRelay {
         let stop = Arc::new(AtomicBool::new(false));
         let cut = Arc::new(AtomicBool::new(false));
         let tls = match &opts.tls {
-            Some((cert, key)) => Some(server_config(cert, key)?),
+            Some((cert, key)) => Some(server_config(cert, key, opts.client_ca.as_deref())?),
             None => None,
         };
         let thread = {
@@ -199,7 +206,11 @@ impl Drop for TestRelay {
     }
 }
 
-fn server_config(cert: &[u8], key: &[u8]) -> std::io::Result<Arc<rustls::ServerConfig>> {
+fn server_config(
+    cert: &[u8],
+    key: &[u8],
+    client_ca: Option<&[u8]>,
+) -> std::io::Result<Arc<rustls::ServerConfig>> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert)
@@ -207,10 +218,28 @@ fn server_config(cert: &[u8], key: &[u8]) -> std::io::Result<Arc<rustls::ServerC
         .map_err(std::io::Error::other)?;
     let key = PrivateKeyDer::from_pem_slice(key).map_err(std::io::Error::other)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let cfg = rustls::ServerConfig::builder_with_provider(provider)
+    let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
-        .map_err(std::io::Error::other)?
-        .with_no_client_auth()
+        .map_err(std::io::Error::other)?;
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in CertificateDer::pem_slice_iter(ca) {
+                roots
+                    .add(c.map_err(std::io::Error::other)?)
+                    .map_err(std::io::Error::other)?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .map_err(std::io::Error::other)?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let cfg = builder
         .with_single_cert(chain, key)
         .map_err(std::io::Error::other)?;
     Ok(Arc::new(cfg))
@@ -355,6 +384,15 @@ fn serve(
             if seq > 0 {
                 last_ack = seq;
             }
+        }
+        if opts.silent && instance.is_some() {
+            // Only the Welcome goes out; then nothing.
+            if !out.is_empty() {
+                conn.write_all(&out)?;
+                conn.flush()?;
+                out.clear();
+            }
+            continue;
         }
         let mut g = shared.lock().unwrap_or_else(|p| p.into_inner());
         if instance.is_some() {

@@ -269,3 +269,79 @@ fn pacing_holds_the_rate() {
     );
     assert_eq!(relay.received().packet_events, MANY_THREADS_EVENTS);
 }
+
+#[test]
+fn mutual_tls_presents_the_client_certificate() {
+    let Some(trace) = trace() else { return };
+    let server = self_signed();
+    let client = self_signed();
+    std::fs::write(client.dir.path().join("key.pem"), &client.key_pem).unwrap();
+    let opts = |ca: Option<Vec<u8>>| TestRelayOptions {
+        tls: Some((
+            server.cert_pem.clone().into_bytes(),
+            server.key_pem.clone().into_bytes(),
+        )),
+        client_ca: ca,
+        ..TestRelayOptions::default()
+    };
+    let relay = TestRelay::start(
+        "127.0.0.1:0",
+        opts(Some(client.cert_pem.clone().into_bytes())),
+    )
+    .unwrap();
+    let with_cert = Security::Tls {
+        ca: server.dir.path().join("cert.pem"),
+        client: Some((
+            client.dir.path().join("cert.pem"),
+            client.dir.path().join("key.pem"),
+        )),
+        server_name: Some("localhost".into()),
+    };
+    run(
+        config(&relay, with_cert, ""),
+        replay(&trace, 1, Compression::None),
+    )
+    .expect("mutual TLS works");
+    assert_eq!(relay.received().packet_events, MANY_THREADS_EVENTS);
+    // Without a client certificate the relay refuses the connection; the
+    // agent keeps retrying until its final wait is over.
+    let strict = TestRelay::start(
+        "127.0.0.1:0",
+        opts(Some(client.cert_pem.clone().into_bytes())),
+    )
+    .unwrap();
+    let mut c = config(&strict, tls(&server.dir.path().join("cert.pem")), "");
+    c.final_ack_wait = Duration::from_secs(1);
+    let report = run(c, replay(&trace, 1, Compression::None));
+    match report {
+        Ok(r) => assert_eq!(
+            r.sender.sessions, 0,
+            "a session without a client certificate"
+        ),
+        Err(e) => assert!(e.to_string().contains("TLS"), "{e}"),
+    }
+    assert!(strict.received().seqs.is_empty());
+}
+
+#[test]
+fn a_silent_relay_is_dropped_after_three_heartbeats_and_reconnected() {
+    let Some(trace) = trace() else { return };
+    let relay = TestRelay::start(
+        "127.0.0.1:0",
+        TestRelayOptions {
+            silent: true,
+            heartbeat_ms: 200,
+            ..TestRelayOptions::default()
+        },
+    )
+    .unwrap();
+    let mut c = config(&relay, Security::Plaintext, "");
+    c.final_ack_wait = Duration::from_secs(2);
+    let report = run(c, replay(&trace, 1, Compression::None)).expect("no fatal error");
+    assert!(
+        relay.connections() >= 2,
+        "the agent did not give up on the silent relay"
+    );
+    let why = report.sender.last_error.unwrap_or_default();
+    assert!(why.contains("sent nothing"), "{why}");
+}
