@@ -5,6 +5,7 @@ mod analyze;
 mod host;
 mod record;
 mod relay;
+mod top;
 mod units;
 
 use clap::{Parser, Subcommand};
@@ -28,6 +29,8 @@ enum Command {
     Agent(Box<agent::AgentArgs>),
     /// Collect agents' traces: CTF storage, live analysis, HTTP API, Prometheus, LTTng-live.
     Relay(relay::RelayArgs),
+    /// Live view of a relay's hosts: CPUs, top threads, syscalls, losses.
+    Top(top::TopArgs),
 }
 
 fn main() -> ExitCode {
@@ -37,6 +40,7 @@ fn main() -> ExitCode {
         Command::Analyze(args) => analyze::run(args),
         Command::Agent(args) => agent::run(*args),
         Command::Relay(args) => relay::run(args),
+        Command::Top(args) => top::run(args),
     };
     match result {
         Ok(code) => code,
