@@ -12,6 +12,11 @@
 //! seconds per million events, and the workload's slowdown. Rounds
 //! alternate between recorders.
 //!
+//! Two more figures follow: an idle agent's CPU per second of wall time
+//! (the default events on a quiet host, with the 100 ms flush), and a replay
+//! agent's throughput and CPU per million events at an unlimited rate (what
+//! one simulated host costs in the relay benchmarks).
+//!
 //! Run as root: `cargo bench -p strata-agent --bench agent_overhead [-- ROUNDS CALLS]`
 
 use std::io::Read;
@@ -41,21 +46,42 @@ extern "C" fn on_signal(_: libc::c_int) {
     STOP.store(true, Ordering::SeqCst);
 }
 
-/// The child: one agent streaming this host to `addr` until SIGINT.
-fn child_agent(addr: &str, compression: &str) {
+fn install_stop() -> Arc<AtomicBool> {
     // SAFETY: installs a handler that only stores to an atomic.
     unsafe { libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t) };
     let stop = Arc::new(AtomicBool::new(false));
-    {
-        let stop = Arc::clone(&stop);
-        std::thread::spawn(move || loop {
-            if STOP.load(Ordering::SeqCst) {
-                stop.store(true, Ordering::SeqCst);
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        });
+    let s = Arc::clone(&stop);
+    std::thread::spawn(move || loop {
+        if STOP.load(Ordering::SeqCst) {
+            s.store(true, Ordering::SeqCst);
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    });
+    stop
+}
+
+/// The child: a replay agent sending `trace` `loops` times, unpaced.
+fn child_replay(addr: &str, trace: &str, loops: u32) {
+    let stop = install_stop();
+    let mut c = AgentConfig::new(addr, HostInfo::default());
+    c.quiet = true;
+    c.host_id = "replay-bench".into();
+    let source = SourceConfig::Replay(strata_agent::ReplayOptions {
+        trace: trace.into(),
+        rate: 0.0,
+        loops,
+        ..strata_agent::ReplayOptions::default()
+    });
+    if let Err(e) = strata_agent::run(c, source, stop) {
+        eprintln!("replay agent failed: {e}");
+        std::process::exit(1);
     }
+}
+
+/// The child: one agent streaming this host to `addr` until SIGINT.
+fn child_agent(addr: &str, compression: &str, events: &str) {
+    let stop = install_stop();
     let compression: Compression = compression.parse().unwrap_or_default();
     let mut c = AgentConfig::new(
         addr,
@@ -67,7 +93,11 @@ fn child_agent(addr: &str, compression: &str) {
     c.quiet = true;
     c.compression = compression;
     let source = SourceConfig::Live(LiveOptions {
-        events: vec!["syscalls".into(), "sched:sched_switch".into()],
+        events: events
+            .split(',')
+            .filter(|e| !e.is_empty())
+            .map(str::to_string)
+            .collect(),
         buffer_size: BUFFER,
         statedump: false,
         compression,
@@ -82,7 +112,11 @@ fn child_agent(addr: &str, compression: &str) {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--child-agent") {
-        child_agent(&args[i + 1], &args[i + 2]);
+        child_agent(&args[i + 1], &args[i + 2], &args[i + 3]);
+        return;
+    }
+    if let Some(i) = args.iter().position(|a| a == "--child-replay") {
+        child_replay(&args[i + 1], &args[i + 2], args[i + 3].parse().unwrap_or(1));
         return;
     }
     // SAFETY: geteuid has no preconditions.
@@ -159,6 +193,65 @@ fn main() {
             per_m[1] / per_m[3]
         );
     }
+    idle(&relay);
+    replay(&relay);
+}
+
+/// An agent with the default events on this (quiet) host for 10 s.
+fn idle(relay: &TestRelay) {
+    let exe = std::env::current_exe().expect("own path");
+    let mut child = Command::new(exe)
+        .args(["--child-agent", &relay.addr, "lz4", ""])
+        .spawn()
+        .expect("agent child starts");
+    std::thread::sleep(Duration::from_secs(10));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let cpu = wait_cpu(&mut child);
+    println!(
+        "\nidle agent (sched,syscalls,irq; 100 ms flush) on this host for 10 s: {cpu:.3} CPU s = {:.2}% of one core",
+        cpu / 10.0 * 100.0
+    );
+}
+
+/// A replay agent sending tc-many-threads 20 times as fast as it can.
+fn replay(relay: &TestRelay) {
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let Some(trace) = [
+        manifest.join("../../../shared/traces/tc-many-threads"),
+        "/work/shared/traces/tc-many-threads".into(),
+    ]
+    .into_iter()
+    .find(|p| p.join("metadata").is_file()) else {
+        println!("shared traces not found: no replay figure");
+        return;
+    };
+    let before: u64 = relay
+        .shared
+        .lock()
+        .map(|g| g.instances.values().map(|r| r.packet_events).sum())
+        .unwrap_or(0);
+    let exe = std::env::current_exe().expect("own path");
+    let start = Instant::now();
+    let mut child = Command::new(exe)
+        .args(["--child-replay", &relay.addr])
+        .arg(&trace)
+        .arg("20")
+        .spawn()
+        .expect("replay child starts");
+    let cpu = wait_cpu(&mut child);
+    let wall = start.elapsed().as_secs_f64();
+    let events = relay
+        .shared
+        .lock()
+        .map(|g| g.instances.values().map(|r| r.packet_events).sum::<u64>())
+        .unwrap_or(0)
+        - before;
+    println!(
+        "replay agent, tc-many-threads x20 unpaced: {events} events in {wall:.2} s = {:.2} M events/s; {cpu:.3} CPU s = {:.4} CPU s/M events (startup scan included)",
+        events as f64 / wall / 1e6,
+        cpu / (events.max(1) as f64 / 1e6)
+    );
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -208,7 +301,12 @@ fn agent(relay: &TestRelay, compression: &str, calls: u64) -> Run {
         .unwrap_or_default();
     let exe = std::env::current_exe().expect("own path");
     let mut child = Command::new(exe)
-        .args(["--child-agent", &relay.addr, compression])
+        .args([
+            "--child-agent",
+            &relay.addr,
+            compression,
+            "syscalls,sched:sched_switch",
+        ])
         .stderr(Stdio::piped())
         .spawn()
         .expect("agent child starts");
