@@ -55,19 +55,29 @@ pub struct Spool {
     total: u64,
 }
 
+/// The owner pid of a spool segment file name, `None` for other files.
+fn stale_owner(name: &str) -> Option<u32> {
+    let rest = name.strip_prefix("strata-spool-")?.strip_suffix(".seg")?;
+    rest.split('-').next()?.parse().ok()
+}
+
 /// Segments are at most this large (and at least 64 KiB).
 const MAX_SEGMENT: u64 = 16 << 20;
 
 impl Spool {
     /// Opens (creating it) `dir` as a spool of at most `max_bytes`. Segment
-    /// files of earlier runs with the same prefix family are removed: the
+    /// files left by agents that are no longer running are removed: the
     /// frames in them belong to a sequence space no relay will resume.
+    /// Segments of running agents (several may share a directory) are kept.
     pub fn open(dir: &Path, instance: u64, max_bytes: u64) -> io::Result<Spool> {
         fs::create_dir_all(dir)?;
         for e in fs::read_dir(dir)?.flatten() {
             let name = e.file_name();
             let name = name.to_string_lossy();
-            if name.starts_with("strata-spool-") && name.ends_with(".seg") {
+            let Some(pid) = stale_owner(&name) else {
+                continue;
+            };
+            if !Path::new(&format!("/proc/{pid}")).exists() {
                 let _ = fs::remove_file(e.path());
             }
         }
@@ -198,5 +208,31 @@ impl Drop for Spool {
         while let Some(s) = self.pop_oldest() {
             Spool::discard(s);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_segments_of_dead_agents_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = dir.path().join(format!(
+            "strata-spool-{}-00ab-00000000000000000001.seg",
+            std::process::id()
+        ));
+        let dead = dir
+            .path()
+            .join("strata-spool-4194999-00ab-00000000000000000001.seg");
+        let other = dir.path().join("notes.txt");
+        for p in [&live, &dead, &other] {
+            fs::write(p, b"x").unwrap();
+        }
+        let _spool = Spool::open(dir.path(), 7, 1 << 20).unwrap();
+        assert!(live.exists() && other.exists());
+        assert!(!dead.exists());
+        assert_eq!(stale_owner("strata-spool-12-ab-1.seg"), Some(12));
+        assert_eq!(stale_owner("strata-spool-x-ab-1.seg"), None);
     }
 }
