@@ -494,10 +494,10 @@ impl SinkState<'_> {
         if batch.is_empty() {
             return Ok(());
         }
-        self.outbox
-            .push_message(&batch.message(), self.compression)?;
-        let cpu = batch.cpu();
-        batch.reset(cpu);
+        let compression = self.compression;
+        // The batch's buffer becomes the frame: the pages are not copied
+        // again (unless compressed).
+        self.outbox.push_with(|seq| batch.seal(seq, compression))?;
         Ok(())
     }
 

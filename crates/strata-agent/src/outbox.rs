@@ -256,6 +256,24 @@ impl Outbox {
         self.inner.1.notify_all();
     }
 
+    /// For producers that can wait (a replay): blocks while memory is past
+    /// its limit and there is no spool to spill to, so that nothing has to
+    /// be dropped, until acks make room for `need` more bytes or
+    /// `cancelled()` says to give up. With a spool it returns at once:
+    /// frames spill as usual.
+    pub fn wait_for_room(&self, need: usize, cancelled: impl Fn() -> bool) {
+        let mut g = self.lock();
+        while g.spool.is_none() && g.mem_bytes > 0 && g.mem_bytes + need > g.mem_max && !cancelled()
+        {
+            g = self
+                .inner
+                .1
+                .wait_timeout(g, Duration::from_millis(50))
+                .map(|(g, _)| g)
+                .unwrap_or_else(|p| p.into_inner().0);
+        }
+    }
+
     /// Waits until everything up to `seq` is acknowledged, or `timeout`.
     pub fn wait_acked(&self, seq: u64, timeout: Duration) -> bool {
         let g = self.lock();

@@ -580,6 +580,10 @@ impl ReplaySource {
         let mut k: u64 = 0;
         let seal = |b: &mut PacketBatch, name: &str| -> Result<(), AgentError> {
             if !b.is_empty() {
+                // Wait for room rather than drop: a replay can always wait.
+                outbox.wait_for_room(b.body_len() + strata_wire::HEADER_LEN, || {
+                    stop.load(Ordering::Relaxed) || abort.load(Ordering::Relaxed)
+                });
                 outbox.push_message(&b.message(), self.opts.compression)?;
                 b.reset(name);
             }

@@ -345,3 +345,17 @@ fn a_silent_relay_is_dropped_after_three_heartbeats_and_reconnected() {
     let why = report.sender.last_error.unwrap_or_default();
     assert!(why.contains("sent nothing"), "{why}");
 }
+
+#[test]
+fn an_unpaced_replay_waits_for_the_relay_instead_of_dropping() {
+    let Some(trace) = trace() else { return };
+    let relay = TestRelay::start("127.0.0.1:0", TestRelayOptions::default()).unwrap();
+    let mut c = config(&relay, Security::Plaintext, "");
+    // Memory for a few frames only: 12 loops of 2.7 MB each must wait.
+    c.memory_max = 2 << 20;
+    let report = run(c, replay(&trace, 12, Compression::None)).expect("replay");
+    let r = relay.received();
+    assert_eq!(r.packet_events, 12 * MANY_THREADS_EVENTS);
+    assert!(r.lost.is_empty(), "{:?}", r.lost);
+    assert_eq!(report.outbox.dropped_frames, 0);
+}

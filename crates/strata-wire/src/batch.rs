@@ -6,7 +6,8 @@
 
 use crate::body::BodyReader;
 use crate::error::WireError;
-use crate::message::{Message, PacketInfo, Packets, Pages};
+use crate::frame::{encode_frame, seal_header, Compression, HEADER_LEN, MAX_BODY};
+use crate::message::{kind, Message, PacketInfo, Packets, Pages};
 
 /// Encoded size of a [`PacketInfo`].
 pub const PACKET_INFO_LEN: usize = 72;
@@ -196,11 +197,25 @@ fn len32(what: &'static str, n: usize) -> Result<u32, WireError> {
 }
 
 /// Collects pages of one CPU for one [`Pages`] frame.
-#[derive(Debug, Clone, Default)]
+///
+/// The pages are appended once, right behind room for the frame header, so
+/// that [`PageBatch::seal`] turns the buffer into an uncompressed frame
+/// without copying the pages again.
+#[derive(Debug, Clone)]
 pub struct PageBatch {
     cpu: u32,
     count: u32,
-    entries: Vec<u8>,
+    /// Frame header room, then `cpu` and `count`, then the entries.
+    buf: Vec<u8>,
+}
+
+/// Bytes before the first entry: the frame header, `cpu` and `count`.
+const PAGES_PREFIX: usize = HEADER_LEN + 8;
+
+impl Default for PageBatch {
+    fn default() -> Self {
+        PageBatch::new(0)
+    }
 }
 
 impl PageBatch {
@@ -209,7 +224,7 @@ impl PageBatch {
         PageBatch {
             cpu,
             count: 0,
-            entries: Vec::new(),
+            buf: vec![0; PAGES_PREFIX],
         }
     }
 
@@ -218,11 +233,15 @@ impl PageBatch {
         self.cpu
     }
 
+    fn entries(&self) -> &[u8] {
+        self.buf.get(PAGES_PREFIX..).unwrap_or(&[])
+    }
+
     /// Adds one page.
     pub fn push(&mut self, page: &[u8]) -> Result<(), WireError> {
         let len = len32("page", page.len())?;
-        self.entries.extend_from_slice(&len.to_le_bytes());
-        self.entries.extend_from_slice(page);
+        self.buf.extend_from_slice(&len.to_le_bytes());
+        self.buf.extend_from_slice(page);
         self.count += 1;
         Ok(())
     }
@@ -239,14 +258,14 @@ impl PageBatch {
 
     /// The body size the batch would encode to.
     pub fn body_len(&self) -> usize {
-        8 + self.entries.len()
+        self.buf.len() - HEADER_LEN
     }
 
     /// Empties the batch (keeping its memory) for `cpu`.
     pub fn reset(&mut self, cpu: u32) {
         self.cpu = cpu;
         self.count = 0;
-        self.entries.clear();
+        self.buf.truncate(PAGES_PREFIX);
     }
 
     /// The batch as a message to encode.
@@ -255,9 +274,66 @@ impl PageBatch {
             cpu: self.cpu,
             pages: PageEntries {
                 count: self.count,
-                bytes: &self.entries,
+                bytes: self.entries(),
             },
         })
+    }
+
+    /// Turns the batch into a whole `Pages` frame with sequence number `seq`
+    /// (at least 1) and empties it. Uncompressed, the frame is the batch's
+    /// own buffer, with no copy; compressed, the body is compressed from it.
+    pub fn seal(&mut self, seq: u64, compression: Compression) -> Result<Vec<u8>, WireError> {
+        if seq == 0 {
+            return Err(WireError::BadSequence {
+                kind: "Pages",
+                seq,
+                rule: "sequenced messages start at 1",
+            });
+        }
+        let body_len = self.body_len();
+        if body_len > MAX_BODY as usize {
+            return Err(WireError::TooLarge {
+                what: "frame body to encode",
+                len: body_len as u64,
+                max: MAX_BODY as u64,
+            });
+        }
+        let (cpu, count) = (self.cpu, self.count);
+        if let Some(b) = self.buf.get_mut(HEADER_LEN..PAGES_PREFIX) {
+            b[..4].copy_from_slice(&cpu.to_le_bytes());
+            b[4..].copy_from_slice(&count.to_le_bytes());
+        }
+        let frame = if compression == Compression::None {
+            let capacity = self.buf.capacity();
+            let mut frame = std::mem::replace(&mut self.buf, Vec::with_capacity(capacity));
+            seal_header(
+                &mut frame,
+                kind::PAGES,
+                0,
+                body_len as u32,
+                body_len as u32,
+                seq,
+            );
+            self.buf.resize(PAGES_PREFIX, 0);
+            frame
+        } else {
+            let mut out = Vec::with_capacity(body_len / 2 + HEADER_LEN);
+            encode_frame(
+                kind::PAGES,
+                false,
+                seq,
+                compression,
+                self.entries_with_prefix(),
+                &mut out,
+            )?;
+            out
+        };
+        self.reset(cpu);
+        Ok(frame)
+    }
+
+    fn entries_with_prefix(&self) -> &[u8] {
+        self.buf.get(HEADER_LEN..).unwrap_or(&[])
     }
 }
 

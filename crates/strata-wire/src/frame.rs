@@ -356,19 +356,42 @@ pub fn encode_frame(
     }
     let body_len = (out.len() - start - HEADER_LEN) as u32;
     let flags = used.code() | if ignorable { FLAG_IGNORABLE } else { 0 };
-    let h = &mut out[start..start + HEADER_LEN];
+    seal_header(
+        &mut out[start..],
+        kind,
+        flags,
+        body_len,
+        body.len() as u32,
+        seq,
+    );
+    Ok(())
+}
+
+/// Writes the header into the first [`HEADER_LEN`] bytes of `frame`, whose
+/// body (already in place after them) is `body_len` bytes, and its CRC.
+pub(crate) fn seal_header(
+    frame: &mut [u8],
+    kind: u8,
+    flags: u8,
+    body_len: u32,
+    raw_len: u32,
+    seq: u64,
+) {
+    let Some(h) = frame.get_mut(..HEADER_LEN) else {
+        return;
+    };
     h[0..4].copy_from_slice(&MAGIC);
     h[4] = FRAME_VERSION;
     h[5] = kind;
     h[6] = flags;
     h[7] = 0;
     h[8..12].copy_from_slice(&body_len.to_le_bytes());
-    h[12..16].copy_from_slice(&(body.len() as u32).to_le_bytes());
+    h[12..16].copy_from_slice(&raw_len.to_le_bytes());
     h[16..24].copy_from_slice(&seq.to_le_bytes());
-    h[28..32].copy_from_slice(&[0; 4]);
-    let crc = checksum(&out[start..start + 24], &out[start + HEADER_LEN..]);
-    out[start + 24..start + 28].copy_from_slice(&crc.to_le_bytes());
-    Ok(())
+    h[24..32].copy_from_slice(&[0; 8]);
+    let end = (HEADER_LEN + body_len as usize).min(frame.len());
+    let crc = checksum(&frame[..24], &frame[HEADER_LEN..end]);
+    frame[24..28].copy_from_slice(&crc.to_le_bytes());
 }
 
 /// One decoded frame: its header and its decompressed body.

@@ -550,3 +550,27 @@ fn compression_shrinks_pages_and_falls_back_when_useless() {
     let bytes = b.message().encode(1, Compression::Lz4).unwrap();
     assert_eq!(bytes[6] & 3, 0);
 }
+
+#[test]
+fn sealed_page_batches_equal_encoded_messages() {
+    for c in [Compression::None, Compression::Lz4, Compression::Zstd] {
+        let mut b = PageBatch::new(3);
+        for i in 0..5u8 {
+            b.push(&page(i, 4096 - i as usize * 100)).unwrap();
+        }
+        let want = b.message().encode(9, c).unwrap();
+        let got = b.seal(9, c).unwrap();
+        assert_eq!(got, want, "{c:?}");
+        assert!(b.is_empty());
+        assert_eq!(b.cpu(), 3);
+        // The emptied batch is reusable.
+        b.push(&page(1, 10)).unwrap();
+        let again = b.seal(10, c).unwrap();
+        assert_eq!(again, {
+            let mut e = PageBatch::new(3);
+            e.push(&page(1, 10)).unwrap();
+            e.message().encode(10, c).unwrap()
+        });
+    }
+    assert!(PageBatch::new(0).seal(0, Compression::None).is_err());
+}
