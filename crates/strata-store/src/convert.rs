@@ -29,6 +29,7 @@ use strata_ctf::write::{
 };
 use strata_ftrace::format::{EventFormat, Field, FieldAccessor, FieldKind};
 
+use crate::copy_plan::{self, CopyPlan, PlanBuilder, Step};
 use crate::lttng::{self, Conv, FieldMap};
 
 /// Whether events carry the ftrace `common_pid` as a `_tid` context.
@@ -87,9 +88,10 @@ pub enum Outcome {
 #[derive(Debug, Clone, Copy)]
 enum Op {
     /// An integer of `bytes` bytes: the source value (extended per its
-    /// signedness) plus `add`.
+    /// signedness) plus `add`. `off` is the source field's offset.
     Int {
         acc: FieldAccessor,
+        off: u32,
         bytes: u8,
         add: i64,
     },
@@ -97,9 +99,10 @@ enum Op {
     Text { acc: FieldAccessor, len: u16 },
     /// A NUL-terminated string.
     Str { acc: FieldAccessor },
-    /// `count` integers of `bytes` bytes from an array source.
+    /// `count` integers of `bytes` bytes from an array source at `off`.
     IntArray {
         acc: FieldAccessor,
+        off: u32,
         count: u32,
         bytes: u8,
     },
@@ -115,14 +118,38 @@ struct Plan {
     class_id: u32,
     min_len: usize,
     ops: Box<[Op]>,
+    /// The same conversion as one copy plan, for classes of fixed size.
+    fast: Option<CopyPlan>,
 }
 
 /// The output layout of one system call's entry arguments.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 struct SysEntry {
     class_id: u32,
-    /// Bytes of each argument, in order.
-    args: Box<[u8]>,
+    /// Bytes of each argument (1, 2, 4 or 8), in order; `n_args` are used.
+    args: [u8; 6],
+    n_args: u8,
+    /// Bytes of the event payload: the `_tid` context and the arguments.
+    payload_len: u16,
+}
+
+impl SysEntry {
+    fn args(&self) -> &[u8] {
+        self.args.get(..self.n_args as usize).unwrap_or(&[])
+    }
+}
+
+/// Where the `raw_syscalls` fields sit when they have the 64-bit layout
+/// (`long id` and `unsigned long args[6]`, or `long ret`), which lets the
+/// fast path copy them without accessors.
+#[derive(Debug, Clone, Copy)]
+struct SysLayout {
+    /// Offset of the 8-byte `id`.
+    id: usize,
+    /// Offset of `args[6]` (entry) or of the 8-byte `ret` (exit).
+    value: usize,
+    /// Records at least this long hold both, and `common_pid`.
+    min_len: usize,
 }
 
 /// What to do with records of one ftrace id.
@@ -135,11 +162,13 @@ enum Slot {
         id: FieldAccessor,
         args: FieldAccessor,
         min_len: usize,
+        fast: Option<SysLayout>,
     },
     SysExit {
         id: FieldAccessor,
         ret: FieldAccessor,
         min_len: usize,
+        fast: Option<SysLayout>,
     },
 }
 
@@ -324,10 +353,17 @@ impl Converter {
             };
             let entry_id = self.push_class(format!("syscall_entry_{name}"), fields);
             let exit_id = self.push_class(format!("syscall_exit_{name}"), vec![ret.clone()]);
+            let payload_len = self.tid_len() + args.iter().map(|&b| b as usize).sum::<usize>();
+            let mut sizes = [0u8; 6];
+            for (d, &a) in sizes.iter_mut().zip(args.iter()) {
+                *d = a;
+            }
             if let Some(slot) = self.sys_entry.get_mut(nr as usize) {
                 *slot = Some(SysEntry {
                     class_id: entry_id,
-                    args,
+                    args: sizes,
+                    n_args: args.len().min(6) as u8,
+                    payload_len: payload_len as u16,
                 });
             }
             if let Some(slot) = self.sys_exit.get_mut(nr as usize) {
@@ -336,24 +372,28 @@ impl Converter {
         }
         if let Some(f) = enter {
             if let (Some(id), Some(args)) = (f.field("id"), f.field("args")) {
+                let wide = args.kind == FieldKind::Array { elem_size: 8 } && args.size == 48;
                 self.set_slot(
                     f.id,
                     Slot::SysEnter {
                         id: id.accessor(),
                         args: args.accessor(),
                         min_len: f.min_record_len() as usize,
+                        fast: sys_layout(f, id, args, wide),
                     },
                 );
             }
         }
         if let Some(f) = exit {
             if let (Some(id), Some(ret)) = (f.field("id"), f.field("ret")) {
+                let wide = ret.kind == FieldKind::Int && ret.size == 8;
                 self.set_slot(
                     f.id,
                     Slot::SysExit {
                         id: id.accessor(),
                         ret: ret.accessor(),
                         min_len: f.min_record_len() as usize,
+                        fast: sys_layout(f, id, ret, wide),
                     },
                 );
             }
@@ -392,28 +432,213 @@ impl Converter {
         }
         let class_id = self.push_class(name, fields);
         let plan = self.plans.len() as u32;
+        let min_len = f.min_record_len() as usize;
         self.plans.push(Plan {
             class_id,
-            min_len: f.min_record_len() as usize,
+            min_len,
+            fast: self.copy_plan(&ops, min_len),
             ops: ops.into_boxed_slice(),
         });
         self.set_slot(f.id, Slot::Plain(plan));
+    }
+
+    /// Bytes of the `_tid` context of each event.
+    fn tid_len(&self) -> usize {
+        if self.tid_context {
+            4
+        } else {
+            0
+        }
+    }
+
+    /// The copy plan doing what `ops` (after the `_tid` context) do, when
+    /// every op writes a fixed number of bytes.
+    fn copy_plan(&self, ops: &[Op], min_len: usize) -> Option<CopyPlan> {
+        let mut p = PlanBuilder::default();
+        if self.tid_context {
+            p.int(self.common_pid, 4, 4, 0);
+        }
+        for op in ops {
+            match *op {
+                Op::Int {
+                    acc,
+                    off,
+                    bytes,
+                    add,
+                } => p.int(acc, off, bytes, add),
+                Op::Text { acc, len } => p.push(Step::Text {
+                    acc,
+                    len: len as u32,
+                }),
+                Op::IntArray {
+                    acc,
+                    off,
+                    count,
+                    bytes,
+                } => {
+                    let same_width = matches!(acc.kind(), FieldKind::Array { elem_size } if elem_size == bytes as u32);
+                    p.push(if same_width {
+                        Step::Copy {
+                            src: off,
+                            len: count * bytes as u32,
+                        }
+                    } else {
+                        Step::Elements { acc, count, bytes }
+                    });
+                }
+                Op::Rwbs { acc } => p.push(Step::Rwbs { acc }),
+                Op::Str { .. } | Op::Seq { .. } => return None,
+            }
+        }
+        Some(p.finish(min_len))
     }
 
     /// Converts one record at time `ts` into an event appended to `b`.
     ///
     /// Returns [`PacketError::Full`] when the packet has no room (nothing is
     /// written; flush and call again), and an [`Outcome`] otherwise.
+    #[inline(always)]
     pub fn write(
         &self,
         b: &mut PacketBuilder,
         ts: u64,
         rec: &[u8],
     ) -> Result<Outcome, PacketError> {
-        let ftrace_id = match rec.get(0..2) {
-            Some(t) => u16::from_le_bytes([t[0], t[1]]),
-            None => return Ok(Outcome::Truncated(0)),
+        let Some(&[lo, hi]) = rec.get(0..2) else {
+            return Ok(Outcome::Truncated(0));
         };
+        let ftrace_id = u16::from_le_bytes([lo, hi]);
+        match self.slots.get(ftrace_id as usize) {
+            Some(Slot::Plain(p)) => {
+                if let Some(plan) = self.plans.get(*p as usize) {
+                    if let Some(fast) = plan.fast.as_ref().filter(|f| f.fits(rec)) {
+                        let out = b.append(plan.class_id, ts, fast.payload_len())?;
+                        fast.fill(rec, out);
+                        return Ok(Outcome::Written(plan.class_id));
+                    }
+                }
+            }
+            Some(Slot::SysEnter { fast: Some(l), .. }) if rec.len() >= l.min_len => {
+                return self.sys_enter_fast(b, ts, rec, l)
+            }
+            Some(Slot::SysExit { fast: Some(l), .. }) if rec.len() >= l.min_len => {
+                return self.sys_exit_fast(b, ts, rec, l)
+            }
+            _ => {}
+        }
+        self.write_fields(b, ts, rec, ftrace_id)
+    }
+
+    /// `raw_syscalls:sys_enter` with the 64-bit layout: the call's class,
+    /// the `_tid` context and its arguments, each cut to its CTF width.
+    #[inline(always)]
+    fn sys_enter_fast(
+        &self,
+        b: &mut PacketBuilder,
+        ts: u64,
+        rec: &[u8],
+        l: &SysLayout,
+    ) -> Result<Outcome, PacketError> {
+        let nr = read_i64(rec, l.id);
+        let entry = usize::try_from(nr)
+            .ok()
+            .and_then(|n| self.sys_entry.get(n))
+            .and_then(Option::as_ref);
+        let Some(s) = entry else {
+            return self.sys_enter_unknown(b, ts, rec, l);
+        };
+        let out = b.append(s.class_id, ts, s.payload_len as usize)?;
+        let mut at = self.put_tid(out, rec);
+        for (i, &n) in s.args().iter().enumerate() {
+            put_low(out, at, read_u64(rec, l.value + 8 * i), n);
+            at += n as usize;
+        }
+        Ok(Outcome::Written(s.class_id))
+    }
+
+    /// `syscall_entry_unknown`: the number as an i32 (its low bytes) and
+    /// the six raw arguments.
+    #[inline(never)]
+    fn sys_enter_unknown(
+        &self,
+        b: &mut PacketBuilder,
+        ts: u64,
+        rec: &[u8],
+        l: &SysLayout,
+    ) -> Result<Outcome, PacketError> {
+        let tid = self.tid_len();
+        let out = b.append(self.unknown_entry, ts, tid + 4 + 48)?;
+        let mut w = Cursor::new(out);
+        w.copy(rec, 4, tid);
+        w.copy(rec, l.id, 4);
+        w.copy(rec, l.value, 48);
+        Ok(Outcome::Written(self.unknown_entry))
+    }
+
+    /// `raw_syscalls:sys_exit` with the 64-bit layout: `_tid` and `ret`, or
+    /// for an unknown call also its number and six zero arguments.
+    #[inline(always)]
+    fn sys_exit_fast(
+        &self,
+        b: &mut PacketBuilder,
+        ts: u64,
+        rec: &[u8],
+        l: &SysLayout,
+    ) -> Result<Outcome, PacketError> {
+        let nr = read_i64(rec, l.id);
+        let known = usize::try_from(nr)
+            .ok()
+            .and_then(|n| self.sys_exit.get(n).copied().flatten());
+        let Some(class_id) = known else {
+            return self.sys_exit_unknown(b, ts, rec, l);
+        };
+        let out = b.append(class_id, ts, self.tid_len() + 8)?;
+        let at = self.put_tid(out, rec);
+        put_low(out, at, read_u64(rec, l.value), 8);
+        Ok(Outcome::Written(class_id))
+    }
+
+    #[inline(never)]
+    fn sys_exit_unknown(
+        &self,
+        b: &mut PacketBuilder,
+        ts: u64,
+        rec: &[u8],
+        l: &SysLayout,
+    ) -> Result<Outcome, PacketError> {
+        let tid = self.tid_len();
+        let out = b.append(self.unknown_exit, ts, tid + 4 + 8 + 48)?;
+        let mut w = Cursor::new(out);
+        w.copy(rec, 4, tid);
+        w.copy(rec, l.id, 4);
+        w.copy(rec, l.value, 8);
+        w.zeros(48);
+        Ok(Outcome::Written(self.unknown_exit))
+    }
+
+    /// Writes the `_tid` context (the record's `common_pid`, bytes 4..8) at
+    /// the start of `out` when events carry it; returns the bytes written.
+    #[inline(always)]
+    fn put_tid(&self, out: &mut [u8], rec: &[u8]) -> usize {
+        if self.tid_context {
+            put_low(out, 0, read_u64(rec, 0) >> 32, 4);
+            4
+        } else {
+            0
+        }
+    }
+
+    /// The per-field path: every class, every record length, with a
+    /// bounds-checked write per field. The fast paths above write the same
+    /// bytes for the records they take.
+    #[inline(never)]
+    fn write_fields(
+        &self,
+        b: &mut PacketBuilder,
+        ts: u64,
+        rec: &[u8],
+        ftrace_id: u16,
+    ) -> Result<Outcome, PacketError> {
         match self
             .slots
             .get(ftrace_id as usize)
@@ -437,7 +662,9 @@ impl Converter {
                 }
                 e.commit().map(|()| Outcome::Written(plan.class_id))
             }
-            Slot::SysEnter { id, args, min_len } => {
+            Slot::SysEnter {
+                id, args, min_len, ..
+            } => {
                 if rec.len() < min_len {
                     return Ok(Outcome::Truncated(ftrace_id));
                 }
@@ -453,7 +680,7 @@ impl Converter {
                 }
                 match entry {
                     Some(s) => {
-                        for (i, &bytes) in s.args.iter().enumerate() {
+                        for (i, &bytes) in s.args().iter().enumerate() {
                             e.int(bytes as usize, args.element(rec, i).unwrap_or(0) as u64);
                         }
                     }
@@ -466,7 +693,9 @@ impl Converter {
                 }
                 e.commit().map(|()| Outcome::Written(class_id))
             }
-            Slot::SysExit { id, ret, min_len } => {
+            Slot::SysExit {
+                id, ret, min_len, ..
+            } => {
                 if rec.len() < min_len {
                     return Ok(Outcome::Truncated(ftrace_id));
                 }
@@ -526,13 +755,17 @@ pub(crate) fn write_context_tid(
 #[inline]
 fn run(op: &Op, rec: &[u8], e: &mut strata_ctf::write::EventEncoder<'_>) {
     match *op {
-        Op::Int { acc, bytes, add } => {
+        Op::Int {
+            acc, bytes, add, ..
+        } => {
             let v = acc.i64(rec).unwrap_or(0).wrapping_add(add);
             e.int(bytes as usize, v as u64);
         }
         Op::Text { acc, len } => e.text_array(acc.str(rec).unwrap_or(&[]), len as usize),
         Op::Str { acc } => e.string(acc.str(rec).unwrap_or(&[])),
-        Op::IntArray { acc, count, bytes } => {
+        Op::IntArray {
+            acc, count, bytes, ..
+        } => {
             for i in 0..count as usize {
                 e.int(bytes as usize, acc.element(rec, i).unwrap_or(0) as u64);
             }
@@ -560,6 +793,7 @@ fn mapped_field(
             FieldDesc::int(m.name, IntType::new(32, true)),
             Op::Int {
                 acc: common_pid,
+                off: 4,
                 bytes: 4,
                 add: 0,
             },
@@ -568,6 +802,7 @@ fn mapped_field(
     let i = f.fields.iter().position(|x| x.name == m.from)?;
     let src = &f.fields[i];
     let acc = src.accessor();
+    let off = src.offset;
     let is_text = matches!(
         src.kind,
         FieldKind::CharArray
@@ -591,6 +826,7 @@ fn mapped_field(
             FieldDesc::int(m.name, IntType::new(32, true)),
             Op::Int {
                 acc,
+                off,
                 bytes: 4,
                 add: -100,
             },
@@ -601,6 +837,7 @@ fn mapped_field(
             FieldDesc::int(m.name, IntType::new(bits, signed)),
             Op::Int {
                 acc,
+                off,
                 bytes: bits / 8,
                 add: 0,
             },
@@ -609,6 +846,7 @@ fn mapped_field(
             FieldDesc::int(m.name, IntType::hex(bits)),
             Op::Int {
                 acc,
+                off,
                 bytes: bits / 8,
                 add: 0,
             },
@@ -636,12 +874,14 @@ fn int_type_for(field: &Field, bytes: u32) -> IntType {
 /// Maps an ftrace field by its layout alone, named `name`.
 fn generic_field(field: &Field, name: &str, fields: &mut Vec<FieldDesc>, ops: &mut Vec<Op>) {
     let acc = field.accessor();
+    let off = field.offset;
     let scalar = |n: u32| matches!(n, 1 | 2 | 4 | 8);
     match field.kind {
         FieldKind::Int if scalar(field.size) => {
             fields.push(FieldDesc::int(name, int_type_for(field, field.size)));
             ops.push(Op::Int {
                 acc,
+                off,
                 bytes: field.size as u8,
                 add: 0,
             });
@@ -662,6 +902,7 @@ fn generic_field(field: &Field, name: &str, fields: &mut Vec<FieldDesc>, ops: &m
             ));
             ops.push(Op::IntArray {
                 acc,
+                off,
                 count,
                 bytes: elem_size as u8,
             });
@@ -700,6 +941,7 @@ fn generic_field(field: &Field, name: &str, fields: &mut Vec<FieldDesc>, ops: &m
             ));
             ops.push(Op::IntArray {
                 acc: bytes_accessor(field),
+                off,
                 count: field.size,
                 bytes: 1,
             });
@@ -716,6 +958,86 @@ fn generic_field(field: &Field, name: &str, fields: &mut Vec<FieldDesc>, ops: &m
             ));
             ops.push(Op::Seq { acc, elem: 1 });
         }
+    }
+}
+
+/// The fast-path layout of a `raw_syscalls` format whose `id` is 8 bytes
+/// and whose `value` field (`args` or `ret`) is `wide`.
+fn sys_layout(f: &EventFormat, id: &Field, value: &Field, wide: bool) -> Option<SysLayout> {
+    (wide && id.kind == FieldKind::Int && id.size == 8).then(|| SysLayout {
+        id: id.offset as usize,
+        value: value.offset as usize,
+        // `_tid` reads common_pid, bytes 4..8.
+        min_len: (f.min_record_len() as usize).max(8),
+    })
+}
+
+/// The 8-byte little-endian integer at `at`; -1 (no such call) when the
+/// record is shorter.
+#[inline(always)]
+fn read_i64(rec: &[u8], at: usize) -> i64 {
+    rec.get(at..at + 8)
+        .and_then(|b| b.try_into().ok())
+        .map_or(-1, i64::from_le_bytes)
+}
+
+/// The 8 bytes at `at` as a little-endian u64; 0 when the record is shorter.
+#[inline(always)]
+fn read_u64(rec: &[u8], at: usize) -> u64 {
+    rec.get(at..at + 8)
+        .and_then(|b| b.try_into().ok())
+        .map_or(0, u64::from_le_bytes)
+}
+
+/// Writes the low `n` bytes (1, 2, 4 or 8) of `v` at `at`, little-endian:
+/// how an integer of that width holds a value. Each width is its own
+/// fixed-size store, not a call to `memcpy`.
+#[inline(always)]
+fn put_low(out: &mut [u8], at: usize, v: u64, n: u8) {
+    let b = v.to_le_bytes();
+    match n {
+        8 => put(out, at, b),
+        4 => put(out, at, [b[0], b[1], b[2], b[3]]),
+        2 => put(out, at, [b[0], b[1]]),
+        _ => put(out, at, [b[0]]),
+    }
+}
+
+#[inline(always)]
+fn put<const N: usize>(out: &mut [u8], at: usize, b: [u8; N]) {
+    if let Some(d) = out.get_mut(at..at + N) {
+        d.copy_from_slice(&b);
+    }
+}
+
+/// Writes an event payload front to back.
+struct Cursor<'a> {
+    out: &'a mut [u8],
+    at: usize,
+}
+
+impl<'a> Cursor<'a> {
+    #[inline(always)]
+    fn new(out: &'a mut [u8]) -> Self {
+        Cursor { out, at: 0 }
+    }
+
+    /// The next `len` bytes, copied from the record at `src`.
+    #[inline(always)]
+    fn copy(&mut self, rec: &[u8], src: usize, len: usize) {
+        if let Some(dst) = self.out.get_mut(self.at..self.at + len) {
+            copy_plan::copy(dst, rec, src, len);
+        }
+        self.at += len;
+    }
+
+    /// The next `len` bytes, zero.
+    #[inline(always)]
+    fn zeros(&mut self, len: usize) {
+        if let Some(dst) = self.out.get_mut(self.at..self.at + len) {
+            dst.fill(0);
+        }
+        self.at += len;
     }
 }
 
@@ -799,6 +1121,151 @@ mod tests {
         assert_eq!(syscall_arg_type("umode_t"), IntType::new(16, false));
         assert_eq!(syscall_arg_type("size_t"), IntType::new(64, false));
         assert_eq!(syscall_arg_type("unsigned int"), IntType::new(32, false));
+    }
+
+    /// Every format under `root/<system>/<event>/format` (tracefs) or
+    /// `root/<system>/<event>.format` (fixtures) that parses.
+    fn formats_under(root: &std::path::Path) -> Vec<EventFormat> {
+        let mut out = Vec::new();
+        let Ok(systems) = std::fs::read_dir(root) else {
+            return out;
+        };
+        for sys in systems.flatten().filter(|e| e.path().is_dir()) {
+            let system = sys.file_name().to_string_lossy().into_owned();
+            let Ok(entries) = std::fs::read_dir(sys.path()) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let path = if e.path().is_dir() {
+                    e.path().join("format")
+                } else {
+                    e.path()
+                };
+                if let Some(f) = std::fs::read_to_string(&path)
+                    .ok()
+                    .and_then(|t| strata_ftrace::format::parse(&system, &t).ok())
+                {
+                    out.push(f);
+                }
+            }
+        }
+        out.sort_by_key(|f| f.id);
+        out
+    }
+
+    /// A small deterministic generator, so a failure replays.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n.max(1)
+        }
+    }
+
+    /// A record of `f` with random field values: plausible ones for the
+    /// fields the converter interprets (syscall numbers, string locations)
+    /// and random bytes elsewhere, sometimes cut short or left long.
+    fn random_record(f: &EventFormat, rng: &mut Rng) -> Vec<u8> {
+        let min = f.min_record_len() as usize;
+        let len = match rng.below(10) {
+            0 => rng.below(min as u64 + 1) as usize,
+            1 | 2 => min + rng.below(64) as usize,
+            _ => min,
+        };
+        let mut rec: Vec<u8> = (0..len.max(2)).map(|_| rng.next() as u8).collect();
+        rec[0..2].copy_from_slice(&f.id.to_le_bytes());
+        for field in f.fields.iter() {
+            let o = field.offset as usize;
+            let Some(slot) = rec.get_mut(o..o + field.size as usize) else {
+                continue;
+            };
+            match field.kind {
+                FieldKind::Int if field.name == "id" => {
+                    let nr = rng.below(480) as i64 - 20;
+                    slot.copy_from_slice(&nr.to_le_bytes()[..slot.len()]);
+                }
+                FieldKind::DataLoc { .. } | FieldKind::RelLoc { .. } if rng.below(4) != 0 => {
+                    let at = rng.below(len as u64 + 8) as u32;
+                    let n = rng.below(24) as u32;
+                    slot.copy_from_slice(&((n << 16) | at).to_le_bytes()[..slot.len()]);
+                }
+                FieldKind::CharArray if rng.below(2) == 0 => {
+                    let cut = rng.below(slot.len() as u64 + 1) as usize;
+                    slot[cut..].fill(0);
+                }
+                _ => {}
+            }
+        }
+        rec
+    }
+
+    /// Writes `recs` through `write` into one packet; the packet's bytes and
+    /// the outcomes.
+    fn packet_of(
+        recs: &[Vec<u8>],
+        mut write: impl FnMut(&mut PacketBuilder, u64, &[u8]) -> Result<Outcome, PacketError>,
+    ) -> (Vec<u8>, Vec<Result<Outcome, PacketError>>) {
+        let mut b = PacketBuilder::new(PacketConfig {
+            trace_uuid: Uuid::default(),
+            header: HeaderKind::Large,
+            capacity: 1 << 20,
+        })
+        .unwrap();
+        b.begin(PacketStart::default());
+        let outcomes = recs
+            .iter()
+            .enumerate()
+            // Gaps past 2^32 now and then, for the extended headers.
+            .map(|(i, r)| write(&mut b, (i as u64 / 7) << 31 | i as u64, r))
+            .collect();
+        (b.finish(0, 0, 0).unwrap().bytes.to_vec(), outcomes)
+    }
+
+    /// The fast paths (copy plans, the syscall paths) write exactly what the
+    /// per-field path writes, for every event format of the running kernel
+    /// (and the fixtures), with and without the `_tid` context.
+    #[test]
+    fn fast_paths_write_what_the_field_path_writes() {
+        let fixtures = formats_under(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/events"),
+        );
+        let live = formats_under(std::path::Path::new("/sys/kernel/tracing/events"));
+        if live.is_empty() {
+            println!(
+                "fast path check on the fixtures only: no readable tracefs at /sys/kernel/tracing"
+            );
+        }
+        let mut rng = Rng(0x5eed_1234_abcd_0001);
+        let mut fast_plans = 0;
+        for set in [fixtures, live].iter().filter(|s| !s.is_empty()) {
+            let (syscalls, events): (Vec<_>, Vec<_>) =
+                set.iter().cloned().partition(|f| f.system == "syscalls");
+            for tid_context in [TidContext::Always, TidContext::Never] {
+                let c = Converter::new(&events, &syscalls, ConvertOptions { tid_context });
+                fast_plans += c.plans.iter().filter(|p| p.fast.is_some()).count();
+                for f in &events {
+                    let recs: Vec<_> = (0..24).map(|_| random_record(f, &mut rng)).collect();
+                    let fast = packet_of(&recs, |b, ts, r| c.write(b, ts, r));
+                    let slow = packet_of(&recs, |b, ts, r| {
+                        let id = u16::from_le_bytes([r[0], r[1]]);
+                        c.write_fields(b, ts, r, id)
+                    });
+                    assert_eq!(fast.1, slow.1, "{}:{} outcomes", f.system, f.name);
+                    assert!(
+                        fast.0 == slow.0,
+                        "{}:{} ({tid_context:?}): the fast path wrote other bytes",
+                        f.system,
+                        f.name
+                    );
+                }
+            }
+        }
+        assert!(fast_plans > 10, "only {fast_plans} classes got a copy plan");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //!   `index/`), handling losses, full disks and final statistics.
 
 pub mod convert;
+mod copy_plan;
 pub mod lttng;
 pub mod statedump;
 pub mod stats;

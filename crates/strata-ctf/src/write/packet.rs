@@ -238,6 +238,79 @@ impl PacketBuilder {
         enc
     }
 
+    /// Appends an event of class `id` at time `ts` whose payload (context
+    /// and fields) takes exactly `payload_len` bytes: writes its header and
+    /// returns the payload area for the caller to fill. Every byte of it must
+    /// be written, since the buffer is reused between packets.
+    ///
+    /// This is the fast path for event classes of fixed size: one capacity
+    /// check for the whole event instead of one per field. The header and
+    /// the timestamp rules are those of [`PacketBuilder::event`]. On error
+    /// nothing is written.
+    #[inline(always)]
+    pub fn append(
+        &mut self,
+        id: u32,
+        ts: u64,
+        payload_len: usize,
+    ) -> Result<&mut [u8], PacketError> {
+        if self.open.is_none() {
+            return Err(PacketError::NotOpen);
+        }
+        let last = self.last_ts;
+        let clamped = ts < last;
+        let ts = ts.max(last);
+        let kind = self.header;
+        let short = self.events > 0
+            && id < kind.extended_id()
+            && ts - last < (1u64 << kind.short_ts_bits());
+        let header_len = match (kind, short) {
+            (HeaderKind::Compact, true) => 4,
+            (HeaderKind::Compact, false) => 13,
+            (HeaderKind::Large, true) => 6,
+            (HeaderKind::Large, false) => 14,
+        };
+        let start = self.pos;
+        let end = start + header_len + payload_len;
+        let capacity = self.buf.len();
+        let Some(event) = self.buf.get_mut(start..end) else {
+            return Err(if self.events == 0 {
+                PacketError::TooLarge {
+                    size: header_len + payload_len,
+                    capacity,
+                }
+            } else {
+                PacketError::Full
+            });
+        };
+        let (header, payload) = event.split_at_mut(header_len);
+        match (kind, short) {
+            (HeaderKind::Compact, true) => {
+                let low = (ts & ((1 << 27) - 1)) as u32;
+                header.copy_from_slice(&(id | (low << 5)).to_le_bytes());
+            }
+            (HeaderKind::Compact, false) => {
+                header[0] = 31;
+                header[1..5].copy_from_slice(&id.to_le_bytes());
+                header[5..13].copy_from_slice(&ts.to_le_bytes());
+            }
+            (HeaderKind::Large, true) => {
+                header[0..2].copy_from_slice(&(id as u16).to_le_bytes());
+                header[2..6].copy_from_slice(&(ts as u32).to_le_bytes());
+            }
+            (HeaderKind::Large, false) => {
+                header[0..2].copy_from_slice(&u16::MAX.to_le_bytes());
+                header[2..6].copy_from_slice(&id.to_le_bytes());
+                header[6..14].copy_from_slice(&ts.to_le_bytes());
+            }
+        }
+        self.pos = end;
+        self.events += 1;
+        self.last_ts = ts;
+        self.clamped += clamped as u64;
+        Ok(payload)
+    }
+
     /// Closes the open packet: fills in `timestamp_end` (at least the last
     /// event's time), the running `events_discarded`, the content and packet
     /// sizes, pads it, and returns its bytes and index entry. `offset` is where
