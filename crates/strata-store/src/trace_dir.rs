@@ -22,6 +22,7 @@ use strata_ctf::write::{
     PacketStart, TraceDesc, TracerIdentity, Uuid, DEFAULT_CAPACITY,
 };
 use strata_ftrace::format::EventFormat;
+use strata_ftrace::{Page, PageError};
 
 use crate::convert::{ConvertOptions, Converter, Outcome};
 use crate::statedump::{self, ThreadState};
@@ -295,6 +296,68 @@ impl Stream {
     }
 }
 
+/// What a batch of appends did, added to the writer's counters once.
+#[derive(Debug)]
+struct Tally {
+    written: u64,
+    unknown_type: u64,
+    truncated: u64,
+    bytes: u64,
+    min_ts: u64,
+    max_ts: u64,
+}
+
+impl Default for Tally {
+    fn default() -> Self {
+        Tally {
+            written: 0,
+            unknown_type: 0,
+            truncated: 0,
+            bytes: 0,
+            min_ts: u64::MAX,
+            max_ts: 0,
+        }
+    }
+}
+
+/// Converts one record into stream `s`, flushing a full packet first.
+#[inline(always)]
+fn append(
+    s: &mut Stream,
+    conv: &Converter,
+    trace_start: Option<u64>,
+    ts: u64,
+    data: &[u8],
+    class_counts: &mut [u64],
+    tally: &mut Tally,
+) -> Result<(), StoreError> {
+    if !s.builder.is_open() {
+        s.begin(ts, trace_start);
+    }
+    let mut outcome = conv.write(&mut s.builder, ts, data);
+    if outcome == Err(PacketError::Full) {
+        let end = s.builder.last_timestamp();
+        tally.bytes += s.flush(end)?;
+        s.begin(ts, trace_start);
+        outcome = conv.write(&mut s.builder, ts, data);
+    }
+    match outcome {
+        Ok(Outcome::Written(class)) => {
+            if let Some(c) = class_counts.get_mut(class as usize) {
+                *c += 1;
+            }
+            tally.written += 1;
+            tally.min_ts = tally.min_ts.min(ts);
+            tally.max_ts = tally.max_ts.max(ts);
+        }
+        Ok(Outcome::UnknownType(_)) => tally.unknown_type += 1,
+        // A record larger than a whole packet cannot be stored; it is
+        // counted as truncated rather than stopping the recording.
+        Ok(Outcome::Truncated(_)) | Err(_) => tally.truncated += 1,
+    }
+    Ok(())
+}
+
 /// Truncates `f` to `len` bytes and moves its cursor there; errors are
 /// ignored because this already runs on a failure path.
 fn cut(f: &mut File, len: u64) {
@@ -442,44 +505,83 @@ impl TraceWriter {
     pub fn push_record(&mut self, cpu: u32, ts: u64, data: &[u8]) -> Result<(), StoreError> {
         self.check_usable()?;
         let cpus = self.streams.len() as u32;
-        let trace_start = self.trace_start;
         let Some(s) = self.streams.get_mut(cpu as usize) else {
             return Err(StoreError::UnknownCpu { cpu, cpus });
         };
-        if !s.builder.is_open() {
-            s.begin(ts, trace_start);
-        }
-        let mut outcome = self.conv.write(&mut s.builder, ts, data);
-        if outcome == Err(PacketError::Full) {
-            let end = s.builder.last_timestamp();
-            match s.flush(end) {
-                Ok(n) => self.live.add_bytes(n),
-                Err(e) => return Err(self.fail(e)),
-            }
-            s.begin(ts, trace_start);
-            outcome = self.conv.write(&mut s.builder, ts, data);
-        }
-        match outcome {
-            Ok(Outcome::Written(class)) => {
-                if let Some(c) = self.class_counts.get_mut(class as usize) {
-                    *c += 1;
+        let mut tally = Tally::default();
+        let res = append(
+            s,
+            &self.conv,
+            self.trace_start,
+            ts,
+            data,
+            &mut self.class_counts,
+            &mut tally,
+        );
+        self.settle(tally);
+        res.map_err(|e| self.fail(e))
+    }
+
+    /// Converts and appends every record of one ring-buffer page of `cpu`:
+    /// what [`TraceWriter::push_record`] does for each, with the checks and
+    /// counters paid once per page. When the page does not decode to its
+    /// end, the records before the fault are kept and the decode error is
+    /// returned, for the caller to count a corrupt page.
+    pub fn push_page(
+        &mut self,
+        cpu: u32,
+        page: &Page<'_>,
+    ) -> Result<Option<PageError>, StoreError> {
+        self.check_usable()?;
+        let cpus = self.streams.len() as u32;
+        let Some(s) = self.streams.get_mut(cpu as usize) else {
+            return Err(StoreError::UnknownCpu { cpu, cpus });
+        };
+        let mut tally = Tally::default();
+        let mut fault = None;
+        let mut res = Ok(());
+        for record in page.records() {
+            match record {
+                Ok(r) => {
+                    res = append(
+                        s,
+                        &self.conv,
+                        self.trace_start,
+                        r.ts,
+                        r.data,
+                        &mut self.class_counts,
+                        &mut tally,
+                    );
+                    if res.is_err() {
+                        break;
+                    }
                 }
-                self.live.add_events(1);
-                self.max_ts = Some(self.max_ts.map_or(ts, |m| m.max(ts)));
-                self.min_ts = Some(self.min_ts.map_or(ts, |m| m.min(ts)));
-            }
-            Ok(Outcome::UnknownType(_)) => {
-                self.unknown_type += 1;
-                self.live.add_dropped(1);
-            }
-            // A record larger than a whole packet cannot be stored; it is
-            // counted as truncated rather than stopping the recording.
-            Ok(Outcome::Truncated(_)) | Err(_) => {
-                self.truncated += 1;
-                self.live.add_dropped(1);
+                Err(e) => {
+                    fault = Some(e);
+                    break;
+                }
             }
         }
-        Ok(())
+        self.settle(tally);
+        res.map_err(|e| self.fail(e))?;
+        Ok(fault)
+    }
+
+    /// Adds what a batch of appends counted to the writer's counters.
+    fn settle(&mut self, t: Tally) {
+        if t.written > 0 {
+            self.live.add_events(t.written);
+            self.min_ts = Some(self.min_ts.map_or(t.min_ts, |m| m.min(t.min_ts)));
+            self.max_ts = Some(self.max_ts.map_or(t.max_ts, |m| m.max(t.max_ts)));
+        }
+        self.unknown_type += t.unknown_type;
+        self.truncated += t.truncated;
+        if t.unknown_type + t.truncated > 0 {
+            self.live.add_dropped(t.unknown_type + t.truncated);
+        }
+        if t.bytes > 0 {
+            self.live.add_bytes(t.bytes);
+        }
     }
 
     /// Adds `n` lost events to `cpu`'s running `events_discarded`. The open

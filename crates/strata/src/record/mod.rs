@@ -227,14 +227,8 @@ fn store_page(
     if let Some(n) = lost.filter(|&n| n > 0) {
         writer.note_lost(cpu, n)?;
     }
-    for record in page.records() {
-        match record {
-            Ok(r) => writer.push_record(cpu, r.ts, r.data)?,
-            Err(e) => {
-                losses.corrupt_page(cpu, &e);
-                break;
-            }
-        }
+    if let Some(e) = writer.push_page(cpu, &page)? {
+        losses.corrupt_page(cpu, &e);
     }
     Ok(())
 }
