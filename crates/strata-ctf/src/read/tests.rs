@@ -230,3 +230,83 @@ fn classes_compile_on_first_use_unless_they_refer_to_fields() {
     );
     assert_eq!(compiled(&classes), [true, false, true]);
 }
+
+/// One stream of one packet whose events carry the given full timestamps
+/// (in file order, not necessarily sorted) and their own ordinal.
+fn stream_bytes(ts: &[u64]) -> Vec<u8> {
+    let mut data = Vec::new();
+    data.extend_from_slice(&0u64.to_le_bytes());
+    for (i, t) in ts.iter().enumerate() {
+        data.extend_from_slice(&t.to_le_bytes());
+        data.extend_from_slice(&(i as u32).to_le_bytes());
+    }
+    let content = (data.len() * 8) as u64;
+    data[..8].copy_from_slice(&content.to_le_bytes());
+    data
+}
+
+#[test]
+fn merge_orders_by_time_then_stream_with_few_and_many_streams() {
+    let md = format!(
+        "{HEAD} trace {{ major = 1; minor = 8; byte_order = le; }};
+        stream {{ packet.context := struct {{ uint64_t content_size; }};
+                 event.header := struct {{ uint64_clock_t timestamp; }}; }};
+        event {{ name = e; fields := struct {{ uint32_t i; }}; }};"
+    );
+    // Few streams are merged by scanning their keys, many with a heap.
+    for streams in [3usize, 5, 40] {
+        let mut seed = 0x2545_f491_4f6c_dd1du64 ^ streams as u64;
+        let mut rand = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        // Coarse times so that streams tie often; some go back in time.
+        let all: Vec<Vec<u64>> = (0..streams)
+            .map(|_| {
+                let n = (rand() % 150) as usize;
+                let mut t = 100u64;
+                (0..n)
+                    .map(|_| {
+                        t = (t + rand() % 4).saturating_sub(if rand() % 9 == 0 { 3 } else { 0 });
+                        t
+                    })
+                    .collect()
+            })
+            .collect();
+        let bytes: Vec<Vec<u8>> = all.iter().map(|t| stream_bytes(t)).collect();
+        let (plan, classes, _) = compile(parse_text(&md).unwrap(), 0, 0, 0).unwrap();
+        let cursors = bytes
+            .iter()
+            .enumerate()
+            .map(|(k, b)| {
+                let src = Source {
+                    release: None,
+                    path: Path::new("mem"),
+                    data: b,
+                };
+                Cursor::new(&plan, &classes, 0, k as u32, k as u32, vec![src], false)
+            })
+            .collect();
+        let mut events = super::Events::new(cursors);
+        let f = classes[0].field("i").unwrap();
+        let mut got = Vec::new();
+        while let Some(e) = events.next() {
+            let e = e.unwrap();
+            got.push((e.stream(), e.u64(f).unwrap() as usize, e.cycles()));
+        }
+        // The expected order: repeatedly the stream whose next event is
+        // earliest, the lowest stream on ties.
+        let mut heads = vec![0usize; streams];
+        let mut want = Vec::new();
+        while let Some(s) = (0..streams)
+            .filter(|&s| heads[s] < all[s].len())
+            .min_by_key(|&s| (all[s][heads[s]], s))
+        {
+            want.push((s, heads[s], all[s][heads[s]]));
+            heads[s] += 1;
+        }
+        assert_eq!(got, want, "{streams} streams");
+    }
+}
