@@ -3,10 +3,19 @@
 //! Per event there is one table lookup by class index and a few direct field
 //! reads; no name is compared and nothing is allocated.
 //!
+//! Classes are matched by name when the binder is made, but their fields
+//! are looked up when their first event comes: looking a field up compiles
+//! the class, and LTTng metadata declares a thousand classes of which a
+//! trace uses a few dozen. Classes whose fields the analyses require (all
+//! but syscalls and page allocations, whose fields are all optional) are
+//! bound up front, so [`Binder::unbound`] is complete from the start.
+//!
 //! Names understood: LTTng's current ones (`syscall_entry_*`, `irq_softirq_*`,
 //! `kmem_mm_page_*`, `x86_exceptions_page_fault_*`), the older ones
 //! (`sys_*`/`exit_syscall`, `softirq_*`, `mm_page_*`), the 32-bit
 //! `compat_syscall_*` ones, and Strata's own, which follow LTTng's.
+
+use std::sync::OnceLock;
 
 use strata_ctf::read::{Event, EventClass, FieldRef, Trace, TraceSet};
 
@@ -135,12 +144,33 @@ pub struct Unbound {
 /// The bindings of every event class of a trace set.
 #[derive(Debug, Clone)]
 pub struct Binder {
-    by_class: Vec<Binding>,
-    /// The `tid` context field of each class (LTTng `add-context -t tid`,
-    /// Strata's traces), when the trace has one.
-    ctx_tid: Vec<Option<FieldRef>>,
+    /// Per class index, what its name says, decided up front.
+    plans: Vec<Plan>,
+    /// Per class index, its binding and its `tid` context field, set up
+    /// front or on the class's first event.
+    bound: Vec<OnceLock<Bound>>,
     syscall_names: Vec<Box<str>>,
     unbound: Vec<Unbound>,
+}
+
+/// What binding a class needs, from its name.
+#[derive(Debug, Clone, Copy, Default)]
+struct Plan {
+    /// A kind the analyses use (its fields are looked up).
+    used: bool,
+    /// Subtracted from wakeup priorities (see [`Binding::Wakeup`]).
+    prio_offset: i32,
+    /// For a syscall entry, its id.
+    syscall: Option<SyscallId>,
+}
+
+/// A class's resolved binding.
+#[derive(Debug, Clone, Copy)]
+struct Bound {
+    binding: Binding,
+    /// The `tid` context field (LTTng `add-context -t tid`, Strata's
+    /// traces), when the trace has one.
+    ctx_tid: Option<FieldRef>,
 }
 
 /// The kernel event class an event name denotes, before fields are looked up.
@@ -269,37 +299,106 @@ fn old_wakeup_prio(t: &Trace) -> bool {
 impl Binder {
     /// Binds every event class of `set`.
     pub fn new(set: &TraceSet) -> Binder {
+        let n = set.class_count();
         let mut b = Binder {
-            by_class: vec![Binding::Ignore; set.class_count()],
-            ctx_tid: vec![None; set.class_count()],
+            plans: vec![Plan::default(); n],
+            bound: (0..n).map(|_| OnceLock::new()).collect(),
             syscall_names: Vec::new(),
             unbound: Vec::new(),
         };
         let old: Vec<bool> = set.traces().iter().map(old_wakeup_prio).collect();
         for class in set.event_classes() {
-            let offset = if old.get(class.trace()).copied().unwrap_or(false) {
-                100
-            } else {
-                0
+            let Some(kind) = kind_of(class.name()) else {
+                continue;
             };
-            let binding = match b.bind(class, offset) {
-                Ok(x) => x,
-                Err(missing) => {
-                    b.unbound.push(Unbound {
-                        class: class.name().to_string(),
-                        missing,
-                    });
-                    Binding::Ignore
-                }
+            let syscall = match &kind {
+                Kind::SyscallEntry(name) => match b.syscall_id(name) {
+                    Some(id) => Some(id),
+                    None => {
+                        b.unbound.push(Unbound {
+                            class: class.name().to_string(),
+                            missing: "a syscall number below 65536",
+                        });
+                        continue;
+                    }
+                },
+                _ => None,
             };
-            if let Some(slot) = b.ctx_tid.get_mut(class.index()) {
-                *slot = context_tid(class);
+            let plan = Plan {
+                used: true,
+                prio_offset: if old.get(class.trace()).copied().unwrap_or(false) {
+                    100
+                } else {
+                    0
+                },
+                syscall,
+            };
+            if let Some(p) = b.plans.get_mut(class.index()) {
+                *p = plan;
             }
-            if let Some(slot) = b.by_class.get_mut(class.index()) {
-                *slot = binding;
+            // Those with required fields are bound now, to list what is
+            // missing before reading.
+            let optional_only = matches!(
+                kind,
+                Kind::SyscallEntry(_)
+                    | Kind::SyscallExit
+                    | Kind::PageAlloc
+                    | Kind::PageFree
+                    | Kind::PageFault { .. }
+            );
+            if !optional_only {
+                let bound = b.resolve(class);
+                if let Some(cell) = b.bound.get(class.index()) {
+                    let _ = cell.set(bound);
+                }
             }
         }
         b
+    }
+
+    /// Binds `class` by its fields: what its plan says, or `Ignore` (noted
+    /// in `unbound` when a required field is missing).
+    fn resolve(&mut self, class: &EventClass) -> Bound {
+        let binding = match self.bind_fields(class) {
+            Ok(x) => x,
+            Err(missing) => {
+                self.unbound.push(Unbound {
+                    class: class.name().to_string(),
+                    missing,
+                });
+                Binding::Ignore
+            }
+        };
+        Bound {
+            binding,
+            ctx_tid: context_tid(class),
+        }
+    }
+
+    /// The binding of the class of `ev`, resolved on its first event.
+    #[inline]
+    fn bound(&self, ev: &Event<'_>) -> Option<&Bound> {
+        let cell = self.bound.get(ev.class_index())?;
+        match cell.get() {
+            Some(b) => Some(b),
+            None => Some(cell.get_or_init(|| self.resolve_late(ev.class()))),
+        }
+    }
+
+    /// Binds a class on its first event. Only classes whose fields are all
+    /// optional wait for it, so nothing can be missing.
+    #[cold]
+    fn resolve_late(&self, class: &EventClass) -> Bound {
+        let plan = self.plans.get(class.index()).copied().unwrap_or_default();
+        let binding = if plan.used {
+            bind(class, plan).unwrap_or(Binding::Ignore)
+        } else {
+            Binding::Ignore
+        };
+        Bound {
+            binding,
+            ctx_tid: context_tid(class),
+        }
     }
 
     fn syscall_id(&mut self, name: &str) -> Option<SyscallId> {
@@ -311,119 +410,9 @@ impl Binder {
         Some(id)
     }
 
-    fn bind(&mut self, c: &EventClass, prio_offset: i32) -> Result<Binding, &'static str> {
-        let Some(kind) = kind_of(c.name()) else {
-            return Ok(Binding::Ignore);
-        };
-        let need = |n: &'static str| c.field(n).ok_or(n);
-        let opt = |n: &str| c.field(n);
-        let either = |a: &'static str, b: &str| c.field(a).or_else(|| c.field(b)).ok_or(a);
-        Ok(match kind {
-            Kind::Switch => Binding::Switch {
-                prev_tid: either("prev_tid", "prev_pid")?,
-                prev_comm: opt("prev_comm"),
-                prev_prio: opt("prev_prio"),
-                prev_state: opt("prev_state"),
-                next_tid: either("next_tid", "next_pid")?,
-                next_comm: opt("next_comm"),
-                next_prio: opt("next_prio"),
-            },
-            Kind::Wakeup { new } => Binding::Wakeup {
-                tid: either("tid", "pid")?,
-                prio: opt("prio"),
-                target_cpu: opt("target_cpu"),
-                new,
-                prio_offset,
-            },
-            Kind::Migrate => Binding::Migrate {
-                tid: either("tid", "pid")?,
-                comm: opt("comm"),
-                prio: opt("prio"),
-                dest_cpu: opt("dest_cpu"),
-            },
-            Kind::Fork => Binding::Fork {
-                parent_tid: either("parent_tid", "parent_pid")?,
-                parent_pid: opt("parent_pid").filter(|_| c.field("parent_tid").is_some()),
-                parent_comm: opt("parent_comm"),
-                child_tid: either("child_tid", "child_pid")?,
-                child_pid: opt("child_pid").filter(|_| c.field("child_tid").is_some()),
-                child_comm: opt("child_comm"),
-            },
-            Kind::Exec => Binding::Exec {
-                tid: either("tid", "pid")?,
-                filename: need("filename")?,
-            },
-            Kind::Rename => Binding::Rename {
-                tid: either("pid", "tid")?,
-                comm: need("newcomm")?,
-            },
-            Kind::Exit => Binding::Exit {
-                tid: either("tid", "pid")?,
-            },
-            Kind::Free => Binding::Free {
-                tid: either("tid", "pid")?,
-            },
-            Kind::SetPrio => Binding::SetPrio {
-                tid: either("tid", "pid")?,
-                prio: need("newprio")?,
-            },
-            Kind::StatedumpThread => Binding::StatedumpThread {
-                tid: need("tid")?,
-                pid: need("pid")?,
-                ppid: opt("ppid"),
-                name: opt("name"),
-                status: opt("status"),
-            },
-            Kind::StatedumpFd => Binding::StatedumpFd {
-                pid: need("pid")?,
-                fd: need("fd")?,
-                filename: need("filename")?,
-            },
-            Kind::StatedumpDisk => Binding::StatedumpDisk {
-                dev: need("dev")?,
-                name: need("diskname")?,
-            },
-            Kind::SyscallEntry(name) => {
-                let Some(id) = self.syscall_id(&name) else {
-                    return Err("a syscall number below 65536");
-                };
-                let io = io_op(&name).map(|(op, fds)| {
-                    let fd = fds.iter().find_map(|n| c.field(n));
-                    let path = (op == IoOp::Open).then(|| c.field("filename")).flatten();
-                    (op, fd, path)
-                });
-                Binding::SyscallEntry { id, io }
-            }
-            Kind::SyscallExit => Binding::SyscallExit { ret: opt("ret") },
-            Kind::IrqEntry => Binding::IrqEntry {
-                irq: need("irq")?,
-                name: opt("name"),
-            },
-            Kind::IrqExit => Binding::IrqExit { irq: need("irq")? },
-            Kind::Softirq(phase) => Binding::Softirq {
-                phase,
-                vec: need("vec")?,
-            },
-            Kind::PageAlloc => Binding::PageAlloc {
-                order: opt("order"),
-            },
-            Kind::PageFree => Binding::PageFree {
-                order: opt("order"),
-            },
-            Kind::PageFault { user } => Binding::PageFault { user },
-            Kind::BlockIssue => Binding::BlockIssue {
-                dev: need("dev")?,
-                sector: need("sector")?,
-                nr_sector: need("nr_sector")?,
-                rwbs: opt("rwbs"),
-                tid: opt("tid"),
-            },
-            Kind::BlockComplete => Binding::BlockComplete {
-                dev: need("dev")?,
-                sector: need("sector")?,
-                nr_sector: need("nr_sector")?,
-            },
-        })
+    fn bind_fields(&self, c: &EventClass) -> Result<Binding, &'static str> {
+        let plan = self.plans.get(c.index()).copied().unwrap_or_default();
+        bind(c, plan)
     }
 
     /// The syscall names, indexed by [`SyscallId`].
@@ -440,7 +429,7 @@ impl Binder {
     /// running when it was emitted.
     #[inline]
     pub fn context_tid(&self, ev: &Event<'_>) -> Option<i32> {
-        let f = (*self.ctx_tid.get(ev.class_index())?)?;
+        let f = self.bound(ev)?.ctx_tid?;
         i32::try_from(ev.i64(f)?).ok()
     }
 
@@ -449,9 +438,13 @@ impl Binder {
         &self.unbound
     }
 
-    /// Whether the class with this index feeds the state system.
+    /// Whether the class with this index feeds the state system (for a
+    /// class whose fields are all optional, as soon as its name says so).
     pub fn is_bound(&self, class_index: usize) -> bool {
-        !matches!(self.by_class.get(class_index), None | Some(Binding::Ignore))
+        match self.bound.get(class_index).and_then(OnceLock::get) {
+            Some(b) => !matches!(b.binding, Binding::Ignore),
+            None => self.plans.get(class_index).is_some_and(|p| p.used),
+        }
     }
 
     /// Decodes `ev` into the state system's terms. Events of classes the
@@ -459,11 +452,127 @@ impl Binder {
     /// [`KernelEvent::Other`].
     #[inline]
     pub fn decode<'e>(&self, ev: &Event<'e>) -> KernelEvent<'e> {
-        match self.by_class.get(ev.class_index()) {
+        match self.bound(ev).map(|b| &b.binding) {
             None | Some(Binding::Ignore) => KernelEvent::Other,
             Some(b) => decode(b, ev).unwrap_or(KernelEvent::Other),
         }
     }
+}
+
+/// Looks up the fields of `c` for the binding its name calls for.
+fn bind(c: &EventClass, plan: Plan) -> Result<Binding, &'static str> {
+    let Some(kind) = kind_of(c.name()) else {
+        return Ok(Binding::Ignore);
+    };
+    let need = |n: &'static str| c.field(n).ok_or(n);
+    let opt = |n: &str| c.field(n);
+    let either = |a: &'static str, b: &str| c.field(a).or_else(|| c.field(b)).ok_or(a);
+    Ok(match kind {
+        Kind::Switch => Binding::Switch {
+            prev_tid: either("prev_tid", "prev_pid")?,
+            prev_comm: opt("prev_comm"),
+            prev_prio: opt("prev_prio"),
+            prev_state: opt("prev_state"),
+            next_tid: either("next_tid", "next_pid")?,
+            next_comm: opt("next_comm"),
+            next_prio: opt("next_prio"),
+        },
+        Kind::Wakeup { new } => Binding::Wakeup {
+            tid: either("tid", "pid")?,
+            prio: opt("prio"),
+            target_cpu: opt("target_cpu"),
+            new,
+            prio_offset: plan.prio_offset,
+        },
+        Kind::Migrate => Binding::Migrate {
+            tid: either("tid", "pid")?,
+            comm: opt("comm"),
+            prio: opt("prio"),
+            dest_cpu: opt("dest_cpu"),
+        },
+        Kind::Fork => Binding::Fork {
+            parent_tid: either("parent_tid", "parent_pid")?,
+            parent_pid: opt("parent_pid").filter(|_| c.field("parent_tid").is_some()),
+            parent_comm: opt("parent_comm"),
+            child_tid: either("child_tid", "child_pid")?,
+            child_pid: opt("child_pid").filter(|_| c.field("child_tid").is_some()),
+            child_comm: opt("child_comm"),
+        },
+        Kind::Exec => Binding::Exec {
+            tid: either("tid", "pid")?,
+            filename: need("filename")?,
+        },
+        Kind::Rename => Binding::Rename {
+            tid: either("pid", "tid")?,
+            comm: need("newcomm")?,
+        },
+        Kind::Exit => Binding::Exit {
+            tid: either("tid", "pid")?,
+        },
+        Kind::Free => Binding::Free {
+            tid: either("tid", "pid")?,
+        },
+        Kind::SetPrio => Binding::SetPrio {
+            tid: either("tid", "pid")?,
+            prio: need("newprio")?,
+        },
+        Kind::StatedumpThread => Binding::StatedumpThread {
+            tid: need("tid")?,
+            pid: need("pid")?,
+            ppid: opt("ppid"),
+            name: opt("name"),
+            status: opt("status"),
+        },
+        Kind::StatedumpFd => Binding::StatedumpFd {
+            pid: need("pid")?,
+            fd: need("fd")?,
+            filename: need("filename")?,
+        },
+        Kind::StatedumpDisk => Binding::StatedumpDisk {
+            dev: need("dev")?,
+            name: need("diskname")?,
+        },
+        Kind::SyscallEntry(name) => {
+            let Some(id) = plan.syscall else {
+                return Err("a syscall number below 65536");
+            };
+            let io = io_op(&name).map(|(op, fds)| {
+                let fd = fds.iter().find_map(|n| c.field(n));
+                let path = (op == IoOp::Open).then(|| c.field("filename")).flatten();
+                (op, fd, path)
+            });
+            Binding::SyscallEntry { id, io }
+        }
+        Kind::SyscallExit => Binding::SyscallExit { ret: opt("ret") },
+        Kind::IrqEntry => Binding::IrqEntry {
+            irq: need("irq")?,
+            name: opt("name"),
+        },
+        Kind::IrqExit => Binding::IrqExit { irq: need("irq")? },
+        Kind::Softirq(phase) => Binding::Softirq {
+            phase,
+            vec: need("vec")?,
+        },
+        Kind::PageAlloc => Binding::PageAlloc {
+            order: opt("order"),
+        },
+        Kind::PageFree => Binding::PageFree {
+            order: opt("order"),
+        },
+        Kind::PageFault { user } => Binding::PageFault { user },
+        Kind::BlockIssue => Binding::BlockIssue {
+            dev: need("dev")?,
+            sector: need("sector")?,
+            nr_sector: need("nr_sector")?,
+            rwbs: opt("rwbs"),
+            tid: opt("tid"),
+        },
+        Kind::BlockComplete => Binding::BlockComplete {
+            dev: need("dev")?,
+            sector: need("sector")?,
+            nr_sector: need("nr_sector")?,
+        },
+    })
 }
 
 #[inline]
