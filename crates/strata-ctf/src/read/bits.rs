@@ -25,6 +25,37 @@ pub(crate) fn read_bits(data: &[u8], pos: u64, spec: IntSpec) -> Option<u64> {
     read_bits_slow(data, byte, shift, bits, spec.be)
 }
 
+/// Reads an integer at bit offset `pos` of `data` as an i64, sign-extended
+/// when `spec` is signed (unsigned 64-bit values above `i64::MAX` wrap).
+/// One load and two shifts in the common case: the value is moved to the
+/// top of the word, then shifted down, arithmetically for signed ones.
+#[inline(always)]
+pub(crate) fn read_int(data: &[u8], pos: u64, spec: IntSpec) -> Option<i64> {
+    let byte = (pos >> 3) as usize;
+    let shift = (pos & 7) as u32;
+    let bits = spec.bits as u32;
+    if let Some(w) = data.get(byte..).and_then(|s| s.first_chunk::<8>()) {
+        if shift + bits <= 64 && bits > 0 {
+            let w = u64::from_le_bytes(*w);
+            let top = if spec.be {
+                w.swap_bytes() << shift
+            } else {
+                w << (64 - shift - bits)
+            };
+            let down = 64 - bits;
+            return Some(if spec.signed {
+                (top as i64) >> down
+            } else {
+                (top >> down) as i64
+            });
+        }
+    }
+    Some(to_i64(
+        read_bits_slow(data, byte, shift, bits, spec.be)?,
+        spec,
+    ))
+}
+
 #[inline(never)]
 fn read_bits_slow(data: &[u8], byte: usize, shift: u32, bits: u32, be: bool) -> Option<u64> {
     if bits == 0 || bits > 64 {
@@ -115,6 +146,22 @@ mod tests {
             Some(0xdead_beef_0123_4567)
         );
         assert_eq!(read_bits(&[0x12, 0x34], 0, spec(16, true)), Some(0x1234));
+    }
+
+    #[test]
+    fn read_int_agrees_with_read_bits() {
+        let bytes: Vec<u8> = (0..24u32).map(|i| (i * 37 + 11) as u8 ^ 0xa5).collect();
+        for be in [false, true] {
+            for signed in [false, true] {
+                for bits in 1..=64u8 {
+                    for pos in 0..(24 * 8 - bits as u64 + 8) {
+                        let spec = IntSpec { bits, signed, be };
+                        let want = read_bits(&bytes, pos, spec).map(|r| to_i64(r, spec));
+                        assert_eq!(read_int(&bytes, pos, spec), want, "{spec:?} at {pos}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]
