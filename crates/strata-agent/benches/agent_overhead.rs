@@ -197,8 +197,14 @@ fn main() {
     replay(&relay);
 }
 
-/// An agent with the default events on this (quiet) host for 10 s.
+/// An agent with the default events on this host, with no workload of
+/// its own, for 10 s.
 fn idle(relay: &TestRelay) {
+    let before: std::collections::HashSet<u64> = relay
+        .shared
+        .lock()
+        .map(|g| g.instances.keys().copied().collect())
+        .unwrap_or_default();
     let exe = std::env::current_exe().expect("own path");
     let mut child = Command::new(exe)
         .args(["--child-agent", &relay.addr, "lz4", ""])
@@ -208,9 +214,22 @@ fn idle(relay: &TestRelay) {
     // SAFETY: signalling our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let cpu = wait_cpu(&mut child);
+    let events: u64 = relay
+        .shared
+        .lock()
+        .map(|g| {
+            g.instances
+                .iter()
+                .filter(|(k, _)| !before.contains(k))
+                .map(|(_, r)| r.events.values().sum::<u64>())
+                .sum()
+        })
+        .unwrap_or(0);
     println!(
-        "\nidle agent (sched,syscalls,irq; 100 ms flush) on this host for 10 s: {cpu:.3} CPU s = {:.2}% of one core",
-        cpu / 10.0 * 100.0
+        "\nno workload (sched,syscalls,irq; 100 ms flush) for 10 s: {cpu:.3} CPU s = {:.2}% of one core, {events} events ({:.0}/s) from the rest of this machine = {:.4} CPU s/M events",
+        cpu / 10.0 * 100.0,
+        events as f64 / 10.0,
+        cpu / (events.max(1) as f64 / 1e6)
     );
 }
 

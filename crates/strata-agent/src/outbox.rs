@@ -58,6 +58,8 @@ struct PendingLoss {
 struct Inner {
     next_seq: u64,
     acked: u64,
+    /// Highest sequence number handed to the current connection.
+    sent_upto: u64,
     mem: VecDeque<(u64, Arc<Vec<u8>>)>,
     mem_bytes: usize,
     mem_max: usize,
@@ -98,6 +100,7 @@ impl Outbox {
                 Mutex::new(Inner {
                     next_seq: 1,
                     acked: 0,
+                    sent_upto: 0,
                     mem: VecDeque::new(),
                     mem_bytes: 0,
                     mem_max: mem_max.max(1),
@@ -164,6 +167,20 @@ impl Outbox {
         let seq = g.next_seq;
         let frame = encode(seq)?;
         push_frame(&mut g, seq, frame);
+        // Over the limit with only frames in flight left to move: wait for
+        // acks, or for the connection to end (then they may be dropped).
+        while g.mem_bytes > g.mem_max && g.sent_upto > g.acked {
+            self.wake.wake();
+            g = self
+                .inner
+                .1
+                .wait_timeout(g, Duration::from_millis(100))
+                .map(|(g, _)| g)
+                .unwrap_or_else(|p| p.into_inner().0);
+            if spill(&mut g) {
+                break;
+            }
+        }
         drop(g);
         self.wake.wake();
         Ok(seq)
@@ -298,6 +315,27 @@ impl Outbox {
         Ok(g.mem.get(i).map(|(s, f)| (*s, Arc::clone(f))))
     }
 
+    /// [`Outbox::frame_at_or_after`] for the sender: the frame returned
+    /// counts as in flight from now on, so it is never dropped (and reported
+    /// lost) while the relay may store it.
+    pub fn next_to_send(&self, seq: u64) -> std::io::Result<Option<(u64, Arc<Vec<u8>>)>> {
+        let next = self.frame_at_or_after(seq)?;
+        if let Some((s, _)) = &next {
+            let mut g = self.lock();
+            g.sent_upto = g.sent_upto.max(*s);
+        }
+        Ok(next)
+    }
+
+    /// The connection ended: frames sent on it and not acknowledged are no
+    /// longer in flight (they will be resent, or may now be dropped).
+    pub fn connection_lost(&self) {
+        let mut g = self.lock();
+        g.sent_upto = g.acked;
+        drop(g);
+        self.inner.1.notify_all();
+    }
+
     /// Unsequenced frames whose turn has come once every sequenced frame
     /// below `next_to_send` has been sent.
     pub fn take_unsequenced(&self, next_to_send: u64) -> Vec<Arc<Vec<u8>>> {
@@ -392,22 +430,30 @@ fn push_frame(g: &mut Inner, seq: u64, frame: Vec<u8>) {
     }
 }
 
-/// Moves the oldest memory frames to the spool (or drops them) until memory
-/// is at half its limit, so spills come in batches.
-fn spill(g: &mut Inner) {
+/// Moves the oldest memory frames to the spool until memory is at half its
+/// limit, so spills come in batches. When the spool is full its oldest
+/// segment is deleted and its events reported lost; without a spool the
+/// frame itself is dropped and reported.
+///
+/// A frame the sender has already handed to the connection (seq at or
+/// below `sent_upto`) is never dropped: the relay may have stored it, and
+/// reporting it lost too would count its events twice. Returns `false` when
+/// memory is still over its limit because only such frames could go; the
+/// producer then waits for acks or for the connection to end.
+fn spill(g: &mut Inner) -> bool {
     let target = g.mem_max / 2;
     let mut dropped: Vec<(u64, Arc<Vec<u8>>)> = Vec::new();
     while g.mem_bytes > target && g.mem.len() > 1 {
-        let Some((seq, frame)) = g.mem.pop_front() else {
+        let Some((seq, len)) = g.mem.front().map(|(s, f)| (*s, f.len())) else {
             break;
         };
-        g.mem_bytes -= frame.len();
         let mut stored = false;
         if g.spool_error.is_none() {
             if let Some(sp) = g.spool.as_mut() {
-                // Make room: the oldest segments go first.
+                // Make room: the oldest segments go first, unless they hold
+                // frames in flight.
                 let mut freed = Vec::new();
-                while sp.would_overflow(frame.len()) {
+                while sp.would_overflow(len) && sp.first_seq().is_some_and(|f| f > g.sent_upto) {
                     match sp.pop_oldest() {
                         Some(seg) => freed.push(seg),
                         None => break,
@@ -417,20 +463,32 @@ fn spill(g: &mut Inner) {
                     account_dropped_segment(g, seg);
                 }
                 let Some(sp) = g.spool.as_mut() else { break };
-                if !sp.would_overflow(frame.len()) {
-                    match sp.append(seq, &frame) {
+                if !sp.would_overflow(len) {
+                    let Some((_, frame)) = g.mem.front() else {
+                        break;
+                    };
+                    match sp.append(seq, frame) {
                         Ok(()) => {
                             stored = true;
                             g.stats.spooled_frames += 1;
                         }
                         Err(e) => {
-                            g.spool_error =
-                                Some(format!("writing the spool failed: {e}; frames that do not fit in memory are now dropped"));
+                            g.spool_error = Some(format!(
+                                "writing the spool failed: {e}; frames that do not fit in memory are now dropped"
+                            ));
                         }
                     }
                 }
             }
         }
+        if !stored && seq <= g.sent_upto {
+            // Only a frame in flight could go: keep it.
+            break;
+        }
+        let Some((seq, frame)) = g.mem.pop_front() else {
+            break;
+        };
+        g.mem_bytes -= frame.len();
         if !stored {
             dropped.push((seq, frame));
         }
@@ -438,6 +496,7 @@ fn spill(g: &mut Inner) {
     for (seq, frame) in dropped {
         account_dropped_frames(g, &frame, seq, seq);
     }
+    g.mem_bytes <= g.mem_max
 }
 
 fn account_dropped_segment(g: &mut Inner, seg: Segment) {

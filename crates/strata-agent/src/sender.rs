@@ -98,9 +98,11 @@ pub fn run(
             }
         }
         let deadline = closed_at.map(|t| t + cfg.final_ack_wait);
-        match session(
+        let ended = session(
             &cfg, &outbox, &metadata, &controls, &stats, &abort, deadline,
-        ) {
+        );
+        outbox.connection_lost();
+        match ended {
             Ok(Ended::Finished) => return Ok(()),
             Ok(Ended::Retry(why)) => {
                 if let Ok(mut s) = stats.lock() {
@@ -225,7 +227,7 @@ fn session(
                 }
                 last_tx = Instant::now();
             }
-            let next = match outbox.frame_at_or_after(cursor) {
+            let next = match outbox.next_to_send(cursor) {
                 Ok(n) => n,
                 Err(e) => return Ok(Ended::Retry(format!("reading the spool failed: {e}"))),
             };

@@ -268,6 +268,9 @@ fn serve(
     let mut buf = vec![0u8; 256 << 10];
     let mut instance: Option<u64> = None;
     let mut last_ack = 0u64;
+    // Acks go out when something new is stored; a heartbeat otherwise.
+    let mut acked_sent = u64::MAX;
+    let mut last_sent = std::time::Instant::now();
     let mut scratch = Vec::new();
     let mut out = Vec::new();
     loop {
@@ -403,14 +406,27 @@ fn serve(
             }
         }
         drop(g);
-        if instance.is_some() && !opts.no_acks {
+        if instance.is_some() && !opts.no_acks && last_ack != acked_sent {
             Message::Ack(Ack { seq: last_ack })
                 .encode_into(0, Compression::None, &mut scratch, &mut out)
                 .map_err(std::io::Error::other)?;
+            acked_sent = last_ack;
+        }
+        if instance.is_some()
+            && out.is_empty()
+            && last_sent.elapsed() >= Duration::from_millis(opts.heartbeat_ms as u64)
+        {
+            Message::Heartbeat(strata_wire::Heartbeat {
+                unix_ns: 0,
+                last_seq: last_ack,
+            })
+            .encode_into(0, Compression::None, &mut scratch, &mut out)
+            .map_err(std::io::Error::other)?;
         }
         if !out.is_empty() {
             conn.write_all(&out)?;
             conn.flush()?;
+            last_sent = std::time::Instant::now();
         }
     }
 }

@@ -143,3 +143,81 @@ proptest! {
         check_overflow(frames, pages, mem_kb << 10, spool_kb << 10, c);
     }
 }
+
+/// Frames handed to a connection are never dropped while it lasts: the
+/// producer waits instead, and what the relay gets plus what is reported
+/// lost stays exact even when the connection later fails.
+#[test]
+fn frames_in_flight_are_not_dropped_while_the_connection_lasts() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path(), 1, 128 << 10).unwrap();
+    let outbox = Outbox::new(64 << 10, Some(spool)).unwrap();
+    outbox.set_layout(PageLayout::default_x86_64());
+    let mut pushed = push(&outbox, 30, 4, 300, Compression::None);
+    // The sender takes the first frames; they are in flight.
+    let mut cursor = 1;
+    let mut delivered = 0u64;
+    let layout = PageLayout::default_x86_64();
+    let count = |frame: &[u8]| -> u64 {
+        let mut d = FrameDecoder::new(MAX_BODY);
+        d.feed(frame);
+        match d.next_frame().unwrap().unwrap().message().unwrap() {
+            Message::Pages(p) => p
+                .pages
+                .iter()
+                .map(|pg| {
+                    strata_ftrace::Page::parse(&layout, pg)
+                        .unwrap()
+                        .records()
+                        .count() as u64
+                })
+                .sum(),
+            // Reports of data dropped before: delivered as counts.
+            Message::Lost(l) if l.cause == LossCause::SpoolFull => l.events,
+            _ => 0,
+        }
+    };
+    for _ in 0..3 {
+        let (seq, frame) = outbox.next_to_send(cursor).unwrap().unwrap();
+        delivered += count(&frame);
+        cursor = seq + 1;
+    }
+    // More data while those are in flight: the producer blocks until the
+    // connection ends, then the oldest unsent data can go.
+    let producer = {
+        let outbox = outbox.clone();
+        std::thread::spawn(move || push(&outbox, 60, 4, 300, Compression::None))
+    };
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // The relay stored the three frames and acks them, then the link fails.
+    outbox.ack(cursor - 1);
+    outbox.connection_lost();
+    pushed += producer.join().unwrap();
+    outbox.close();
+    let (events, lost, _) = drain_from(&outbox, cursor);
+    assert_eq!(delivered + events + lost, pushed);
+}
+
+fn drain_from(outbox: &Outbox, mut cursor: u64) -> (u64, u64, Vec<u64>) {
+    let layout = PageLayout::default_x86_64();
+    let (mut events, mut lost, mut seqs) = (0, 0, Vec::new());
+    while let Some((seq, frame)) = outbox.frame_at_or_after(cursor).unwrap() {
+        let mut d = FrameDecoder::new(MAX_BODY);
+        d.feed(&frame);
+        match d.next_frame().unwrap().unwrap().message().unwrap() {
+            Message::Pages(p) => {
+                for pg in p.pages.iter() {
+                    events += strata_ftrace::Page::parse(&layout, pg)
+                        .unwrap()
+                        .records()
+                        .count() as u64;
+                }
+            }
+            Message::Lost(l) if l.cause == LossCause::SpoolFull => lost += l.events,
+            _ => {}
+        }
+        seqs.push(seq);
+        cursor = seq + 1;
+    }
+    (events, lost, seqs)
+}
