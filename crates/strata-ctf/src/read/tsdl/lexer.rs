@@ -153,6 +153,24 @@ impl<'a> Lexer<'a> {
         }
     }
 
+    /// The current line.
+    pub(crate) fn line(&self) -> u32 {
+        self.line
+    }
+
+    /// The text not lexed yet.
+    pub(crate) fn rest(&self) -> &'a str {
+        self.text.get(self.i..).unwrap_or("")
+    }
+
+    /// Skips `n` bytes of the text not lexed yet, counting their lines.
+    pub(crate) fn skip(&mut self, n: usize) {
+        let end = (self.i + n).min(self.text.len());
+        let skipped = self.text.as_bytes().get(self.i..end).unwrap_or(&[]);
+        self.line += memchr_iter(b'\n', skipped).count() as u32;
+        self.i = end;
+    }
+
     /// The error behind a [`Tok::Error`] token.
     pub(crate) fn error(&self) -> Option<&MetadataError> {
         self.error.as_ref()

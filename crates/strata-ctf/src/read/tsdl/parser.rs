@@ -83,6 +83,9 @@ pub(crate) struct Parser<'a> {
     md: Metadata,
     /// Reused buffer for multi-word type names.
     name_buf: String,
+    /// Integer types by the text of their body: LTTng metadata spells out
+    /// thousands of identical `integer { ... }` fields.
+    int_cache: HashMap<&'a str, IntType, BuildHasherDefault<Fnv>>,
 }
 
 const TYPE_KEYWORDS: &[&str] = &[
@@ -109,6 +112,7 @@ impl<'a> Parser<'a> {
             depth: 0,
             md: Metadata::default(),
             name_buf: String::new(),
+            int_cache: HashMap::default(),
         }
     }
 
@@ -495,6 +499,35 @@ impl<'a> Parser<'a> {
     }
 
     fn integer_body(&mut self) -> Result<IntType, MetadataError> {
+        // A body seen before is not parsed again. Only bodies without
+        // strings or comments qualify, so the first `}` ends them; an
+        // integer body depends on nothing declared before it.
+        let body = match (&self.cur.tok, &self.next) {
+            (Tok::Punct(P::LBrace), None) => {
+                let rest = self.lex.rest();
+                memchr::memchr(b'}', rest.as_bytes())
+                    .and_then(|end| rest.get(..end))
+                    .filter(|b| memchr::memchr3(b'"', b'\'', b'/', b.as_bytes()).is_none())
+            }
+            _ => None,
+        };
+        if let Some(b) = body {
+            if let Some(t) = self.int_cache.get(b) {
+                let t = t.clone();
+                self.lex.skip(b.len() + 1);
+                self.last_line = self.lex.line();
+                self.cur = self.lex.next();
+                return Ok(t);
+            }
+        }
+        let t = self.integer_body_parsed()?;
+        if let Some(b) = body {
+            self.int_cache.insert(b, t.clone());
+        }
+        Ok(t)
+    }
+
+    fn integer_body_parsed(&mut self) -> Result<IntType, MetadataError> {
         let start = self.line();
         self.expect_punct(P::LBrace, "after `integer`")?;
         let mut t = IntType {

@@ -192,3 +192,42 @@ fn packetized_metadata_is_unwrapped() {
         Some(format!("metadata packet at byte {second}").as_str())
     );
 }
+
+#[test]
+fn repeated_integer_bodies_parse_alike_and_keep_line_numbers() {
+    // The second and third bodies are the first's text again (served from
+    // the parser's cache), spread over lines; the error after them must
+    // still name its own line.
+    let text = "typealias integer { size = 8;\n align = 8; signed = false; } := u8;\n\
+        typealias integer { size = 8;\n align = 8; signed = false; } := u8b;\n\
+        event { name = e; fields := struct {\n\
+        integer { size = 8;\n align = 8; signed = false; } a;\n\
+        integer { size = 8; align = 8; signed = true; } b;\n\
+        integer { size = 8;\n align = 8; signed = false; } c;\n\
+        }; };\n\
+        trace { major = 1 };";
+    let e = parse_text(text).unwrap_err();
+    let line = text.lines().position(|l| l.contains("major")).unwrap() as u32 + 1;
+    assert_eq!(line, 12);
+    assert_eq!(
+        e,
+        MetadataError::Syntax {
+            line,
+            msg: "expected `;` after the value of `major`, found `}`".into()
+        }
+    );
+    let ok = text.replace("major = 1 }", "major = 1; }");
+    let md = parse_text(&ok).unwrap();
+    let Some(Type::Struct(s)) = &md.events[0].fields else {
+        panic!()
+    };
+    let ints: Vec<(u32, bool)> = s
+        .fields
+        .iter()
+        .map(|(_, t)| match t {
+            Type::Int(i) => (i.size, i.signed),
+            _ => panic!("{t:?}"),
+        })
+        .collect();
+    assert_eq!(ints, [(8, false), (8, true), (8, false)]);
+}
