@@ -213,3 +213,46 @@ fn keys_drive_the_interactive_view_in_a_real_terminal() {
     let _ = t(&["kill-server"]);
     assert!(!left, "q quits strata top");
 }
+
+#[test]
+fn without_a_relay_it_watches_this_host_through_its_own_agent_and_relay() {
+    if !common::skip_unless_root_with_tracefs() {
+        return;
+    }
+    let child = Command::new(STRATA)
+        .args(["top", "--once", "--size", "120x30"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("strata top runs");
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert!(text.contains("embedded"), "{text}");
+    assert!(
+        text.contains(host.trim()),
+        "the host's own name shows: {text}"
+    );
+    assert!(text.contains("CPUs — total"), "{text}");
+    let scratch = std::env::temp_dir().join(format!("strata-top-{pid}"));
+    assert!(
+        !scratch.exists(),
+        "scratch directory {} removed",
+        scratch.display()
+    );
+    let left = std::fs::read_dir("/sys/kernel/tracing/instances")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .any(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(&format!("strata-{pid}-"))
+        });
+    assert!(!left, "the embedded agent removed its tracefs instance");
+}

@@ -71,8 +71,19 @@ impl IngestConfig {
     }
 }
 
+static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Silences [`log`] for the whole process: an embedded relay under a
+/// full-screen viewer must not write over its screen.
+pub fn set_quiet(quiet: bool) {
+    QUIET.store(quiet, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// Logs one line on stderr with the wall-clock time.
 pub fn log(msg: std::fmt::Arguments<'_>) {
+    if QUIET.load(std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
     let ms = crate::registry::unix_ms();
     eprintln!("strata relay: [{}.{:03}] {msg}", ms / 1000, ms % 1000);
 }

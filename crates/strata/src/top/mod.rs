@@ -7,6 +7,7 @@
 
 mod api;
 mod app;
+mod embedded;
 mod ui;
 
 use crate::units::parse_duration;
@@ -27,7 +28,8 @@ const ROWS: usize = 50;
 /// Arguments of `strata top`.
 #[derive(clap::Args)]
 pub struct TopArgs {
-    /// The relay's HTTP API, `host:port` or a URL (`relay:8080`).
+    /// The relay's HTTP API, `host:port` or a URL (`relay:8080`). Without
+    /// it, top traces this host through an agent and a relay of its own.
     #[arg(long, value_name = "ADDR")]
     relay: Option<String>,
 
@@ -67,20 +69,29 @@ fn parse_size(s: &str) -> Result<(u16, u16), String> {
 
 /// Runs `strata top`.
 pub fn run(args: TopArgs) -> anyhow::Result<ExitCode> {
-    let Some(relay) = args.relay.clone() else {
-        bail!(
-            "strata top needs --relay HOST:PORT (the relay's --http address); \
-             without a relay, start one with `strata relay` and an agent with `strata agent`"
-        );
+    // Kept alive for the whole run: dropping it stops the agent and relay.
+    let mut embedded = None;
+    let (relay, label) = match args.relay.clone() {
+        Some(r) => (r.clone(), r),
+        None => {
+            let e = embedded::start()?;
+            let http = e.http.to_string();
+            embedded = Some(e);
+            (http, "this host (embedded agent and relay)".to_string())
+        }
     };
     let client = Client::new(&relay);
-    let mut app = App::new(relay);
+    let mut app = App::new(label);
     app.view = match args.view.as_str() {
         "syscalls" => View::Syscalls,
         "health" => View::Health,
         _ => View::Cpu,
     };
     if args.once {
+        if embedded.is_some() {
+            // Let the embedded agent's first pages reach the analyses.
+            std::thread::sleep(Duration::from_secs(2));
+        }
         let update = fetch(&client, None, args.host.as_deref());
         apply(&mut app, update, args.host.as_deref());
         if let Some(e) = &app.error {
@@ -89,7 +100,9 @@ pub fn run(args: TopArgs) -> anyhow::Result<ExitCode> {
         print!("{}", render_text(&app, args.size)?);
         return Ok(ExitCode::SUCCESS);
     }
-    interactive(app, client, args.interval, args.host)
+    let result = interactive(app, client, args.interval, args.host);
+    drop(embedded);
+    result
 }
 
 /// What one refresh brought.
