@@ -9,6 +9,8 @@
 //!
 //! The protocol is `strata-wire`'s, specified in `docs/protocol.md`.
 
+#![warn(missing_docs)]
+
 pub mod error;
 pub mod link;
 pub mod live;

@@ -136,6 +136,25 @@ fn format_texts(
         .collect()
 }
 
+/// The `syscalls:sys_enter_*` formats, which name each system call's
+/// arguments; unreadable ones only cost those names.
+fn syscall_argument_formats(
+    instance: &Instance,
+    available: &[(String, String)],
+) -> Vec<FormatText> {
+    available
+        .iter()
+        .filter(|(s, n)| s == "syscalls" && n.starts_with("sys_enter_"))
+        .filter_map(|(s, n)| {
+            Some(FormatText {
+                system: s.clone(),
+                name: n.clone(),
+                text: instance.event_format_text(s, n).ok()?,
+            })
+        })
+        .collect()
+}
+
 impl LiveSource {
     /// Creates the instance, selects and reads the formats, and fills
     /// `metadata`. Tracing is not on yet.
@@ -191,17 +210,7 @@ impl LiveSource {
         });
         metadata.add_recorded(format_texts(&instance, &selected)?);
         if selected.iter().any(|(s, _)| s == "raw_syscalls") {
-            metadata.argument_names = available
-                .iter()
-                .filter(|(s, n)| s == "syscalls" && n.starts_with("sys_enter_"))
-                .filter_map(|(s, n)| {
-                    Some(FormatText {
-                        system: s.clone(),
-                        name: n.clone(),
-                        text: instance.event_format_text(s, n).ok()?,
-                    })
-                })
-                .collect();
+            metadata.argument_names = syscall_argument_formats(&instance, &available);
         }
         let header_event =
             std::fs::read_to_string(tracefs.root().join("events/header_event")).unwrap_or_default();
@@ -423,6 +432,17 @@ impl LiveSource {
                 // events: they are queued ahead of every frame not yet
                 // pushed, and the events are enabled only afterwards.
                 let texts = format_texts(&self.instance, &added)?;
+                // Syscall argument names come with raw_syscalls, as at start.
+                let wants_names = wanted.iter().any(|(s, _)| s == "raw_syscalls");
+                let names = {
+                    let m = metadata.lock().unwrap_or_else(|p| p.into_inner());
+                    wants_names && m.argument_names.is_empty()
+                };
+                let names = if names {
+                    syscall_argument_formats(&self.instance, &self.available)
+                } else {
+                    Vec::new()
+                };
                 let frames = {
                     let mut m = metadata.lock().unwrap_or_else(|p| p.into_inner());
                     let fresh = m.add_recorded(texts);
@@ -434,6 +454,15 @@ impl LiveSource {
                         self.opts.compression,
                         &mut out,
                     )?;
+                    if !names.is_empty() {
+                        crate::metadata::formats_frames(
+                            FormatPurpose::ArgumentNames,
+                            &names,
+                            self.opts.compression,
+                            &mut out,
+                        )?;
+                        m.argument_names = names;
+                    }
                     m.done_frame(&mut out)?;
                     out
                 };

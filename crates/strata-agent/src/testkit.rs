@@ -41,6 +41,8 @@ pub struct Received {
     pub statedump_rows: u64,
     /// The recorded formats, latest text per `system:name`.
     pub formats: BTreeMap<String, String>,
+    /// Formats received for their argument names only.
+    pub argument_names: u64,
     /// Times the metadata was received (once per connection).
     pub metadata_bursts: u64,
     /// TSDL text received (replay).
@@ -342,6 +344,9 @@ fn serve(
                 Message::CtfMetadata(m) => {
                     r.metadata_bursts += 1;
                     r.tsdl = Some(m.tsdl);
+                }
+                Message::Formats(fm) if fm.purpose == strata_wire::FormatPurpose::ArgumentNames => {
+                    r.argument_names += fm.formats.len() as u64;
                 }
                 Message::Formats(fm) if fm.purpose == strata_wire::FormatPurpose::Recorded => {
                     for f in fm.formats {

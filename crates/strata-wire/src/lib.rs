@@ -27,6 +27,8 @@
 //! # Ok::<(), strata_wire::WireError>(())
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod batch;
 mod body;
 pub mod error;

@@ -164,23 +164,26 @@ fn control_commands_change_the_event_set_with_formats_first() {
             "--relay",
             &relay.addr,
             "--insecure",
-            "--events",
-            "syscalls",
             "--quiet",
+            "--no-statedump",
         ])
-        .args(["--no-statedump"])
+        .args(["--events", "sched:sched_switch"])
         .spawn()
         .expect("strata agent starts");
     assert!(wait_until(Duration::from_secs(10), || relay
         .received()
         .layout
         .is_some()));
-    assert!(!relay.received().formats.contains_key("sched:sched_switch"));
+    assert!(!relay
+        .received()
+        .formats
+        .contains_key("raw_syscalls:sys_enter"));
+    assert_eq!(relay.received().argument_names, 0);
     relay.send_control(strata_wire::Control {
         request: 7,
         command: strata_wire::ControlCommand::SetEvents(vec![
-            "syscalls".into(),
             "sched:sched_switch".into(),
+            "syscalls".into(),
         ]),
     });
     relay.send_control(strata_wire::Control {
@@ -202,20 +205,28 @@ fn control_commands_change_the_event_set_with_formats_first() {
     let r = relay.received();
     let (req, ok, msg) = &r.control_results[0];
     assert_eq!((*req, *ok), (7, true), "{msg}");
-    assert!(msg.contains("1 added"), "{msg}");
+    assert!(msg.contains("2 added"), "{msg}");
     assert_eq!(r.control_results[1].0, 8);
     assert!(
         !r.control_results[1].1,
         "snapshots are not implemented yet and must say so"
     );
+    // The new formats came first, with the syscall argument names.
     let text = r
         .formats
-        .get("sched:sched_switch")
+        .get("raw_syscalls:sys_enter")
         .expect("the new format came first")
         .clone();
-    let id = format::parse("sched", &text).expect("format parses").id;
-    // Context switches (the polling below makes plenty) now arrive as
-    // events of the new id.
+    assert!(
+        r.argument_names > 100,
+        "{} argument-name formats",
+        r.argument_names
+    );
+    let id = format::parse("raw_syscalls", &text)
+        .expect("format parses")
+        .id;
+    // System calls (the polling below makes plenty) now arrive as events of
+    // the new id.
     assert!(
         wait_until(Duration::from_secs(5), || relay
             .received()
@@ -224,7 +235,7 @@ fn control_commands_change_the_event_set_with_formats_first() {
             .copied()
             .unwrap_or(0)
             > 0),
-        "no sched_switch events after the change"
+        "no sys_enter events after the change"
     );
     // SAFETY: kill with a valid pid and signal.
     unsafe { libc::kill(agent.id() as i32, libc::SIGTERM) };
