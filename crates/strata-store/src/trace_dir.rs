@@ -307,6 +307,19 @@ struct Tally {
     max_ts: u64,
 }
 
+impl Tally {
+    /// One event of `class` at `ts` was written.
+    #[inline(always)]
+    fn count(&mut self, class_counts: &mut [u64], class: u32, ts: u64) {
+        if let Some(c) = class_counts.get_mut(class as usize) {
+            *c += 1;
+        }
+        self.written += 1;
+        self.min_ts = self.min_ts.min(ts);
+        self.max_ts = self.max_ts.max(ts);
+    }
+}
+
 impl Default for Tally {
     fn default() -> Self {
         Tally {
@@ -320,7 +333,9 @@ impl Default for Tally {
     }
 }
 
-/// Converts one record into stream `s`, flushing a full packet first.
+/// Converts one record into stream `s`. The common case, an event written
+/// into the open packet, stays here; opening a packet, flushing a full one
+/// and dropped records take [`append_slow`].
 #[inline(always)]
 fn append(
     s: &mut Stream,
@@ -331,10 +346,34 @@ fn append(
     class_counts: &mut [u64],
     tally: &mut Tally,
 ) -> Result<(), StoreError> {
-    if !s.builder.is_open() {
-        s.begin(ts, trace_start);
+    match conv.write(&mut s.builder, ts, data) {
+        Ok(Outcome::Written(class)) => {
+            tally.count(class_counts, class, ts);
+            Ok(())
+        }
+        first => append_slow(s, conv, trace_start, ts, data, class_counts, tally, first),
     }
-    let mut outcome = conv.write(&mut s.builder, ts, data);
+}
+
+/// The rest of [`append`], given what the first attempt returned.
+#[cold]
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+fn append_slow(
+    s: &mut Stream,
+    conv: &Converter,
+    trace_start: Option<u64>,
+    ts: u64,
+    data: &[u8],
+    class_counts: &mut [u64],
+    tally: &mut Tally,
+    first: Result<Outcome, PacketError>,
+) -> Result<(), StoreError> {
+    let mut outcome = first;
+    if outcome == Err(PacketError::NotOpen) {
+        s.begin(ts, trace_start);
+        outcome = conv.write(&mut s.builder, ts, data);
+    }
     if outcome == Err(PacketError::Full) {
         let end = s.builder.last_timestamp();
         tally.bytes += s.flush(end)?;
@@ -342,14 +381,7 @@ fn append(
         outcome = conv.write(&mut s.builder, ts, data);
     }
     match outcome {
-        Ok(Outcome::Written(class)) => {
-            if let Some(c) = class_counts.get_mut(class as usize) {
-                *c += 1;
-            }
-            tally.written += 1;
-            tally.min_ts = tally.min_ts.min(ts);
-            tally.max_ts = tally.max_ts.max(ts);
-        }
+        Ok(Outcome::Written(class)) => tally.count(class_counts, class, ts),
         Ok(Outcome::UnknownType(_)) => tally.unknown_type += 1,
         // A record larger than a whole packet cannot be stored; it is
         // counted as truncated rather than stopping the recording.
