@@ -80,6 +80,8 @@ fn streams_pages_that_decode_to_the_workload() {
             "agent-live-test",
             "--compress",
             "lz4",
+            "--buffer-size",
+            "32M",
             "--quiet",
         ])
         .stderr(Stdio::piped())
@@ -102,15 +104,11 @@ fn streams_pages_that_decode_to_the_workload() {
     let pid = dd.id() as i32;
     let out = dd.wait_with_output().expect("dd finishes");
     assert!(out.status.success());
-    // A quiet stream still arrives within the flush interval.
-    assert!(
-        wait_until(Duration::from_secs(5), || count_syscalls(
-            &relay.received(),
-            pid,
-            0
-        ) >= 20_000),
-        "dd's reads did not arrive"
-    );
+    // The events arrive while the agent runs: the periodic flush sends
+    // the last, partly filled pages too.
+    let arrived = wait_until(Duration::from_secs(5), || {
+        count_syscalls(&relay.received(), pid, 0) >= 20_000
+    });
     // SAFETY: kill with a valid pid and signal.
     unsafe { libc::kill(agent.id() as i32, libc::SIGTERM) };
     let status = agent.wait().expect("agent exits");
@@ -124,9 +122,32 @@ fn streams_pages_that_decode_to_the_workload() {
     let reads = count_syscalls(&r, pid, 0);
     let writes = count_syscalls(&r, pid, 1);
     // dd makes exactly 20000 one-byte reads and writes, plus a few reads
-    // while loading its libraries.
-    assert!((20_000..20_100).contains(&reads), "reads {reads}");
-    assert!((20_000..20_100).contains(&writes), "writes {writes}");
+    // while loading its libraries. Only a kernel overrun (another heavy
+    // tracer load on this machine) may hide some, and it is then reported.
+    let kernel_lost: u64 = r
+        .lost
+        .iter()
+        .filter(|l| l.cause == strata_wire::LossCause::KernelBuffer)
+        .map(|l| l.events)
+        .sum();
+    if kernel_lost == 0 {
+        assert!(
+            arrived,
+            "dd's reads did not arrive before the agent stopped"
+        );
+        assert!((20_000..20_100).contains(&reads), "reads {reads}");
+        assert!((20_000..20_100).contains(&writes), "writes {writes}");
+    } else {
+        println!("the kernel lost {kernel_lost} events on this busy machine; checking bounds only");
+        assert!(
+            reads < 20_100 && reads + kernel_lost >= 20_000,
+            "reads {reads}"
+        );
+        assert!(
+            writes < 20_100 && writes + kernel_lost >= 20_000,
+            "writes {writes}"
+        );
+    }
     assert!(r.goodbye, "no goodbye");
     assert_eq!(r.duplicates, 0);
     let want: Vec<u64> = (1..=r.seqs.len() as u64).collect();
