@@ -135,3 +135,23 @@ mod tests {
         assert!(check_name("host", "héllo").is_err());
     }
 }
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any string either fails or is one plain path component.
+        #[test]
+        fn accepted_names_are_single_components(s in "\\PC{0,80}") {
+            if let Ok(n) = check_name("host", &s) {
+                let p = std::path::Path::new(n);
+                let comps: Vec<_> = p.components().collect();
+                prop_assert_eq!(comps.len(), 1);
+                prop_assert!(matches!(comps[0], std::path::Component::Normal(_)));
+                prop_assert!(!n.starts_with('.'));
+            }
+        }
+    }
+}

@@ -164,3 +164,17 @@ mod tests {
         assert!(Tokens::parse("a b c\n", "f").is_err());
     }
 }
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Random token files never panic the parser.
+        #[test]
+        fn random_files_never_panic(s in "\\PC{0,400}") {
+            let _ = Tokens::parse(&s, "random");
+        }
+    }
+}

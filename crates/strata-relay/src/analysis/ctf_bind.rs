@@ -36,6 +36,11 @@ impl CtfDecoder {
         })
     }
 
+    /// The frequency of the trace's first clock, if it declares one.
+    pub fn clock_freq(&self) -> Option<u64> {
+        self.class.metadata().clocks.first().map(|c| c.desc.freq)
+    }
+
     /// The syscall names, indexed by the ids the events carry.
     pub fn syscall_names(&self) -> Vec<Box<str>> {
         self.binder.syscall_names().to_vec()

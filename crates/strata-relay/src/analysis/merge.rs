@@ -86,35 +86,40 @@ impl Merger {
     /// `now`; with `all`, every event (end of stream).
     #[inline]
     pub fn drain(&mut self, now: i64, all: bool, mut apply: impl FnMut(&LiveEvent)) {
-        while let Some(&Reverse((ts, cpu))) = self.heap.peek() {
+        // The earliest queue is drained while its head is no later than
+        // the next queue's: one heap operation per run of events from one
+        // CPU, not per event (replayed packets bring long runs).
+        while let Some(Reverse((_, cpu))) = self.heap.pop() {
             let Some(q) = self.queues.get_mut(cpu as usize) else {
-                self.heap.pop();
                 continue;
             };
-            let Some(head) = q.front() else {
-                self.heap.pop();
-                continue;
-            };
-            let ready = all
-                || self.nonempty == self.seen_count
-                || self.len > self.cap
-                || now.saturating_sub(head.arrived) >= self.hold_ns;
-            if !ready {
-                break;
+            let bound = self.heap.peek().map(|r| r.0 .0);
+            loop {
+                let Some(head) = q.front() else {
+                    self.nonempty -= 1;
+                    break;
+                };
+                if bound.is_some_and(|b| head.ts > b) {
+                    self.heap.push(Reverse((head.ts, cpu)));
+                    break;
+                }
+                let ready = all
+                    || self.nonempty == self.seen_count
+                    || self.len > self.cap
+                    || now.saturating_sub(head.arrived) >= self.hold_ns;
+                if !ready {
+                    self.heap.push(Reverse((head.ts, cpu)));
+                    return;
+                }
+                let Some(ev) = q.pop_front() else { break };
+                self.len -= 1;
+                if ev.ts < self.last_released {
+                    self.late += 1;
+                } else {
+                    self.last_released = ev.ts;
+                }
+                apply(&ev);
             }
-            self.heap.pop();
-            let Some(ev) = q.pop_front() else { continue };
-            self.len -= 1;
-            match q.front() {
-                Some(next) => self.heap.push(Reverse((next.ts, cpu))),
-                None => self.nonempty -= 1,
-            }
-            if ts < self.last_released {
-                self.late += 1;
-            } else {
-                self.last_released = ts;
-            }
-            apply(&ev);
         }
     }
 }

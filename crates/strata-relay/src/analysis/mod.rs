@@ -40,7 +40,7 @@ impl Default for LiveConfig {
             window_ns: 5_000_000_000,
             buckets: 10,
             hold_ns: 20_000_000,
-            merge_cap: 1 << 18,
+            merge_cap: 1 << 16,
         }
     }
 }

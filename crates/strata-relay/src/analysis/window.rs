@@ -62,6 +62,8 @@ pub struct Window {
     syscalls: Vec<Option<Box<SyscallStats>>>,
     /// Which `recent` histogram takes new values, and the half-window it is for.
     recent_key: i64,
+    /// Where the half-window of `recent_key` ends, ns.
+    recent_end: i64,
     /// Time of the newest event applied, ns.
     pub now: i64,
     /// Time of the first event applied, ns.
@@ -90,6 +92,7 @@ impl Window {
             names: int_map(),
             syscalls: Vec::new(),
             recent_key: i64::MIN,
+            recent_end: i64::MIN,
             now: i64::MIN,
             first: None,
         }
@@ -109,8 +112,18 @@ impl Window {
         if self.first.is_none() {
             self.first = Some(ts);
         }
-        let half = ts.div_euclid((self.length() / 2).max(1));
-        if half != self.recent_key {
+        // A division only when a new half-window starts.
+        if ts >= self.recent_end {
+            self.rotate_recent(ts);
+        }
+    }
+
+    fn rotate_recent(&mut self, ts: i64) {
+        let len = (self.length() / 2).max(1);
+        let half = ts.div_euclid(len);
+        self.recent_end = half.saturating_add(1).saturating_mul(len);
+        // Only forward: an event a little late does not empty the window.
+        if half > self.recent_key {
             // Rotate: the older half-window is dropped.
             for s in self.syscalls.iter_mut().flatten() {
                 if half == self.recent_key.saturating_add(1) {

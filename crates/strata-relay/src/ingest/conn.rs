@@ -22,6 +22,9 @@ use crate::store::host_trace::stored_seq;
 
 /// Bytes read from the socket at once.
 const READ_CHUNK: usize = 256 * 1024;
+/// Bytes per second below which a frame that takes longer than the frame
+/// timeout marks a slow-loris client.
+const MIN_RATE: f64 = 16.0 * 1024.0;
 
 /// Why a connection ended: a short label (counted in `/metrics`) and the
 /// logged reason.
@@ -443,7 +446,9 @@ async fn frame_loop<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     let mut last_commit = Instant::now();
     let mut last_sent = Instant::now();
     let mut last_recv = Instant::now();
+    // A frame in progress: when it began, and the bytes received since.
     let mut partial_since: Option<Instant> = None;
+    let mut partial_bytes = 0u64;
     let idle_limit = cfg.heartbeat * 3;
     let store_err = |e: IngestError| match e {
         IngestError::Protocol(m) => end("protocol", m),
@@ -493,7 +498,12 @@ async fn frame_loop<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
                 format!("the agent said goodbye ({reason}) after seq {last}"),
             ));
         }
-        if ingest.pending_bytes() >= cfg.commit_bytes {
+        // Commit (and ack) every 4 MiB or every interval, whichever first;
+        // here rather than on the timer alone, which a flood of bytes could
+        // keep from firing.
+        if ingest.pending_bytes() >= cfg.commit_bytes
+            || last_commit.elapsed() >= cfg.commit_interval
+        {
             if let Some(seq) = blocking(|| ingest.commit()).map_err(store_err)? {
                 send(wr, &Message::Ack(Ack { seq }), cfg.frame_timeout).await?;
                 last_sent = Instant::now();
@@ -503,9 +513,16 @@ async fn frame_loop<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
         partial_since = match (dec.buffered() > 0, partial_since) {
             (false, _) => None,
             (true, Some(t)) => Some(t),
-            (true, None) => Some(Instant::now()),
+            (true, None) => {
+                partial_bytes = 0;
+                Some(Instant::now())
+            }
         };
         tokio::select! {
+            // Bytes waiting are read before any timer is looked at: a busy
+            // relay that polls late must not take its own delay for an
+            // idle or slow agent.
+            biased;
             r = rd.read(buf) => {
                 let n = match r {
                     Ok(0) => return Err(end("closed", "the agent closed the connection")),
@@ -514,15 +531,11 @@ async fn frame_loop<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
                 };
                 dec.feed(&buf[..n]);
                 last_recv = Instant::now();
+                partial_bytes += n as u64;
             }
             _ = tick.tick() => {
-                blocking(|| ingest.tick());
-                if last_commit.elapsed() >= cfg.commit_interval {
-                    if let Some(seq) = blocking(|| ingest.commit()).map_err(store_err)? {
-                        send(wr, &Message::Ack(Ack { seq }), cfg.frame_timeout).await?;
-                        last_sent = Instant::now();
-                    }
-                    last_commit = Instant::now();
+                if ingest.waiting() > 0 {
+                    blocking(|| ingest.tick());
                 }
                 if last_sent.elapsed() >= cfg.heartbeat {
                     let hb = Message::Heartbeat(Heartbeat {
@@ -535,8 +548,13 @@ async fn frame_loop<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
                 if last_recv.elapsed() >= idle_limit {
                     return Err(end("idle", format!("nothing received for {:?} (3 heartbeat intervals)", last_recv.elapsed())));
                 }
+                // A slow-loris client trickles bytes: a frame still
+                // incomplete after the timeout, received slower than
+                // MIN_RATE. A busy relay that reads late finds whole socket
+                // buffers waiting, far above that rate, and drops nobody.
                 if let Some(t) = partial_since {
-                    if t.elapsed() >= cfg.frame_timeout {
+                    let secs = t.elapsed().as_secs_f64();
+                    if t.elapsed() >= cfg.frame_timeout && (partial_bytes as f64) < MIN_RATE * secs {
                         return Err(end("slow", format!(
                             "a frame is still incomplete after {:?} ({} bytes of it received): slow or stalled client",
                             t.elapsed(), dec.buffered()

@@ -112,6 +112,8 @@ pub struct HostIngest {
     pending_events: u64,
     pending_bytes: u64,
     dirty: bool,
+    /// Commits so far, to prune the live window now and then.
+    commits: u64,
     /// Pages or packets that could not be decoded.
     pub corrupt: u64,
 }
@@ -144,6 +146,7 @@ impl HostIngest {
             pending_events: 0,
             pending_bytes: 0,
             dirty: false,
+            commits: 0,
             corrupt: 0,
         }
     }
@@ -151,6 +154,11 @@ impl HostIngest {
     /// The last sequence number committed.
     pub fn committed(&self) -> u64 {
         self.committed
+    }
+
+    /// Events waiting in the host's reorder buffer.
+    pub fn waiting(&self) -> usize {
+        lock(&self.entry.live).as_ref().map_or(0, |l| l.waiting())
     }
 
     /// Bytes stored since the last commit.
@@ -271,10 +279,7 @@ impl HostIngest {
                 })?;
                 let decoder = CtfDecoder::new(tsdl.as_bytes(), &self.hello.host_id)
                     .map_err(|e| IngestError::Protocol(format!("bad CTF metadata: {e}")))?;
-                let freq = strata_ctf::read::tsdl::parse(tsdl.as_bytes())
-                    .ok()
-                    .and_then(|m| m.clocks.first().map(|c| c.desc.freq))
-                    .unwrap_or(1_000_000_000);
+                let freq = decoder.clock_freq().unwrap_or(1_000_000_000);
                 let margin = (WATERMARK_MARGIN_NS as u128 * freq as u128 / 1_000_000_000) as u64;
                 let names = decoder.syscall_names();
                 (
@@ -548,6 +553,15 @@ impl HostIngest {
         {
             let mut st = lock(&self.entry.status);
             st.last_seq = self.committed;
+        }
+        self.commits += 1;
+        // Thread names outside the window are forgotten about once a
+        // second (at the default commit interval), which bounds them by
+        // the threads that ran recently.
+        if self.commits.is_multiple_of(10) {
+            if let Some(live) = lock(&self.entry.live).as_mut() {
+                live.prune();
+            }
         }
         self.publish(false);
         Ok(Some(self.committed))

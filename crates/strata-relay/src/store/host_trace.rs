@@ -351,3 +351,116 @@ fn next_trace_dir(host_dir: &Path, old: Option<&Checkpoint>) -> String {
 fn write_file(p: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     std::fs::write(p, bytes).map_err(|e| StoreError::io("write", p, e))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strata_ctf::index::IndexEntry;
+
+    fn lttng_trace() -> Option<(Vec<u8>, Vec<u8>, Vec<IndexEntry>)> {
+        let dir = Path::new("/work/shared/traces/tc-many-threads");
+        let meta = std::fs::read(dir.join("metadata")).ok()?;
+        let data = std::fs::read(dir.join("channel0_0")).ok()?;
+        let idx = strata_ctf::index::parse(&std::fs::read(dir.join("index/channel0_0.idx")).ok()?)
+            .ok()?;
+        Some((meta, data, idx))
+    }
+
+    fn packet<'a>(data: &'a [u8], e: &IndexEntry) -> &'a [u8] {
+        &data[e.offset as usize..(e.offset + e.packet_size / 8) as usize]
+    }
+
+    fn push(t: &mut HostTrace, data: &[u8], e: &IndexEntry) {
+        match t.writer().unwrap() {
+            Writer::Ctf(c) => {
+                c.push_packet("channel0_0", packet(data, e), e).unwrap();
+            }
+            Writer::Ftrace(_) => panic!("a CTF source gives a CTF writer"),
+        }
+    }
+
+    #[test]
+    fn resume_cuts_back_to_the_checkpoint_and_new_metadata_starts_a_new_directory() {
+        let Some((meta, data, idx)) = lttng_trace() else {
+            eprintln!("skipped: the shared LTTng trace is absent");
+            return;
+        };
+        let root = tempfile::tempdir().unwrap();
+        let src = TraceSource::Ctf {
+            metadata: meta.clone(),
+        };
+        let (mut t, last) = HostTrace::open(root.path(), "s", "h", &src, false, 7).unwrap();
+        assert_eq!(last, 0);
+        push(&mut t, &data, &idx[0]);
+        t.commit(Some(5)).unwrap();
+        // Stored but never committed: a crash here loses it from the files.
+        push(&mut t, &data, &idx[1]);
+        let stream = t.trace_dir().join("channel0_0");
+        let first = idx[0].packet_size / 8;
+        assert_eq!(
+            std::fs::metadata(&stream).unwrap().len(),
+            first + idx[1].packet_size / 8
+        );
+        drop(t);
+
+        let (t, last) = HostTrace::open(root.path(), "s", "h", &src, false, 7).unwrap();
+        assert_eq!(
+            last, 5,
+            "the same agent run resumes after its last committed frame"
+        );
+        assert!(t.trace_dir().ends_with("kernel"));
+        assert_eq!(
+            std::fs::metadata(&stream).unwrap().len(),
+            first,
+            "cut back to the checkpoint"
+        );
+        let entries = strata_ctf::index::parse(
+            &std::fs::read(t.trace_dir().join("index/channel0_0.idx")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(entries.len(), 1);
+        drop(t);
+
+        // Another agent run with the same metadata appends, from seq 0.
+        let (t, last) = HostTrace::open(root.path(), "s", "h", &src, false, 8).unwrap();
+        assert_eq!(last, 0);
+        assert!(t.trace_dir().ends_with("kernel"));
+        drop(t);
+
+        // Different metadata: the old trace stays, a new one starts.
+        let mut other = meta.clone();
+        other.extend_from_slice(b"\n/* changed */\n");
+        let src2 = TraceSource::Ctf { metadata: other };
+        let (t, _) = HostTrace::open(root.path(), "s", "h", &src2, false, 8).unwrap();
+        assert!(
+            t.trace_dir().ends_with("kernel-1"),
+            "{}",
+            t.trace_dir().display()
+        );
+        assert_eq!(
+            std::fs::metadata(&stream).unwrap().len(),
+            first,
+            "the old trace is untouched"
+        );
+    }
+
+    #[test]
+    fn names_are_checked_before_any_path_is_built() {
+        let root = tempfile::tempdir().unwrap();
+        let src = TraceSource::Ctf {
+            metadata: b"/* CTF 1.8 */".to_vec(),
+        };
+        for (s, h) in [("..", "h"), ("s", "../../etc"), ("/abs", "h"), ("s", "")] {
+            assert!(
+                HostTrace::open(root.path(), s, h, &src, false, 1).is_err(),
+                "{s}/{h}"
+            );
+            assert!(stored_seq(root.path(), s, h, 1).is_err());
+        }
+        assert_eq!(
+            std::fs::read_dir(root.path()).unwrap().count(),
+            0,
+            "nothing was created"
+        );
+    }
+}
