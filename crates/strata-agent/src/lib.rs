@@ -222,6 +222,8 @@ pub fn run(
     let (ctl_tx, ctl_rx) = mpsc::channel();
     let stats = Arc::new(Mutex::new(SenderStats::default()));
     let abort = Arc::new(AtomicBool::new(false));
+    outbox.add_cancel(Arc::clone(&stop));
+    outbox.add_cancel(Arc::clone(&abort));
     let sender = {
         let outbox = outbox.clone();
         let metadata = Arc::clone(&metadata);

@@ -274,9 +274,11 @@ impl LiveSource {
             report.statedump_threads = threads.len();
             let ts = self.clock_now();
             let rows: Vec<ThreadRow> = threads.iter().map(crate::thread_row).collect();
-            let parts = rows.chunks(STATEDUMP_ROWS).count().max(1);
+            let parts = rows.len().div_ceil(STATEDUMP_ROWS).max(1);
             for part in 0..parts {
-                let chunk = rows.chunks(STATEDUMP_ROWS).nth(part).unwrap_or(&[]);
+                let chunk = rows
+                    .get(part * STATEDUMP_ROWS..((part + 1) * STATEDUMP_ROWS).min(rows.len()))
+                    .unwrap_or(&[]);
                 let msg = Message::Statedump(Statedump {
                     ts,
                     part: part as u32,

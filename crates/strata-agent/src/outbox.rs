@@ -74,6 +74,8 @@ struct Inner {
     /// Set when the producer has pushed its last frame.
     closed: bool,
     spool_error: Option<String>,
+    /// Flags that end any wait for acks (the agent is stopping).
+    cancel: Vec<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// The shared outbox. Cheap to clone: it is an `Arc` inside.
@@ -111,6 +113,7 @@ impl Outbox {
                     stats: OutboxStats::default(),
                     closed: false,
                     spool_error: None,
+                    cancel: Vec::new(),
                 }),
                 Condvar::new(),
             )),
@@ -131,6 +134,12 @@ impl Outbox {
     /// Drains the wake-up descriptor.
     pub fn clear_wake(&self) {
         self.wake.clear();
+    }
+
+    /// Adds a flag that, once set, ends any wait of a producer for acks (so
+    /// that Ctrl-C is never stuck behind a stalled relay).
+    pub fn add_cancel(&self, flag: Arc<std::sync::atomic::AtomicBool>) {
+        self.lock().cancel.push(flag);
     }
 
     /// The ring-buffer page layout, so that dropped pages can be counted.
@@ -169,7 +178,13 @@ impl Outbox {
         push_frame(&mut g, seq, frame);
         // Over the limit with only frames in flight left to move: wait for
         // acks, or for the connection to end (then they may be dropped).
-        while g.mem_bytes > g.mem_max && g.sent_upto > g.acked {
+        while g.mem_bytes > g.mem_max
+            && g.sent_upto > g.acked
+            && !g
+                .cancel
+                .iter()
+                .any(|c| c.load(std::sync::atomic::Ordering::Relaxed))
+        {
             self.wake.wake();
             g = self
                 .inner
