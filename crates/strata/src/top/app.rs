@@ -191,7 +191,7 @@ impl App {
         match self.syscall_sort {
             SyscallSort::Rate => v.sort_by(|a, b| b.rate_per_s.total_cmp(&a.rate_per_s)),
             SyscallSort::Latency => v.sort_by(|a, b| b.recent.p99_us.total_cmp(&a.recent.p99_us)),
-            SyscallSort::Errors => v.sort_by(|a, b| b.total_errors.cmp(&a.total_errors)),
+            SyscallSort::Errors => v.sort_by_key(|s| std::cmp::Reverse(s.total_errors)),
         }
         v
     }
