@@ -113,6 +113,8 @@ pub(crate) struct ClassPlan {
     pub marks_end: usize,
     /// When the payload is all fixed: its alignment, size and mark.
     pub pay_fast: Option<FastScope>,
+    /// The flat-array slot of that mark, or `u32::MAX`.
+    pub pay_slot: u32,
     pub lookup: Vec<Lookup>,
     /// Top-level payload fields, in order.
     pub payload_fields: Vec<(Box<str>, FieldRef)>,
@@ -291,8 +293,13 @@ fn class_plan(
         }
     }
     lookup.extend(sf.lookup.iter().cloned());
+    let pay_fast = payload.as_ref().and_then(|s| s.fast);
     ClassPlan {
-        pay_fast: payload.as_ref().and_then(|s| s.fast),
+        pay_fast,
+        pay_slot: pay_fast
+            .and_then(|f| f.mark)
+            .and_then(|m| u32::try_from(pay_base + m as usize).ok())
+            .unwrap_or(u32::MAX),
         context,
         payload,
         ctx_base,

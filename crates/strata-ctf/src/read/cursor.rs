@@ -1,13 +1,17 @@
 //! One stream's events in order: walks the packets of its files (rotated
 //! tracefiles in order), decodes each event header, contexts and payload,
 //! and keeps the state field accessors need (marks, registers, clock).
+//!
+//! The common event (LTTng header, fixed-size payload) takes one load of a
+//! per-cursor table entry, indexed by event id, that holds what decoding it
+//! needs; events with strings, sequences or variants are walked.
 
 use std::path::Path;
 
-use super::class::{EventClass, HeaderFast, TracePlan};
+use super::class::{ClassPlan, EventClass, HeaderFast, StreamPlan, TracePlan};
 use super::error::{ReadError, SkipStats};
 use super::packet::{decode_packet, PacketInfo};
-use super::plan::{Scope, ScopeKind};
+use super::plan::{align_up, FastScope, Scope, ScopeKind};
 use super::walk::{update_clock, DecodeError, Walker};
 
 /// Lets a cursor hand back the memory of packets it has finished, so a
@@ -28,6 +32,46 @@ pub(crate) struct Source<'s> {
 /// Granularity of released ranges.
 const PAGE: u64 = 4096;
 
+/// No mark to set.
+const NO_SLOT: u32 = u32::MAX;
+
+/// The current event of a cursor: what accessors read.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Current {
+    pub ts: i64,
+    pub cycles: u64,
+    /// Bit where the event starts in the packet.
+    pub start: u64,
+    /// Class index in the trace, and in the set.
+    pub class: u32,
+    pub index: u32,
+}
+
+/// What decoding needs of an event class, resolved on its first event in
+/// this cursor: one load per event instead of a chain of lookups.
+#[derive(Clone, Copy, Default)]
+struct Entry {
+    /// Resolved (the class exists and compiled).
+    ready: bool,
+    /// Its context or payload must be walked.
+    walk: bool,
+    pay_align: u32,
+    pay_bits: u32,
+    pay_slot: u32,
+    class: u32,
+    index: u32,
+}
+
+/// How a stream's event context is located.
+#[derive(Clone, Copy)]
+enum Sec<'s> {
+    None,
+    /// Fixed size: aligned and skipped, its start recorded in `slot`.
+    Fast(FastScope, u32),
+    /// Walked.
+    Walk(&'s Scope),
+}
+
 /// Reads one stream.
 pub(crate) struct Cursor<'s> {
     pub plan: &'s TracePlan,
@@ -41,28 +85,37 @@ pub(crate) struct Cursor<'s> {
     next_off: u64,
     /// Bytes of the current file already released.
     released_to: u64,
-    /// Bit offset in the packet where the current event starts.
-    ev_start: u64,
     /// The current packet's bytes.
     pub pkt: &'s [u8],
     pkt_off: u64,
     pkt_size: u64,
     content_end: u64,
+    /// Where the next event starts.
     pos: u64,
+    /// The clock after the current event.
+    clock: u64,
     /// Index of the current packet's stream class.
     pub sp: usize,
+    /// Its plan.
+    stream: Option<&'s StreamPlan>,
+    sec: Sec<'s>,
+    /// Registers and marks of the current event. Marks of every scope
+    /// kind sit at the plan's `mark_base` offsets, then the class's.
     pub regs: Vec<u64>,
-    /// Marks of every scope kind, at the plan's `mark_base` offsets.
     pub marks: Vec<u64>,
-    /// Global index of the current event's class.
-    pub class_index: u32,
+    /// The event at `pos` could not be decoded.
+    failed: Option<DecodeError>,
+    /// Per event id of the current stream class, what decoding needs of
+    /// its class (filled as ids are met).
+    table: Vec<Entry>,
+    /// The same for events whose header has no id.
+    no_id: Entry,
+    /// The stream class `table` and `no_id` are for.
+    table_sp: usize,
+    /// The current event.
+    pub cur: Current,
     /// Global index of the current packet's stream class.
     pub stream_global: u32,
-    clock: u64,
-    /// The current event.
-    pub cycles: u64,
-    pub ts: i64,
-    pub class: u32,
     pub cpu: u32,
     default_cpu: u32,
     pub lost_before: u64,
@@ -96,21 +149,26 @@ impl<'s> Cursor<'s> {
             file_i: 0,
             next_off: 0,
             released_to: 0,
-            ev_start: 0,
             pkt: &[],
             pkt_off: 0,
             pkt_size: 0,
             content_end: 0,
             pos: 0,
+            clock: 0,
             sp: 0,
+            stream: None,
+            sec: Sec::None,
             regs: vec![0; plan.regs],
             marks: vec![0; plan.mark_total],
-            class_index: u32::MAX,
+            failed: None,
+            table: Vec::new(),
+            no_id: Entry::default(),
+            table_sp: usize::MAX,
+            cur: Current {
+                index: u32::MAX,
+                ..Current::default()
+            },
             stream_global: u32::MAX,
-            clock: 0,
-            cycles: 0,
-            ts: 0,
-            class: 0,
             cpu: default_cpu,
             default_cpu,
             lost_before: 0,
@@ -147,23 +205,35 @@ impl<'s> Cursor<'s> {
 
     /// Moves to the next event. `Ok(false)` at the end of the stream. After an
     /// error (without `skip_corrupt`) the stream is finished.
+    #[inline(always)]
     pub(crate) fn advance(&mut self) -> Result<bool, ReadError> {
+        if self.pos < self.content_end && self.decode() {
+            return Ok(true);
+        }
+        self.advance_slow()
+    }
+
+    /// Past the end of a packet, or after an event that could not be
+    /// decoded: moves through packets and files to the next event.
+    #[inline(never)]
+    fn advance_slow(&mut self) -> Result<bool, ReadError> {
         loop {
-            if self.pos < self.content_end {
-                match self.decode_event() {
-                    Ok(()) => return Ok(true),
-                    Err(e) => {
-                        let err = self.corrupt(self.pkt_off, e);
-                        let left = (self.content_end - self.pos.min(self.content_end)) / 8;
-                        self.pos = self.content_end;
-                        if self.skip {
-                            self.note_skip(left);
-                            continue;
-                        }
-                        self.finish();
-                        return Err(err);
-                    }
+            if let Some(e) = self.failed.take() {
+                let err = self.corrupt(self.pkt_off, e);
+                let left = (self.content_end - self.pos.min(self.content_end)) / 8;
+                self.pos = self.content_end;
+                if self.skip {
+                    self.note_skip(left);
+                    continue;
                 }
+                self.finish();
+                return Err(err);
+            }
+            if self.pos < self.content_end {
+                if self.decode() {
+                    return Ok(true);
+                }
+                continue;
             }
             self.done_bytes += self.pkt_size;
             self.pkt_size = 0;
@@ -186,7 +256,7 @@ impl<'s> Cursor<'s> {
 
     /// The current event's file and byte offset.
     pub(crate) fn position(&self) -> (&'s Path, u64) {
-        (self.path(), self.pkt_off + self.ev_start / 8)
+        (self.path(), self.pkt_off + self.cur.start / 8)
     }
 
     fn finish(&mut self) {
@@ -212,7 +282,8 @@ impl<'s> Cursor<'s> {
             }
             let off = self.next_off;
             let data = file.data.get(off as usize..).unwrap_or(&[]);
-            let (ph, rest) = self.marks.split_at_mut(self.plan.marks[0]);
+            let at = self.plan.marks[0].min(self.marks.len());
+            let (ph, rest) = self.marks.split_at_mut(at);
             let pc = rest.get_mut(..self.plan.marks[1]).unwrap_or(&mut []);
             match decode_packet(self.plan, data, &mut self.regs, ph, pc) {
                 Ok(info) => {
@@ -244,11 +315,31 @@ impl<'s> Cursor<'s> {
         self.content_end = info.content_bits;
         self.pos = info.events_bit;
         self.sp = info.stream;
-        self.stream_global = self
-            .plan
-            .streams
-            .get(info.stream)
-            .map_or(u32::MAX, |s| s.global);
+        if self.table_sp != self.sp {
+            self.table.clear();
+            self.no_id = Entry::default();
+            self.table_sp = self.sp;
+        }
+        let plan = self.plan;
+        let sp = plan.streams.get(info.stream);
+        self.stream = sp;
+        self.stream_global = sp.map_or(u32::MAX, |s| s.global);
+        self.sec = match sp.and_then(|s| s.event_context) {
+            None => Sec::None,
+            Some(i) => {
+                let scope = plan.scope(i);
+                match scope.fast {
+                    Some(f) => {
+                        let k = ScopeKind::StreamEventContext as usize;
+                        let slot = f.mark.map_or(NO_SLOT, |m| {
+                            u32::try_from(plan.mark_base[k] + m as usize).unwrap_or(NO_SLOT)
+                        });
+                        Sec::Fast(f, slot)
+                    }
+                    None => Sec::Walk(scope),
+                }
+            }
+        };
         if let Some(t) = info.ts_begin {
             self.clock = t;
         }
@@ -268,198 +359,290 @@ impl<'s> Cursor<'s> {
         }
     }
 
-    /// Decodes the event at `pos`.
-    #[inline]
-    fn decode_event(&mut self) -> Result<(), DecodeError> {
-        let plan = self.plan;
-        let sp = &plan.streams[self.sp];
-        let data = self.pkt;
+    /// Decodes the event at `pos` and makes it current. On failure, keeps
+    /// the error in `failed` (reading resumes or stops there) and returns
+    /// false.
+    #[inline(always)]
+    fn decode(&mut self) -> bool {
+        let Some(sp) = self.stream else {
+            return self.fail(unknown_stream(self.pos));
+        };
+        let data: &'s [u8] = self.pkt;
         let end = self.content_end;
-        let mut pos = self.pos;
-        self.ev_start = pos;
-        let id: Option<u64>;
-        match sp.header_fast {
+        let start = self.pos;
+        let mut pos = start;
+        let mut clock = self.clock;
+        // The event header: id and clock.
+        let id = match sp.header_fast {
             HeaderFast::Compact => {
                 pos = (pos + 7) & !7;
                 let b = (pos >> 3) as usize;
-                let w = match data.get(b..b + 4) {
-                    Some(s) if pos + 32 <= end => u32::from_le_bytes([s[0], s[1], s[2], s[3]]),
-                    _ => return Err(short(pos, end)),
-                };
-                let small = w & 31;
-                if small < 31 {
-                    id = Some(small as u64);
-                    self.clock = update_clock(self.clock, (w >> 5) as u64, 27);
-                    pos += 32;
-                } else {
-                    match data.get(b + 1..b + 13) {
-                        Some(s) if pos + 104 <= end => {
-                            id = Some(u32::from_le_bytes([s[0], s[1], s[2], s[3]]) as u64);
-                            self.clock = u64::from_le_bytes([
-                                s[4], s[5], s[6], s[7], s[8], s[9], s[10], s[11],
-                            ]);
-                        }
-                        _ => return Err(short(pos, end)),
+                match (le32(data, b), le32(data, b + 1), le64(data, b + 5)) {
+                    // Room for either form: choose without branching, as
+                    // compact and extended headers interleave at random.
+                    (Some(w), Some(ext_id), Some(ext_ts)) if pos + 104 <= end => {
+                        // Masks rather than `if`, which the compiler would
+                        // turn back into a mispredicted branch.
+                        let ext = ((w & 31 == 31) as u64).wrapping_neg();
+                        let short = update_clock(clock, (w >> 5) as u64, 27);
+                        clock = (ext_ts & ext) | (short & !ext);
+                        pos += 32 + (72 & ext);
+                        Some((ext_id as u64 & ext) | ((w & 31) as u64 & !ext))
                     }
-                    pos += 104;
+                    (Some(w), ..) if w & 31 < 31 && pos + 32 <= end => {
+                        clock = update_clock(clock, (w >> 5) as u64, 27);
+                        pos += 32;
+                        Some((w & 31) as u64)
+                    }
+                    _ => return self.fail(short(pos, end)),
                 }
             }
             HeaderFast::Large => {
                 pos = (pos + 7) & !7;
                 let b = (pos >> 3) as usize;
-                let small = match data.get(b..b + 2) {
-                    Some(s) if pos + 48 <= end => u16::from_le_bytes([s[0], s[1]]),
-                    _ => return Err(short(pos, end)),
+                let (Some(small), Some(v)) = (le16(data, b), le32(data, b + 2)) else {
+                    return self.fail(short(pos, end));
                 };
+                if pos + 48 > end {
+                    return self.fail(short(pos, end));
+                }
                 if small < 65535 {
-                    let s = data.get(b + 2..b + 6).ok_or_else(|| short(pos, end))?;
-                    id = Some(small as u64);
-                    self.clock = update_clock(
-                        self.clock,
-                        u32::from_le_bytes([s[0], s[1], s[2], s[3]]) as u64,
-                        32,
-                    );
+                    clock = update_clock(clock, v as u64, 32);
                     pos += 48;
+                    Some(small as u64)
                 } else {
-                    match data.get(b + 2..b + 14) {
-                        Some(s) if pos + 112 <= end => {
-                            id = Some(u32::from_le_bytes([s[0], s[1], s[2], s[3]]) as u64);
-                            self.clock = u64::from_le_bytes([
-                                s[4], s[5], s[6], s[7], s[8], s[9], s[10], s[11],
-                            ]);
-                        }
-                        _ => return Err(short(pos, end)),
-                    }
+                    let Some(t) = le64(data, b + 6).filter(|_| pos + 112 <= end) else {
+                        return self.fail(short(pos, end));
+                    };
+                    clock = t;
                     pos += 112;
+                    Some(v as u64)
                 }
             }
-            HeaderFast::Generic => match sp.event_header {
-                Some(h) => {
-                    let scope = plan.scope(h);
-                    let k = ScopeKind::EventHeader as usize;
-                    let b = plan.mark_base[k];
-                    let mut w = Walker {
-                        data,
-                        end,
-                        regs: &mut self.regs,
-                        marks: self.marks.get_mut(b..b + plan.marks[k]).unwrap_or(&mut []),
-                        id: None,
-                        clock: self.clock,
-                    };
-                    pos = w
-                        .walk(scope, scope.root, pos)
-                        .map_err(|e| in_scope(e, "event header"))?;
-                    id = w.id;
-                    self.clock = w.clock;
+            HeaderFast::Generic => match self.walk_header(sp, data, end, pos, clock) {
+                Ok((p, id, c)) => {
+                    pos = p;
+                    clock = c;
+                    id
                 }
-                None => id = None,
+                Err(e) => return self.fail(e),
             },
+        };
+        // Its class, and where its contexts and payload are.
+        let cached = match id {
+            Some(i) => self.table.get(i as usize),
+            None => Some(&self.no_id),
+        };
+        let e = match cached {
+            Some(e) if e.ready => *e,
+            _ => match self.resolve(sp, id, start) {
+                Ok(e) => e,
+                Err(e) => return self.fail(e),
+            },
+        };
+        let (sec_at, pay_at) = if !e.walk {
+            let mut sec_at = 0;
+            if let Sec::Fast(f, _) = self.sec {
+                sec_at = align_up(pos, f.align);
+                pos = sec_at + f.bits;
+            }
+            let pay_at = align_up(pos, e.pay_align);
+            pos = pay_at + e.pay_bits as u64;
+            if pos > end {
+                return self.fail(past_content(self.sec, sec_at, pay_at, e.pay_bits, end));
+            }
+            (sec_at, pay_at)
+        } else {
+            match self.walk_event(sp, e, data, end, pos, clock) {
+                Ok((p, s, a)) => {
+                    pos = p;
+                    (s, a)
+                }
+                Err(err) => return self.fail(err),
+            }
+        };
+        if let Sec::Fast(_, slot) = self.sec {
+            if let Some(m) = self.marks.get_mut(slot as usize) {
+                *m = sec_at;
+            }
         }
+        if let Some(m) = self.marks.get_mut(e.pay_slot as usize) {
+            *m = pay_at;
+        }
+        self.cur = Current {
+            ts: sp.clock.to_ns(clock),
+            cycles: clock,
+            start,
+            class: e.class,
+            index: e.index,
+        };
+        self.pos = pos;
+        self.clock = clock;
+        self.lost_before = std::mem::take(&mut self.pending_lost);
+        true
+    }
+
+    /// Records that the event at `pos` cannot be decoded: reading resumes
+    /// (or stops) there. Returns false, for `decode` to return.
+    #[cold]
+    fn fail(&mut self, e: DecodeError) -> bool {
+        self.failed = Some(e);
+        false
+    }
+
+    /// Resolves the class of event id `id` (or the stream's only class):
+    /// compiles it if needed, makes room for its marks, and remembers what
+    /// the batch loop needs of it.
+    #[cold]
+    #[inline(never)]
+    fn resolve(
+        &mut self,
+        sp: &'s StreamPlan,
+        id: Option<u64>,
+        start: u64,
+    ) -> Result<Entry, DecodeError> {
         let local = match id {
             Some(i) => sp.classes.get(i).or(sp.only_class),
             None => sp.only_class.or_else(|| sp.classes.get(0)),
         };
         let classes: &'s [EventClass] = self.classes;
-        let Some(ec) = local.and_then(|l| classes.get(l as usize)) else {
-            return Err(DecodeError {
-                bit: self.pos,
-                msg: format!(
-                    "event id {} is not declared for stream class {} in the metadata",
-                    id.unwrap_or(0),
-                    sp.id
-                ),
-            });
+        let Some((local, ec)) = local.and_then(|l| Some((l, classes.get(l as usize)?))) else {
+            return Err(unknown_id(id, sp.id, start));
         };
-        let cp = ec.plan();
+        let cp: &'s ClassPlan = ec.plan();
         if let Some(e) = &cp.error {
             return Err(DecodeError {
-                bit: self.pos,
+                bit: start,
                 msg: e.clone(),
             });
         }
+        // A class compiled after this cursor was made may need more.
         if self.marks.len() < cp.marks_end {
-            // A class compiled after this cursor was made may need more.
             self.marks.resize(cp.marks_end, 0);
         }
-        if let Some(s) = sp.event_context {
-            let k = ScopeKind::StreamEventContext as usize;
-            pos = self.walk_scope(
-                plan.scope(s),
-                plan.mark_base[k],
-                plan.marks[k],
-                pos,
-                "stream event context",
-            )?;
-        }
-        if let Some(s) = &cp.context {
-            pos = self.walk_scope(s, cp.ctx_base, s.marks as usize, pos, "event context")?;
-        }
-        if let Some(f) = cp.pay_fast {
-            let start = super::plan::align_up(pos, f.align);
-            let end = start + f.bits;
-            if end > self.content_end {
-                return Err(DecodeError {
-                    bit: start,
-                    msg: format!(
-                        "event payload ({} bits at bit {start}) runs past the end of the packet content at bit {}",
-                        f.bits, self.content_end
-                    ),
-                });
-            }
-            if let Some(m) = f.mark {
-                if let Some(slot) = self.marks.get_mut(cp.pay_base + m as usize) {
-                    *slot = start;
+        let fixed_payload = cp.pay_fast.is_some() || cp.payload.is_none();
+        let entry = Entry {
+            ready: true,
+            walk: !fixed_payload || cp.context.is_some() || matches!(self.sec, Sec::Walk(_)),
+            pay_align: cp.pay_fast.map_or(1, |f| f.align),
+            pay_bits: cp.pay_fast.map_or(0, |f| f.bits as u32),
+            pay_slot: cp.pay_slot,
+            class: local,
+            index: ec.index,
+        };
+        // Ids are small in practice (LTTng's are below a few thousand);
+        // larger ones are resolved each time rather than sizing a table.
+        match id {
+            Some(i) if i < 1 << 16 => {
+                let i = i as usize;
+                if self.table.len() <= i {
+                    self.table.resize(i + 1, Entry::default());
                 }
+                self.table[i] = entry;
             }
-            pos = end;
-        } else if let Some(s) = &cp.payload {
-            pos = self.walk_scope(s, cp.pay_base, s.marks as usize, pos, "event payload")?;
+            Some(_) => {}
+            None => self.no_id = entry,
         }
-        self.class_index = ec.index;
-        self.pos = pos;
-        self.class = local.unwrap_or(0);
-        self.cycles = self.clock;
-        self.ts = sp.clock.to_ns(self.clock);
-        self.lost_before = std::mem::take(&mut self.pending_lost);
-        Ok(())
+        Ok(entry)
     }
 
-    /// Walks one scope whose marks start at `base` in the flat array.
-    #[inline(always)]
-    fn walk_scope(
+    /// Decodes the contexts and payload of an event that needs walking. Returns where the event ends, and where its
+    /// fixed stream event context and fixed payload start.
+    #[inline(never)]
+    fn walk_event(
+        &mut self,
+        sp: &'s StreamPlan,
+        e: Entry,
+        data: &'s [u8],
+        end: u64,
+        mut pos: u64,
+        clock: u64,
+    ) -> Result<(u64, u64, u64), DecodeError> {
+        let plan = self.plan;
+        let classes: &'s [EventClass] = self.classes;
+        let Some(ec) = classes.get(e.class as usize) else {
+            return Err(unknown_id(None, sp.id, pos));
+        };
+        let cp: &'s ClassPlan = ec.plan();
+        let mut sec_at = 0;
+        match self.sec {
+            Sec::None => {}
+            Sec::Fast(f, _) => {
+                sec_at = align_up(pos, f.align);
+                pos = fixed_end(sec_at, f.bits, end, "stream event context")?;
+            }
+            Sec::Walk(scope) => {
+                let k = ScopeKind::StreamEventContext as usize;
+                let (b, m) = (plan.mark_base[k], plan.marks[k]);
+                pos = self.walk_into(scope, b, m, data, end, pos, clock, "stream event context")?;
+            }
+        }
+        if let Some(s) = &cp.context {
+            let m = s.marks as usize;
+            pos = self.walk_into(s, cp.ctx_base, m, data, end, pos, clock, "event context")?;
+        }
+        let mut pay_at = 0;
+        if let Some(f) = cp.pay_fast {
+            pay_at = align_up(pos, f.align);
+            pos = fixed_end(pay_at, f.bits, end, "event payload")?;
+        } else if let Some(s) = &cp.payload {
+            let m = s.marks as usize;
+            pos = self.walk_into(s, cp.pay_base, m, data, end, pos, clock, "event payload")?;
+        }
+        Ok((pos, sec_at, pay_at))
+    }
+
+    /// Walks a generic event header: returns where it ends, the event id
+    /// it holds and the clock it sets.
+    fn walk_header(
+        &mut self,
+        sp: &StreamPlan,
+        data: &[u8],
+        end: u64,
+        pos: u64,
+        clock: u64,
+    ) -> Result<(u64, Option<u64>, u64), DecodeError> {
+        let Some(h) = sp.event_header else {
+            return Ok((pos, None, clock));
+        };
+        let plan = self.plan;
+        let scope = plan.scope(h);
+        let k = ScopeKind::EventHeader as usize;
+        let b = plan.mark_base[k];
+        let mut w = Walker {
+            data,
+            end,
+            regs: &mut self.regs,
+            marks: self.marks.get_mut(b..b + plan.marks[k]).unwrap_or(&mut []),
+            id: None,
+            clock,
+        };
+        let p = w
+            .walk(scope, scope.root, pos)
+            .map_err(|e| in_scope(e, "event header"))?;
+        Ok((p, w.id, w.clock))
+    }
+
+    /// Walks one scope; its marks start at `base`.
+    #[allow(clippy::too_many_arguments)]
+    fn walk_into(
         &mut self,
         scope: &Scope,
         base: usize,
         nmarks: usize,
+        data: &[u8],
+        end: u64,
         pos: u64,
+        clock: u64,
         what: &str,
     ) -> Result<u64, DecodeError> {
-        if let Some(f) = scope.fast {
-            let start = super::plan::align_up(pos, f.align);
-            let end = start + f.bits;
-            if end > self.content_end {
-                return Err(DecodeError {
-                    bit: start,
-                    msg: format!(
-                        "{what} ({} bits at bit {start}) runs past the end of the packet content at bit {}",
-                        f.bits, self.content_end
-                    ),
-                });
-            }
-            if let Some(m) = f.mark {
-                if let Some(slot) = self.marks.get_mut(base + m as usize) {
-                    *slot = start;
-                }
-            }
-            return Ok(end);
-        }
         let mut w = Walker {
-            data: self.pkt,
-            end: self.content_end,
+            data,
+            end,
             regs: &mut self.regs,
             marks: self.marks.get_mut(base..base + nmarks).unwrap_or(&mut []),
             id: None,
-            clock: self.clock,
+            clock,
         };
         w.walk(scope, scope.root, pos)
             .map_err(|e| in_scope(e, what))
@@ -471,6 +654,78 @@ impl<'s> Cursor<'s> {
     }
 }
 
+/// Little-endian integers at byte `at`, `None` past the end: one load each.
+#[inline(always)]
+fn le16(d: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_le_bytes(
+        d.get(at..at.checked_add(2)?)?.try_into().ok()?,
+    ))
+}
+#[inline(always)]
+fn le32(d: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(
+        d.get(at..at.checked_add(4)?)?.try_into().ok()?,
+    ))
+}
+#[inline(always)]
+fn le64(d: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(
+        d.get(at..at.checked_add(8)?)?.try_into().ok()?,
+    ))
+}
+
+/// The end of a fixed-size scope of `bits` bits at `start`, checked against
+/// the end of the packet content.
+#[inline(always)]
+fn fixed_end(start: u64, bits: u64, end: u64, what: &str) -> Result<u64, DecodeError> {
+    let e = start + bits;
+    if e > end {
+        return Err(overrun(start, bits, end, what));
+    }
+    Ok(e)
+}
+
+#[cold]
+fn overrun(start: u64, bits: u64, end: u64, what: &str) -> DecodeError {
+    DecodeError {
+        bit: start,
+        msg: format!(
+            "{what} ({bits} bits at bit {start}) runs past the end of the packet content at bit {end}"
+        ),
+    }
+}
+
+/// Which part of a fixed-size event runs past the packet content.
+#[cold]
+fn past_content(sec: Sec<'_>, sec_at: u64, pay_at: u64, pay_bits: u32, end: u64) -> DecodeError {
+    if let Sec::Fast(f, _) = sec {
+        if sec_at + f.bits > end {
+            return overrun(sec_at, f.bits, end, "stream event context");
+        }
+    }
+    overrun(pay_at, pay_bits as u64, end, "event payload")
+}
+
+#[cold]
+fn unknown_stream(at: u64) -> DecodeError {
+    DecodeError {
+        bit: at,
+        msg: "the packet's stream class is unknown".into(),
+    }
+}
+
+#[cold]
+fn unknown_id(id: Option<u64>, stream: u64, start: u64) -> DecodeError {
+    DecodeError {
+        bit: start,
+        msg: format!(
+            "event id {} is not declared for stream class {stream} in the metadata",
+            id.unwrap_or(0)
+        ),
+    }
+}
+
+#[cold]
 fn short(pos: u64, end: u64) -> DecodeError {
     DecodeError {
         bit: pos,

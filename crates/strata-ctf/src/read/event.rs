@@ -43,23 +43,23 @@ impl<'a> Event<'a> {
     /// The event's class.
     #[inline]
     pub fn class(&self) -> &'a EventClass {
-        &self.c.classes[self.c.class as usize]
+        &self.c.classes[self.c.cur.class as usize]
     }
     /// The class's dense global index, as `class().index()`, without
     /// touching the class: for dispatch tables in hot loops.
     #[inline]
     pub fn class_index(&self) -> usize {
-        self.c.class_index as usize
+        self.c.cur.index as usize
     }
     /// Nanoseconds since the Unix epoch, clock offset applied.
     #[inline]
     pub fn ts(&self) -> i64 {
-        self.c.ts
+        self.c.cur.ts
     }
     /// The raw clock value.
     #[inline]
     pub fn cycles(&self) -> u64 {
-        self.c.cycles
+        self.c.cur.cycles
     }
     /// Index of the trace in the set.
     #[inline]
@@ -101,7 +101,7 @@ impl<'a> Event<'a> {
         // field to field.
         let event_scope = matches!(f.scope, ScopeKind::Payload | ScopeKind::EventContext);
         let owner = if event_scope {
-            self.c.class_index
+            self.c.cur.index
         } else {
             self.c.stream_global
         };

@@ -24,7 +24,7 @@ pub struct Events<'s> {
 
 #[inline(always)]
 fn key(c: &Cursor<'_>) -> u128 {
-    ((((c.ts as u64) ^ (1 << 63)) as u128) << 32) | c.key as u128
+    ((((c.cur.ts as u64) ^ (1 << 63)) as u128) << 32) | c.key as u128
 }
 
 impl<'s> Events<'s> {

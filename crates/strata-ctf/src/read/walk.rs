@@ -40,11 +40,8 @@ pub(crate) fn update_clock(clock: u64, v: u64, bits: u8) -> u64 {
     }
     let mask = (1u64 << bits) - 1;
     let t = (clock & !mask) | v;
-    if v < (clock & mask) {
-        t.wrapping_add(1u64 << bits)
-    } else {
-        t
-    }
+    // Branch-free: whether it wrapped is data, not control.
+    t.wrapping_add(((v < (clock & mask)) as u64) << bits)
 }
 
 /// Mutable state of a walk.
