@@ -56,7 +56,7 @@ pub struct HostStatus {
     pub cpus: u32,
     /// The trace directory being written.
     pub trace_dir: String,
-    /// Events stored since the relay started.
+    /// Events stored in the current trace directory.
     pub events: u64,
     /// Bytes received from the agent (frames, as sent).
     pub wire_bytes: u64,

@@ -2,6 +2,7 @@
 //! schema of `docs/api.md`), built on demand from a [`LiveHost`].
 
 use serde::Serialize;
+use strata_analysis::hash::{int_map, IntMap};
 use strata_analysis::state::{CpuMode, Idents};
 
 use super::hist::LogHist;
@@ -201,6 +202,19 @@ pub struct CpuLost {
     pub lost: u64,
 }
 
+/// Keeps the first `n` of `v` in `cmp` order, sorted, without sorting the rest.
+fn top<T>(v: &mut Vec<T>, n: usize, cmp: impl Fn(&T, &T) -> std::cmp::Ordering) {
+    if n == 0 {
+        v.clear();
+        return;
+    }
+    if v.len() > n {
+        v.select_nth_unstable_by(n - 1, &cmp);
+        v.truncate(n);
+    }
+    v.sort_by(cmp);
+}
+
 fn span_ns(begin: i64, end: i64) -> f64 {
     (end.saturating_sub(begin)).max(1) as f64
 }
@@ -248,38 +262,40 @@ impl LiveHost {
         let t = self.window().cpu_time(&self.running_slices(), m.idents());
         let span = span_ns(t.begin, t.end);
         let pct = |ns: u64| ns as f64 * 100.0 / span;
-        let mut procs: Vec<ProcessRow> = Vec::new();
+        // Processes by pid through a map: a host may run thousands of
+        // threads, and /metrics asks for every host.
+        let mut by_pid: IntMap<i32, ProcessRow> = int_map();
         for (tid, ns, who) in &t.threads {
             let pid = who.pid.unwrap_or(*tid);
-            match procs.iter_mut().find(|p| p.pid == pid) {
-                Some(p) => {
-                    p.threads += 1;
-                    p.cpu_ns += ns;
-                }
-                None => procs.push(ProcessRow {
-                    pid,
-                    comm: who.process.to_string_lossy(),
-                    threads: 1,
-                    cpu_ns: *ns,
-                    cpu_pct: 0.0,
-                }),
-            }
+            let p = by_pid.entry(pid).or_insert_with(|| ProcessRow {
+                pid,
+                comm: who.process.to_string_lossy(),
+                threads: 0,
+                cpu_ns: 0,
+                cpu_pct: 0.0,
+            });
+            p.threads += 1;
+            p.cpu_ns += ns;
         }
+        let mut procs: Vec<ProcessRow> = by_pid.into_values().collect();
+        top(&mut procs, limit, |a, b| {
+            b.cpu_ns.cmp(&a.cpu_ns).then(a.pid.cmp(&b.pid))
+        });
         for p in &mut procs {
             p.cpu_pct = pct(p.cpu_ns);
         }
-        procs.sort_by(|a, b| b.cpu_ns.cmp(&a.cpu_ns).then(a.pid.cmp(&b.pid)));
-        procs.truncate(limit);
+        let mut threads = t.threads.clone();
+        top(&mut threads, limit, |a, b| {
+            b.1.cmp(&a.1).then(a.0.cmp(&b.0))
+        });
         let busy: u64 = t.per_cpu.iter().sum();
         let ncpu = m.cpu_count().max(1) as f64;
         ThreadsReport {
             begin_ns: t.begin,
             end_ns: t.end,
             total_pct: busy as f64 * 100.0 / span / ncpu,
-            threads: t
-                .threads
+            threads: threads
                 .iter()
-                .take(limit)
                 .map(|(tid, ns, who)| ThreadRow {
                     tid: *tid,
                     pid: who.pid,

@@ -228,7 +228,7 @@ impl Window {
             }
             names.push((tid, who(ids, s.thread)));
         }
-        let mut threads: Vec<(Tid, u64, Who)> = per_tid
+        let threads: Vec<(Tid, u64, Who)> = per_tid
             .into_iter()
             .map(|(t, d)| {
                 let w = names
@@ -240,7 +240,6 @@ impl Window {
                 (t, d, w)
             })
             .collect();
-        threads.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         CpuTime {
             begin,
             end: self.now,
@@ -294,7 +293,7 @@ pub struct CpuTime {
     pub begin: i64,
     /// Window end (newest event), ns.
     pub end: i64,
-    /// `(tid, ns, who)`, most CPU first.
+    /// `(tid, ns, who)`, in no particular order.
     pub threads: Vec<(Tid, u64, Who)>,
     /// Busy ns per CPU.
     pub per_cpu: Vec<u64>,
@@ -382,7 +381,8 @@ mod tests {
         switch(&mut m, &mut w, 0, 0, 0, 7);
         switch(&mut m, &mut w, 300 * MS, 0, 7, 8);
         switch(&mut m, &mut w, 400 * MS, 0, 8, 0);
-        let t = w.cpu_time(&[], m.idents());
+        let mut t = w.cpu_time(&[], m.idents());
+        t.threads.sort_by_key(|x| std::cmp::Reverse(x.1));
         assert_eq!(t.threads[0].0, 7);
         assert_eq!(t.threads[0].1, 300 * MS as u64);
         assert_eq!(t.threads[0].2.comm.as_bytes(), b"seven");

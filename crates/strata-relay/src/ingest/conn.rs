@@ -490,7 +490,7 @@ async fn frame_loop<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
             send(wr, &Message::Ack(Ack { seq: last }), cfg.frame_timeout).await?;
             let bye = Message::Goodbye(Goodbye {
                 last_seq: last,
-                reason: "the agent said goodbye".into(),
+                reason: format!("every frame up to {last} is stored"),
             });
             send(wr, &bye, cfg.frame_timeout).await?;
             return Ok(end(

@@ -322,6 +322,9 @@ impl HostIngest {
         {
             let mut st = lock(&self.entry.status);
             st.trace_dir = trace.trace_dir().display().to_string();
+            // Events of this trace stored before (by an earlier connection
+            // or before a relay restart) count too.
+            st.events = trace.checkpoint().events;
             st.cpus = self.hello.host.cpu_count;
             st.last_seq = self.committed;
         }
