@@ -96,7 +96,7 @@ fn relay_killed_mid_stream_resumes_without_loss_or_duplicates() {
         "the restarted relay resumed from its checkpoint: {log}"
     );
     assert_same_trace(&relay.data, "r1", &src);
-    assert_eq!(events_stored(&relay, "r1") > 0, true);
+    assert!(events_stored(&relay, "r1") > 0);
 }
 
 /// A TCP proxy that can cut its connections and refuse new ones for a while.
