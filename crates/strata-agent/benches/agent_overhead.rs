@@ -353,7 +353,12 @@ fn agent(relay: &TestRelay, compression: &str, calls: u64) -> Run {
     if let Some(mut e) = child.stderr.take() {
         let _ = e.read_to_string(&mut err);
     }
-    assert!(err.is_empty(), "agent: {err}");
+    // Cleaning up another tool's dead instance is a note, not a failure.
+    let unexpected: Vec<&str> = err
+        .lines()
+        .filter(|l| !l.contains("removed stale tracefs instance"))
+        .collect();
+    assert!(unexpected.is_empty(), "agent: {err}");
     let g = relay.shared.lock().expect("relay state");
     let r = &g.instances[&instance];
     Run {

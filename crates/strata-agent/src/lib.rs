@@ -202,12 +202,20 @@ pub fn run(
             Source::Replay,
         ),
     };
+    let mut host = config.host.clone();
+    if matches!(prepared, Prepared::Replay(_)) {
+        // A replayed trace keeps its own CPUs; this machine's count would
+        // misdescribe it to the relay and its viewers.
+        if let Some(max) = metadata.cpus.iter().max() {
+            host.cpu_count = max + 1;
+        }
+    }
     let metadata = Arc::new(Mutex::new(metadata));
     let sender_cfg = SenderConfig {
         relay: config.relay.clone(),
         tls,
         host_id: config.host_id.clone(),
-        host: config.host.clone(),
+        host,
         token: config.token.clone(),
         session: config.session.clone(),
         source: wire_source,

@@ -395,7 +395,9 @@ fn handshake(
     while conn.is_handshaking() {
         if let Err(e) = conn.complete_io(&mut s) {
             let text = e.to_string();
-            let hint = if text.contains("certificate") || text.contains("Certificate") {
+            let hint = if text.contains("CaUsedAsEndEntity") {
+                "the relay's certificate is marked as a CA (basicConstraints CA:TRUE); make a leaf certificate (openssl: -addext basicConstraints=critical,CA:FALSE) or sign one with that CA"
+            } else if text.contains("certificate") || text.contains("Certificate") {
                 "is --ca the certificate (or the CA) the relay presents, and does --tls-name match it?"
             } else if would_block(&e) {
                 "the relay did not answer the TLS handshake in time: is it started with TLS (not --insecure)?"
