@@ -12,6 +12,7 @@
 #![warn(missing_docs)]
 
 pub mod error;
+pub mod flight;
 pub mod link;
 pub mod live;
 pub mod metadata;
@@ -23,6 +24,7 @@ pub mod testkit;
 mod waker;
 
 pub use error::AgentError;
+pub use flight::{FlightOptions, FlightRing};
 pub use link::{client_config, host_of, Link, LinkError, Security};
 pub use live::{LiveOptions, LiveReport, LiveSource};
 pub use metadata::MetadataState;
@@ -192,7 +194,7 @@ pub fn run(
         Live(Box<LiveSource>),
         Replay(Box<ReplaySource>),
     }
-    let (prepared, wire_source) = match source {
+    let (mut prepared, wire_source) = match source {
         SourceConfig::Live(opts) => (
             Prepared::Live(Box::new(LiveSource::setup(opts, &mut metadata)?)),
             Source::Live,
@@ -219,6 +221,9 @@ pub fn run(
         final_ack_wait: config.final_ack_wait,
         quiet: config.quiet,
     };
+    if let Prepared::Live(src) = &mut prepared {
+        src.set_snapshot_link(sender_cfg.clone());
+    }
     let (ctl_tx, ctl_rx) = mpsc::channel();
     let stats = Arc::new(Mutex::new(SenderStats::default()));
     let abort = Arc::new(AtomicBool::new(false));

@@ -131,6 +131,20 @@ pub struct AgentArgs {
     /// No progress messages.
     #[arg(short, long)]
     quiet: bool,
+
+    /// `live` streams everything; `flight` keeps a recent window in memory
+    /// (kernel buffers in overwrite mode) and sends only the snapshots the
+    /// relay asks for (`strata ctl snapshot`).
+    #[arg(long, default_value = "live", value_parser = ["live", "flight"])]
+    mode: String,
+
+    /// Flight mode: how much recent history to keep.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    keep: Duration,
+
+    /// Flight mode: the most page bytes kept in memory, all CPUs together.
+    #[arg(long, default_value = "64M", value_parser = parse_size)]
+    flight_max: u64,
 }
 
 fn security(args: &AgentArgs) -> anyhow::Result<Security> {
@@ -204,6 +218,10 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
                 flush_interval: args.flush_interval,
                 compression: args.compress,
                 count_events: args.count_events,
+                flight: (args.mode == "flight").then_some(strata_agent::FlightOptions {
+                    keep: args.keep,
+                    max_bytes: args.flight_max.min(usize::MAX as u64) as usize,
+                }),
                 ..LiveOptions::default()
             })
         }
