@@ -25,7 +25,10 @@ mod waker;
 
 pub use error::AgentError;
 pub use flight::{FlightOptions, FlightRing};
-pub use link::{client_config, host_of, Link, LinkError, Security};
+pub use link::{
+    client_config, host_of, start_stdio_bridge, stdio_closed, Link, LinkError, Security,
+    STDIO_RELAY,
+};
 pub use live::{LiveOptions, LiveReport, LiveSource};
 pub use metadata::MetadataState;
 pub use outbox::{Outbox, OutboxStats};

@@ -105,6 +105,33 @@ pub async fn run(
     ));
 }
 
+/// Serves one agent over a byte stream that is already connected (the
+/// stdin/stdout of an `ssh ... strata agent --stdio`), without TLS, to its
+/// end; returns why it ended as (label, reason).
+pub async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin + Send>(
+    stream: S,
+    peer: &str,
+    cfg: Arc<IngestConfig>,
+    registry: Arc<Registry>,
+    shutdown: watch::Receiver<bool>,
+) -> (&'static str, String) {
+    registry.totals.accepted.fetch_add(1, Ordering::Relaxed);
+    let r = session(
+        stream,
+        peer,
+        false,
+        cfg.handshake_timeout,
+        &cfg,
+        &registry,
+        shutdown,
+    )
+    .await;
+    let e = match r {
+        Ok(e) | Err(e) => e,
+    };
+    (e.label, e.reason)
+}
+
 /// Reads until a whole frame is buffered, or the deadline passes.
 async fn read_frame<R: AsyncRead + Unpin>(
     rd: &mut R,
