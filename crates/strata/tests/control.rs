@@ -141,7 +141,26 @@ fn flight_snapshot_holds_a_50ms_sleep() {
             "4M",
         ],
     );
+    // A second host in flight mode: one snapshot id covers both.
+    let mut agent2 = Agent::start(
+        relay.ingest,
+        &s,
+        &[
+            "--insecure",
+            "--mode",
+            "flight",
+            "--keep",
+            "5s",
+            "--host-id",
+            "flight2",
+            "--events",
+            "sched",
+            "--buffer-size",
+            "1M",
+        ],
+    );
     wait_connected(&relay, "flight1");
+    wait_connected(&relay, "flight2");
     std::thread::sleep(Duration::from_millis(300));
     // One process that sleeps 50 ms inside clock_nanosleep.
     let sleeper = Command::new("sleep")
@@ -156,11 +175,29 @@ fn flight_snapshot_holds_a_50ms_sleep() {
         &relay,
         Some(&token),
         &[
-            "snapshot", "--host", "flight1", "--before", "5s", "--after", "500ms",
+            "snapshot",
+            "--host",
+            "flight1,flight2",
+            "--before",
+            "5s",
+            "--after",
+            "500ms",
         ],
     );
     assert!(ok, "ctl snapshot failed: {err}\nagent: {}", agent.log());
-    let path = PathBuf::from(stdout.trim());
+    let paths: Vec<PathBuf> = stdout.lines().map(PathBuf::from).collect();
+    assert_eq!(paths.len(), 2, "{stdout}");
+    assert_eq!(
+        paths[0].parent().and_then(Path::parent),
+        paths[1].parent().and_then(Path::parent),
+        "one snapshot id for both hosts"
+    );
+    let other = common::babeltrace_events(&paths[1]);
+    assert!(
+        other.iter().any(|e| e.name == "sched_switch"),
+        "flight2's part holds no sched_switch"
+    );
+    let path = paths[0].clone();
     assert!(
         path.starts_with(relay.data.join("snapshots")) && path.ends_with("flight1/kernel"),
         "{}",
@@ -209,6 +246,7 @@ fn flight_snapshot_holds_a_50ms_sleep() {
         "the longest nanosleep took {max_ns} ns: {text}"
     );
     stop_agent(&mut agent);
+    stop_agent(&mut agent2);
 }
 
 /// The longest duration, ns, of a `*nanosleep` row of an analyze document.
