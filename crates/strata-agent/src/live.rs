@@ -27,6 +27,8 @@ use strata_wire::{
 
 /// Rows per state dump frame.
 const STATEDUMP_ROWS: usize = 8192;
+/// Snapshots a flight-mode agent holds at once.
+const MAX_PENDING_SNAPSHOTS: usize = 4;
 
 /// How the live source traces.
 #[derive(Debug, Clone)]
@@ -282,10 +284,12 @@ impl LiveSource {
                 "this agent is not in flight-recorder mode (start it with --mode flight)".into(),
             ));
         };
-        if pending.len() >= 16 {
-            return Err(AgentError::Config(
-                "16 snapshots are already waiting to be sent".into(),
-            ));
+        // Each waiting snapshot copies its window out of the ring when it
+        // is sent: a few at a time bound that memory.
+        if pending.len() >= MAX_PENDING_SNAPSHOTS {
+            return Err(AgentError::Config(format!(
+                "{MAX_PENDING_SNAPSHOTS} snapshots are already waiting to be sent; try again in a moment"
+            )));
         }
         let now = self.clock_now();
         if before_ns > keep.as_nanos() as u64 {
