@@ -171,6 +171,15 @@ fn flight_snapshot_holds_a_50ms_sleep() {
     let out = sleeper.wait_with_output().unwrap();
     assert!(out.status.success());
     std::thread::sleep(Duration::from_millis(200));
+    let (ok, hosts, err) = ctl(&relay, Some(&token), &["hosts"]);
+    assert!(
+        ok && hosts.contains("flight1") && hosts.contains("flight2"),
+        "{hosts}{err}"
+    );
+    let asked_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64;
     let (ok, stdout, err) = ctl(
         &relay,
         Some(&token),
@@ -198,6 +207,23 @@ fn flight_snapshot_holds_a_50ms_sleep() {
         "flight2's part holds no sched_switch"
     );
     let path = paths[0].clone();
+    // The window reaches back before the request and on past it by
+    // --after: pages produced while the agent waited are in.
+    let times: Vec<i64> = timed_events(&path).into_iter().map(|(t, _)| t).collect();
+    let (first, last) = (
+        *times.iter().min().expect("events"),
+        *times.iter().max().expect("events"),
+    );
+    assert!(
+        first < asked_ns - 400_000_000,
+        "history starts {} ms before the request",
+        (asked_ns - first) / 1_000_000
+    );
+    assert!(
+        last > asked_ns + 300_000_000,
+        "the snapshot ends {} ms after the request, not about 500",
+        (last - asked_ns) / 1_000_000
+    );
     assert!(
         path.starts_with(relay.data.join("snapshots")) && path.ends_with("flight1/kernel"),
         "{}",
