@@ -201,6 +201,14 @@ fn flight_snapshot_holds_a_50ms_sleep() {
         paths[1].parent().and_then(Path::parent),
         "one snapshot id for both hosts"
     );
+    let (ok, sessions, err) = ctl(&relay, Some(&token), &["sessions"]);
+    assert!(ok, "{err}");
+    assert!(
+        sessions
+            .lines()
+            .any(|l| l.starts_with("snap-") && l.ends_with("(snapshot)")),
+        "{sessions}"
+    );
     let other = common::babeltrace_events(&paths[1]);
     assert!(
         other.iter().any(|e| e.name == "sched_switch"),
@@ -408,4 +416,79 @@ fn timed_events(dir: &Path) -> Vec<(i64, String)> {
             Some((ns, head.rsplit(' ').next()?.to_string()))
         })
         .collect()
+}
+
+#[test]
+fn events_disabled_for_two_seconds_then_back() {
+    if !common::skip_unless_root_with_tracefs() || !common::have_babeltrace() {
+        return;
+    }
+    let s = Setup::new();
+    let token = api_token(&s);
+    let relay = Relay::start(&s, &["--api-token-file", token.to_str().unwrap()]);
+    let mut agent = Agent::start(
+        relay.ingest,
+        &s,
+        &[
+            "--insecure",
+            "--host-id",
+            "ev2",
+            "--events",
+            "sched,syscalls",
+            "--buffer-size",
+            "2M",
+            "--no-statedump",
+        ],
+    );
+    wait_connected(&relay, "ev2");
+    let busy_until = |d: Duration| {
+        let until = Instant::now() + d;
+        while Instant::now() < until {
+            let _ = std::fs::metadata("/proc/self");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    };
+    busy_until(Duration::from_millis(800));
+    let (ok, _, err) = ctl(
+        &relay,
+        Some(&token),
+        &[
+            "events",
+            "--host",
+            "ev2",
+            "--disable",
+            "syscalls",
+            "--for",
+            "2s",
+        ],
+    );
+    assert!(ok, "ctl events --disable failed: {err}");
+    busy_until(Duration::from_millis(3500));
+    stop_agent(&mut agent);
+    let mut syscall_ts = Vec::new();
+    for entry in std::fs::read_dir(relay.data.join("strata").join("ev2"))
+        .unwrap()
+        .flatten()
+    {
+        if entry.path().join("metadata").is_file() {
+            syscall_ts.extend(
+                timed_events(&entry.path())
+                    .into_iter()
+                    .filter(|(_, n)| n.starts_with("syscall_"))
+                    .map(|(t, _)| t),
+            );
+        }
+    }
+    syscall_ts.sort_unstable();
+    let gap = syscall_ts
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .max()
+        .unwrap_or(0) as f64
+        / 1e9;
+    assert!(
+        (1.5..3.5).contains(&gap),
+        "the longest stretch without syscalls is {gap:.2} s, not about 2 s ({} syscall events)",
+        syscall_ts.len()
+    );
 }
