@@ -17,7 +17,10 @@
 //! agent's throughput and CPU per million events at an unlimited rate (what
 //! one simulated host costs in the relay benchmarks).
 //!
-//! Run as root: `cargo bench -p strata-agent --bench agent_overhead [-- ROUNDS CALLS]`
+//! `--flight` adds the same agent in flight-recorder mode (pages kept in
+//! memory, nothing shipped) beside the streaming one.
+//!
+//! Run as root: `cargo bench -p strata-agent --bench agent_overhead [-- ROUNDS CALLS] [--flight]`
 
 use std::io::Read;
 use std::process::{Child, Command, Stdio};
@@ -82,6 +85,8 @@ fn child_replay(addr: &str, trace: &str, loops: u32) {
 /// The child: one agent streaming this host to `addr` until SIGINT.
 fn child_agent(addr: &str, compression: &str, events: &str) {
     let stop = install_stop();
+    // "flight": flight-recorder mode, nothing shipped.
+    let flight = (compression == "flight").then(strata_agent::FlightOptions::default);
     let compression: Compression = compression.parse().unwrap_or_default();
     let mut c = AgentConfig::new(
         addr,
@@ -101,6 +106,7 @@ fn child_agent(addr: &str, compression: &str, events: &str) {
         buffer_size: BUFFER,
         statedump: false,
         compression,
+        flight,
         ..LiveOptions::default()
     });
     if let Err(e) = strata_agent::run(c, source, stop) {
@@ -195,6 +201,19 @@ fn main() {
     }
     idle(&relay);
     replay(&relay);
+    if std::env::args().any(|a| a == "--flight") {
+        let live = median(results[0].iter().map(|r| r.cpu_s).collect());
+        let runs: Vec<Run> = (0..rounds)
+            .map(|_| agent(&relay, "flight", calls))
+            .collect();
+        let cpu = median(runs.iter().map(|r| r.cpu_s).collect());
+        println!(
+            "\nflight mode (30 s / 64 MiB ring, nothing shipped), same workload: {cpu:.3} CPU s (median of {rounds}), {} events shipped; streaming (lz4): {live:.3} CPU s; ratio {:.2}; slowdown {:.2}x",
+            runs.iter().map(|r| r.events).sum::<u64>(),
+            cpu / live.max(1e-9),
+            median(runs.iter().map(|r| r.workload_s).collect()) / baseline
+        );
+    }
 }
 
 /// An agent with the default events on this host, with no workload of

@@ -12,6 +12,7 @@
 #![warn(missing_docs)]
 
 pub mod error;
+pub mod flight;
 pub mod link;
 pub mod live;
 pub mod metadata;
@@ -23,7 +24,11 @@ pub mod testkit;
 mod waker;
 
 pub use error::AgentError;
-pub use link::{client_config, host_of, Link, LinkError, Security};
+pub use flight::{FlightOptions, FlightRing};
+pub use link::{
+    client_config, host_of, start_stdio_bridge, stdio_closed, Link, LinkError, Security,
+    STDIO_RELAY,
+};
 pub use live::{LiveOptions, LiveReport, LiveSource};
 pub use metadata::MetadataState;
 pub use outbox::{Outbox, OutboxStats};
@@ -192,7 +197,7 @@ pub fn run(
         Live(Box<LiveSource>),
         Replay(Box<ReplaySource>),
     }
-    let (prepared, wire_source) = match source {
+    let (mut prepared, wire_source) = match source {
         SourceConfig::Live(opts) => (
             Prepared::Live(Box::new(LiveSource::setup(opts, &mut metadata)?)),
             Source::Live,
@@ -227,6 +232,9 @@ pub fn run(
         final_ack_wait: config.final_ack_wait,
         quiet: config.quiet,
     };
+    if let Prepared::Live(src) = &mut prepared {
+        src.set_snapshot_link(sender_cfg.clone());
+    }
     let (ctl_tx, ctl_rx) = mpsc::channel();
     let stats = Arc::new(Mutex::new(SenderStats::default()));
     let abort = Arc::new(AtomicBool::new(false));

@@ -8,6 +8,7 @@ use rustls::{ClientConfig, ClientConnection, RootCertStore};
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -126,9 +127,96 @@ pub fn host_of(addr: &str) -> &str {
     addr.rsplit_once(':').map_or(addr, |(h, _)| h)
 }
 
+/// The relay address that means "this process's stdin and stdout" (the
+/// agent runs under `ssh`, and the relay reads the other end of the pipe).
+pub const STDIO_RELAY: &str = "stdio";
+
+/// The agent's end of the stdin/stdout bridge, until a link takes it.
+static STDIO: std::sync::Mutex<Option<UnixStream>> = std::sync::Mutex::new(None);
+/// Set once stdin reached its end: the relay side is gone.
+static STDIO_CLOSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Bridges stdin and stdout to a socket the sender uses like a network
+/// connection (the same non-blocking, poll-driven code path). Call once,
+/// before [`crate::run`] with the relay [`STDIO_RELAY`]. Nothing else in
+/// the process may write to stdout afterwards.
+pub fn start_stdio_bridge() -> io::Result<()> {
+    let (ours, theirs) = UnixStream::pair()?;
+    let mut to_stdout = theirs.try_clone()?;
+    let mut from_stdin = theirs;
+    std::thread::Builder::new()
+        .name("strata-stdin".into())
+        .spawn(move || {
+            let _ = io::copy(&mut io::stdin().lock(), &mut from_stdin);
+            STDIO_CLOSED.store(true, std::sync::atomic::Ordering::SeqCst);
+            let _ = from_stdin.shutdown(std::net::Shutdown::Write);
+        })?;
+    std::thread::Builder::new()
+        .name("strata-stdout".into())
+        .spawn(move || {
+            let mut out = io::stdout().lock();
+            let mut buf = vec![0u8; 64 << 10];
+            loop {
+                match to_stdout.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if out.write_all(&buf[..n]).and_then(|_| out.flush()).is_err() {
+                            STDIO_CLOSED.store(true, std::sync::atomic::Ordering::SeqCst);
+                            break;
+                        }
+                    }
+                }
+            }
+        })?;
+    *STDIO.lock().unwrap_or_else(|p| p.into_inner()) = Some(ours);
+    Ok(())
+}
+
+/// Whether the stdio bridge's input ended (the relay side hung up).
+pub fn stdio_closed() -> bool {
+    STDIO_CLOSED.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// The byte stream under a link: TCP, or the stdio bridge.
+#[derive(Debug)]
+enum Sock {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Read for &Sock {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Sock::Tcp(s) => (&*s).read(buf),
+            Sock::Unix(s) => (&*s).read(buf),
+        }
+    }
+}
+
+impl Write for &Sock {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Sock::Tcp(s) => (&*s).write(buf),
+            Sock::Unix(s) => (&*s).write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Sock {
+    fn as_raw_fd(&self) -> i32 {
+        match self {
+            Sock::Tcp(s) => s.as_raw_fd(),
+            Sock::Unix(s) => s.as_raw_fd(),
+        }
+    }
+}
+
 /// A connected relay.
 pub struct Link {
-    sock: TcpStream,
+    sock: Sock,
     tls: Option<Box<ClientConnection>>,
     addr: String,
     plain: Vec<u8>,
@@ -195,6 +283,29 @@ impl Link {
         tls: Option<(Arc<ClientConfig>, String)>,
         timeout: Duration,
     ) -> Result<Link, LinkError> {
+        if addr == STDIO_RELAY {
+            // The pipe is the channel (ssh secures it): one connection per
+            // process, never TLS.
+            let taken = STDIO.lock().unwrap_or_else(|p| p.into_inner()).take();
+            let sock = taken.ok_or_else(|| LinkError::Connect {
+                addr: addr.to_string(),
+                source: io::Error::new(
+                    io::ErrorKind::NotConnected,
+                    "the stdin/stdout link was used already or never set up",
+                ),
+            })?;
+            sock.set_nonblocking(true)
+                .map_err(|source| LinkError::Connect {
+                    addr: addr.to_string(),
+                    source,
+                })?;
+            return Ok(Link {
+                sock: Sock::Unix(sock),
+                tls: None,
+                addr: addr.to_string(),
+                plain: vec![0; 64 << 10],
+            });
+        }
         let addrs: Vec<_> = addr
             .to_socket_addrs()
             .map_err(|source| LinkError::Resolve {
@@ -228,7 +339,7 @@ impl Link {
                 source,
             })?;
         Ok(Link {
-            sock,
+            sock: Sock::Tcp(sock),
             tls,
             addr: addr.to_string(),
             plain: vec![0; 64 << 10],

@@ -7,8 +7,10 @@
 //! are read from each CPU's `stats` and reported as exact increments.
 
 use crate::error::AgentError;
+use crate::flight::{page_span, send_snapshot, FlightOptions, FlightRing, SnapshotData};
 use crate::metadata::MetadataState;
 use crate::outbox::Outbox;
+use crate::sender::SenderConfig;
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,6 +27,8 @@ use strata_wire::{
 
 /// Rows per state dump frame.
 const STATEDUMP_ROWS: usize = 8192;
+/// Snapshots a flight-mode agent holds at once.
+const MAX_PENDING_SNAPSHOTS: usize = 4;
 
 /// How the live source traces.
 #[derive(Debug, Clone)]
@@ -52,6 +56,9 @@ pub struct LiveOptions {
     /// few percent more CPU), for an exact `events_sent` figure that does
     /// not depend on the kernel's counters.
     pub count_events: bool,
+    /// Flight-recorder mode: keep a recent window in memory, kernel
+    /// buffers in overwrite mode, and send only snapshots.
+    pub flight: Option<FlightOptions>,
 }
 
 impl Default for LiveOptions {
@@ -67,6 +74,7 @@ impl Default for LiveOptions {
             stats_interval: Duration::from_secs(1),
             compression: Compression::None,
             count_events: false,
+            flight: None,
         }
     }
 }
@@ -109,6 +117,16 @@ pub struct LiveSource {
     selected: Vec<(String, String)>,
     layout: PageLayout,
     offset_ns: i64,
+    /// How snapshots reach the relay (flight mode).
+    snapshot_link: Option<SenderConfig>,
+}
+
+/// A snapshot asked for and not yet sent: its window, trace clock.
+struct PendingSnapshot {
+    request: u64,
+    name: String,
+    from: u64,
+    to: u64,
 }
 
 fn clock_names(name: &str) -> (&str, &'static str) {
@@ -194,6 +212,16 @@ impl LiveSource {
             }
         }
         instance.set_buffer_size_kb(kb)?;
+        if opts.flight.is_some() {
+            // In overwrite mode a reader that falls behind loses the oldest
+            // events, not the newest: what a flight recorder wants.
+            let path = instance.path().join("options/overwrite");
+            std::fs::write(&path, "1").map_err(|source| AgentError::Io {
+                what: "cannot turn on overwrite mode in",
+                path,
+                source,
+            })?;
+        }
         // Wake the reader when a CPU buffer is half full: many pages per
         // wake-up; the periodic flush bounds the latency.
         instance.set_buffer_percent(50)?;
@@ -233,7 +261,50 @@ impl LiveSource {
             readers,
             layout,
             offset_ns,
+            snapshot_link: None,
         })
+    }
+
+    /// Sets how snapshots are sent: the main connection's settings, whose
+    /// session is replaced by each snapshot's id.
+    pub fn set_snapshot_link(&mut self, link: SenderConfig) {
+        self.snapshot_link = Some(link);
+    }
+
+    fn queue_snapshot(
+        &self,
+        request: u64,
+        before_ns: u64,
+        after_ns: u64,
+        name: &str,
+        pending: &mut Vec<PendingSnapshot>,
+    ) -> Result<(), AgentError> {
+        let Some(keep) = self.opts.flight.map(|f| f.keep) else {
+            return Err(AgentError::Config(
+                "this agent is not in flight-recorder mode (start it with --mode flight)".into(),
+            ));
+        };
+        // Each waiting snapshot copies its window out of the ring when it
+        // is sent: a few at a time bound that memory.
+        if pending.len() >= MAX_PENDING_SNAPSHOTS {
+            return Err(AgentError::Config(format!(
+                "{MAX_PENDING_SNAPSHOTS} snapshots are already waiting to be sent; try again in a moment"
+            )));
+        }
+        let now = self.clock_now();
+        if before_ns > keep.as_nanos() as u64 {
+            eprintln!(
+                "strata agent: snapshot {name} asks for {:?} of history; this agent keeps {keep:?}",
+                Duration::from_nanos(before_ns)
+            );
+        }
+        pending.push(PendingSnapshot {
+            request,
+            name: name.to_string(),
+            from: now.saturating_sub(before_ns),
+            to: now.saturating_add(after_ns),
+        });
+        Ok(())
     }
 
     /// The page layout of the instance.
@@ -269,7 +340,7 @@ impl LiveSource {
             instance: self.instance.name().to_string(),
             ..LiveReport::default()
         };
-        if self.opts.statedump {
+        if self.opts.statedump && self.opts.flight.is_none() {
             let threads = strata_store::statedump::collect(Path::new("/proc"));
             report.statedump_threads = threads.len();
             let ts = self.clock_now();
@@ -310,11 +381,26 @@ impl LiveSource {
             data_bytes: 0,
             corrupt: 0,
             events: self.opts.count_events.then_some(0),
+            flight: self.opts.flight.map(|f| FlightRing::new(max_cpu as u32, f)),
         };
+        let mut pending: Vec<PendingSnapshot> = Vec::new();
         while !stop.load(Ordering::Relaxed) && !abort.load(Ordering::Relaxed) {
             while let Ok(c) = controls.try_recv() {
-                let result =
-                    self.apply_control(&c.command, metadata, outbox, &mut tracing, &mut sink_state);
+                let result = if let ControlCommand::Snapshot {
+                    before_ns,
+                    after_ns,
+                    name,
+                } = &c.command
+                {
+                    // Answered once the snapshot is stored.
+                    match self.queue_snapshot(c.request, *before_ns, *after_ns, name, &mut pending)
+                    {
+                        Ok(()) => continue,
+                        Err(e) => Err(e),
+                    }
+                } else {
+                    self.apply_control(&c.command, metadata, outbox, &mut tracing, &mut sink_state)
+                };
                 let (ok, message) = match result {
                     Ok(m) => (true, m),
                     Err(e) => (false, e.to_string()),
@@ -342,8 +428,11 @@ impl LiveSource {
                 }
                 sink_state.seal_all()?;
                 next_flush = Instant::now() + self.opts.flush_interval;
+                if sink_state.flight.is_some() {
+                    self.flight_tick(&mut sink_state, &mut pending, metadata, outbox);
+                }
             }
-            if Instant::now() >= next_stats {
+            if sink_state.flight.is_none() && Instant::now() >= next_stats {
                 report.kernel_lost +=
                     self.report_kernel_losses(&cpus, &mut kernel_reported, outbox);
                 outbox.flush_losses()?;
@@ -375,6 +464,69 @@ impl LiveSource {
         match failure {
             Some(e) => Err(e),
             None => Ok(report),
+        }
+    }
+
+    /// Prunes the ring (sparing what a waiting snapshot needs) and sends
+    /// the snapshots whose window has closed.
+    fn flight_tick(
+        &self,
+        sink: &mut SinkState<'_>,
+        pending: &mut Vec<PendingSnapshot>,
+        metadata: &Arc<Mutex<MetadataState>>,
+        outbox: &Outbox,
+    ) {
+        let now = self.clock_now();
+        let Some(ring) = sink.flight.as_mut() else {
+            return;
+        };
+        let keep = self.opts.flight.map_or(0, |f| f.keep.as_nanos() as u64);
+        let spare_from = pending.iter().map(|p| p.from).min();
+        ring.prune(spare_from.map_or(now, |f| now.min(f.saturating_add(keep))));
+        let mut i = 0;
+        while i < pending.len() {
+            // The last flush ran just now: every event up to `to` is in
+            // the ring once the clock passed it.
+            if pending.get(i).is_some_and(|p| now < p.to) {
+                i += 1;
+                continue;
+            }
+            let p = pending.remove(i);
+            let pages = ring
+                .window(p.from, p.to)
+                .into_iter()
+                .map(|(cpu, v)| (cpu, v.into_iter().map(<[u8]>::to_vec).collect()))
+                .collect();
+            let snap = SnapshotData {
+                request: p.request,
+                name: p.name,
+                statedump_ts: p.from,
+                pages,
+            };
+            let fail = |msg: String| {
+                let frame = Message::ControlResult(ControlResult {
+                    request: p.request,
+                    ok: false,
+                    message: msg,
+                })
+                .encode(0, Compression::None);
+                if let Ok(f) = frame {
+                    outbox.push_unsequenced(f);
+                }
+            };
+            let Some(link) = self.snapshot_link.clone() else {
+                fail("this agent has no relay link for snapshots".into());
+                continue;
+            };
+            let meta = metadata.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            let layout = self.layout;
+            let main = outbox.clone();
+            let spawned = std::thread::Builder::new()
+                .name("strata-snapshot".into())
+                .spawn(move || send_snapshot(link, meta, layout, snap, main));
+            if let Err(e) = spawned {
+                fail(format!("cannot start the snapshot sender thread: {e}"));
+            }
         }
     }
 
@@ -498,10 +650,23 @@ struct SinkState<'a> {
     data_bytes: u64,
     corrupt: u64,
     events: Option<u64>,
+    /// Flight mode: pages go here instead of to the relay.
+    flight: Option<FlightRing>,
 }
 
 impl SinkState<'_> {
     fn take(&mut self, cpu: u32, bytes: &[u8]) -> Result<(), AgentError> {
+        if let Some(ring) = self.flight.as_mut() {
+            if let Some((first, last)) = page_span(self.layout, bytes) {
+                let keep = match Page::parse(self.layout, bytes) {
+                    Ok(p) => (self.layout.data_offset + p.data_len()).min(bytes.len()),
+                    Err(_) => bytes.len(),
+                };
+                ring.push(cpu, first, last, bytes.get(..keep).unwrap_or(bytes));
+                self.pages += 1;
+            }
+            return Ok(());
+        }
         let keep = match Page::parse(self.layout, bytes) {
             Ok(p) => {
                 self.data_bytes += p.data_len() as u64;

@@ -7,12 +7,14 @@
 //! - [`analysis`]: the live per-host analyses (CPU usage over a sliding
 //!   window, syscall rates and latencies, losses, live latency).
 //! - [`ingest`]: the agent-facing server (TLS, handshake, frames, acks).
+//! - [`control`]: commands to agents, snapshots, event changes.
 //! - [`registry`]: the hosts and counters the API reads.
 //! - [`http`]: the JSON API and Prometheus `/metrics`.
 //! - [`live`]: the LTTng-live viewer server over the data directory.
 //! - [`relay`]: all of it together, as `strata relay` runs it.
 
 pub mod analysis;
+pub mod control;
 pub mod http;
 pub mod ingest;
 pub mod live;

@@ -111,6 +111,8 @@ pub struct Registry {
     /// Live latency of every event applied, all hosts.
     pub latency: Mutex<Histogram<u64>>,
     next_conn: AtomicU64,
+    /// Command channels to the agents, snapshots, event changes.
+    pub control_state: crate::control::ControlState,
 }
 
 impl Default for Registry {
@@ -127,6 +129,7 @@ impl Registry {
             totals: Totals::default(),
             latency: Mutex::new(latency_histogram()),
             next_conn: AtomicU64::new(1),
+            control_state: Default::default(),
         }
     }
 

@@ -45,6 +45,8 @@ pub struct RelayConfig {
     pub frame_timeout: Duration,
     /// Processes per host in `/metrics`.
     pub metrics_top: usize,
+    /// The bearer token of the control endpoints (`None`: control is off).
+    pub api_token: Option<String>,
 }
 
 impl RelayConfig {
@@ -63,6 +65,7 @@ impl RelayConfig {
             max_body: strata_wire::DEFAULT_MAX_BODY,
             frame_timeout: Duration::from_secs(10),
             metrics_top: 10,
+            api_token: None,
         }
     }
 }
@@ -113,6 +116,7 @@ pub async fn run(
     bound(addrs);
 
     let registry = Arc::new(Registry::new());
+    registry.control_state.set_api_token(cfg.api_token.clone());
     let store = Arc::new(StoreConfig {
         data: cfg.data.clone(),
         sync: cfg.sync,

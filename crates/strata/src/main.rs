@@ -2,6 +2,7 @@
 
 mod agent;
 mod analyze;
+mod ctl;
 mod host;
 mod record;
 mod relay;
@@ -31,6 +32,8 @@ enum Command {
     Relay(relay::RelayArgs),
     /// Live view of a relay's hosts: CPUs, top threads, syscalls, losses.
     Top(top::TopArgs),
+    /// Control a relay and its agents: hosts, sessions, events, snapshots, rules.
+    Ctl(ctl::CtlArgs),
 }
 
 fn main() -> ExitCode {
@@ -41,6 +44,7 @@ fn main() -> ExitCode {
         Command::Agent(args) => agent::run(*args),
         Command::Relay(args) => relay::run(args),
         Command::Top(args) => top::run(args),
+        Command::Ctl(args) => ctl::run(args),
     };
     match result {
         Ok(code) => code,

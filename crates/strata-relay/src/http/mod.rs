@@ -1,6 +1,7 @@
 //! The HTTP API (JSON, schema in `docs/api.md`) and the Prometheus
 //! `/metrics` endpoint, over the registry's hosts.
 
+pub mod control;
 pub mod metrics;
 
 use std::sync::Arc;
@@ -128,6 +129,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/hosts/{host}/syscalls", get(syscalls))
         .route("/api/hosts/{host}/lost", get(lost))
         .route("/metrics", get(metrics_text))
+        .merge(control::routes())
         .with_state(state)
 }
 

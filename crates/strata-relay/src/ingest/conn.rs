@@ -105,6 +105,33 @@ pub async fn run(
     ));
 }
 
+/// Serves one agent over a byte stream that is already connected (the
+/// stdin/stdout of an `ssh ... strata agent --stdio`), without TLS, to its
+/// end; returns why it ended as (label, reason).
+pub async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin + Send>(
+    stream: S,
+    peer: &str,
+    cfg: Arc<IngestConfig>,
+    registry: Arc<Registry>,
+    shutdown: watch::Receiver<bool>,
+) -> (&'static str, String) {
+    registry.totals.accepted.fetch_add(1, Ordering::Relaxed);
+    let r = session(
+        stream,
+        peer,
+        false,
+        cfg.handshake_timeout,
+        &cfg,
+        &registry,
+        shutdown,
+    )
+    .await;
+    let e = match r {
+        Ok(e) | Err(e) => e,
+    };
+    (e.label, e.reason)
+}
+
 /// Reads until a whole frame is buffered, or the deadline passes.
 async fn read_frame<R: AsyncRead + Unpin>(
     rd: &mut R,
@@ -347,7 +374,14 @@ async fn serve_host<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     registry: &Arc<Registry>,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<End, End> {
-    let store = Arc::clone(&cfg.store);
+    // A snapshot this relay asked for is filed under DATA/snapshots/.
+    let store = if registry.control_state.is_snapshot(&hello.session) {
+        let mut s = (*cfg.store).clone();
+        s.data = s.data.join("snapshots");
+        Arc::new(s)
+    } else {
+        Arc::clone(&cfg.store)
+    };
     let resume =
         blocking(|| stored_seq(&store.data, &hello.session, &hello.host_id, hello.instance))
             .map_err(|e| end("store", format!("cannot read the checkpoint: {e}")))?;
@@ -401,6 +435,9 @@ async fn serve_host<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
         hello.clone(),
         resume,
     );
+    let mut controls = registry
+        .control_state
+        .attach(&hello.session, &hello.host_id, id);
     let result = frame_loop(
         rd,
         wr,
@@ -412,8 +449,12 @@ async fn serve_host<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
         cfg,
         registry,
         shutdown,
+        &mut controls,
     )
     .await;
+    registry
+        .control_state
+        .detach(&hello.session, &hello.host_id, id);
     // Whatever happened, what was stored is committed (not acked: the
     // agent learns it from the next Welcome).
     if let Err(e) = blocking(|| ingest.finish(matches!(&result, Ok(e) if e.label == "goodbye"))) {
@@ -440,6 +481,7 @@ async fn frame_loop<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     cfg: &Arc<IngestConfig>,
     registry: &Arc<Registry>,
     shutdown: &mut watch::Receiver<bool>,
+    controls: &mut tokio::sync::mpsc::Receiver<strata_wire::Control>,
 ) -> Result<End, End> {
     let mut tick = tokio::time::interval(cfg.tick);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -469,6 +511,9 @@ async fn frame_loop<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
             let msg = frame.message().map_err(|e| wire_end(&e))?;
             if let Message::Goodbye(g) = &msg {
                 goodbye = Some(g.reason.clone());
+            }
+            if let Message::ControlResult(r) = &msg {
+                registry.control_state.resolve(r.clone());
             }
             let reply = blocking(|| ingest.handle(seq, &msg)).map_err(store_err)?;
             if reply == Reply::Goodbye {
@@ -532,6 +577,10 @@ async fn frame_loop<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
                 dec.feed(&buf[..n]);
                 last_recv = Instant::now();
                 partial_bytes += n as u64;
+            }
+            Some(c) = controls.recv() => {
+                send(wr, &Message::Control(c), cfg.frame_timeout).await?;
+                last_sent = Instant::now();
             }
             _ = tick.tick() => {
                 if ingest.waiting() > 0 {

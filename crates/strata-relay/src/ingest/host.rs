@@ -313,6 +313,14 @@ impl HostIngest {
             self.hello.instance,
         )?;
         if self.trace.is_none() {
+            let base = self
+                .formats
+                .keys()
+                .map(|(s, n)| format!("{s}:{n}"))
+                .collect();
+            self.registry
+                .control_state
+                .set_base(&self.hello.session, &self.hello.host_id, base);
             // The checkpoint is the truth: a Welcome answered from an older
             // state is corrected here (the agent's extra frames are then
             // dropped as duplicates).

@@ -16,8 +16,13 @@ use strata_wire::Compression;
 #[derive(clap::Args)]
 pub struct AgentArgs {
     /// The relay to stream to, `HOST:PORT`.
-    #[arg(long, value_name = "HOST:PORT")]
-    relay: String,
+    #[arg(long, value_name = "HOST:PORT", required_unless_present = "stdio")]
+    relay: Option<String>,
+
+    /// Speak the agent protocol on stdin/stdout instead of a network
+    /// connection (`strata record --remote ssh://...` runs this over ssh).
+    #[arg(long, conflicts_with_all = ["relay", "ca", "cert", "spool_dir"])]
+    stdio: bool,
 
     /// File holding this agent's token (the relay's token file maps host
     /// ids to tokens).
@@ -131,10 +136,24 @@ pub struct AgentArgs {
     /// No progress messages.
     #[arg(short, long)]
     quiet: bool,
+
+    /// `live` streams everything; `flight` keeps a recent window in memory
+    /// (kernel buffers in overwrite mode) and sends only the snapshots the
+    /// relay asks for (`strata ctl snapshot`).
+    #[arg(long, default_value = "live", value_parser = ["live", "flight"])]
+    mode: String,
+
+    /// Flight mode: how much recent history to keep.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    keep: Duration,
+
+    /// Flight mode: the most page bytes kept in memory, all CPUs together.
+    #[arg(long, default_value = "64M", value_parser = parse_size)]
+    flight_max: u64,
 }
 
 fn security(args: &AgentArgs) -> anyhow::Result<Security> {
-    if args.insecure {
+    if args.insecure || args.stdio {
         if args.ca.is_some() || args.cert.is_some() {
             bail!("--insecure sends plaintext; drop it to use --ca/--cert, or drop those");
         }
@@ -166,10 +185,20 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
             }
             t
         }
+        // Over --stdio the pipe is authenticated by ssh; the token only
+        // has to match what `strata record --remote` expects.
+        None if args.stdio => "stdio".to_string(),
         None => String::new(),
     };
     let host = crate::host::probe();
-    let mut config = AgentConfig::new(&args.relay, host);
+    let relay = match &args.relay {
+        Some(r) => r.clone(),
+        None => {
+            strata_agent::start_stdio_bridge().context("cannot bridge stdin/stdout for --stdio")?;
+            strata_agent::STDIO_RELAY.to_string()
+        }
+    };
+    let mut config = AgentConfig::new(&relay, host);
     config.security = security;
     config.token = token;
     config.session = args.session.clone();
@@ -204,6 +233,10 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
                 flush_interval: args.flush_interval,
                 compression: args.compress,
                 count_events: args.count_events,
+                flight: (args.mode == "flight").then_some(strata_agent::FlightOptions {
+                    keep: args.keep,
+                    max_bytes: args.flight_max.min(usize::MAX as u64) as usize,
+                }),
                 ..LiveOptions::default()
             })
         }
@@ -212,6 +245,16 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, Arc::clone(&stop))
             .context("cannot install the Ctrl-C/SIGTERM handler")?;
+    }
+    if args.stdio {
+        // The other end hung up (ssh ended): nobody is left to send to.
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            while !strata_agent::stdio_closed() {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            stop.store(true, Ordering::SeqCst);
+        });
     }
     if let Some(d) = args.duration {
         let stop = Arc::clone(&stop);
@@ -232,7 +275,7 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
                     "replay of {}",
                     t.display()
                 )),
-            args.relay,
+            relay,
             config.host_id,
             config.session
         );

@@ -5,6 +5,7 @@
 //! writes them as an LTTng-layout CTF trace.
 
 mod losses;
+mod remote;
 mod status;
 
 use crate::units::{parse_duration, parse_size};
@@ -64,10 +65,33 @@ pub struct RecordArgs {
     /// No live status line.
     #[arg(short, long)]
     quiet: bool,
+
+    /// Record another host through ssh (`ssh://[user@]host[:port]`): runs
+    /// `strata agent --stdio` there with the local ssh client and keys; no
+    /// port is opened on that host. The trace is stored here, under
+    /// DIR/remote/<host>/kernel.
+    #[arg(long, value_name = "URL")]
+    remote: Option<String>,
+
+    /// With --remote: the ssh private key to use (default: ssh's own).
+    #[arg(long, value_name = "FILE", requires = "remote")]
+    identity: Option<PathBuf>,
+
+    /// With --remote: an extra `ssh -o` option (repeatable), e.g.
+    /// `StrictHostKeyChecking=accept-new`.
+    #[arg(long, value_name = "OPT", requires = "remote")]
+    ssh_option: Vec<String>,
+
+    /// With --remote: the strata command on the remote host.
+    #[arg(long, default_value = "strata", value_name = "PATH")]
+    remote_strata: String,
 }
 
 /// Runs `strata record`.
 pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
+    if args.remote.is_some() {
+        return remote::run(args);
+    }
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         bail!("strata record controls the kernel's tracefs and needs root; run it with sudo");

@@ -53,6 +53,11 @@ pub struct RelayArgs {
     #[arg(long, value_name = "FILE")]
     token_file: PathBuf,
 
+    /// File holding the bearer token of the control API (`strata ctl`);
+    /// without it the control endpoints refuse every request.
+    #[arg(long, value_name = "FILE")]
+    api_token_file: Option<PathBuf>,
+
     /// Accept agents over plaintext TCP (no TLS). Tokens then cross the
     /// network in clear: only on trusted networks or loopback.
     #[arg(long, conflicts_with_all = ["tls_cert", "tls_key", "client_ca"])]
@@ -119,6 +124,10 @@ pub fn run(args: RelayArgs) -> anyhow::Result<ExitCode> {
         .max(std::time::Duration::from_millis(1));
     cfg.max_body = args.max_frame as u32;
     cfg.frame_timeout = args.frame_timeout;
+    cfg.api_token = match &args.api_token_file {
+        Some(f) => Some(crate::ctl::read_token(f)?),
+        None => None,
+    };
     run_until_signal(cfg)
         .with_context(|| format!("the relay failed (data in {})", args.data.display()))?;
     Ok(ExitCode::SUCCESS)
