@@ -57,6 +57,10 @@ enum Binding {
         child_pid: Option<FieldRef>,
         child_comm: Option<FieldRef>,
     },
+    NewTask {
+        tid: FieldRef,
+        clone_flags: FieldRef,
+    },
     Exec {
         tid: FieldRef,
         filename: FieldRef,
@@ -162,6 +166,9 @@ struct Plan {
     prio_offset: i32,
     /// For a syscall entry, its id.
     syscall: Option<SyscallId>,
+    /// The trace's fork events carry thread ids where LTTng has process
+    /// ids (Strata's recordings: ftrace records no thread group).
+    fork_pids_are_tids: bool,
 }
 
 /// A class's resolved binding.
@@ -180,6 +187,7 @@ enum Kind<'n> {
     Wakeup { new: bool },
     Migrate,
     Fork,
+    NewTask,
     Exec,
     Rename,
     Exit,
@@ -209,6 +217,7 @@ fn kind_of(name: &str) -> Option<Kind<'_>> {
         "sched_migrate_task" => Kind::Migrate,
         "sched_process_fork" => Kind::Fork,
         "sched_process_exec" => Kind::Exec,
+        "task_newtask" => Kind::NewTask,
         "task_rename" => Kind::Rename,
         "sched_process_exit" => Kind::Exit,
         "sched_process_free" => Kind::Free,
@@ -307,6 +316,11 @@ impl Binder {
             unbound: Vec::new(),
         };
         let old: Vec<bool> = set.traces().iter().map(old_wakeup_prio).collect();
+        let strata: Vec<bool> = set
+            .traces()
+            .iter()
+            .map(|t| t.env("strata_version").is_some())
+            .collect();
         for class in set.event_classes() {
             let Some(kind) = kind_of(class.name()) else {
                 continue;
@@ -332,6 +346,7 @@ impl Binder {
                     0
                 },
                 syscall,
+                fork_pids_are_tids: strata.get(class.trace()).copied().unwrap_or(false),
             };
             if let Some(p) = b.plans.get_mut(class.index()) {
                 *p = plan;
@@ -492,11 +507,17 @@ fn bind(c: &EventClass, plan: Plan) -> Result<Binding, &'static str> {
         },
         Kind::Fork => Binding::Fork {
             parent_tid: either("parent_tid", "parent_pid")?,
-            parent_pid: opt("parent_pid").filter(|_| c.field("parent_tid").is_some()),
+            parent_pid: opt("parent_pid")
+                .filter(|_| c.field("parent_tid").is_some() && !plan.fork_pids_are_tids),
             parent_comm: opt("parent_comm"),
             child_tid: either("child_tid", "child_pid")?,
-            child_pid: opt("child_pid").filter(|_| c.field("child_tid").is_some()),
+            child_pid: opt("child_pid")
+                .filter(|_| c.field("child_tid").is_some() && !plan.fork_pids_are_tids),
             child_comm: opt("child_comm"),
+        },
+        Kind::NewTask => Binding::NewTask {
+            tid: either("pid", "tid")?,
+            clone_flags: need("clone_flags")?,
         },
         Kind::Exec => Binding::Exec {
             tid: either("tid", "pid")?,
@@ -669,6 +690,13 @@ fn decode<'e>(b: &Binding, ev: &Event<'e>) -> Option<KernelEvent<'e>> {
             child_tid: tid(ev, child_tid)?,
             child_pid: opt_i32(ev, child_pid),
             child_comm: text(ev, child_comm),
+        },
+        Binding::NewTask {
+            tid: t,
+            clone_flags,
+        } => KernelEvent::NewTask {
+            tid: tid(ev, t)?,
+            clone_flags: ev.u64(clone_flags)?,
         },
         Binding::Exec { tid: t, filename } => KernelEvent::Exec {
             tid: tid(ev, t)?,

@@ -168,6 +168,15 @@ pub enum KernelEvent<'a> {
         /// Its name.
         child_comm: &'a [u8],
     },
+    /// `task_newtask`: a task is being created, just before its
+    /// `sched_process_fork`; its clone flags say whether it is a thread of
+    /// the parent's process, which ftrace's fork event does not say.
+    NewTask {
+        /// The new thread.
+        tid: Tid,
+        /// The `clone` flags it was created with.
+        clone_flags: u64,
+    },
     /// `sched_process_exec`: the thread runs a new program.
     Exec {
         /// The thread.

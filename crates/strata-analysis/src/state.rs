@@ -229,7 +229,17 @@ pub struct Machine {
     disks: IntMap<u64, Box<str>>,
     block: IntMap<(u64, u64), PendingBlock>,
     anomalies: Anomalies,
+    /// Tasks announced by `task_newtask` whose fork event has not come yet,
+    /// with whether each is a thread of its parent's process.
+    clones: Vec<(Tid, bool)>,
 }
+
+/// `CLONE_THREAD`: the new task joins its parent's thread group.
+const CLONE_THREAD: u64 = 0x0001_0000;
+
+/// The most `task_newtask` announcements kept waiting for their fork event,
+/// which follows on the same CPU at once: a bound, not a working set.
+const MAX_PENDING_CLONES: usize = 64;
 
 impl Default for Machine {
     fn default() -> Self {
@@ -253,6 +263,7 @@ impl Machine {
             disks: int_map(),
             block: int_map(),
             anomalies: Anomalies::default(),
+            clones: Vec::new(),
         }
     }
 
@@ -516,6 +527,12 @@ impl Machine {
                 child_pid,
                 child_comm,
             ),
+            KernelEvent::NewTask { tid, clone_flags } => {
+                if self.clones.len() == MAX_PENDING_CLONES {
+                    self.clones.remove(0);
+                }
+                self.clones.push((tid, clone_flags & CLONE_THREAD != 0));
+            }
             KernelEvent::Exec { tid, filename } => {
                 let s = self.slot(tid, ts);
                 let c = Comm::from_exec_path(filename);
@@ -992,6 +1009,16 @@ impl Machine {
         let c = self.new_thread(child_tid, ts);
         self.set_comm(c, child_comm);
         self.threads[c as usize].prio = pprio;
+        // Without process ids in the event (ftrace), `task_newtask`'s clone
+        // flags tell a new thread of the parent's process from a new process.
+        let clone = self.clones.iter().rposition(|&(t, _)| t == child_tid);
+        let is_thread = clone.map(|i| self.clones.remove(i).1);
+        let parent_pid = parent_pid.or_else(|| self.idents.get(pserial).and_then(|i| i.pid));
+        let child_pid = child_pid.or(match is_thread {
+            Some(true) => parent_pid,
+            Some(false) => Some(child_tid),
+            None => None,
+        });
         if let Some(cpid) = child_pid {
             let ppid = if Some(cpid) == parent_pid {
                 ppid_of_parent
@@ -1053,5 +1080,61 @@ impl Machine {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::observer::Nobody;
+
+    fn ident(m: &Machine, tid: Tid) -> (Option<Tid>, Option<Tid>) {
+        let s = m.idents().serial_of(tid).expect("thread known");
+        let id = m.idents().get(s).expect("identity");
+        (id.pid, id.ppid)
+    }
+
+    fn fork(m: &mut Machine, ts: i64, parent: Tid, child: Tid, flags: Option<u64>) {
+        if let Some(clone_flags) = flags {
+            let ev = KernelEvent::NewTask {
+                tid: child,
+                clone_flags,
+            };
+            m.handle(ts, 0, &ev, &mut Nobody);
+        }
+        let ev = KernelEvent::Fork {
+            parent_tid: parent,
+            parent_pid: None,
+            parent_comm: b"srv",
+            child_tid: child,
+            child_pid: None,
+            child_comm: b"srv",
+        };
+        m.handle(ts + 1, 0, &ev, &mut Nobody);
+    }
+
+    #[test]
+    fn clone_flags_tell_threads_from_processes_when_fork_has_no_pids() {
+        let mut m = Machine::new();
+        let dump = |tid, pid| KernelEvent::StatedumpThread {
+            tid,
+            pid,
+            ppid: Some(1),
+            name: b"srv",
+            status: Some(5),
+        };
+        m.handle(10, 0, &dump(100, 100), &mut Nobody);
+        m.handle(11, 0, &dump(101, 100), &mut Nobody);
+        // A worker thread (101) starts another thread, then a process.
+        fork(&mut m, 20, 101, 102, Some(CLONE_THREAD | 0x100));
+        fork(&mut m, 30, 101, 103, Some(0x11));
+        assert_eq!(ident(&m, 102), (Some(100), Some(1)));
+        assert_eq!(ident(&m, 103), (Some(103), Some(100)));
+        // The forking worker keeps its process.
+        assert_eq!(ident(&m, 101), (Some(100), Some(1)));
+        // Without task_newtask the child's process stays unknown.
+        fork(&mut m, 40, 101, 104, None);
+        assert_eq!(ident(&m, 104).0, None);
+        assert!(m.clones.is_empty());
     }
 }

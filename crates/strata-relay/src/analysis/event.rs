@@ -68,6 +68,10 @@ pub enum LiveKind {
         child_pid: Option<Tid>,
         child_comm: Comm,
     },
+    NewTask {
+        tid: Tid,
+        clone_flags: u64,
+    },
     /// `exec`: the program's base name, as the kernel names the task.
     Exec {
         tid: Tid,
@@ -198,6 +202,7 @@ impl LiveKind {
                 child_pid,
                 child_comm: Comm::new(child_comm),
             },
+            KernelEvent::NewTask { tid, clone_flags } => LiveKind::NewTask { tid, clone_flags },
             KernelEvent::Exec { tid, filename } => LiveKind::Exec {
                 tid,
                 comm: Comm::from_exec_path(filename),
@@ -297,6 +302,10 @@ impl LiveKind {
             LiveKind::Exec { tid, comm } => KernelEvent::Exec {
                 tid: *tid,
                 filename: comm.as_bytes(),
+            },
+            LiveKind::NewTask { tid, clone_flags } => KernelEvent::NewTask {
+                tid: *tid,
+                clone_flags: *clone_flags,
             },
             LiveKind::Rename { tid, comm } => KernelEvent::Rename {
                 tid: *tid,

@@ -42,6 +42,10 @@ enum Bind {
         child_tid: FieldAccessor,
         child_comm: Option<FieldAccessor>,
     },
+    NewTask {
+        tid: FieldAccessor,
+        clone_flags: FieldAccessor,
+    },
     Exec {
         tid: FieldAccessor,
         filename: FieldAccessor,
@@ -191,6 +195,10 @@ fn bind(f: &EventFormat) -> Option<Bind> {
             tid: need("pid")?,
             filename: need("filename")?,
         },
+        ("task", "task_newtask") => Bind::NewTask {
+            tid: need("pid")?,
+            clone_flags: need("clone_flags")?,
+        },
         ("task", "task_rename") => Bind::Rename {
             tid: need("pid")?,
             comm: need("newcomm")?,
@@ -323,6 +331,13 @@ fn decode(b: &Bind, rec: &[u8]) -> Option<LiveKind> {
         Bind::Exec { tid: t, filename } => LiveKind::Exec {
             tid: tid(t, rec)?,
             comm: Comm::from_exec_path(filename.str(rec).unwrap_or(b"")),
+        },
+        Bind::NewTask {
+            tid: t,
+            clone_flags,
+        } => LiveKind::NewTask {
+            tid: tid(t, rec)?,
+            clone_flags: clone_flags.u64(rec)?,
         },
         Bind::Rename { tid: t, comm: c } => LiveKind::Rename {
             tid: tid(t, rec)?,
