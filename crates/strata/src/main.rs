@@ -7,6 +7,7 @@ mod record;
 mod relay;
 mod top;
 mod units;
+mod vm;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -31,6 +32,9 @@ enum Command {
     Relay(relay::RelayArgs),
     /// Live view of a relay's hosts: CPUs, top threads, syscalls, losses.
     Top(top::TopArgs),
+    /// Virtual machines: vCPU states, exits, preemption, fused guest view.
+    #[command(subcommand)]
+    Vm(vm::VmArgs),
 }
 
 fn main() -> ExitCode {
@@ -41,6 +45,7 @@ fn main() -> ExitCode {
         Command::Agent(args) => agent::run(*args),
         Command::Relay(args) => relay::run(args),
         Command::Top(args) => top::run(args),
+        Command::Vm(args) => vm::run(args),
     };
     match result {
         Ok(code) => code,

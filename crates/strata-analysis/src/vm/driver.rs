@@ -69,10 +69,7 @@ fn env_str(t: &Trace, k: &str) -> Option<String> {
 
 /// Whether trace `t` is a guest: the caller says so, or its env has `vm_uuid`.
 fn guest_keys(t: &Trace, opts: &VmOptions) -> Option<Vec<(String, &'static str)>> {
-    let forced = opts
-        .guests
-        .iter()
-        .find(|(p, _)| same_dir(p, t.path()));
+    let forced = opts.guests.iter().find(|(p, _)| same_dir(p, t.path()));
     let uuid = env_str(t, "vm_uuid");
     if forced.is_none() && uuid.is_none() {
         return None;
@@ -165,7 +162,7 @@ pub fn run(set: &TraceSet, opts: &VmOptions) -> Result<VmAnalysis, ReadError> {
                     // Retry now and then: VMs are found as the host's
                     // events reveal them.
                     *tries += 1;
-                    if *tries % 1024 == 1 {
+                    if *tries <= 64 || *tries % 1024 == 0 {
                         *paired = pair(&mut hosts, keys, label, guest_count);
                     }
                 }

@@ -179,15 +179,15 @@ mod tests {
     #[test]
     fn qemu_command_lines_give_name_and_uuid() {
         let cmd = b"/usr/bin/qemu-system-x86_64\0-name\0web1,debug-threads=on\0-uuid\0\
-                    0F8FAD5B-D9CB-469F-A165-70867728950E\0-m\0256\0";
+                    0F8FAD5B-D9CB-469F-A165-70867728950E\0-m\x00256\0";
         let h = parse_qemu_cmdline(cmd).unwrap();
         assert_eq!(h.name.as_deref(), Some("web1"));
         assert_eq!(
             h.uuid.as_deref(),
             Some("0f8fad5b-d9cb-469f-a165-70867728950e")
         );
-        let h = parse_qemu_cmdline(b"qemu-system-x86_64\0-name\0guest=db,debug-threads=on\0")
-            .unwrap();
+        let h =
+            parse_qemu_cmdline(b"qemu-system-x86_64\0-name\0guest=db,debug-threads=on\0").unwrap();
         assert_eq!(h.name.as_deref(), Some("db"));
         assert!(parse_qemu_cmdline(b"/bin/bash\0-name\0x\0").is_none());
         assert_eq!(

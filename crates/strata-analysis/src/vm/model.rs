@@ -83,7 +83,10 @@ impl ExitCause {
         match *self {
             ExitCause::Kernel { isa, reason } => super::reasons::exit_name(isa, reason),
             ExitCause::User { reason, errno } => {
-                format!("user:{}", super::reasons::userspace_exit_name(reason, errno))
+                format!(
+                    "user:{}",
+                    super::reasons::userspace_exit_name(reason, errno)
+                )
             }
         }
     }
@@ -397,7 +400,9 @@ impl VmModel {
                 prev_state,
                 next_tid,
                 next_comm,
-            } => self.switch(ts, cpu, prev_tid, prev_comm, prev_state, next_tid, next_comm),
+            } => self.switch(
+                ts, cpu, prev_tid, prev_comm, prev_state, next_tid, next_comm,
+            ),
             VmEvent::Wakeup { tid, target_cpu } => {
                 if let Some(&v) = self.vcpu_of.get(&tid) {
                     if !matches!(self.vcpus[v].loc, Loc::On(_) | Loc::Ready(_)) {
@@ -618,7 +623,10 @@ impl VmModel {
 
     fn user_exit(&mut self, ts: i64, v: usize, cause: ExitCause) {
         let vc = &self.vcpus[v];
-        let e = self.vms[vc.vm].user_exits.entry(cause_key(cause)).or_default();
+        let e = self.vms[vc.vm]
+            .user_exits
+            .entry(cause_key(cause))
+            .or_default();
         e.cause = Some(cause);
         e.count += 1;
         // Without entries, nothing tells when the vCPU goes back to the
@@ -629,14 +637,7 @@ impl VmModel {
     }
 
     /// Makes thread `tid` a vCPU, in the VM its hints or process say.
-    fn register(
-        &mut self,
-        ts: i64,
-        tid: Tid,
-        comm: Comm,
-        id: Option<u32>,
-        accel: Accel,
-    ) -> usize {
+    fn register(&mut self, ts: i64, tid: Tid, comm: Comm, id: Option<u32>, accel: Accel) -> usize {
         let begin = self.begin.unwrap_or(ts);
         let hinted = self.hints.iter().position(|h| {
             h.vcpus.iter().any(|x| x.tid == tid)
@@ -713,7 +714,12 @@ impl VmModel {
             return Some(p);
         }
         let parent = t.parent?;
-        Some(self.threads.get(&parent).and_then(|p| p.pid).unwrap_or(parent))
+        Some(
+            self.threads
+                .get(&parent)
+                .and_then(|p| p.pid)
+                .unwrap_or(parent),
+        )
     }
 
     /// Credits the waiting time of every vCPU waiting for CPU `c` to the
@@ -963,7 +969,10 @@ mod tests {
     #[test]
     fn vcpu_thread_names() {
         assert_eq!(parse_vcpu_thread_name(b"CPU 3/KVM"), Some((3, Accel::Kvm)));
-        assert_eq!(parse_vcpu_thread_name(b"CPU 12/TCG"), Some((12, Accel::Tcg)));
+        assert_eq!(
+            parse_vcpu_thread_name(b"CPU 12/TCG"),
+            Some((12, Accel::Tcg))
+        );
         assert_eq!(parse_vcpu_thread_name(b"CPU x/KVM"), None);
         assert_eq!(parse_vcpu_thread_name(b"CPU 1/XYZ"), None);
         assert_eq!(parse_vcpu_thread_name(b"bash"), None);

@@ -288,7 +288,7 @@ fn vcpu_preempters(model: &VmModel, vcs: &[&Vcpu], top: usize) -> Vec<PreemptedB
         }
     }
     let total: i64 = sum.iter().map(|x| x.1).sum();
-    sum.sort_by(|a, b| b.1.cmp(&a.1));
+    sum.sort_by_key(|x| std::cmp::Reverse(x.1));
     if top > 0 {
         sum.truncate(top);
     }
@@ -327,8 +327,7 @@ fn guest_report(vm: &Vm, paired_by: &str, visible: bool, top: usize) -> Option<G
                 vmm_ns: x.vmm_ns,
                 preempted_ns: x.preempted_ns,
                 other_ns: x.unknown_ns + x.idle_ns,
-                really_running_pct: (total > 0)
-                    .then(|| 100.0 * x.running_ns as f64 / total as f64),
+                really_running_pct: (total > 0).then(|| 100.0 * x.running_ns as f64 / total as f64),
             }
         })
         .collect();
