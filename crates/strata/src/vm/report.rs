@@ -26,7 +26,7 @@ pub const HINTS_FILE: &str = "vm-hints.json";
 traces such as a testbed run: traces whose env has vm_uuid are guests). Further TRACEs are \
 guests, paired with their VM by the env's vm_uuid, their hostname = VM name, or, with one VM \
 and one guest, with that VM. VM names and UUIDs come from a vm-hints.json (see `strata vm \
-hints`) in or beside the first TRACE, or --hints.\n\nExample: strata vm report host-trace \
+hints`) beside the first TRACE (or in it, when it is a directory of traces), or --hints.\n\nExample: strata vm report host-trace \
 guest-trace --guest web1=guest2-trace --json"
 )]
 pub struct ReportArgs {
@@ -113,7 +113,12 @@ fn load_hints(explicit: Option<&Path>, trace: &Path) -> anyhow::Result<Vec<VmHin
     let candidates: Vec<PathBuf> = match explicit {
         Some(p) => vec![p.to_path_buf()],
         None => {
-            let mut v = vec![trace.join(HINTS_FILE)];
+            // Not inside a trace directory: every file there is read as
+            // a stream.
+            let mut v = Vec::new();
+            if !trace.join("metadata").is_file() {
+                v.push(trace.join(HINTS_FILE));
+            }
             if let Some(parent) = trace.parent() {
                 v.push(parent.join(HINTS_FILE));
             }
