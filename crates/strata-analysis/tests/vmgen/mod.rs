@@ -193,7 +193,20 @@ impl Gen {
 
     /// Writes the trace into `dir`, as host `hostname`, a page at a time.
     /// Returns the number of pages written.
-    pub fn write(&self, dir: &Path, hostname: &str) -> usize {
+    pub fn write(&mut self, dir: &Path, hostname: &str) -> usize {
+        let mut w = self.writer(dir, hostname);
+        let n = self.flush_into(&mut w);
+        w.finish().unwrap();
+        n
+    }
+
+    /// Records buffered, all CPUs.
+    pub fn buffered(&self) -> usize {
+        self.cpus.iter().map(Vec::len).sum()
+    }
+
+    /// A trace writer for this host's events.
+    pub fn writer(&self, dir: &Path, hostname: &str) -> TraceWriter {
         let host = strata_core::HostInfo {
             hostname: hostname.into(),
             sysname: "Linux".into(),
@@ -213,17 +226,23 @@ impl Gen {
             start_ts: Some(T0),
             ..StoreOptions::default()
         };
-        let mut w = TraceWriter::create(dir, &host, &clock, &self.fmts, &[], opts).unwrap();
+        TraceWriter::create(dir, &host, &clock, &self.fmts, &[], opts).unwrap()
+    }
+
+    /// Packs the buffered records into pages, pushes them to `w` and
+    /// forgets them (so long traces stream through a bounded buffer).
+    /// Returns the number of pages pushed.
+    pub fn flush_into(&mut self, w: &mut TraceWriter) -> usize {
         let layout = PageLayout::default_x86_64();
         let mut n = 0;
-        for (cpu, recs) in self.cpus.iter().enumerate() {
+        for (cpu, recs) in self.cpus.iter_mut().enumerate() {
             for bytes in pages(recs, 4096) {
                 let page = Page::parse(&layout, &bytes).unwrap();
                 assert_eq!(w.push_page(cpu as u32, &page).unwrap(), None);
                 n += 1;
             }
+            recs.clear();
         }
-        w.finish().unwrap();
         n
     }
 }
