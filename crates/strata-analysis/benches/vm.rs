@@ -40,7 +40,10 @@ fn cpu_secs(who: libc::c_int) -> f64 {
 }
 
 fn env_u64(k: &str, d: u64) -> u64 {
-    std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d)
+    std::env::var(k)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(d)
 }
 
 /// A deterministic pseudo-random sequence.
@@ -85,7 +88,7 @@ fn script(n: usize, mut each: impl FnMut(u64, usize, Step)) {
     let mut rng = Lcg(42);
     let nv = VMS * VCPUS_PER_VM;
     let mut cur: Vec<i32> = (0..CPUS).map(vcpu_tid).collect();
-    let mut in_guest = vec![false; CPUS];
+    let mut in_guest = [false; CPUS];
     for i in 0..n {
         let ts = 50 * i as u64;
         let cpu = i % CPUS;
@@ -100,7 +103,7 @@ fn script(n: usize, mut each: impl FnMut(u64, usize, Step)) {
                 Step::Exit(t, id, REASONS[rng.next() as usize % REASONS.len()])
             }
         } else if r < 96 {
-            let next = if rng.next() % 4 == 0 {
+            let next = if rng.next().is_multiple_of(4) {
                 100 + (rng.next() % HOST_THREADS as u64) as i32
             } else {
                 vcpu_tid(rng.next() as usize % nv)
@@ -185,10 +188,7 @@ fn model_only(total: u64) {
             k += 1;
         }
         m.flush(k * span);
-        let (c, w) = (
-            cpu_secs(libc::RUSAGE_SELF) - c0,
-            w0.elapsed().as_secs_f64(),
-        );
+        let (c, w) = (cpu_secs(libc::RUSAGE_SELF) - c0, w0.elapsed().as_secs_f64());
         best = best.min(c);
         wall_best = wall_best.min(w);
         vms = m.vms().len();
@@ -248,10 +248,7 @@ fn end_to_end(n: usize) {
         let (c0, w0) = (cpu_secs(libc::RUSAGE_SELF), Instant::now());
         let set = TraceSet::open(&dir, &OpenOptions::default()).unwrap();
         let a = driver::run(&set, &VmOptions::default()).unwrap();
-        let (c, wl) = (
-            cpu_secs(libc::RUSAGE_SELF) - c0,
-            w0.elapsed().as_secs_f64(),
-        );
+        let (c, wl) = (cpu_secs(libc::RUSAGE_SELF) - c0, w0.elapsed().as_secs_f64());
         assert_eq!(a.reports[0].vms.len(), VMS * VCPUS_PER_VM);
         best = best.min(c);
         println!(
