@@ -463,3 +463,29 @@ fn the_fused_view_splits_guest_threads_by_their_vcpu_state() {
     );
     assert!(vm(&a.reports[0], "vm-b").guest.is_none());
 }
+
+#[test]
+fn the_vmx_names_are_the_kernels() {
+    // The `kvm_exit` format prints VMX reasons with
+    // `__print_symbolic(REC->exit_reason & 0xffff, { 0, "EXCEPTION_NMI" }, ...)`
+    // before the SVM table: read that list from this kernel's format.
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/vm-formats/kvm/kvm_exit");
+    let text = std::fs::read_to_string(path).unwrap();
+    let vmx = text
+        .split("exit_reason & 0xffff,")
+        .nth(1)
+        .and_then(|s| s.split(") :").next())
+        .expect("the VMX table of kvm_exit's print fmt");
+    let mut kernel = Vec::new();
+    for entry in vmx.split('{').skip(1) {
+        let (num, rest) = entry.split_once(',').unwrap();
+        let name = rest.split('"').nth(1).unwrap();
+        kernel.push((num.trim().parse::<u32>().unwrap(), name.to_string()));
+    }
+    assert!(kernel.len() > 50, "parsed {} VMX reasons", kernel.len());
+    let ours: Vec<(u32, String)> = strata_analysis::vm::reasons::vmx_table()
+        .iter()
+        .map(|&(n, s)| (n, s.to_string()))
+        .collect();
+    assert_eq!(ours, kernel);
+}
