@@ -76,7 +76,9 @@ fn guest_keys(t: &Trace, opts: &VmOptions) -> Option<Vec<(String, &'static str)>
     }
     let mut keys = Vec::new();
     if let Some((_, Some(name))) = forced {
+        // The caller named the VM: nothing else decides.
         keys.push((name.clone(), "name"));
+        return Some(keys);
     }
     if let Some(u) = uuid {
         keys.push((u, "uuid"));
@@ -227,7 +229,8 @@ fn pair(
             }
         }
     }
-    if hosts.len() == 1 && guest_count == 1 && hosts[0].model.vms().len() == 1 {
+    let named = keys.iter().any(|k| k.1 == "name");
+    if !named && hosts.len() == 1 && guest_count == 1 && hosts[0].model.vms().len() == 1 {
         hosts[0].model.attach_guest(0, label);
         return Some((0, 0, "only-vm"));
     }

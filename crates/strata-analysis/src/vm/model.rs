@@ -311,8 +311,12 @@ pub struct VmModel {
 }
 
 /// The `n` of a QEMU vCPU thread name `CPU n/KVM` or `CPU n/TCG`, and
-/// whether it says KVM.
+/// whether it says KVM. Single-threaded TCG's one thread for every vCPU,
+/// `ALL CPUs/TCG`, counts as vCPU 0.
 pub fn parse_vcpu_thread_name(comm: &[u8]) -> Option<(u32, Accel)> {
+    if comm == b"ALL CPUs/TCG" {
+        return Some((0, Accel::Tcg));
+    }
     let rest = comm.strip_prefix(b"CPU ")?;
     let slash = rest.iter().position(|&b| b == b'/')?;
     let n = std::str::from_utf8(&rest[..slash]).ok()?.parse().ok()?;
@@ -538,7 +542,7 @@ impl VmModel {
 
     #[inline]
     fn maybe_vcpu_by_name(&mut self, ts: i64, tid: Tid, comm: &[u8]) -> Option<usize> {
-        if tid == 0 || !comm.starts_with(b"CPU ") {
+        if tid == 0 || !(comm.starts_with(b"CPU ") || comm.starts_with(b"ALL CPUs/")) {
             return None;
         }
         let (n, accel) = parse_vcpu_thread_name(comm)?;
@@ -976,5 +980,9 @@ mod tests {
         assert_eq!(parse_vcpu_thread_name(b"CPU x/KVM"), None);
         assert_eq!(parse_vcpu_thread_name(b"CPU 1/XYZ"), None);
         assert_eq!(parse_vcpu_thread_name(b"bash"), None);
+        assert_eq!(
+            parse_vcpu_thread_name(b"ALL CPUs/TCG"),
+            Some((0, Accel::Tcg))
+        );
     }
 }

@@ -16,7 +16,16 @@ pub const T0: u64 = 5_000_000_000;
 
 /// The fixture formats.
 pub fn formats() -> Vec<EventFormat> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/vm-formats");
+    // Found from strata-analysis's tests and benches, and from other
+    // crates' tests that include this file.
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = [
+        manifest.join("tests/fixtures/vm-formats"),
+        manifest.join("../strata-analysis/tests/fixtures/vm-formats"),
+    ]
+    .into_iter()
+    .find(|p| p.is_dir())
+    .expect("the vm-formats fixtures");
     let mut out = Vec::new();
     for sys in ["kvm", "sched"] {
         let mut files: Vec<_> = std::fs::read_dir(root.join(sys))
