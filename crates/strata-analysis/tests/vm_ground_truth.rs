@@ -425,6 +425,33 @@ fn a_tcg_guest_shows_no_hypervisor_time() {
 }
 
 #[test]
+fn an_exited_vcpu_thread_is_unknown_afterwards_and_its_tid_reusable() {
+    let vcpu = T(601, "CPU 0/TCG");
+    let mut g = Gen::new(1);
+    g.switch(0, 0, IDLE, SLEEPING, vcpu);
+    g.thread_exit(0, 1000, vcpu);
+    // TASK_DEAD's switch-out does not bring it back.
+    g.switch(0, 1010, vcpu, 0x80, IDLE);
+    g.fork(0, 1500, T(1, "systemd"), T(601, "worker"));
+    g.switch(0, 1600, IDLE, SLEEPING, T(601, "CPU 0/TCG"));
+    g.switch(0, 2000, T(601, "CPU 0/TCG"), SLEEPING, IDLE);
+    let tmp = tempfile::tempdir().unwrap();
+    g.write(tmp.path(), "host");
+    let a = analyse(tmp.path(), &opts_with(vec![]));
+    let c0 = Some(0);
+    assert_eq!(
+        intervals(&a),
+        vec![
+            iv(601, OnCpu, 0, 1000, "", c0),
+            iv(601, Unknown, 0, 1600, "", None),
+            iv(601, Unknown, 1000, 2000, "", None),
+            iv(601, OnCpu, 1600, 2000, "", c0),
+        ]
+    );
+    assert_eq!(a.reports[0].vms.len(), 2, "the reused tid is another vCPU");
+}
+
+#[test]
 fn the_fused_view_splits_guest_threads_by_their_vcpu_state() {
     let tmp = tempfile::tempdir().unwrap();
     two_vms_one_cpu().write(&tmp.path().join("0-host"), "host");

@@ -45,6 +45,9 @@ enum Binding {
         pid: FieldRef,
         name: Option<FieldRef>,
     },
+    ThreadExit {
+        tid: FieldRef,
+    },
     Entry {
         vcpu_id: Option<FieldRef>,
     },
@@ -112,6 +115,9 @@ fn bind(c: &EventClass) -> Option<Binding> {
             pid: f("pid")?,
             name: f("name"),
         },
+        "sched_process_exit" => Binding::ThreadExit {
+            tid: f("tid").or_else(|| f("pid"))?,
+        },
         "kvm_x86_entry" | "kvm_entry" => Binding::Entry {
             vcpu_id: f("vcpu_id"),
         },
@@ -150,6 +156,7 @@ const NAMES: &[&str] = &[
     "sched_process_exec",
     "task_rename",
     "lttng_statedump_process_state",
+    "sched_process_exit",
     "kvm_x86_entry",
     "kvm_entry",
     "kvm_x86_exit",
@@ -278,6 +285,9 @@ fn decode<'e>(b: &Binding, ev: &Event<'e>) -> Option<VmEvent<'e>> {
             tid: i32_of(ev, tid)?,
             pid: i32_of(ev, pid)?,
             name: text(ev, name),
+        },
+        Binding::ThreadExit { tid } => VmEvent::ThreadExit {
+            tid: i32_of(ev, tid)?,
         },
         Binding::Entry { vcpu_id } => VmEvent::KvmEntry {
             vcpu_id: vcpu_id.and_then(|f| u32_of(ev, f)),

@@ -69,6 +69,11 @@ pub enum VmEvent<'a> {
         /// Name.
         name: &'a [u8],
     },
+    /// `sched_process_exit`: the thread ends.
+    ThreadExit {
+        /// The thread.
+        tid: Tid,
+    },
     /// `kvm_entry` / `kvm_x86_entry`: the vCPU thread enters guest mode.
     KvmEntry {
         /// The vCPU index inside its VM.

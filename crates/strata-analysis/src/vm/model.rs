@@ -153,6 +153,8 @@ pub struct Vcpu {
     pub comm: Comm,
     /// Whether `kvm_entry` was seen for it (its hypervisor time is visible).
     pub entries_seen: bool,
+    /// Whether its thread exited (its later time is unknown).
+    pub gone: bool,
     loc: Loc,
     mode: Mode,
     since: i64,
@@ -409,7 +411,8 @@ impl VmModel {
             ),
             VmEvent::Wakeup { tid, target_cpu } => {
                 if let Some(&v) = self.vcpu_of.get(&tid) {
-                    if !matches!(self.vcpus[v].loc, Loc::On(_) | Loc::Ready(_)) {
+                    let vc = &self.vcpus[v];
+                    if !vc.gone && !matches!(vc.loc, Loc::On(_) | Loc::Ready(_)) {
                         let home = target_cpu.filter(|&c| c < MAX_CPUS).or(Some(cpu));
                         self.set_loc(v, ts, Loc::Ready(home));
                     }
@@ -417,7 +420,10 @@ impl VmModel {
             }
             VmEvent::Migrate { tid, dest_cpu } => {
                 if let Some(&v) = self.vcpu_of.get(&tid) {
-                    if matches!(self.vcpus[v].loc, Loc::Ready(_)) && dest_cpu < MAX_CPUS {
+                    if matches!(self.vcpus[v].loc, Loc::Ready(_))
+                        && !self.vcpus[v].gone
+                        && dest_cpu < MAX_CPUS
+                    {
                         self.set_loc(v, ts, Loc::Ready(Some(dest_cpu)));
                     }
                 }
@@ -428,6 +434,14 @@ impl VmModel {
                 child_pid,
                 child_comm,
             } => {
+                // A reused tid is a new thread, not the vCPU that had it.
+                if self
+                    .vcpu_of
+                    .get(&child_tid)
+                    .is_some_and(|&v| self.vcpus[v].gone)
+                {
+                    self.vcpu_of.remove(&child_tid);
+                }
                 self.threads.insert(
                     child_tid,
                     ThreadInfo {
@@ -463,6 +477,18 @@ impl VmModel {
                     if !self.vcpu_of.contains_key(&tid) {
                         self.register(ts, tid, Comm::new(name), Some(n), accel);
                     }
+                }
+            }
+            VmEvent::ThreadExit { tid } => {
+                // Its time from now on is not the vCPU's: unknown, not
+                // idle; and its tid may be reused by an unrelated thread.
+                if let Some(&v) = self.vcpu_of.get(&tid) {
+                    self.vcpus[v].gone = true;
+                    self.set_loc(v, ts, Loc::Unknown);
+                    self.transition(v, ts, |vc| {
+                        vc.mode = Mode::Unknown;
+                        vc.exit_at = None;
+                    });
                 }
             }
             VmEvent::KvmEntry { vcpu_id } => {
@@ -517,7 +543,7 @@ impl VmModel {
             self.credit_waiting(c, ts);
         }
         let prev = match self.vcpu_of.get(&prev_tid) {
-            Some(&v) => Some(v),
+            Some(&v) => Some(v).filter(|&v| !self.vcpus[v].gone),
             None => self.maybe_vcpu_by_name(ts, prev_tid, prev_comm),
         };
         if let Some(v) = prev {
@@ -531,7 +557,7 @@ impl VmModel {
             self.set_loc(v, ts, loc);
         }
         let next = match self.vcpu_of.get(&next_tid) {
-            Some(&v) => Some(v),
+            Some(&v) => Some(v).filter(|&v| !self.vcpus[v].gone),
             None => self.maybe_vcpu_by_name(ts, next_tid, next_comm),
         };
         if let Some(v) = next {
@@ -565,6 +591,7 @@ impl VmModel {
             return None;
         }
         let v = match self.vcpu_of.get(&tid) {
+            Some(&v) if self.vcpus[v].gone => return None,
             Some(&v) => v,
             None => {
                 let comm = self
@@ -698,6 +725,7 @@ impl VmModel {
             tid,
             comm,
             entries_seen: false,
+            gone: false,
             loc: Loc::Unknown,
             mode: Mode::Unknown,
             since: begin,
@@ -863,6 +891,15 @@ impl VmModel {
         for g in self.vms.iter_mut().filter_map(|vm| vm.guest.as_mut()) {
             g.flush(end);
         }
+    }
+
+    /// The report up to `now` without changing the model (for live
+    /// snapshots: the model is cloned, which costs O(VMs + vCPUs + threads)).
+    pub fn snapshot(&self, hostname: &str, now: i64, top: usize) -> super::VmHostReport {
+        let mut m = self.clone();
+        m.intervals = None;
+        m.flush(now);
+        m.report(hostname, now, &[], top)
     }
 
     /// The VM whose name or UUID is `key` (UUIDs compare case-blind).

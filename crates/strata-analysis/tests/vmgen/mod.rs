@@ -160,6 +160,16 @@ impl Gen {
         self.push(cpu, t, r);
     }
 
+    /// `sched_process_exit` of thread `t`, by itself.
+    pub fn thread_exit(&mut self, cpu: usize, t: u64, th: T) {
+        let r = Rec::new(self.fmt("sched_process_exit"), th.0)
+            .comm("comm", th.1)
+            .int("pid", th.0 as i64)
+            .int("prio", 120)
+            .bytes;
+        self.push(cpu, t, r);
+    }
+
     /// `kvm_entry` by vCPU thread `tid`.
     pub fn entry(&mut self, cpu: usize, t: u64, tid: i32, vcpu: u32) {
         let r = Rec::new(self.fmt("kvm_entry"), tid)
