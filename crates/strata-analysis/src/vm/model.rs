@@ -480,6 +480,11 @@ impl VmModel {
                 }
             }
             VmEvent::ThreadExit { tid } => {
+                // Keep what names a VM's process; forget other threads, so
+                // a live model stays bounded by the threads alive.
+                if !self.vms.iter().any(|vm| vm.pid == Some(tid)) {
+                    self.threads.remove(&tid);
+                }
                 // Its time from now on is not the vCPU's: unknown, not
                 // idle; and its tid may be reused by an unrelated thread.
                 if let Some(&v) = self.vcpu_of.get(&tid) {
