@@ -305,7 +305,6 @@ pub struct VmModel {
     vms: Vec<Vm>,
     hints: Vec<VmHint>,
     begin: Option<i64>,
-    last: i64,
     physical_cpus: Option<u32>,
     demand: u32,
     over: Overcommit,
@@ -394,7 +393,6 @@ impl VmModel {
         if self.begin.is_none() {
             self.begin = Some(ts);
         }
-        self.last = ts;
         let c = cpu as usize;
         if c >= self.cpus.len() {
             self.cpus.resize_with(c + 1, CpuSlot::default);
