@@ -10,6 +10,8 @@
 //! - [`analysis`]: small accumulators over those notifications (`cputop`,
 //!   `syscalls`, `sched`, `irq`, `io`, `mem`, `summary`) and the
 //!   [`analysis::Analyzer`] that drives them over a trace set.
+//! - [`vm`]: the VM model (vCPU states, exits, preemption, fused guest view)
+//!   behind `strata vm report`.
 //!
 //! ```no_run
 //! use strata_analysis::analysis::{analyze, Options, Selection};
@@ -33,3 +35,4 @@ pub mod observer;
 pub mod state;
 pub mod stats;
 pub mod timespec;
+pub mod vm;

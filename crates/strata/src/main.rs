@@ -8,6 +8,7 @@ mod record;
 mod relay;
 mod top;
 mod units;
+mod vm;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -34,6 +35,9 @@ enum Command {
     Top(top::TopArgs),
     /// Control a relay and its agents: hosts, sessions, events, snapshots, rules.
     Ctl(ctl::CtlArgs),
+    /// Virtual machines: vCPU states, exits, preemption, fused guest view.
+    #[command(subcommand)]
+    Vm(vm::VmArgs),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +49,7 @@ fn main() -> ExitCode {
         Command::Relay(args) => relay::run(args),
         Command::Top(args) => top::run(args),
         Command::Ctl(args) => ctl::run(args),
+        Command::Vm(args) => vm::run(args),
     };
     match result {
         Ok(code) => code,

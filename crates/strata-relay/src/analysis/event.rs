@@ -5,6 +5,7 @@
 //! base name, which is all the state system derives from the path.
 
 use strata_analysis::event::{Comm, KernelEvent, SoftirqPhase, SyscallId, Tid};
+use strata_analysis::vm::VmEvent;
 
 /// Bytes kept of an IRQ handler name.
 const NAME_LEN: usize = 24;
@@ -123,6 +124,26 @@ pub enum LiveKind {
     },
     PageFault {
         user: bool,
+    },
+    /// `kvm_entry`: a vCPU thread enters guest mode (the VM model's).
+    KvmEntry {
+        vcpu_id: Option<u32>,
+    },
+    /// `kvm_exit`: the guest exits to the hypervisor.
+    KvmExit {
+        reason: u32,
+        isa: Option<u32>,
+        vcpu_id: Option<u32>,
+    },
+    /// `kvm_userspace_exit`: `KVM_RUN` returns to the VMM process.
+    KvmUserExit {
+        reason: u32,
+        errno: i32,
+    },
+    /// `kvm_pio`: a port I/O exit.
+    KvmPio {
+        write: bool,
+        port: u32,
     },
     /// An event the analyses do not use; only its thread context counts.
     Other,
@@ -344,7 +365,90 @@ impl LiveKind {
             LiveKind::PageAlloc { order } => KernelEvent::PageAlloc { order: *order },
             LiveKind::PageFree { order } => KernelEvent::PageFree { order: *order },
             LiveKind::PageFault { user } => KernelEvent::PageFault { user: *user },
-            LiveKind::Other => KernelEvent::Other,
+            LiveKind::KvmEntry { .. }
+            | LiveKind::KvmExit { .. }
+            | LiveKind::KvmUserExit { .. }
+            | LiveKind::KvmPio { .. }
+            | LiveKind::Other => KernelEvent::Other,
+        }
+    }
+
+    /// The VM model's view of this event.
+    pub fn to_vm(&self) -> VmEvent<'_> {
+        match self {
+            LiveKind::Switch {
+                prev_tid,
+                prev_comm,
+                prev_state,
+                next_tid,
+                next_comm,
+                ..
+            } => VmEvent::Switch {
+                prev_tid: *prev_tid,
+                prev_comm: prev_comm.as_bytes(),
+                prev_state: *prev_state,
+                next_tid: *next_tid,
+                next_comm: next_comm.as_bytes(),
+            },
+            LiveKind::Wakeup {
+                tid, target_cpu, ..
+            } => VmEvent::Wakeup {
+                tid: *tid,
+                target_cpu: *target_cpu,
+            },
+            LiveKind::Migrate {
+                tid,
+                dest_cpu: Some(d),
+                ..
+            } => VmEvent::Migrate {
+                tid: *tid,
+                dest_cpu: *d,
+            },
+            LiveKind::Fork {
+                parent_tid,
+                child_tid,
+                child_pid,
+                child_comm,
+                ..
+            } => VmEvent::Fork {
+                parent_tid: *parent_tid,
+                child_tid: *child_tid,
+                child_pid: *child_pid,
+                child_comm: child_comm.as_bytes(),
+            },
+            LiveKind::Exec { tid, comm } => VmEvent::Exec {
+                tid: *tid,
+                filename: comm.as_bytes(),
+            },
+            LiveKind::Rename { tid, comm } => VmEvent::Rename {
+                tid: *tid,
+                comm: comm.as_bytes(),
+            },
+            LiveKind::Exit { tid } => VmEvent::ThreadExit { tid: *tid },
+            LiveKind::StatedumpThread { tid, pid, name, .. } => VmEvent::Thread {
+                tid: *tid,
+                pid: *pid,
+                name: name.as_bytes(),
+            },
+            LiveKind::KvmEntry { vcpu_id } => VmEvent::KvmEntry { vcpu_id: *vcpu_id },
+            LiveKind::KvmExit {
+                reason,
+                isa,
+                vcpu_id,
+            } => VmEvent::KvmExit {
+                reason: *reason,
+                isa: *isa,
+                vcpu_id: *vcpu_id,
+            },
+            LiveKind::KvmUserExit { reason, errno } => VmEvent::UserspaceExit {
+                reason: *reason,
+                errno: *errno,
+            },
+            LiveKind::KvmPio { write, port } => VmEvent::Pio {
+                write: *write,
+                port: *port,
+            },
+            _ => VmEvent::Other,
         }
     }
 }

@@ -95,6 +95,22 @@ enum Bind {
     PageFault {
         user: bool,
     },
+    KvmEntry {
+        vcpu_id: Option<FieldAccessor>,
+    },
+    KvmExit {
+        reason: FieldAccessor,
+        isa: Option<FieldAccessor>,
+        vcpu_id: Option<FieldAccessor>,
+    },
+    KvmUserExit {
+        reason: FieldAccessor,
+        errno: Option<FieldAccessor>,
+    },
+    KvmPio {
+        rw: Option<FieldAccessor>,
+        port: FieldAccessor,
+    },
 }
 
 /// The bindings of every event type one agent sends.
@@ -164,6 +180,22 @@ fn bind(f: &EventFormat) -> Option<Bind> {
     let need = |n: &str| f.field(n).map(|x| x.accessor());
     let opt = |n: &str| f.field(n).map(|x| x.accessor());
     Some(match (f.system.as_str(), f.name.as_str()) {
+        ("kvm", "kvm_entry") => Bind::KvmEntry {
+            vcpu_id: opt("vcpu_id"),
+        },
+        ("kvm", "kvm_exit") => Bind::KvmExit {
+            reason: need("exit_reason")?,
+            isa: opt("isa"),
+            vcpu_id: opt("vcpu_id"),
+        },
+        ("kvm", "kvm_userspace_exit") => Bind::KvmUserExit {
+            reason: need("reason")?,
+            errno: opt("errno"),
+        },
+        ("kvm", "kvm_pio") => Bind::KvmPio {
+            rw: opt("rw"),
+            port: need("port")?,
+        },
         ("sched", "sched_switch") => Bind::Switch {
             prev_tid: need("prev_pid")?,
             prev_comm: opt("prev_comm"),
@@ -269,6 +301,28 @@ fn opt_u32(a: Option<FieldAccessor>, rec: &[u8]) -> Option<u32> {
 fn decode(b: &Bind, rec: &[u8]) -> Option<LiveKind> {
     Some(match *b {
         Bind::Other => LiveKind::Other,
+        Bind::KvmEntry { vcpu_id } => LiveKind::KvmEntry {
+            vcpu_id: opt_u32(vcpu_id, rec),
+        },
+        Bind::KvmExit {
+            reason,
+            isa,
+            vcpu_id,
+        } => LiveKind::KvmExit {
+            reason: u32::try_from(reason.i64(rec)?).ok()?,
+            isa: opt_u32(isa, rec),
+            vcpu_id: opt_u32(vcpu_id, rec),
+        },
+        Bind::KvmUserExit { reason, errno } => LiveKind::KvmUserExit {
+            reason: u32::try_from(reason.i64(rec)?).ok()?,
+            errno: errno
+                .and_then(|a| i32::try_from(a.i64(rec)?).ok())
+                .unwrap_or(0),
+        },
+        Bind::KvmPio { rw, port } => LiveKind::KvmPio {
+            write: rw.and_then(|a| a.i64(rec)).is_some_and(|v| v != 0),
+            port: u32::try_from(port.i64(rec)?).ok()?,
+        },
         Bind::RawEnter { id } => LiveKind::SyscallEntry {
             id: SyscallId::try_from(id.i64(rec)?).ok()?,
         },
@@ -443,5 +497,110 @@ mod tests {
         assert_eq!(b.decode(&rec[..3]).1, LiveKind::SyscallExit { ret: None });
         assert_eq!(b.decode(&[0xff, 0xff, 0, 0]).1, LiveKind::Other);
         assert_eq!(b.decode(&[]).1, LiveKind::Other);
+    }
+
+    #[test]
+    fn kvm_records_feed_the_live_vm_model() {
+        let (Some(sw), Some(entry), Some(exit), Some(uexit), Some(pio)) = (
+            real("sched", "sched_switch"),
+            real("kvm", "kvm_entry"),
+            real("kvm", "kvm_exit"),
+            real("kvm", "kvm_userspace_exit"),
+            real("kvm", "kvm_pio"),
+        ) else {
+            eprintln!("skipped: tracefs kvm event formats are not readable here");
+            return;
+        };
+        let b = FtraceBinder::new(&[
+            sw.clone(),
+            entry.clone(),
+            exit.clone(),
+            uexit.clone(),
+            pio.clone(),
+        ]);
+        let mut comm16 = [0u8; 16];
+        comm16[..9].copy_from_slice(b"CPU 0/KVM");
+        let pid = 101i32.to_le_bytes();
+        let recs = [
+            (
+                0,
+                record(
+                    &sw,
+                    &[
+                        ("prev_pid", &0i32.to_le_bytes()),
+                        ("prev_state", &1i64.to_le_bytes()),
+                        ("next_comm", &comm16),
+                        ("next_pid", &pid),
+                    ],
+                ),
+            ),
+            (100, record(&entry, &[("common_pid", &pid)])),
+            (
+                1000,
+                record(
+                    &exit,
+                    &[("common_pid", &pid), ("exit_reason", &30u32.to_le_bytes())],
+                ),
+            ),
+            (
+                1050,
+                record(
+                    &pio,
+                    &[("common_pid", &pid), ("port", &0x3f0u32.to_le_bytes())],
+                ),
+            ),
+            (
+                1100,
+                record(
+                    &uexit,
+                    &[("common_pid", &pid), ("reason", &2u32.to_le_bytes())],
+                ),
+            ),
+            (1500, record(&entry, &[("common_pid", &pid)])),
+            (
+                2000,
+                record(
+                    &sw,
+                    &[
+                        ("prev_comm", &comm16),
+                        ("prev_pid", &pid),
+                        ("next_pid", &0i32.to_le_bytes()),
+                    ],
+                ),
+            ),
+        ];
+        let t0 = 1_700_000_000_000_000_000i64;
+        let mut host = super::super::LiveHost::new(super::super::LiveConfig::default(), vec![]);
+        for (dt, rec) in &recs {
+            let (tid, kind) = b.decode(rec);
+            host.push(super::super::event::LiveEvent {
+                ts: t0 + dt,
+                arrived: t0 + dt,
+                cpu: 0,
+                tid,
+                kind,
+            });
+        }
+        host.drain(t0 + 10_000, true, None);
+        assert!(host.has_vms());
+        let r = host.vms_report("h", 10);
+        assert_eq!(r.vms.len(), 1);
+        let v = &r.vms[0];
+        let t = &v.times;
+        assert_eq!(
+            (
+                t.unknown_ns,
+                t.running_ns,
+                t.vmm_ns,
+                t.vmm_user_ns,
+                t.preempted_ns
+            ),
+            (100, 1400, Some(500), Some(400), 0)
+        );
+        assert_eq!(v.exits[0].reason, "IO_INSTRUCTION");
+        assert_eq!(v.userspace_exits[0].reason, "user:IO");
+        assert_eq!(v.pio.count, 1);
+        // The snapshot left the live model as it was.
+        assert_eq!(host.vms_report("h", 10), r);
     }
 }

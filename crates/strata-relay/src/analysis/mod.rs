@@ -16,6 +16,7 @@ pub mod window;
 use hdrhistogram::Histogram;
 use strata_analysis::observer::{Observer, RunSlice};
 use strata_analysis::state::{Idents, Machine, MAX_CPUS};
+use strata_analysis::vm::{VmHostReport, VmModel};
 
 use event::{LiveEvent, LiveKind};
 use merge::Merger;
@@ -65,6 +66,7 @@ pub fn unix_now_ns() -> i64 {
 #[derive(Debug)]
 pub struct LiveHost {
     machine: Machine,
+    vm: VmModel,
     window: Window,
     merger: Merger,
     syscall_names: Vec<Box<str>>,
@@ -89,6 +91,7 @@ impl LiveHost {
     pub fn new(cfg: LiveConfig, syscall_names: Vec<Box<str>>) -> LiveHost {
         LiveHost {
             machine: Machine::new(),
+            vm: VmModel::new(),
             window: Window::new(cfg.window_ns, cfg.buckets),
             merger: Merger::new(cfg.hold_ns, cfg.merge_cap),
             syscall_names,
@@ -120,6 +123,7 @@ impl LiveHost {
     /// too, when given. Returns the events applied.
     pub fn drain(&mut self, now: i64, all: bool, mut global: Option<&mut Histogram<u64>>) -> u64 {
         let machine = &mut self.machine;
+        let vm = &mut self.vm;
         let window = &mut self.window;
         let latency = &mut self.latency;
         let mut applied = 0u64;
@@ -132,6 +136,12 @@ impl LiveHost {
                 machine.running(ev.ts, ev.cpu, ev.tid, window);
             }
             machine.handle(ev.ts, ev.cpu, &ev.kind.to_kernel(), window);
+            vm.handle(
+                ev.ts,
+                ev.cpu,
+                (ev.tid >= 0).then_some(ev.tid),
+                &ev.kind.to_vm(),
+            );
             applied += 1;
             if applied.is_multiple_of(256) {
                 clock = unix_now_ns();
@@ -155,6 +165,19 @@ impl LiveHost {
         }
         self.machine
             .handle(ev.ts, ev.cpu, &ev.kind.to_kernel(), &mut self.window);
+        self.vm.handle(ev.ts, ev.cpu, None, &ev.kind.to_vm());
+    }
+
+    /// Whether the VM model found any VM on this host.
+    pub fn has_vms(&self) -> bool {
+        !self.vm.vms().is_empty()
+    }
+
+    /// The VMs of this host so far (`strata vm report`'s model, fed live),
+    /// up to the newest event; `top` bounds the preempter rows.
+    pub fn vms_report(&self, hostname: &str, top: usize) -> VmHostReport {
+        let now = self.newest().or(self.vm.begin()).unwrap_or(0);
+        self.vm.snapshot(hostname, now, top)
     }
 
     /// Adds `n` lost events on `cpu`.

@@ -294,8 +294,67 @@ pub fn render(reg: &Registry, top: usize) -> String {
                 s.total.count(),
             );
         }
+        if h.has_vms() {
+            vm_metrics(&mut out, &l, &h.vms_report(&st.host, top));
+        }
     }
     out.text
+}
+
+/// Per-VM metrics of one host (the VM model fed live): cumulative vCPU
+/// time by state, exits by reason, steal, vCPU count.
+fn vm_metrics(out: &mut Out, l: &str, r: &strata_analysis::vm::VmHostReport) {
+    out.head(
+        "strata_vm_vcpus",
+        "gauge",
+        "vCPU threads of each VM found on the host.",
+    );
+    out.head(
+        "strata_vm_vcpu_seconds_total",
+        "counter",
+        "vCPU time of each VM by state (running, vmm, preempted, idle, unknown), all its vCPUs.",
+    );
+    out.head(
+        "strata_vm_steal_ratio",
+        "gauge",
+        "Preempted share of the CPU time each VM wanted (running + vmm + preempted).",
+    );
+    out.head(
+        "strata_vm_exits_total",
+        "counter",
+        "VM exits by reason (in-kernel, and user: for userspace exits).",
+    );
+    for vm in &r.vms {
+        let vl = format!("{l},vm=\"{}\"", esc(&vm.name));
+        out.line("strata_vm_vcpus", &vl, vm.vcpus.len());
+        let t = &vm.times;
+        let states = [
+            ("running", Some(t.running_ns)),
+            ("vmm", t.vmm_ns),
+            ("preempted", Some(t.preempted_ns)),
+            ("idle", Some(t.idle_ns)),
+            ("unknown", Some(t.unknown_ns)),
+        ];
+        for (name, ns) in states {
+            if let Some(ns) = ns {
+                out.line(
+                    "strata_vm_vcpu_seconds_total",
+                    &format!("{vl},state=\"{name}\""),
+                    ns as f64 / 1e9,
+                );
+            }
+        }
+        if let Some(st) = t.steal_pct {
+            out.line("strata_vm_steal_ratio", &vl, st / 100.0);
+        }
+        for e in vm.exits.iter().chain(&vm.userspace_exits) {
+            out.line(
+                "strata_vm_exits_total",
+                &format!("{vl},reason=\"{}\"", esc(&e.reason)),
+                e.count,
+            );
+        }
+    }
 }
 
 #[cfg(test)]

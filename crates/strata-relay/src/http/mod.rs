@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
+use strata_analysis::vm::VmHostReport;
 
 use crate::analysis::report::{
     CpusReport, LatencySummary, LostReport, SyscallsReport, ThreadsReport,
@@ -128,6 +129,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/hosts/{host}/threads", get(threads))
         .route("/api/hosts/{host}/syscalls", get(syscalls))
         .route("/api/hosts/{host}/lost", get(lost))
+        .route("/api/hosts/{host}/vms", get(vms))
         .route("/metrics", get(metrics_text))
         .merge(control::routes())
         .with_state(state)
@@ -216,6 +218,16 @@ async fn lost(
     Query(q): Query<HostQuery>,
 ) -> Response {
     per_host(&s, &host, &q, |l, _| -> LostReport { l.lost_report() })
+}
+
+async fn vms(
+    State(s): State<ApiState>,
+    Path(host): Path<String>,
+    Query(q): Query<HostQuery>,
+) -> Response {
+    per_host(&s, &host, &q, |l, n| -> VmHostReport {
+        l.vms_report(&host, n)
+    })
 }
 
 async fn metrics_text(State(s): State<ApiState>) -> Response {

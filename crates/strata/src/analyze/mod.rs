@@ -1,7 +1,7 @@
 //! `strata analyze`: CPU, syscall, scheduling, IRQ, I/O and memory reports
 //! over CTF kernel traces (LTTng's or Strata's), as aligned tables or JSON.
 
-mod table;
+pub(crate) mod table;
 mod text;
 
 use std::io::{IsTerminal, Write};
