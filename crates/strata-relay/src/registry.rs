@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
@@ -111,6 +111,8 @@ pub struct Registry {
     /// Live latency of every event applied, all hosts.
     pub latency: Mutex<Histogram<u64>>,
     next_conn: AtomicU64,
+    /// The rules, when the relay runs with `--rules`.
+    pub rules: OnceLock<Arc<crate::rules::RulesRuntime>>,
 }
 
 impl Default for Registry {
@@ -127,6 +129,7 @@ impl Registry {
             totals: Totals::default(),
             latency: Mutex::new(latency_histogram()),
             next_conn: AtomicU64::new(1),
+            rules: OnceLock::new(),
         }
     }
 

@@ -45,6 +45,8 @@ pub struct RelayConfig {
     pub frame_timeout: Duration,
     /// Processes per host in `/metrics`.
     pub metrics_top: usize,
+    /// The rule file (`--rules`), if any.
+    pub rules: Option<PathBuf>,
 }
 
 impl RelayConfig {
@@ -63,6 +65,7 @@ impl RelayConfig {
             max_body: strata_wire::DEFAULT_MAX_BODY,
             frame_timeout: Duration::from_secs(10),
             metrics_top: 10,
+            rules: None,
         }
     }
 }
@@ -87,6 +90,17 @@ pub async fn run(
     bound: impl FnOnce(Bound),
 ) -> std::io::Result<Arc<Registry>> {
     std::fs::create_dir_all(&cfg.data)?;
+    let rules = match &cfg.rules {
+        Some(p) => {
+            let cx = strata_rules::LoadContext {
+                known_hosts: Some(cfg.tokens.hosts()),
+            };
+            let r = crate::rules::RulesRuntime::load(p, cx)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?;
+            Some(Arc::new(r))
+        }
+        None => None,
+    };
     let ingest_l = TcpListener::bind(cfg.listen).await?;
     let http_l = TcpListener::bind(cfg.http).await?;
     let live_l = match cfg.live {
@@ -113,6 +127,10 @@ pub async fn run(
     bound(addrs);
 
     let registry = Arc::new(Registry::new());
+    let rules_task = rules.map(|r| {
+        let _ = registry.rules.set(Arc::clone(&r));
+        tokio::spawn(r.run(Arc::clone(&registry), shutdown.clone()))
+    });
     let store = Arc::new(StoreConfig {
         data: cfg.data.clone(),
         sync: cfg.sync,
@@ -161,6 +179,9 @@ pub async fn run(
     let _ = http.await;
     if let Some(l) = live {
         let _ = l.await;
+    }
+    if let Some(t) = rules_task {
+        let _ = t.await;
     }
     match r {
         Ok(r) => r?,

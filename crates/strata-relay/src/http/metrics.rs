@@ -295,6 +295,9 @@ pub fn render(reg: &Registry, top: usize) -> String {
             );
         }
     }
+    if let Some(r) = reg.rules.get() {
+        out.text.push_str(&r.render_metrics());
+    }
     out.text
 }
 
