@@ -30,9 +30,16 @@ use crate::registry::{lock, Registry};
 /// control path implements it; [`RelayActions`] calls it when it is set.
 pub trait AgentControl: Send + Sync {
     /// Asks `host`'s agent for a flight-recorder snapshot named `name`.
-    fn snapshot(&self, host: &str, before_ns: u64, after_ns: u64, name: &str) -> Result<(), String>;
+    fn snapshot(&self, host: &str, before_ns: u64, after_ns: u64, name: &str)
+        -> Result<(), String>;
     /// Enables (or disables) `events` on `host` for `for_ns`.
-    fn set_events(&self, host: &str, events: &[String], enable: bool, for_ns: u64) -> Result<(), String>;
+    fn set_events(
+        &self,
+        host: &str,
+        events: &[String],
+        enable: bool,
+        for_ns: u64,
+    ) -> Result<(), String>;
 }
 
 /// Counters of what rules did, for `/metrics` and `/api/rules`.
@@ -108,7 +115,10 @@ impl RelayActions {
         if errors.is_empty() {
             Ok(())
         } else {
-            Err(ActionError::Failed(format!("{what}: {}", errors.join("; "))))
+            Err(ActionError::Failed(format!(
+                "{what}: {}",
+                errors.join("; ")
+            )))
         }
     }
 }
@@ -169,17 +179,27 @@ impl Actions for RelayActions {
         enable: bool,
         for_ns: u64,
     ) -> Result<(), ActionError> {
-        let what = if enable { "enable events" } else { "disable events" };
-        self.each_host(what, fire, hosts, |c, h| c.set_events(h, events, enable, for_ns))
+        let what = if enable {
+            "enable events"
+        } else {
+            "disable events"
+        };
+        self.each_host(what, fire, hosts, |c, h| {
+            c.set_events(h, events, enable, for_ns)
+        })
     }
 
     fn alert(&self, fire: &Fire, webhook: Option<&str>) -> Result<(), ActionError> {
-        *lock(&self.counters.alerts).entry(fire.rule.clone()).or_insert(0) += 1;
+        *lock(&self.counters.alerts)
+            .entry(fire.rule.clone())
+            .or_insert(0) += 1;
         log(format_args!(
             "ALERT rule {:?} on host {}{}: {} [{}] (fired {} times, reaction {:.1} ms)",
             fire.rule,
             fire.host,
-            fire.process.as_deref().map_or(String::new(), |p| format!(" process {p}")),
+            fire.process
+                .as_deref()
+                .map_or(String::new(), |p| format!(" process {p}")),
             fire.condition,
             fire.values.join("; "),
             fire.count,
@@ -255,7 +275,9 @@ pub struct RulesRuntime {
 
 impl std::fmt::Debug for RulesRuntime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RulesRuntime").field("path", &self.path).finish()
+        f.debug_struct("RulesRuntime")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
@@ -276,7 +298,12 @@ impl RulesRuntime {
         RulesRuntime::with(set, None, LoadContext::default(), None)
     }
 
-    fn with(set: RuleSet, path: Option<PathBuf>, cx: LoadContext, m: Option<SystemTime>) -> RulesRuntime {
+    fn with(
+        set: RuleSet,
+        path: Option<PathBuf>,
+        cx: LoadContext,
+        m: Option<SystemTime>,
+    ) -> RulesRuntime {
         let counters = Arc::new(RuleCounters::default());
         RulesRuntime {
             path,
@@ -309,7 +336,10 @@ impl RulesRuntime {
                 lock(&self.engine).replace(Arc::new(set));
                 self.loads.fetch_add(1, Ordering::Relaxed);
                 *lock(&self.last_error) = None;
-                log(format_args!("rules: loaded {n} rules from {}", path.display()));
+                log(format_args!(
+                    "rules: loaded {n} rules from {}",
+                    path.display()
+                ));
                 Ok(n)
             }
             Err(e) => {
@@ -349,14 +379,19 @@ impl RulesRuntime {
                 let Some(l) = live.as_mut() else { continue };
                 let generation = engine.generation();
                 let newest = l.newest();
-                let stale = l.rules_and_machine().0.is_none_or(|h| h.generation() != generation);
+                let stale = l
+                    .rules_and_machine()
+                    .0
+                    .is_none_or(|h| h.generation() != generation);
                 if stale {
                     let mut hm = engine.host_metrics(l.syscall_names());
                     let wake = Arc::clone(&self.wake);
                     hm.set_waker(Some(Arc::new(move || wake.notify_one())));
                     l.set_rules(Some(hm));
                 }
-                let (Some(hm), machine) = l.rules_and_machine() else { continue };
+                let (Some(hm), machine) = l.rules_and_machine() else {
+                    continue;
+                };
                 if let Some(n) = newest {
                     hm.advance(n);
                 }
@@ -399,7 +434,11 @@ impl RulesRuntime {
     /// The rules' part of `/metrics`.
     pub fn render_metrics(&self) -> String {
         use std::fmt::Write;
-        let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+        let esc = |s: &str| {
+            s.replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('\n', "\\n")
+        };
         let mut t = String::new();
         let _ = writeln!(t, "# HELP strata_alerts_total Alerts raised by rules.");
         let _ = writeln!(t, "# TYPE strata_alerts_total counter");
@@ -416,7 +455,10 @@ impl RulesRuntime {
             let v = alerts.get(n).copied().unwrap_or(0);
             let _ = writeln!(t, "strata_alerts_total{{rule=\"{}\"}} {v}", esc(n));
         }
-        let _ = writeln!(t, "# HELP strata_rule_fires_total Times a rule fired, per host.");
+        let _ = writeln!(
+            t,
+            "# HELP strata_rule_fires_total Times a rule fired, per host."
+        );
         let _ = writeln!(t, "# TYPE strata_rule_fires_total counter");
         for s in &doc.states {
             let _ = writeln!(
@@ -427,10 +469,20 @@ impl RulesRuntime {
                 s.fires
             );
         }
-        let _ = writeln!(t, "# HELP strata_rule_actions_refused_total Actions the global rule limits refused.");
+        let _ = writeln!(
+            t,
+            "# HELP strata_rule_actions_refused_total Actions the global rule limits refused."
+        );
         let _ = writeln!(t, "# TYPE strata_rule_actions_refused_total counter");
-        let _ = writeln!(t, "strata_rule_actions_refused_total {}", doc.refused_actions);
-        let _ = writeln!(t, "# HELP strata_rule_actions_failed_total Rule actions that failed, per kind.");
+        let _ = writeln!(
+            t,
+            "strata_rule_actions_refused_total {}",
+            doc.refused_actions
+        );
+        let _ = writeln!(
+            t,
+            "# HELP strata_rule_actions_failed_total Rule actions that failed, per kind."
+        );
         let _ = writeln!(t, "# TYPE strata_rule_actions_failed_total counter");
         for (k, n) in lock(&self.counters.failed).iter() {
             let _ = writeln!(t, "strata_rule_actions_failed_total{{action=\"{k}\"}} {n}");
@@ -443,18 +495,34 @@ impl RulesRuntime {
         let h = lock(&self.counters.reaction).clone();
         for le in [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0] {
             let ns = (le * 1e9) as u64;
-            let n: u64 = h.iter_recorded().filter(|v| v.value_iterated_to() <= ns).map(|v| v.count_at_value()).sum();
+            let n: u64 = h
+                .iter_recorded()
+                .filter(|v| v.value_iterated_to() <= ns)
+                .map(|v| v.count_at_value())
+                .sum();
             let _ = writeln!(t, "strata_rule_reaction_seconds_bucket{{le=\"{le}\"}} {n}");
         }
-        let _ = writeln!(t, "strata_rule_reaction_seconds_bucket{{le=\"+Inf\"}} {}", h.len());
-        let _ = writeln!(t, "strata_rule_reaction_seconds_sum {}", h.mean() * h.len() as f64 / 1e9);
+        let _ = writeln!(
+            t,
+            "strata_rule_reaction_seconds_bucket{{le=\"+Inf\"}} {}",
+            h.len()
+        );
+        let _ = writeln!(
+            t,
+            "strata_rule_reaction_seconds_sum {}",
+            h.mean() * h.len() as f64 / 1e9
+        );
         let _ = writeln!(t, "strata_rule_reaction_seconds_count {}", h.len());
         t
     }
 
     /// Evaluates every `eval_interval`, at once when a pattern matched,
     /// and reloads the file when it changes, until `shutdown`.
-    pub async fn run(self: Arc<Self>, registry: Arc<Registry>, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(
+        self: Arc<Self>,
+        registry: Arc<Registry>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
         let mut last_poll = std::time::Instant::now();
         loop {
             let interval = Duration::from_nanos(lock(&self.engine).rules().limits.eval_interval_ns);

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use strata_analysis::event::Comm;
+use strata_analysis::hash::{int_map, IntMap};
 use strata_analysis::observer::{Observer, RunSlice, SyscallDone, WakeupDone};
 use strata_analysis::state::{Idents, Machine, Serial, ThreadState};
 
@@ -46,7 +47,7 @@ pub struct HostMetrics {
     tracked: Vec<Tracked>,
     /// Series indices per family, split by process filter.
     any: [Vec<usize>; 5],
-    by_proc: [Vec<(Comm, Vec<usize>)>; 5],
+    by_proc: [IntMap<Comm, Vec<usize>>; 5],
     generation: u64,
     newest: i64,
     waker: Option<Waker>,
@@ -77,7 +78,7 @@ impl HostMetrics {
         let mut m = HostMetrics {
             tracked: Vec::with_capacity(keys.len()),
             any: Default::default(),
-            by_proc: Default::default(),
+            by_proc: std::array::from_fn(|_| int_map()),
             generation,
             newest: i64::MIN,
             waker: None,
@@ -94,10 +95,7 @@ impl HostMetrics {
             let Some(s) = slot(k.family) else { continue };
             match k.proc {
                 None => m.any[s].push(i),
-                Some(p) => match m.by_proc[s].iter_mut().find(|(c, _)| *c == p) {
-                    Some((_, v)) => v.push(i),
-                    None => m.by_proc[s].push((p, vec![i])),
-                },
+                Some(p) => m.by_proc[s].entry(p).or_default().push(i),
             }
         }
         m.set_syscall_names(syscall_names);
@@ -183,7 +181,7 @@ impl HostMetrics {
         for &i in &self.any[s] {
             f(&mut self.tracked[i]);
         }
-        if let Some((_, v)) = self.by_proc[s].iter().find(|(c, _)| *c == proc) {
+        if let Some(v) = self.by_proc[s].get(&proc) {
             for &i in v {
                 f(&mut self.tracked[i]);
             }

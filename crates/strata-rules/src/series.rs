@@ -78,7 +78,7 @@ impl Series {
         totals.aux -= s.aux;
         totals.sum -= s.sum;
         if let (Some(h), Some(sh)) = (hist.as_mut(), s.hist.as_mut()) {
-            if sh.len() > 0 {
+            if !sh.is_empty() {
                 // Same bounds on both sides, and every count of `sh` was
                 // added to `h`: subtraction cannot fail.
                 let _ = h.subtract(&*sh);
@@ -145,7 +145,7 @@ impl Series {
     /// The value at quantile `q` (0..=1) over the window, ns; 0 when empty.
     pub fn quantile(&self, q: f64) -> u64 {
         match &self.hist {
-            Some(h) if h.len() > 0 => h.highest_equivalent(h.value_at_quantile(q)).min(MAX_VALUE),
+            Some(h) if !h.is_empty() => h.highest_equivalent(h.value_at_quantile(q)).min(MAX_VALUE),
             _ => 0,
         }
     }
@@ -153,7 +153,7 @@ impl Series {
     /// The largest value over the window, ns; 0 when empty.
     pub fn max(&self) -> u64 {
         match &self.hist {
-            Some(h) if h.len() > 0 => h.max(),
+            Some(h) if !h.is_empty() => h.max(),
             _ => 0,
         }
     }

@@ -47,8 +47,12 @@ impl Host {
     }
 
     fn syscall(&mut self, at: i64, id: u16, dur: i64) {
-        self.m
-            .handle(at, 0, &KernelEvent::SyscallEntry { id, io: None }, &mut self.hm);
+        self.m.handle(
+            at,
+            0,
+            &KernelEvent::SyscallEntry { id, io: None },
+            &mut self.hm,
+        );
         self.m.handle(
             at + dur,
             0,
@@ -78,14 +82,24 @@ fn a_normal_run_fires_nothing() {
             h.syscall(T0 + step * 100 * MS + k * 5 * MS, 0, MS);
         }
         fires += e
-            .evaluate("h", &mut h.hm, Some(&h.m), T0 + (step + 1) * 100 * MS, false)
+            .evaluate(
+                "h",
+                &mut h.hm,
+                Some(&h.m),
+                T0 + (step + 1) * 100 * MS,
+                false,
+            )
             .len();
     }
     assert_eq!(fires, 0);
     let st = e.statuses();
     assert_eq!(st.len(), 1);
     assert!(st[0].evaluations >= 100 && !st[0].holding && st[0].last_error.is_none());
-    assert!(st[0].last_values[0].contains("= 1."), "{:?}", st[0].last_values);
+    assert!(
+        st[0].last_values[0].contains("= 1."),
+        "{:?}",
+        st[0].last_values
+    );
 }
 
 #[test]
@@ -114,7 +128,13 @@ fn a_latency_rule_fires_after_its_debounce_and_once_per_cooldown() {
     for step in 0..30 {
         other.syscall(T0 + step * 100 * MS, 1, 20 * MS);
         assert!(e2
-            .evaluate("h", &mut other.hm, Some(&other.m), T0 + step * 100 * MS + 50 * MS, false)
+            .evaluate(
+                "h",
+                &mut other.hm,
+                Some(&other.m),
+                T0 + step * 100 * MS + 50 * MS,
+                false
+            )
             .is_empty());
     }
 }
@@ -135,7 +155,13 @@ then = [ { alert = { webhook = "http://127.0.0.1:1/x" } } ]
         let dur = if step == 10 { 50 * MS } else { MS };
         h.syscall(T0 + step * 100 * MS, 1, dur);
         // Pattern rules only: what the relay runs when a pattern matched.
-        fired.extend(e.evaluate("h", &mut h.hm, Some(&h.m), T0 + step * 100 * MS + 60 * MS, true));
+        fired.extend(e.evaluate(
+            "h",
+            &mut h.hm,
+            Some(&h.m),
+            T0 + step * 100 * MS + 60 * MS,
+            true,
+        ));
     }
     assert_eq!(fired.len(), 1);
     let f = &fired[0];
@@ -195,7 +221,10 @@ then = [ { snapshot = { before = "10s", after = "2s" } }, { alert = {} } ]
         }
     }
     for (i, &t) in snaps.iter().enumerate() {
-        let in_minute = snaps[i..].iter().take_while(|&&x| x < t + 60_000 * MS).count();
+        let in_minute = snaps[i..]
+            .iter()
+            .take_while(|&&x| x < t + 60_000 * MS)
+            .count();
         assert!(in_minute <= 2, "{in_minute} snapshots in a minute");
         if i > 0 {
             // One at a time: each lasts `after` + grace, 7 s.
@@ -203,7 +232,10 @@ then = [ { snapshot = { before = "10s", after = "2s" } }, { alert = {} } ]
         }
     }
     for (i, &t) in actions.iter().enumerate() {
-        let in_minute = actions[i..].iter().take_while(|&&x| x < t + 60_000 * MS).count();
+        let in_minute = actions[i..]
+            .iter()
+            .take_while(|&&x| x < t + 60_000 * MS)
+            .count();
         assert!(in_minute <= 5, "{in_minute} actions in a minute");
     }
     // The limits are used, not starved: 10 minutes allow 20 snapshots.
@@ -227,7 +259,9 @@ then = [ { alert = {} } ]
     // Metrics built for the old rules are not used.
     assert!(e.evaluate("a", &mut h.hm, None, T0 + MS, false).is_empty());
     let mut h = Host::new(&e, b"pg");
-    assert!(e.evaluate("a", &mut h.hm, None, T0 + 2 * MS, false).is_empty());
+    assert!(e
+        .evaluate("a", &mut h.hm, None, T0 + 2 * MS, false)
+        .is_empty());
     assert_eq!(e.statuses()[0].fires, 1);
 }
 

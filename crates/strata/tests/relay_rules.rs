@@ -25,8 +25,15 @@ fn http_post(addr: SocketAddr, path: &str) -> (u16, String) {
     let mut out = Vec::new();
     let _ = s.read_to_end(&mut out);
     let text = String::from_utf8_lossy(&out).into_owned();
-    let code = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    (code, text.split_once("\r\n\r\n").map_or("", |x| x.1).to_string())
+    let code = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (
+        code,
+        text.split_once("\r\n\r\n").map_or("", |x| x.1).to_string(),
+    )
 }
 
 /// Token file without `*`, so that host names are checked.
@@ -49,12 +56,25 @@ fn bad_rule_files_are_refused_with_their_line_and_the_previous_rules_stay() {
     let s = setup();
     let path = s.dir.path().join("rules.toml");
     // At start: refused, with the line.
-    std::fs::write(&path, "[[rule]]\nname = \"x\"\nwhen = \"syscall.latency.p99() >\"\nthen = [ { alert = {} } ]\n").unwrap();
+    std::fs::write(
+        &path,
+        "[[rule]]\nname = \"x\"\nwhen = \"syscall.latency.p99() >\"\nthen = [ { alert = {} } ]\n",
+    )
+    .unwrap();
     let (ok, _, err) = common::run_strata(&[
-        "relay", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--no-live", "--insecure",
-        "--data", &s.data().display().to_string(),
-        "--token-file", &s.tokens.display().to_string(),
-        "--rules", &path.display().to_string(),
+        "relay",
+        "--listen",
+        "127.0.0.1:0",
+        "--http",
+        "127.0.0.1:0",
+        "--no-live",
+        "--insecure",
+        "--data",
+        &s.data().display().to_string(),
+        "--token-file",
+        &s.tokens.display().to_string(),
+        "--rules",
+        &path.display().to_string(),
     ]);
     assert!(!ok);
     assert!(err.contains("rules.toml:3:"), "{err}");
@@ -77,7 +97,13 @@ fn bad_rule_files_are_refused_with_their_line_and_the_previous_rules_stay() {
         assert_eq!(code, 422, "{body}");
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(v["line"], line, "{body}");
-        assert!(v["error"].as_str().unwrap().contains(&format!("rules.toml:{line}:")), "{body}");
+        assert!(
+            v["error"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("rules.toml:{line}:")),
+            "{body}"
+        );
         let doc = relay.json("/api/rules");
         assert_eq!(doc["rules"], 1, "the previous rules stay: {doc}");
         assert!(doc["last_error"].as_str().is_some());
@@ -92,7 +118,10 @@ fn bad_rule_files_are_refused_with_their_line_and_the_previous_rules_stay() {
     std::fs::write(&path, GOOD).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     while relay.json("/api/rules")["rules"] != 1 {
-        assert!(Instant::now() < deadline, "the changed file was not reloaded");
+        assert!(
+            Instant::now() < deadline,
+            "the changed file was not reloaded"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -116,8 +145,7 @@ impl Hook {
                 let _ = c.set_read_timeout(Some(Duration::from_secs(5)));
                 let mut buf = Vec::new();
                 let mut chunk = [0u8; 4096];
-                loop {
-                    let Ok(n) = c.read(&mut chunk) else { break };
+                while let Ok(n) = c.read(&mut chunk) {
                     if n == 0 {
                         break;
                     }
@@ -182,7 +210,13 @@ then = [ {{ alert = {{ webhook = "{url}" }} }} ]
     let _agent = Agent::start(
         relay.ingest,
         &s,
-        &["--insecure", "--host-id", "stallhost", "--events", "syscalls,sched"],
+        &[
+            "--insecure",
+            "--host-id",
+            "stallhost",
+            "--events",
+            "syscalls,sched",
+        ],
     );
     // Wait until the live analysis applies events and the rules watch
     // the host (from their first evaluation on it).
@@ -200,7 +234,10 @@ then = [ {{ alert = {{ webhook = "{url}" }} }} ]
     // A program named stall50 sleeps 50 ms in one nanosleep.
     let exe = s.dir.path().join("stall50");
     std::fs::copy("/bin/sleep", &exe).unwrap();
-    let st = std::process::Command::new(&exe).arg("0.05").status().unwrap();
+    let st = std::process::Command::new(&exe)
+        .arg("0.05")
+        .status()
+        .unwrap();
     assert!(st.success());
     let deadline = Instant::now() + Duration::from_secs(15);
     while hook.bodies().len() < 2 && Instant::now() < deadline {
@@ -212,8 +249,9 @@ then = [ {{ alert = {{ webhook = "{url}" }} }} ]
     assert_eq!(
         bodies.len(),
         2,
-        "{bodies:?}\n{}\n{}",
+        "{bodies:?}\n{}\n{}\n{}",
         relay.json("/api/rules"),
+        relay.json("/api/hosts"),
         relay.log()
     );
     for name in ["stall pattern", "stall latency"] {
@@ -223,7 +261,10 @@ then = [ {{ alert = {{ webhook = "{url}" }} }} ]
         assert_eq!(b[0]["process"], "stall50");
         assert_eq!(b[0]["schema"], "strata-alert/1");
     }
-    let pattern = bodies.iter().find(|b| b["rule"] == "stall pattern").unwrap();
+    let pattern = bodies
+        .iter()
+        .find(|b| b["rule"] == "stall pattern")
+        .unwrap();
     assert!(pattern["tid"].as_i64().unwrap() > 0);
     assert!(pattern["reaction_ms"].as_f64().unwrap() >= 0.0);
     let doc = relay.json("/api/rules");
@@ -235,10 +276,24 @@ then = [ {{ alert = {{ webhook = "{url}" }} }} ]
         .collect();
     assert_eq!(quiet.len(), 1, "{doc}");
     assert_eq!(quiet[0]["fires"], 0);
-    assert!(quiet[0]["last_values"][0].as_str().unwrap().contains("ms"), "{doc}");
+    assert!(
+        quiet[0]["last_values"][0].as_str().unwrap().contains("ms"),
+        "{doc}"
+    );
     let (_, metrics) = relay.get("/metrics");
-    assert!(metrics.contains("strata_alerts_total{rule=\"stall pattern\"} 1"), "{metrics}");
-    assert!(metrics.contains("strata_alerts_total{rule=\"quiet\"} 0"), "{metrics}");
-    assert!(metrics.contains("strata_rule_reaction_seconds_count 2"), "{metrics}");
-    assert!(relay.log().contains("ALERT rule \"stall pattern\" on host stallhost process stall50"));
+    assert!(
+        metrics.contains("strata_alerts_total{rule=\"stall pattern\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("strata_alerts_total{rule=\"quiet\"} 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("strata_rule_reaction_seconds_count 2"),
+        "{metrics}"
+    );
+    assert!(relay
+        .log()
+        .contains("ALERT rule \"stall pattern\" on host stallhost process stall50"));
 }

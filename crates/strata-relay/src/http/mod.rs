@@ -240,7 +240,11 @@ async fn rules_doc(State(st): State<ApiState>) -> Response {
                 Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
             }
         }
-        None => (StatusCode::NOT_FOUND, "no rules: start the relay with --rules FILE\n").into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            "no rules: start the relay with --rules FILE\n",
+        )
+            .into_response(),
     }
 }
 
@@ -248,7 +252,11 @@ async fn rules_doc(State(st): State<ApiState>) -> Response {
 /// (file:line: message) when it is bad, and the previous rules stay.
 async fn rules_reload(State(st): State<ApiState>) -> Response {
     let Some(r) = st.registry.rules.get() else {
-        return (StatusCode::NOT_FOUND, "no rules: start the relay with --rules FILE\n").into_response();
+        return (
+            StatusCode::NOT_FOUND,
+            "no rules: start the relay with --rules FILE\n",
+        )
+            .into_response();
     };
     let r = Arc::clone(r);
     match tokio::task::spawn_blocking(move || r.reload()).await {
