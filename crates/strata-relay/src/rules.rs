@@ -257,6 +257,12 @@ pub struct RulesDoc {
     pub refused_actions: u64,
     /// Snapshots in progress.
     pub snapshots_in_flight: usize,
+    /// Firings measured for reaction time.
+    pub reactions: u64,
+    /// Reaction time (condition true to actions requested), median, ms.
+    pub reaction_p50_ms: f64,
+    /// Reaction time, 99th percentile, ms.
+    pub reaction_p99_ms: f64,
 }
 
 /// The rules of a running relay.
@@ -419,7 +425,18 @@ impl RulesRuntime {
         let states = engine.statuses();
         let rules = engine.rules().rules.len();
         let gov = engine.governor();
+        let h = lock(&self.counters.reaction).clone();
+        let ms = |q: f64| {
+            if h.is_empty() {
+                0.0
+            } else {
+                h.value_at_quantile(q) as f64 / 1e6
+            }
+        };
         RulesDoc {
+            reactions: h.len(),
+            reaction_p50_ms: ms(0.5),
+            reaction_p99_ms: ms(0.99),
             schema: crate::http::SCHEMA,
             path: self.path.as_ref().map(|p| p.display().to_string()),
             rules,
