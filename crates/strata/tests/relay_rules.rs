@@ -297,3 +297,58 @@ then = [ {{ alert = {{ webhook = "{url}" }} }} ]
         .log()
         .contains("ALERT rule \"stall pattern\" on host stallhost process stall50"));
 }
+
+#[test]
+fn an_always_true_rule_fires_within_its_cooldown_and_the_limits_only() {
+    if !common::skip_unless_root_with_tracefs() {
+        return;
+    }
+    let s = setup();
+    let hook = Hook::start();
+    let rules = format!(
+        r#"
+[limits]
+actions_per_minute = 3
+
+[[rule]]
+name = "always"
+when = "syscall.latency.count() >= 0"
+cooldown = "500ms"
+then = [ {{ alert = {{ webhook = "http://{}/hook" }} }} ]
+"#,
+        hook.addr
+    );
+    let path = s.dir.path().join("rules.toml");
+    std::fs::write(&path, rules).unwrap();
+    let relay = Relay::start(&s, &["--rules", &path.display().to_string()]);
+    let _agent = Agent::start(
+        relay.ingest,
+        &s,
+        &[
+            "--insecure",
+            "--host-id",
+            "stallhost",
+            "--events",
+            "syscalls",
+        ],
+    );
+    // 4 s of evaluations every 100 ms: the cooldown alone would allow 8
+    // firings, the limit allows 3 a minute.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while hook.bodies().len() < 3 {
+        assert!(Instant::now() < deadline, "{}", relay.json("/api/rules"));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let first = Instant::now();
+    std::thread::sleep(Duration::from_secs(4));
+    let doc = relay.json("/api/rules");
+    assert_eq!(hook.bodies().len(), 3, "{doc}");
+    assert_eq!(doc["states"][0]["fires"], 3, "{doc}");
+    assert!(doc["refused_actions"].as_u64().unwrap() >= 2, "{doc}");
+    assert!(first.elapsed() < Duration::from_secs(60));
+    let (_, metrics) = relay.get("/metrics");
+    assert!(
+        metrics.contains("strata_alerts_total{rule=\"always\"} 3"),
+        "{metrics}"
+    );
+}
