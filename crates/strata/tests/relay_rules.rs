@@ -36,6 +36,29 @@ fn http_post(addr: SocketAddr, path: &str) -> (u16, String) {
     )
 }
 
+/// One live agent at a time in this file: two agents starting together
+/// can take each other's tracefs instance for a dead one's and remove it.
+static LIVE_AGENT: Mutex<()> = Mutex::new(());
+
+/// An agent stopped with SIGTERM when dropped (even when the test fails),
+/// so that it removes its tracefs instance itself.
+struct Graceful(Agent);
+
+impl Drop for Graceful {
+    fn drop(&mut self) {
+        // SAFETY: kill has no memory preconditions; the pid is our child's.
+        unsafe { libc::kill(self.0.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Agent's own Drop kills it.
+    }
+}
+
 /// Token file without `*`, so that host names are checked.
 fn setup() -> Setup {
     let s = Setup::new();
@@ -181,6 +204,7 @@ fn a_50ms_stall_fires_each_rule_once_with_a_webhook() {
     if !common::skip_unless_root_with_tracefs() {
         return;
     }
+    let _one = LIVE_AGENT.lock().unwrap_or_else(|p| p.into_inner());
     let s = setup();
     let hook = Hook::start();
     let url = format!("http://{}/hook", hook.addr);
@@ -207,7 +231,7 @@ then = [ {{ alert = {{ webhook = "{url}" }} }} ]
     let path = s.dir.path().join("rules.toml");
     std::fs::write(&path, rules).unwrap();
     let relay = Relay::start(&s, &["--rules", &path.display().to_string()]);
-    let _agent = Agent::start(
+    let _agent = Graceful(Agent::start(
         relay.ingest,
         &s,
         &[
@@ -217,7 +241,7 @@ then = [ {{ alert = {{ webhook = "{url}" }} }} ]
             "--events",
             "syscalls,sched",
         ],
-    );
+    ));
     // Wait until the live analysis applies events and the rules watch
     // the host (from their first evaluation on it).
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -234,14 +258,32 @@ then = [ {{ alert = {{ webhook = "{url}" }} }} ]
     // A program named stall50 sleeps 50 ms in one nanosleep.
     let exe = s.dir.path().join("stall50");
     std::fs::copy("/bin/sleep", &exe).unwrap();
-    let st = std::process::Command::new(&exe)
-        .arg("0.05")
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while hook.bodies().len() < 2 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
+    // On a loaded machine the kernel buffer may overrun and lose the
+    // stall's events: then it is tried again (the cooldown of 10 minutes
+    // still allows one firing per rule).
+    for attempt in 1..=3 {
+        // On one CPU: the relay merges CPUs with a 20 ms hold, shorter than
+        // the agent's 100 ms flush, so a syscall entered on one CPU and left
+        // on another can be applied out of order and go unpaired.
+        let st = std::process::Command::new("taskset")
+            .args(["-c", "0"])
+            .arg(&exe)
+            .arg("0.05")
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let deadline = Instant::now() + Duration::from_secs(8);
+        while hook.bodies().len() < 2 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if hook.bodies().len() >= 2 {
+            break;
+        }
+        println!(
+            "stall {attempt} not seen by both rules; hosts: {}; rules: {}",
+            relay.json("/api/hosts"),
+            relay.json("/api/rules")
+        );
     }
     // Anything more would come within a few evaluations.
     std::thread::sleep(Duration::from_secs(2));
@@ -303,6 +345,7 @@ fn an_always_true_rule_fires_within_its_cooldown_and_the_limits_only() {
     if !common::skip_unless_root_with_tracefs() {
         return;
     }
+    let _one = LIVE_AGENT.lock().unwrap_or_else(|p| p.into_inner());
     let s = setup();
     let hook = Hook::start();
     let rules = format!(
@@ -321,7 +364,7 @@ then = [ {{ alert = {{ webhook = "http://{}/hook" }} }} ]
     let path = s.dir.path().join("rules.toml");
     std::fs::write(&path, rules).unwrap();
     let relay = Relay::start(&s, &["--rules", &path.display().to_string()]);
-    let _agent = Agent::start(
+    let _agent = Graceful(Agent::start(
         relay.ingest,
         &s,
         &[
@@ -331,7 +374,7 @@ then = [ {{ alert = {{ webhook = "http://{}/hook" }} }} ]
             "--events",
             "syscalls",
         ],
-    );
+    ));
     // 4 s of evaluations every 100 ms: the cooldown alone would allow 8
     // firings, the limit allows 3 a minute.
     let deadline = Instant::now() + Duration::from_secs(20);
