@@ -11,6 +11,7 @@
 //! - [`registry`]: the hosts and counters the API reads.
 //! - [`http`]: the JSON API and Prometheus `/metrics`.
 //! - [`live`]: the LTTng-live viewer server over the data directory.
+//! - [`rules`]: rules over the live analyses, and their actions.
 //! - [`relay`]: all of it together, as `strata relay` runs it.
 
 pub mod analysis;
@@ -21,5 +22,6 @@ pub mod live;
 pub mod names;
 pub mod registry;
 pub mod relay;
+pub mod rules;
 pub mod store;
 pub mod tokens;

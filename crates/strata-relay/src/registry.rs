@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
@@ -113,6 +113,8 @@ pub struct Registry {
     next_conn: AtomicU64,
     /// Command channels to the agents, snapshots, event changes.
     pub control_state: crate::control::ControlState,
+    /// The rules, when the relay runs with `--rules`.
+    pub rules: OnceLock<Arc<crate::rules::RulesRuntime>>,
 }
 
 impl Default for Registry {
@@ -130,6 +132,7 @@ impl Registry {
             latency: Mutex::new(latency_histogram()),
             next_conn: AtomicU64::new(1),
             control_state: Default::default(),
+            rules: OnceLock::new(),
         }
     }
 

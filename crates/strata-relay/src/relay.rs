@@ -47,6 +47,8 @@ pub struct RelayConfig {
     pub metrics_top: usize,
     /// The bearer token of the control endpoints (`None`: control is off).
     pub api_token: Option<String>,
+    /// The rule file (`--rules`), if any.
+    pub rules: Option<PathBuf>,
 }
 
 impl RelayConfig {
@@ -66,6 +68,7 @@ impl RelayConfig {
             frame_timeout: Duration::from_secs(10),
             metrics_top: 10,
             api_token: None,
+            rules: None,
         }
     }
 }
@@ -90,6 +93,17 @@ pub async fn run(
     bound: impl FnOnce(Bound),
 ) -> std::io::Result<Arc<Registry>> {
     std::fs::create_dir_all(&cfg.data)?;
+    let rules = match &cfg.rules {
+        Some(p) => {
+            let cx = strata_rules::LoadContext {
+                known_hosts: Some(cfg.tokens.hosts()),
+            };
+            let r = crate::rules::RulesRuntime::load(p, cx)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?;
+            Some(Arc::new(r))
+        }
+        None => None,
+    };
     let ingest_l = TcpListener::bind(cfg.listen).await?;
     let http_l = TcpListener::bind(cfg.http).await?;
     let live_l = match cfg.live {
@@ -117,6 +131,15 @@ pub async fn run(
 
     let registry = Arc::new(Registry::new());
     registry.control_state.set_api_token(cfg.api_token.clone());
+    let rules_task = rules.map(|r| {
+        let _ = registry.rules.set(Arc::clone(&r));
+        r.actions()
+            .set_control(Some(Arc::new(crate::rules::ControlPath::new(
+                registry.control(),
+                tokio::runtime::Handle::current(),
+            ))));
+        tokio::spawn(r.run(Arc::clone(&registry), shutdown.clone()))
+    });
     let store = Arc::new(StoreConfig {
         data: cfg.data.clone(),
         sync: cfg.sync,
@@ -165,6 +188,9 @@ pub async fn run(
     let _ = http.await;
     if let Some(l) = live {
         let _ = l.await;
+    }
+    if let Some(t) = rules_task {
+        let _ = t.await;
     }
     match r {
         Ok(r) => r?,

@@ -108,6 +108,11 @@ impl Tokens {
         Ok(Tokens { entries })
     }
 
+    /// The host names the file admits (`*` when it admits any).
+    pub fn hosts(&self) -> Vec<String> {
+        self.entries.iter().map(|(h, _)| h.clone()).collect()
+    }
+
     /// Whether `token` admits `host`.
     pub fn admits(&self, host: &str, token: &[u8]) -> bool {
         // Every entry is compared, so timing says nothing about which matched.

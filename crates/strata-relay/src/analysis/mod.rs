@@ -14,9 +14,10 @@ pub mod report;
 pub mod window;
 
 use hdrhistogram::Histogram;
-use strata_analysis::observer::{Observer, RunSlice};
+use strata_analysis::observer::{Observer, RunSlice, SyscallDone, WakeupDone};
 use strata_analysis::state::{Idents, Machine, MAX_CPUS};
 use strata_analysis::vm::{VmHostReport, VmModel};
+use strata_rules::HostMetrics;
 
 use event::{LiveEvent, LiveKind};
 use merge::Merger;
@@ -74,6 +75,29 @@ pub struct LiveHost {
     lost: Vec<u64>,
     applied: u64,
     bad_cpu: u64,
+    /// The series the rules watch, when rules are loaded.
+    rules: Option<HostMetrics>,
+}
+
+/// Feeds the window and the rules' series from one pass of the state system.
+struct Tee<'a>(&'a mut Window, &'a mut HostMetrics);
+
+impl Observer for Tee<'_> {
+    #[inline]
+    fn run(&mut self, ids: &Idents, s: &RunSlice) {
+        self.0.run(ids, s);
+        self.1.run(ids, s);
+    }
+    #[inline]
+    fn syscall(&mut self, ids: &Idents, d: &SyscallDone) {
+        self.0.syscall(ids, d);
+        self.1.syscall(ids, d);
+    }
+    #[inline]
+    fn wakeup(&mut self, ids: &Idents, d: &WakeupDone) {
+        self.0.wakeup(ids, d);
+        self.1.wakeup(ids, d);
+    }
 }
 
 /// Collects the slices of threads still running, for reports.
@@ -99,12 +123,31 @@ impl LiveHost {
             lost: Vec::new(),
             applied: 0,
             bad_cpu: 0,
+            rules: None,
         }
     }
 
     /// Replaces the syscall names (new metadata from the agent).
     pub fn set_syscall_names(&mut self, names: Vec<Box<str>>) {
+        if let Some(r) = self.rules.as_mut() {
+            r.set_syscall_names(&names);
+        }
         self.syscall_names = names;
+    }
+
+    /// The syscall names, by id.
+    pub fn syscall_names(&self) -> &[Box<str>] {
+        &self.syscall_names
+    }
+
+    /// Installs (or removes) the series the rules watch.
+    pub fn set_rules(&mut self, rules: Option<HostMetrics>) {
+        self.rules = rules;
+    }
+
+    /// The rules' series and the state system, for evaluation.
+    pub fn rules_and_machine(&mut self) -> (Option<&mut HostMetrics>, &Machine) {
+        (self.rules.as_mut(), &self.machine)
     }
 
     /// Queues one decoded event.
@@ -126,16 +169,29 @@ impl LiveHost {
         let vm = &mut self.vm;
         let window = &mut self.window;
         let latency = &mut self.latency;
+        let mut rules = self.rules.as_mut();
         let mut applied = 0u64;
         // The clock is read every 256 events: the latency then includes
         // the time spent on the events before it in the batch.
         let mut clock = unix_now_ns();
         self.merger.drain(now, all, |ev| {
             window.tick(ev.ts);
-            if ev.tid >= 0 && !matches!(ev.kind, LiveKind::StatedumpThread { .. }) {
-                machine.running(ev.ts, ev.cpu, ev.tid, window);
+            let running = ev.tid >= 0 && !matches!(ev.kind, LiveKind::StatedumpThread { .. });
+            match rules.as_deref_mut() {
+                None => {
+                    if running {
+                        machine.running(ev.ts, ev.cpu, ev.tid, window);
+                    }
+                    machine.handle(ev.ts, ev.cpu, &ev.kind.to_kernel(), window);
+                }
+                Some(r) => {
+                    let mut tee = Tee(window, r);
+                    if running {
+                        machine.running(ev.ts, ev.cpu, ev.tid, &mut tee);
+                    }
+                    machine.handle(ev.ts, ev.cpu, &ev.kind.to_kernel(), &mut tee);
+                }
             }
-            machine.handle(ev.ts, ev.cpu, &ev.kind.to_kernel(), window);
             vm.handle(
                 ev.ts,
                 ev.cpu,

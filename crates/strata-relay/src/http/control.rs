@@ -27,8 +27,6 @@ pub fn routes() -> Router<ApiState> {
         .route("/api/sessions", get(sessions))
         .route("/api/control/events", post(events))
         .route("/api/control/snapshot", post(snapshot))
-        .route("/api/rules", get(rules_list))
-        .route("/api/rules/reload", post(rules_reload))
 }
 
 /// A JSON error body.
@@ -54,7 +52,7 @@ fn control_error(e: ControlError) -> Response {
 }
 
 /// Checks the bearer token, then parses the body.
-fn authorized<T: DeserializeOwned>(
+pub(super) fn authorized<T: DeserializeOwned>(
     state: &ApiState,
     headers: &HeaderMap,
     body: &Bytes,
@@ -220,20 +218,4 @@ async fn snapshot(State(state): State<ApiState>, headers: HeaderMap, body: Bytes
         Ok(doc) => Json(doc).into_response(),
         Err(e) => control_error(e),
     }
-}
-
-async fn rules_list() -> Response {
-    error(StatusCode::NOT_FOUND, "no rules loaded")
-}
-
-async fn rules_reload(State(state): State<ApiState>, headers: HeaderMap, body: Bytes) -> Response {
-    let body = if body.is_empty() {
-        Bytes::from_static(b"{}")
-    } else {
-        body
-    };
-    if let Err(resp) = authorized::<serde_json::Value>(&state, &headers, &body) {
-        return *resp;
-    }
-    error(StatusCode::NOT_FOUND, "no rules loaded")
 }

@@ -298,6 +298,9 @@ pub fn render(reg: &Registry, top: usize) -> String {
             vm_metrics(&mut out, &l, &h.vms_report(&st.host, top));
         }
     }
+    if let Some(r) = reg.rules.get() {
+        out.text.push_str(&r.render_metrics());
+    }
     out.text
 }
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use strata_analysis::vm::VmHostReport;
@@ -130,6 +130,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/hosts/{host}/syscalls", get(syscalls))
         .route("/api/hosts/{host}/lost", get(lost))
         .route("/api/hosts/{host}/vms", get(vms))
+        .route("/api/rules", get(rules_doc))
+        .route("/api/rules/reload", post(rules_reload))
         .route("/metrics", get(metrics_text))
         .merge(control::routes())
         .with_state(state)
@@ -240,4 +242,57 @@ async fn metrics_text(State(s): State<ApiState>) -> Response {
         body,
     )
         .into_response()
+}
+
+/// `GET /api/rules`: every rule's state (404 without `--rules`).
+async fn rules_doc(State(st): State<ApiState>) -> Response {
+    match st.registry.rules.get() {
+        Some(r) => {
+            let r = Arc::clone(r);
+            match tokio::task::spawn_blocking(move || r.doc()).await {
+                Ok(d) => Json(d).into_response(),
+                Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+            }
+        }
+        None => (
+            StatusCode::NOT_FOUND,
+            "no rules: start the relay with --rules FILE\n",
+        )
+            .into_response(),
+    }
+}
+
+/// `POST /api/rules/reload`: reads the rule file again; 422 with the error
+/// (file:line: message) when it is bad, and the previous rules stay. Like
+/// every control request it needs the API token.
+async fn rules_reload(
+    State(st): State<ApiState>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let body = if body.is_empty() {
+        axum::body::Bytes::from_static(b"{}")
+    } else {
+        body
+    };
+    if let Err(resp) = control::authorized::<serde_json::Value>(&st, &headers, &body) {
+        return *resp;
+    }
+    let Some(r) = st.registry.rules.get() else {
+        return (
+            StatusCode::NOT_FOUND,
+            "no rules: start the relay with --rules FILE\n",
+        )
+            .into_response();
+    };
+    let r = Arc::clone(r);
+    match tokio::task::spawn_blocking(move || r.reload()).await {
+        Ok(Ok(n)) => Json(serde_json::json!({ "schema": SCHEMA, "reloaded": true, "rules": n })).into_response(),
+        Ok(Err(e)) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(serde_json::json!({ "schema": SCHEMA, "reloaded": false, "error": e.to_string(), "line": e.line() })),
+        )
+            .into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
 }

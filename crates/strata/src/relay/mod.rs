@@ -89,6 +89,11 @@ pub struct RelayArgs {
     #[arg(long, default_value = "4M", value_parser = parse_size)]
     max_frame: u64,
 
+    /// Rules over the live analyses, with their actions (docs/rules.md);
+    /// reloaded when the file changes or on POST /api/rules/reload.
+    #[arg(long, value_name = "FILE")]
+    rules: Option<PathBuf>,
+
     /// A frame must arrive whole within this time of its first byte.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     frame_timeout: std::time::Duration,
@@ -123,6 +128,7 @@ pub fn run(args: RelayArgs) -> anyhow::Result<ExitCode> {
         .commit_interval
         .max(std::time::Duration::from_millis(1));
     cfg.max_body = args.max_frame as u32;
+    cfg.rules = args.rules.clone();
     cfg.frame_timeout = args.frame_timeout;
     cfg.api_token = match &args.api_token_file {
         Some(f) => Some(crate::ctl::read_token(f)?),
