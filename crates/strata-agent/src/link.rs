@@ -128,7 +128,9 @@ pub fn host_of(addr: &str) -> &str {
 
 /// A connected relay.
 pub struct Link {
-    sock: TcpStream,
+    // A TCP socket or, for a guest without a network, a serial port joined
+    // to the relay by the hypervisor; both are plain read/write descriptors.
+    sock: std::fs::File,
     tls: Option<Box<ClientConnection>>,
     addr: String,
     plain: Vec<u8>,
@@ -188,13 +190,16 @@ pub(crate) fn poll_fd(
 }
 
 impl Link {
-    /// Connects to `addr` (`host:port`), then runs the TLS handshake when
+    /// Connects to `addr` (`host:port`, or the path of a serial port), then runs the TLS handshake when
     /// `tls` is given, all within `timeout`.
     pub fn connect(
         addr: &str,
         tls: Option<(Arc<ClientConfig>, String)>,
         timeout: Duration,
     ) -> Result<Link, LinkError> {
+        if addr.starts_with('/') {
+            return Link::open_tty(addr, tls.is_some());
+        }
         let addrs: Vec<_> = addr
             .to_socket_addrs()
             .map_err(|source| LinkError::Resolve {
@@ -228,9 +233,53 @@ impl Link {
                 source,
             })?;
         Ok(Link {
-            sock,
+            sock: std::fs::File::from(std::os::fd::OwnedFd::from(sock)),
             tls,
             addr: addr.to_string(),
+            plain: vec![0; 64 << 10],
+        })
+    }
+
+    /// Opens a serial port (e.g. a VM's `/dev/ttyS1` that QEMU joins to the
+    /// relay's TCP port) as the connection: raw mode, so every byte of the
+    /// wire protocol passes untouched, and non-blocking like a socket.
+    fn open_tty(path: &str, tls: bool) -> Result<Link, LinkError> {
+        let fail = |source: io::Error| LinkError::Connect {
+            addr: path.to_string(),
+            source,
+        };
+        if tls {
+            return Err(fail(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "TLS over a serial port is not supported: use --insecure (the port is a private VM-to-host link)",
+            )));
+        }
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NOCTTY | libc::O_NONBLOCK)
+            .open(path)
+            .map_err(fail)?;
+        let fd = file.as_raw_fd();
+        // SAFETY: termios is plain data, filled by tcgetattr on an open fd.
+        let mut tio: libc::termios = unsafe { std::mem::zeroed() };
+        if unsafe { libc::tcgetattr(fd, &mut tio) } == 0 {
+            // SAFETY: valid termios for this fd.
+            unsafe {
+                libc::cfmakeraw(&mut tio);
+                tio.c_cflag |= libc::CLOCAL | libc::CREAD;
+                tio.c_cflag &= !libc::CRTSCTS;
+                libc::cfsetspeed(&mut tio, libc::B4000000);
+                if libc::tcsetattr(fd, libc::TCSANOW, &tio) != 0 {
+                    return Err(fail(io::Error::last_os_error()));
+                }
+            }
+        }
+        Ok(Link {
+            sock: file,
+            tls: None,
+            addr: path.to_string(),
             plain: vec![0; 64 << 10],
         })
     }

@@ -7,6 +7,7 @@ mod record;
 mod relay;
 mod top;
 mod units;
+mod vm_testbed;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -31,6 +32,13 @@ enum Command {
     Relay(relay::RelayArgs),
     /// Live view of a relay's hosts: CPUs, top threads, syscalls, losses.
     Top(top::TopArgs),
+    /// Boot QEMU guests with agents inside, streaming to a local relay
+    /// (moves under `strata vm testbed`).
+    #[command(hide = true)]
+    Testbed(vm_testbed::TestbedArgs),
+    /// The guest side of the testbed's clock-sync probes.
+    #[command(hide = true)]
+    TestbedProbe(vm_testbed::probe::ProbeArgs),
 }
 
 fn main() -> ExitCode {
@@ -41,6 +49,8 @@ fn main() -> ExitCode {
         Command::Agent(args) => agent::run(*args),
         Command::Relay(args) => relay::run(args),
         Command::Top(args) => top::run(args),
+        Command::Testbed(args) => vm_testbed::run(args),
+        Command::TestbedProbe(args) => vm_testbed::probe::run(args),
     };
     match result {
         Ok(code) => code,
