@@ -131,6 +131,13 @@ pub struct AgentArgs {
     /// No progress messages.
     #[arg(short, long)]
     quiet: bool,
+
+    /// This host is a VM with this UUID (as its hypervisor knows it, e.g.
+    /// QEMU's `-uuid`); `auto` reads the DMI `product_uuid`. It goes into
+    /// the trace's env as `vm_uuid`, which pairs the guest's trace with its
+    /// VM in the host's trace.
+    #[arg(long, value_name = "UUID|auto")]
+    vm_uuid: Option<String>,
 }
 
 fn security(args: &AgentArgs) -> anyhow::Result<Security> {
@@ -168,7 +175,10 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
         }
         None => String::new(),
     };
-    let host = crate::host::probe();
+    let mut host = crate::host::probe();
+    if let Some(v) = &args.vm_uuid {
+        host.vm_uuid = Some(crate::host::vm_uuid(v)?);
+    }
     let mut config = AgentConfig::new(&args.relay, host);
     config.security = security;
     config.token = token;

@@ -4,6 +4,7 @@
 //! Everything it starts is stopped when it returns, fails or is interrupted.
 
 mod bridge;
+mod console;
 mod image;
 pub mod probe;
 mod procs;
@@ -125,6 +126,8 @@ struct GuestRecord {
     trace: PathBuf,
     console: PathBuf,
     debugcon_fd: Option<i64>,
+    /// When the workload ran, on the host's clock (ns since the epoch).
+    workload: console::WorkloadTimes,
     sync: Option<syncprobe::SyncReport>,
 }
 
@@ -257,6 +260,7 @@ pub fn run(args: TestbedArgs) -> anyhow::Result<ExitCode> {
             trace: out.join(SESSION).join(&g.spec.name).join("kernel"),
             console: g.spec.console_log.clone(),
             debugcon_fd: qemu::fd_of(g.process.pid(), &g.spec.debugcon_file),
+            workload: Default::default(),
             sync: None,
         });
     }
@@ -264,7 +268,12 @@ pub fn run(args: TestbedArgs) -> anyhow::Result<ExitCode> {
     // Guests power off after the workload and their agents' final flush.
     let deadline = Instant::now() + args.duration + Duration::from_secs(60);
     let mut interrupted = false;
+    let mut consoles: Vec<console::ConsoleWatch> = guests
+        .iter()
+        .map(|g| console::ConsoleWatch::new(g.spec.console_log.clone()))
+        .collect();
     while !guests.iter_mut().all(|g| g.process.exited()) {
+        consoles.iter_mut().for_each(console::ConsoleWatch::poll);
         if stop.load(Ordering::Relaxed) {
             interrupted = true;
             break;
@@ -277,6 +286,9 @@ pub fn run(args: TestbedArgs) -> anyhow::Result<ExitCode> {
     }
     for g in &mut guests {
         g.process.stop(libc::SIGTERM, Duration::from_secs(5));
+    }
+    for (r, c) in records.iter_mut().zip(consoles) {
+        r.workload = c.times;
     }
     for (h, stats) in bridges {
         let _ = h.join();

@@ -57,7 +57,9 @@ pub fn host_writes(
         .event_classes()
         .map(|c| match c.name() {
             "sched_switch" => c.field("next_tid").map_or(Kind::Other, Kind::Switch),
-            "syscall_entry_write" | "syscall_entry_writev" | "syscall_entry_pwritev" => {
+            "syscall_entry_write" | "syscall_entry_writev" | "syscall_entry_pwritev"
+            // The tracefs names, when single syscalls were asked for.
+            | "sys_enter_write" | "sys_enter_writev" | "sys_enter_pwritev" => {
                 c.field("fd").map_or(Kind::Other, Kind::Write)
             }
             _ => Kind::Other,
