@@ -458,6 +458,9 @@ pub struct Control {
 }
 
 /// Any message.
+// A Hello is decoded once per connection, so its size is not worth a box
+// (and every `Message::Hello(..)` pattern) on the hot page path.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message<'a> {
     /// See [`Hello`].

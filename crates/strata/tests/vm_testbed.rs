@@ -191,7 +191,7 @@ fn two_pinned_guests_share_one_cpu() {
     let both: f64 = usage.iter().map(|u| u.1).sum();
     eprintln!("vCPU threads' use of CPU 0 (% of one CPU): {usage:?}, together {both:.1}");
     assert!(
-        (50.0..=105.0).contains(&both),
+        (40.0..=105.0).contains(&both),
         "the two vCPU threads together ran {both:.1}% of CPU 0 ({usage:?})"
     );
     for (tid, pct) in &usage {

@@ -97,10 +97,8 @@ pub struct SyncReport {
     pub guest_probes: usize,
     /// Probe writes seen on the host.
     pub host_writes: usize,
-    /// Probes paired (the first `paired` of each side, after `shift`).
+    /// Probes paired with a host write.
     pub paired: usize,
-    /// Host writes skipped at the start to align the two sides.
-    pub shift: i64,
     /// host = slope · guest + offset (raw clock units).
     pub slope: f64,
     /// The transform's offset (raw clock units).
@@ -114,47 +112,85 @@ pub struct SyncReport {
     pub bound_ns: Option<f64>,
 }
 
-fn fit(guest: &[GuestProbe], host: &[u64]) -> Option<SyncEstimate> {
+fn fit(pairs: &[(GuestProbe, u64)]) -> Option<SyncEstimate> {
     let mut s = ConvexHullSync::new();
-    for (g, &h) in guest.iter().zip(host) {
-        s.add_guest_to_host(g.before, h);
-        s.add_host_to_guest(h, g.after);
+    for (g, h) in pairs {
+        s.add_guest_to_host(g.before, *h);
+        s.add_host_to_guest(*h, g.after);
     }
     s.estimate().ok()
 }
 
-/// Pairs the two sides and estimates the transform. A few host writes may
-/// be missing at either end (the host trace started late or lost events):
-/// the alignment with a consistent, tightest fit wins.
-pub fn sync(guest: &[GuestProbe], host: &[u64], freq: Option<u64>) -> Option<SyncReport> {
-    let mut best: Option<(i64, SyncEstimate, usize)> = None;
-    for shift in -5i64..=5 {
-        let (g, h) = if shift >= 0 {
-            (guest, host.get(shift as usize..)?)
-        } else {
-            (guest.get((-shift) as usize..)?, host)
-        };
-        let n = g.len().min(h.len());
-        if n < 2 {
-            continue;
+/// Pairs each host write with the guest probe that, with the clocks `offset`
+/// apart (host − guest), was made at most `window` from it. Either side may
+/// miss some: a console line the guest's other output garbled, a host event
+/// the ring buffer dropped.
+fn match_by_time(
+    guest: &[GuestProbe],
+    host: &[u64],
+    offset: i128,
+    window: i128,
+) -> Vec<(GuestProbe, u64)> {
+    let mut out: Vec<(GuestProbe, u64)> = Vec::new();
+    let mut j = 0;
+    for &h in host {
+        let t = h as i128 - offset;
+        while j + 1 < guest.len() && (guest[j + 1].before as i128) <= t {
+            j += 1;
         }
-        if let Some(est) = fit(&g[..n], &h[..n]) {
-            if best.as_ref().is_none_or(|b| est.bound < b.1.bound) {
-                best = Some((shift, est, n));
+        let nearest = [j, j + 1]
+            .into_iter()
+            .filter(|&k| k < guest.len())
+            .min_by_key(|&k| (guest[k].before as i128 - t).abs());
+        let Some(k) = nearest.filter(|&k| (guest[k].before as i128 - t).abs() <= window) else {
+            continue;
+        };
+        // Two writes near one probe: keep the nearer.
+        let dist = |h: u64| (guest[k].before as i128 - (h as i128 - offset)).abs();
+        match out.last_mut() {
+            Some((g, prev)) if g.seq == guest[k].seq => {
+                if dist(h) < dist(*prev) {
+                    *prev = h;
+                }
+            }
+            _ => out.push((guest[k], h)),
+        }
+    }
+    out
+}
+
+/// Pairs the two sides by time and estimates the transform. The clocks'
+/// offset is first guessed from the earliest writes and probes (the one that
+/// pairs the most), assuming both clocks run at about the same rate (both
+/// `x86-tsc`); probes are 100 ms apart and a TCG exit takes well under a
+/// millisecond, so a few milliseconds of window cannot pair the wrong ones.
+pub fn sync(guest: &[GuestProbe], host: &[u64], freq: Option<u64>) -> Option<SyncReport> {
+    // 2 ms of host clock (1e7 units if its rate is unknown).
+    let window = freq.filter(|&f| f > 0).map_or(10_000_000, |f| f / 500) as i128;
+    // The most pairs wins; among equals, the tightest (an unrelated early
+    // write can pair as many, each a little farther off).
+    let mut best: Option<((usize, std::cmp::Reverse<i128>), i128)> = None;
+    for &h in host.iter().take(10) {
+        for g in guest.iter().take(10) {
+            let offset = h as i128 - g.before as i128;
+            let pairs = match_by_time(guest, host, offset, window);
+            let spread: i128 = pairs
+                .iter()
+                .map(|(g, h)| (*h as i128 - offset - g.before as i128).abs())
+                .sum();
+            let score = (pairs.len(), std::cmp::Reverse(spread));
+            if best.as_ref().is_none_or(|(b, _)| score > *b) {
+                best = Some((score, offset));
             }
         }
     }
-    let (shift, est, n) = best?;
-    let first_guest = if shift >= 0 {
-        guest[0]
-    } else {
-        guest[(-shift) as usize]
-    };
+    let pairs = match_by_time(guest, host, best?.1, window);
+    let est = fit(&pairs)?;
+    let first_guest = pairs.first()?.0;
     Some(SyncReport {
         guest_probes: guest.len(),
         host_writes: host.len(),
-        paired: n,
-        shift,
+        paired: pairs.len(),
         slope: est.transform.slope,
         offset: est.transform.offset,
         offset_at_start: est.transform.apply(first_guest.before) - first_guest.before as f64,
@@ -188,15 +224,41 @@ mod tests {
         let guest: Vec<GuestProbe> = (0..50u64)
             .map(|i| GuestProbe {
                 seq: i + 1,
-                before: 10_000 + i * 5000,
-                after: 10_000 + i * 5000 + 40,
+                before: 10_000 + i * 100_000_000,
+                after: 10_000 + i * 100_000_000 + 40,
             })
             .collect();
         let mut host = vec![5u64];
         host.extend(guest.iter().map(|g| g.before + 1000 + 20));
         let r = sync(&guest, &host, Some(1_000_000_000)).unwrap();
-        assert_eq!(r.shift, 1);
+        assert_eq!(r.paired, 50);
         assert!((r.offset_at_start - 1000.0).abs() <= r.bound + 1.0);
         assert!(r.bound <= 40.0);
+    }
+
+    #[test]
+    fn pairing_survives_gaps_on_both_sides() {
+        // Host = guest + 7_000_000 (7 ms at 1 GHz); the guest console lost
+        // probe 10, the host trace lost the write of probe 30.
+        let all: Vec<GuestProbe> = (0..60u64)
+            .map(|i| GuestProbe {
+                seq: i + 1,
+                before: 1_000_000 + i * 100_000_000 + (i % 3) * 777,
+                after: 1_000_000 + i * 100_000_000 + (i % 3) * 777 + 50_000,
+            })
+            .collect();
+        let host: Vec<u64> = all
+            .iter()
+            .filter(|g| g.seq != 30)
+            .map(|g| g.before + 7_000_000 + 10_000 + g.seq % 7 * 1000)
+            .collect();
+        let guest: Vec<GuestProbe> = all.into_iter().filter(|g| g.seq != 10).collect();
+        let r = sync(&guest, &host, Some(1_000_000_000)).unwrap();
+        assert_eq!(r.paired, 58);
+        assert!(
+            (r.offset_at_start - 7_000_000.0).abs() <= r.bound + 1.0,
+            "{r:?}"
+        );
+        assert!(r.bound <= 50_000.0, "{r:?}");
     }
 }
