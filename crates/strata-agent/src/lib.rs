@@ -19,8 +19,9 @@ pub mod metadata;
 pub mod outbox;
 pub mod replay;
 pub mod sender;
-pub mod spool;
+mod spool;
 pub mod testkit;
+mod tsc_clock;
 mod waker;
 
 pub use error::AgentError;

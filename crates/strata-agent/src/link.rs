@@ -182,6 +182,7 @@ pub fn stdio_closed() -> bool {
 enum Sock {
     Tcp(TcpStream),
     Unix(UnixStream),
+    Tty(std::fs::File),
 }
 
 impl Read for &Sock {
@@ -189,6 +190,7 @@ impl Read for &Sock {
         match self {
             Sock::Tcp(s) => (&*s).read(buf),
             Sock::Unix(s) => (&*s).read(buf),
+            Sock::Tty(s) => (&*s).read(buf),
         }
     }
 }
@@ -198,6 +200,7 @@ impl Write for &Sock {
         match self {
             Sock::Tcp(s) => (&*s).write(buf),
             Sock::Unix(s) => (&*s).write(buf),
+            Sock::Tty(s) => (&*s).write(buf),
         }
     }
     fn flush(&mut self) -> io::Result<()> {
@@ -210,12 +213,15 @@ impl Sock {
         match self {
             Sock::Tcp(s) => s.as_raw_fd(),
             Sock::Unix(s) => s.as_raw_fd(),
+            Sock::Tty(s) => s.as_raw_fd(),
         }
     }
 }
 
 /// A connected relay.
 pub struct Link {
+    // TCP to a relay, the stdin/stdout pipe (`--stdio`), or, for a guest
+    // without a network, a serial port joined to the relay by the hypervisor.
     sock: Sock,
     tls: Option<Box<ClientConnection>>,
     addr: String,
@@ -276,7 +282,7 @@ pub(crate) fn poll_fd(
 }
 
 impl Link {
-    /// Connects to `addr` (`host:port`), then runs the TLS handshake when
+    /// Connects to `addr` (`host:port`, or the path of a serial port), then runs the TLS handshake when
     /// `tls` is given, all within `timeout`.
     pub fn connect(
         addr: &str,
@@ -305,6 +311,9 @@ impl Link {
                 addr: addr.to_string(),
                 plain: vec![0; 64 << 10],
             });
+        }
+        if addr.starts_with('/') {
+            return Link::open_tty(addr, tls.is_some());
         }
         let addrs: Vec<_> = addr
             .to_socket_addrs()
@@ -342,6 +351,50 @@ impl Link {
             sock: Sock::Tcp(sock),
             tls,
             addr: addr.to_string(),
+            plain: vec![0; 64 << 10],
+        })
+    }
+
+    /// Opens a serial port (e.g. a VM's `/dev/ttyS1` that QEMU joins to the
+    /// relay's TCP port) as the connection: raw mode, so every byte of the
+    /// wire protocol passes untouched, and non-blocking like a socket.
+    fn open_tty(path: &str, tls: bool) -> Result<Link, LinkError> {
+        let fail = |source: io::Error| LinkError::Connect {
+            addr: path.to_string(),
+            source,
+        };
+        if tls {
+            return Err(fail(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "TLS over a serial port is not supported: use --insecure (the port is a private VM-to-host link)",
+            )));
+        }
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NOCTTY | libc::O_NONBLOCK)
+            .open(path)
+            .map_err(fail)?;
+        let fd = file.as_raw_fd();
+        // SAFETY: termios is plain data, filled by tcgetattr on an open fd.
+        let mut tio: libc::termios = unsafe { std::mem::zeroed() };
+        if unsafe { libc::tcgetattr(fd, &mut tio) } == 0 {
+            // SAFETY: valid termios for this fd.
+            unsafe {
+                libc::cfmakeraw(&mut tio);
+                tio.c_cflag |= libc::CLOCAL | libc::CREAD;
+                tio.c_cflag &= !libc::CRTSCTS;
+                libc::cfsetspeed(&mut tio, libc::B4000000);
+                if libc::tcsetattr(fd, libc::TCSANOW, &tio) != 0 {
+                    return Err(fail(io::Error::last_os_error()));
+                }
+            }
+        }
+        Ok(Link {
+            sock: Sock::Tty(file),
+            tls: None,
+            addr: path.to_string(),
             plain: vec![0; 64 << 10],
         })
     }

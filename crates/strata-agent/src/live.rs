@@ -225,16 +225,30 @@ impl LiveSource {
         // Wake the reader when a CPU buffer is half full: many pages per
         // wake-up; the periodic flush bounds the latency.
         instance.set_buffer_percent(50)?;
-        let offset_ns = clock_offset_to_realtime(&opts.clock).map_err(|e| {
-            AgentError::Config(format!(
-                "cannot relate trace clock '{}' to wall-clock time: {e}",
-                opts.clock
-            ))
-        })?;
         let (ctf_name, about) = clock_names(&opts.clock);
+        let (offset_ns, desc) = if opts.clock == "x86-tsc" {
+            // Raw cycles: a TSC does not count nanoseconds, so its rate is
+            // measured and declared instead.
+            let desc = crate::tsc_clock::describe(ctf_name, Duration::from_millis(200))
+                .ok_or_else(|| {
+                    AgentError::Config("cannot measure the x86-tsc clock rate".into())
+                })?;
+            (0, desc)
+        } else {
+            let offset_ns = clock_offset_to_realtime(&opts.clock).map_err(|e| {
+                AgentError::Config(format!(
+                    "cannot relate trace clock '{}' to wall-clock time: {e}",
+                    opts.clock
+                ))
+            })?;
+            (
+                offset_ns,
+                ClockDesc::nanoseconds(ctf_name, about, offset_ns),
+            )
+        };
         metadata.clock = Some(Clock {
             trace_clock: opts.clock.clone(),
-            desc: ClockDesc::nanoseconds(ctf_name, about, offset_ns),
+            desc,
         });
         metadata.add_recorded(format_texts(&instance, &selected)?);
         if selected.iter().any(|(s, _)| s == "raw_syscalls") {
@@ -318,6 +332,9 @@ impl LiveSource {
     }
 
     fn clock_now(&self) -> u64 {
+        if self.opts.clock == "x86-tsc" {
+            return crate::tsc_clock::now();
+        }
         let unix = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as i64);

@@ -36,6 +36,7 @@ fn config(relay: &TestRelay, security: Security, token: &str) -> AgentConfig {
         HostInfo {
             hostname: "sim".into(),
             cpu_count: 8,
+            vm_uuid: None,
             ..HostInfo::default()
         },
     );

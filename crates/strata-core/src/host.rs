@@ -20,4 +20,10 @@ pub struct HostInfo {
     pub boot_id: String,
     /// Number of possible CPUs.
     pub cpu_count: u32,
+    /// When this host is a virtual machine: its UUID as the hypervisor
+    /// knows it (QEMU's `-uuid`, the guest's DMI `product_uuid`), so a
+    /// guest trace can be paired with its VM in the host trace. Written to
+    /// the CTF env as `vm_uuid`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vm_uuid: Option<String>,
 }

@@ -214,6 +214,7 @@ impl LiveTrace {
             machine_id: String::new(),
             boot_id: "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0".into(),
             cpu_count: cpus,
+            vm_uuid: None,
         };
         let opts = StoreOptions {
             packet_capacity,

@@ -169,6 +169,7 @@ fn main() {
         hostname: "bench".into(),
         sysname: "Linux".into(),
         cpu_count: 1,
+        vm_uuid: None,
         ..Default::default()
     };
     let clock = strata_core::ClockDesc::nanoseconds("monotonic", "", 0);

@@ -131,6 +131,7 @@ fn main() {
         hostname: "bench".into(),
         sysname: "Linux".into(),
         cpu_count: 2,
+        vm_uuid: None,
         ..Default::default()
     };
     let clock = strata_core::ClockDesc::nanoseconds("monotonic", "", 0);

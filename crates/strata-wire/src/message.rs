@@ -458,6 +458,9 @@ pub struct Control {
 }
 
 /// Any message.
+// A Hello is decoded once per connection, so its size is not worth a box
+// (and every `Message::Hello(..)` pattern) on the hot page path.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message<'a> {
     /// See [`Hello`].
@@ -586,6 +589,8 @@ impl<'a> Message<'a> {
                 w.u64(h.acked);
                 w.u64(h.oldest);
                 w.u64(h.next_seq);
+                // Appended in a minor revision: older relays skip it.
+                w.str("vm_uuid", h.host.vm_uuid.as_deref().unwrap_or(""))?;
             }
             Message::PageLayout(p) => {
                 w.str("header_page", &p.header_page)?;
@@ -731,27 +736,7 @@ impl<'a> Message<'a> {
         check_seq(k, header.seq)?;
         let mut r = BodyReader::new(name, body);
         let msg = match k {
-            kind::HELLO => Message::Hello(Hello {
-                min_version: r.u16("min_version")?,
-                max_version: r.u16("max_version")?,
-                software: r.string("software")?,
-                host_id: r.string("host_id")?,
-                host: read_host(&mut r)?,
-                token: r.string("token")?,
-                session: r.string("session")?,
-                source: {
-                    let at = r.offset();
-                    match r.u8("source")? {
-                        1 => Source::Live,
-                        2 => Source::Replay,
-                        v => return Err(r.bad("source", at, format!("unknown source code {v}"))),
-                    }
-                },
-                instance: r.u64("instance")?,
-                acked: r.u64("acked")?,
-                oldest: r.u64("oldest")?,
-                next_seq: r.u64("next_seq")?,
-            }),
+            kind::HELLO => Message::Hello(read_hello(&mut r)?),
             kind::PAGE_LAYOUT => Message::PageLayout(PageLayout {
                 header_page: r.string("header_page")?,
                 header_event: r.string("header_event")?,
@@ -937,6 +922,44 @@ fn write_host(w: &mut BodyWriter<'_>, h: &HostInfo) -> Result<(), WireError> {
     Ok(())
 }
 
+fn read_hello(r: &mut BodyReader<'_>) -> Result<Hello, WireError> {
+    let mut hello = Hello {
+        min_version: r.u16("min_version")?,
+        max_version: r.u16("max_version")?,
+        software: r.string("software")?,
+        host_id: r.string("host_id")?,
+        host: read_host(r)?,
+        token: r.string("token")?,
+        session: r.string("session")?,
+        source: {
+            let at = r.offset();
+            match r.u8("source")? {
+                1 => Source::Live,
+                2 => Source::Replay,
+                v => return Err(r.bad("source", at, format!("unknown source code {v}"))),
+            }
+        },
+        instance: r.u64("instance")?,
+        acked: r.u64("acked")?,
+        oldest: r.u64("oldest")?,
+        next_seq: r.u64("next_seq")?,
+    };
+    // Fields appended later: absent when an older agent speaks.
+    if r.remaining() > 0 {
+        let at = r.offset();
+        let uuid = r.string("vm_uuid")?;
+        if uuid.len() > 128 || !uuid.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(r.bad(
+                "vm_uuid",
+                at,
+                "a VM UUID is at most 128 printable ASCII characters".into(),
+            ));
+        }
+        hello.host.vm_uuid = (!uuid.is_empty()).then_some(uuid);
+    }
+    Ok(hello)
+}
+
 fn read_host(r: &mut BodyReader<'_>) -> Result<HostInfo, WireError> {
     Ok(HostInfo {
         hostname: r.string("hostname")?,
@@ -946,5 +969,6 @@ fn read_host(r: &mut BodyReader<'_>) -> Result<HostInfo, WireError> {
         machine_id: r.string("machine_id")?,
         boot_id: r.string("boot_id")?,
         cpu_count: r.u32("cpu_count")?,
+        vm_uuid: None,
     })
 }

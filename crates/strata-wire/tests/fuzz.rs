@@ -29,6 +29,7 @@ fn arb_message() -> impl Strategy<Value = (Message<'static>, u64)> {
                     host: HostInfo {
                         hostname: c,
                         cpu_count: cpus,
+                        vm_uuid: None,
                         ..HostInfo::default()
                     },
                     token: a,

@@ -13,6 +13,7 @@ fn host() -> HostInfo {
         machine_id: "0123456789abcdef0123456789abcdef".into(),
         boot_id: "b0b0b0b0-1111-2222-3333-444444444444".into(),
         cpu_count: 8,
+        vm_uuid: None,
     }
 }
 
@@ -481,6 +482,66 @@ fn unknown_kinds_are_skipped_only_when_ignorable() {
     assert_eq!(f.message().unwrap(), Message::Unknown { kind: 0x7e });
     let f = dec.next_frame().unwrap().unwrap();
     assert_eq!(f.message(), Err(WireError::UnknownKind(0x7d)));
+}
+
+fn decode_body(kind: u8, body: &[u8]) -> Result<Message<'static>, WireError> {
+    let mut out = Vec::new();
+    encode_frame(kind, false, 0, Compression::None, body, &mut out).unwrap();
+    let mut dec = FrameDecoder::new(DEFAULT_MAX_BODY);
+    dec.feed(&out);
+    let frame = dec.next_frame().unwrap().unwrap();
+    frame.message().map(|m| match m {
+        Message::Hello(h) => Message::Hello(h),
+        other => panic!("not a Hello: {other:?}"),
+    })
+}
+
+#[test]
+fn a_hello_carries_the_vm_uuid_and_older_hellos_have_none() {
+    let Message::Hello(mut hello) = samples().remove(0).0 else {
+        panic!("the first sample is a Hello")
+    };
+    let mut without = Vec::new();
+    Message::Hello(hello.clone())
+        .encode_body(&mut without)
+        .unwrap();
+    hello.host.vm_uuid = Some("0d2721fa-90eb-49fa-876e-c79f2a39c8b9".into());
+    let mut with = Vec::new();
+    Message::Hello(hello.clone())
+        .encode_body(&mut with)
+        .unwrap();
+    assert_eq!(
+        decode_body(kind::HELLO, &with).unwrap(),
+        Message::Hello(hello.clone())
+    );
+
+    // An agent from before the field ends its Hello at next_seq, the last
+    // field: where the bodies of two Hellos differing only there stop
+    // differing.
+    let mut other = Vec::new();
+    Message::Hello(Hello {
+        next_seq: !hello.next_seq,
+        ..hello.clone()
+    })
+    .encode_body(&mut other)
+    .unwrap();
+    let end = (0..with.len()).rfind(|&i| with[i] != other[i]).unwrap() + 1;
+    let old = &with[..end];
+    assert!(old.len() < without.len());
+    hello.host.vm_uuid = None;
+    assert_eq!(
+        decode_body(kind::HELLO, old).unwrap(),
+        Message::Hello(hello.clone())
+    );
+
+    // A vm_uuid that could not be a UUID is refused, not written to a trace.
+    let mut bad = old.to_vec();
+    let junk = "x\ny".repeat(50);
+    let mut tail = Vec::new();
+    hello.host.vm_uuid = Some(junk.clone());
+    Message::Hello(hello).encode_body(&mut tail).unwrap();
+    bad.extend_from_slice(&tail[old.len()..]);
+    assert!(decode_body(kind::HELLO, &bad).is_err());
 }
 
 #[test]

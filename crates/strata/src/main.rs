@@ -9,6 +9,7 @@ mod relay;
 mod top;
 mod units;
 mod vm;
+mod vm_testbed;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -38,6 +39,9 @@ enum Command {
     /// Virtual machines: vCPU states, exits, preemption, fused guest view.
     #[command(subcommand)]
     Vm(vm::VmArgs),
+    /// The guest side of the testbed's clock-sync probes.
+    #[command(hide = true)]
+    TestbedProbe(vm_testbed::probe::ProbeArgs),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +54,7 @@ fn main() -> ExitCode {
         Command::Top(args) => top::run(args),
         Command::Ctl(args) => ctl::run(args),
         Command::Vm(args) => vm::run(args),
+        Command::TestbedProbe(args) => vm_testbed::probe::run(args),
     };
     match result {
         Ok(code) => code,

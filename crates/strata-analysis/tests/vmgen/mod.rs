@@ -234,6 +234,7 @@ impl Gen {
             machine_id: String::new(),
             boot_id: "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0".into(),
             cpu_count: self.cpus.len() as u32,
+            vm_uuid: None,
         };
         let clock = strata_core::ClockDesc::nanoseconds(
             "monotonic",

@@ -85,12 +85,22 @@ fn write_metadata(out: &mut String, desc: &TraceDesc) -> std::fmt::Result {
         ("tracer_patchlevel", EnvValue::Int(t.patchlevel as i64)),
         ("trace_buffering_scheme", EnvValue::Str("global".into())),
     ];
-    for (key, value) in standard.iter().map(|(k, v)| (*k, v)).chain(
-        desc.extra_env
-            .iter()
-            .filter(|(k, _)| is_identifier(k))
-            .map(|(k, v)| (k.as_str(), v)),
-    ) {
+    // Present only for a VM's trace, so tools can pair it with its host's.
+    let vm = h
+        .vm_uuid
+        .as_ref()
+        .map(|u| ("vm_uuid", EnvValue::Str(u.clone())));
+    for (key, value) in standard
+        .iter()
+        .chain(vm.iter())
+        .map(|(k, v)| (*k, v))
+        .chain(
+            desc.extra_env
+                .iter()
+                .filter(|(k, _)| is_identifier(k))
+                .map(|(k, v)| (k.as_str(), v)),
+        )
+    {
         match value {
             EnvValue::Str(s) => writeln!(out, "\t{key} = \"{}\";", escape(s))?,
             EnvValue::Int(i) => writeln!(out, "\t{key} = {i};")?,
@@ -384,6 +394,20 @@ mod tests {
         assert!(text.contains("\tname = \"sched_switch\";\n\tid = 3;\n\tstream_id = 0;\n"));
         // Balanced braces: a cheap guard against a malformed block.
         assert_eq!(text.matches('{').count(), text.matches('}').count());
+    }
+
+    #[test]
+    fn a_vm_trace_names_its_vm_in_the_env() {
+        assert!(!metadata_text(&desc()).contains("vm_uuid"));
+        let mut d = desc();
+        d.host.vm_uuid = Some("0d2721fa-90eb-49fa-876e-c79f2a39c8b9".into());
+        let text = metadata_text(&d);
+        let env = &text[text.find("env {").unwrap()..];
+        let env = &env[..env.find("};").unwrap()];
+        assert!(
+            env.contains("\tvm_uuid = \"0d2721fa-90eb-49fa-876e-c79f2a39c8b9\";"),
+            "{env}"
+        );
     }
 
     #[test]

@@ -151,6 +151,7 @@ pub fn host(cpus: u32) -> strata_core::HostInfo {
         machine_id: String::new(),
         boot_id: "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0".into(),
         cpu_count: cpus,
+        vm_uuid: None,
     }
 }
 

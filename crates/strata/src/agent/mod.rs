@@ -150,6 +150,13 @@ pub struct AgentArgs {
     /// Flight mode: the most page bytes kept in memory, all CPUs together.
     #[arg(long, default_value = "64M", value_parser = parse_size)]
     flight_max: u64,
+
+    /// This host is a VM with this UUID (as its hypervisor knows it, e.g.
+    /// QEMU's `-uuid`); `auto` reads the DMI `product_uuid`. It goes into
+    /// the trace's env as `vm_uuid`, which pairs the guest's trace with its
+    /// VM in the host's trace.
+    #[arg(long, value_name = "UUID|auto")]
+    vm_uuid: Option<String>,
 }
 
 fn security(args: &AgentArgs) -> anyhow::Result<Security> {
@@ -190,7 +197,10 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
         None if args.stdio => "stdio".to_string(),
         None => String::new(),
     };
-    let host = crate::host::probe();
+    let mut host = crate::host::probe();
+    if let Some(v) = &args.vm_uuid {
+        host.vm_uuid = Some(crate::host::vm_uuid(v)?);
+    }
     let relay = match &args.relay {
         Some(r) => r.clone(),
         None => {

@@ -19,6 +19,9 @@ pub enum VmArgs {
     /// /proc, vCPU threads from debugfs. Save it as vm-hints.json next to
     /// a trace and `strata vm report` uses it.
     Hints(report::HintsArgs),
+    /// Boot QEMU guests with Strata agents inside, streaming with this host's
+    /// agent to a local relay; the traces land in `-o DIR`.
+    Testbed(crate::vm_testbed::TestbedArgs),
 }
 
 /// Runs a `strata vm` subcommand.
@@ -26,5 +29,6 @@ pub fn run(args: VmArgs) -> anyhow::Result<ExitCode> {
     match args {
         VmArgs::Report(a) => report::run(a),
         VmArgs::Hints(a) => report::hints(a),
+        VmArgs::Testbed(a) => crate::vm_testbed::run(a),
     }
 }

@@ -456,6 +456,7 @@ pub fn hello(
             machine_id: String::new(),
             boot_id: String::new(),
             cpu_count: 2,
+            vm_uuid: None,
         },
         token: token.into(),
         session: session.into(),

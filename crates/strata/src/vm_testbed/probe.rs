@@ -1,0 +1,89 @@
+//! The guest side of the sync probes: a sequence number written to an I/O
+//! port, with the guest's TSC read just before and just after.
+//!
+//! Under TCG the vCPU thread turns the `outb` into a write(v) on the
+//! isa-debugcon chardev, which the host trace records; under KVM the host
+//! sees `kvm_pio` with the port and value. The guest prints each probe's
+//! timestamps on its console (`strata-sync SEQ TSC_BEFORE TSC_AFTER`): with
+//! the `x86-tsc` trace clock these are the guest trace's own timestamps.
+
+use anyhow::bail;
+use std::time::{Duration, Instant};
+
+/// Arguments of the guest probe (run by the guest's init, not by users).
+#[derive(clap::Args, Debug)]
+pub struct ProbeArgs {
+    /// The I/O port (isa-debugcon's iobase), e.g. 0x402.
+    #[arg(long, value_parser = parse_port)]
+    port: u16,
+    /// Probes per second.
+    #[arg(long, default_value = "10")]
+    rate: f64,
+    /// Seconds to run.
+    #[arg(long)]
+    secs: u64,
+    /// Port writes per probe period; only the one with the shortest
+    /// BEFORE→AFTER span is printed (the host pairs by time, so it ignores
+    /// the writes of the others). The tightest probes set the sync bound.
+    #[arg(long, default_value = "5")]
+    tries: u32,
+}
+
+fn parse_port(s: &str) -> Result<u16, String> {
+    let t = s.trim();
+    let v = match t.strip_prefix("0x") {
+        Some(h) => u16::from_str_radix(h, 16),
+        None => t.parse(),
+    };
+    v.map_err(|e| format!("bad port {s:?}: {e}"))
+}
+
+/// Runs the probe loop.
+#[cfg(target_arch = "x86_64")]
+pub fn run(args: ProbeArgs) -> anyhow::Result<std::process::ExitCode> {
+    use std::io::Write;
+    // SAFETY: ioperm only changes this process's I/O permission bitmap.
+    if unsafe { libc::ioperm(args.port as libc::c_ulong, 1, 1) } != 0 {
+        bail!(
+            "ioperm(0x{:x}) failed: {} (the probe needs root)",
+            args.port,
+            std::io::Error::last_os_error()
+        );
+    }
+    let period = Duration::from_secs_f64(1.0 / args.rate.clamp(0.1, 10_000.0));
+    let end = Instant::now() + Duration::from_secs(args.secs);
+    let mut out = std::io::stdout().lock();
+    let mut seq: u64 = 0;
+    let tries = args.tries.clamp(1, 100);
+    let gap = period / tries;
+    while Instant::now() < end {
+        seq += 1;
+        let mut best: Option<(u64, u64)> = None;
+        for _ in 0..tries {
+            // SAFETY: rdtsc has no side effects; the out instruction goes to
+            // the port we were given access to, which the debugcon device owns.
+            let (before, after) = unsafe {
+                let before = core::arch::x86_64::_rdtsc();
+                core::arch::asm!("out dx, al", in("dx") args.port, in("al") seq as u8,
+                    options(nomem, nostack, preserves_flags));
+                let after = core::arch::x86_64::_rdtsc();
+                (before, after)
+            };
+            if best.is_none_or(|(b, a)| after.wrapping_sub(before) < a.wrapping_sub(b)) {
+                best = Some((before, after));
+            }
+            std::thread::sleep(gap);
+        }
+        if let Some((before, after)) = best {
+            writeln!(out, "strata-sync {seq} {before} {after}")?;
+            out.flush()?;
+        }
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// Runs the probe loop (x86-64 only: I/O ports and the TSC).
+#[cfg(not(target_arch = "x86_64"))]
+pub fn run(_args: ProbeArgs) -> anyhow::Result<std::process::ExitCode> {
+    bail!("sync probes need x86-64 (I/O ports and the TSC)")
+}

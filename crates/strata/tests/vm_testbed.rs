@@ -1,0 +1,232 @@
+//! The QEMU testbed on real TCG guests: two guests whose vCPU threads are
+//! pinned to one host CPU, each running a CPU hog, must share that CPU
+//! about evenly in the host trace; every trace must be readable, each guest
+//! trace must name its VM (env `vm_uuid`), and each guest clock must sync.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+const STRATA: &str = env!("CARGO_BIN_EXE_strata");
+
+fn have(cmd: &str) -> bool {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {cmd} >/dev/null"))
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Streams babeltrace2's text output and counts the events, so that a big
+/// host trace is not held in memory.
+fn babeltrace_count(trace: &Path) -> usize {
+    let mut child = Command::new("babeltrace2")
+        .arg(trace)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("babeltrace2 runs");
+    let n = BufReader::new(child.stdout.take().unwrap()).lines().count();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "babeltrace2 cannot read {}: {}",
+        trace.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    n
+}
+
+/// `strata analyze cputop` for one thread over [begin, end]: its CPU use in
+/// percent of one CPU, and the CPUs it ran on.
+fn thread_cpu(trace: &Path, tid: u64, begin_ns: u64, end_ns: u64) -> (f64, Vec<u64>) {
+    let out = Command::new(STRATA)
+        .args(["analyze", "--json", "--tid", &tid.to_string()])
+        .args(["--begin", &begin_ns.to_string()])
+        .args(["--end", &end_ns.to_string()])
+        .arg("cputop")
+        .arg(trace)
+        .output()
+        .expect("strata analyze runs");
+    assert!(
+        out.status.success(),
+        "strata analyze cputop on {} failed: {}",
+        trace.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let top = &v["hosts"][0]["cputop"];
+    let pct = top["threads"]
+        .as_array()
+        .and_then(|t| t.iter().find(|r| r["tid"].as_u64() == Some(tid)))
+        .and_then(|r| r["usage_pct"].as_f64())
+        .unwrap_or(0.0);
+    let cpus = top["cpus"]
+        .as_array()
+        .map(|c| {
+            c.iter()
+                .filter(|r| r["busy_ns"].as_u64().unwrap_or(0) > 0)
+                .filter_map(|r| r["cpu"].as_u64())
+                .collect()
+        })
+        .unwrap_or_default();
+    (pct, cpus)
+}
+
+/// The `vm_uuid` of a trace's CTF env, if any.
+fn env_vm_uuid(trace: &Path) -> Option<String> {
+    let meta = std::fs::read_to_string(trace.join("metadata")).unwrap();
+    let line = meta
+        .lines()
+        .find(|l| l.trim_start().starts_with("vm_uuid = "))?;
+    Some(line.split('"').nth(1)?.to_string())
+}
+
+#[test]
+fn two_pinned_guests_share_one_cpu() {
+    if !common::skip_unless_root_with_tracefs() || !common::have_babeltrace() {
+        return;
+    }
+    for tool in ["qemu-system-x86_64", "busybox", "cpio", "apt-get"] {
+        if !have(tool) {
+            println!("SKIP: {tool} is missing (scripts/install-deps installs it)");
+            return;
+        }
+    }
+    let t0 = Instant::now();
+    let dir = tempfile::tempdir().unwrap();
+    // The host records what the checks need and little more: scheduling for
+    // cputop, and the write syscalls that carry the sync probes.
+    let out = Command::new(STRATA)
+        .args(["vm", "testbed", "--guests", "2", "--pin", "0"])
+        .args(["--workload", "cpu", "--duration", "6s", "--memory", "192"])
+        .args([
+            "--host-events",
+            "sched,syscalls:sys_enter_write,syscalls:sys_enter_writev",
+        ])
+        .arg("-o")
+        .arg(dir.path())
+        .output()
+        .expect("strata testbed runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if stderr.contains("apt-get download") && stderr.contains("failed") {
+        println!("SKIP: the guest kernel cannot be downloaded here: {stderr}");
+        return;
+    }
+    assert!(out.status.success(), "testbed failed: {stderr}");
+    for l in stderr.lines().filter(|l| l.starts_with("testbed:")) {
+        eprintln!("{l}");
+    }
+    eprintln!("testbed ran in {:.1} s", t0.elapsed().as_secs_f64());
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("testbed.json")).unwrap())
+            .unwrap();
+    let host_trace = Path::new(manifest["host_trace"].as_str().unwrap()).to_path_buf();
+    let guests = manifest["guests"].as_array().unwrap();
+    assert_eq!(guests.len(), 2);
+
+    // Every trace exists and babeltrace2 reads it.
+    let mut traces = vec![host_trace.clone()];
+    traces.extend(guests.iter().map(|g| g["trace"].as_str().unwrap().into()));
+    for t in &traces {
+        assert!(t.join("metadata").is_file(), "no trace at {}", t.display());
+        let n = babeltrace_count(t);
+        assert!(n > 100, "{} holds {n} events", t.display());
+    }
+
+    // Each guest trace names its VM as QEMU's -uuid; the host's names none.
+    assert_eq!(env_vm_uuid(&host_trace), None);
+    for g in guests {
+        let trace = Path::new(g["trace"].as_str().unwrap());
+        assert_eq!(
+            env_vm_uuid(trace).as_deref(),
+            g["uuid"].as_str(),
+            "vm_uuid in {}",
+            trace.display()
+        );
+    }
+
+    // The period when both hogs ran, from the guests' consoles (host
+    // clock), with a margin for the console polling.
+    let margin = 300_000_000;
+    let begin = guests
+        .iter()
+        .map(|g| {
+            g["workload"]["begin_ns"]
+                .as_u64()
+                .expect("workload start seen")
+        })
+        .max()
+        .unwrap()
+        + margin;
+    let end = guests
+        .iter()
+        .map(|g| {
+            g["workload"]["end_ns"]
+                .as_u64()
+                .expect("workload stop seen")
+        })
+        .min()
+        .unwrap()
+        - margin;
+    assert!(
+        end > begin + 2_000_000_000,
+        "the hogs overlapped for less than 2 s ({begin}..{end})"
+    );
+
+    // Each vCPU thread ran only on CPU 0, and the two shared it evenly.
+    // Other engineers' processes also run on CPU 0 of this shared machine,
+    // so the split is judged on the time the two vCPU threads got together,
+    // and each must still have had a large part of the CPU.
+    let mut usage = Vec::new();
+    for g in guests {
+        let tid = g["vcpus"][0]["tid"].as_u64().unwrap();
+        let (pct, cpus) = thread_cpu(&host_trace, tid, begin, end);
+        assert_eq!(cpus, vec![0], "vCPU thread {tid} ran on CPUs {cpus:?}");
+        usage.push((tid, pct));
+    }
+    let both: f64 = usage.iter().map(|u| u.1).sum();
+    eprintln!("vCPU threads' use of CPU 0 (% of one CPU): {usage:?}, together {both:.1}");
+    assert!(
+        (40.0..=105.0).contains(&both),
+        "the two vCPU threads together ran {both:.1}% of CPU 0 ({usage:?})"
+    );
+    for (tid, pct) in &usage {
+        let share = 100.0 * pct / both;
+        assert!(
+            (35.0..=65.0).contains(&share),
+            "vCPU thread {tid} got {share:.1}% of the pair's time on CPU 0 (want 50 ± 15; {usage:?})"
+        );
+        assert!(
+            *pct <= 65.0,
+            "vCPU thread {tid} ran {pct:.1}% of CPU 0: not sharing it"
+        );
+    }
+
+    // Each guest clock synced from its probes, at the same rate as the host's.
+    for g in guests {
+        let s = &g["sync"];
+        assert!(
+            s["paired"].as_u64().unwrap_or(0) >= 20,
+            "{}: too few sync probes paired: {s}",
+            g["name"]
+        );
+        let slope = s["slope"].as_f64().unwrap();
+        assert!((slope - 1.0).abs() < 1e-3, "{}: slope {slope}", g["name"]);
+        eprintln!("{}: sync bound {} ns", g["name"], s["bound_ns"]);
+    }
+
+    // No QEMU is left behind.
+    for g in guests {
+        let pid = g["qemu_pid"].as_u64().unwrap();
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        assert!(
+            stat.is_empty() || stat.contains(") Z"),
+            "QEMU {pid} still runs"
+        );
+    }
+    eprintln!("test body took {:.1} s", t0.elapsed().as_secs_f64());
+}
