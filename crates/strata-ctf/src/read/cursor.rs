@@ -123,7 +123,7 @@ pub(crate) struct Cursor<'s> {
     prev_discarded: Option<u64>,
     skip: bool,
     pub stats: SkipStats,
-    /// Bytes of packets finished since the merge last collected them.
+    /// Bytes of packets finished so far.
     pub done_bytes: u64,
     /// Packets entered so far: the current packet's ordinal, from 1.
     pub packet_number: u64,
@@ -377,10 +377,16 @@ impl<'s> Cursor<'s> {
             HeaderFast::Compact => {
                 pos = (pos + 7) & !7;
                 let b = (pos >> 3) as usize;
-                match (le32(data, b), le32(data, b + 1), le64(data, b + 5)) {
+                // One bounds check for the longest form (13 bytes).
+                let long = data.get(b..).and_then(|d| d.first_chunk::<13>());
+                match long {
                     // Room for either form: choose without branching, as
                     // compact and extended headers interleave at random.
-                    (Some(w), Some(ext_id), Some(ext_ts)) if pos + 104 <= end => {
+                    Some(h) if pos + 104 <= end => {
+                        let w = u32::from_le_bytes([h[0], h[1], h[2], h[3]]);
+                        let ext_id = u32::from_le_bytes([h[1], h[2], h[3], h[4]]);
+                        let ext_ts =
+                            u64::from_le_bytes([h[5], h[6], h[7], h[8], h[9], h[10], h[11], h[12]]);
                         // Masks rather than `if`, which the compiler would
                         // turn back into a mispredicted branch.
                         let ext = ((w & 31 == 31) as u64).wrapping_neg();
@@ -389,12 +395,14 @@ impl<'s> Cursor<'s> {
                         pos += 32 + (72 & ext);
                         Some((ext_id as u64 & ext) | ((w & 31) as u64 & !ext))
                     }
-                    (Some(w), ..) if w & 31 < 31 && pos + 32 <= end => {
-                        clock = update_clock(clock, (w >> 5) as u64, 27);
-                        pos += 32;
-                        Some((w & 31) as u64)
-                    }
-                    _ => return self.fail(short(pos, end)),
+                    _ => match le32(data, b) {
+                        Some(w) if w & 31 < 31 && pos + 32 <= end => {
+                            clock = update_clock(clock, (w >> 5) as u64, 27);
+                            pos += 32;
+                            Some((w & 31) as u64)
+                        }
+                        _ => return self.fail(short(pos, end)),
+                    },
                 }
             }
             HeaderFast::Large => {
