@@ -383,10 +383,13 @@ impl<'s> Cursor<'s> {
                     // Room for either form: choose without branching, as
                     // compact and extended headers interleave at random.
                     Some(h) if pos + 104 <= end => {
-                        let w = u32::from_le_bytes([h[0], h[1], h[2], h[3]]);
-                        let ext_id = u32::from_le_bytes([h[1], h[2], h[3], h[4]]);
-                        let ext_ts =
-                            u64::from_le_bytes([h[5], h[6], h[7], h[8], h[9], h[10], h[11], h[12]]);
+                        // Over a slice of known length these are plain
+                        // loads (bytes gathered one by one into an array
+                        // are not merged, as the fields overlap).
+                        let h: &[u8] = h;
+                        let w = le32(h, 0).unwrap_or(0);
+                        let ext_id = le32(h, 1).unwrap_or(0);
+                        let ext_ts = le64(h, 5).unwrap_or(0);
                         // Masks rather than `if`, which the compiler would
                         // turn back into a mispredicted branch.
                         let ext = ((w & 31 == 31) as u64).wrapping_neg();
