@@ -655,6 +655,11 @@ impl<'s> Cursor<'s> {
             id: None,
             clock,
         };
+        if scope.flat {
+            if let Some(p) = w.walk_flat(scope, pos) {
+                return Ok(p);
+            }
+        }
         w.walk(scope, scope.root, pos)
             .map_err(|e| in_scope(e, what))
     }
