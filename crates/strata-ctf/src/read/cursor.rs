@@ -118,7 +118,12 @@ pub(crate) struct Cursor<'s> {
     pub stream_global: u32,
     pub cpu: u32,
     default_cpu: u32,
-    pub lost_before: u64,
+    /// Events the tracer discarded before the event at bit `lost_start`
+    /// of packet `lost_packet`: the first event decoded after a packet
+    /// change, found in `advance_slow` so the common path skips it.
+    lost: u64,
+    lost_packet: u64,
+    lost_start: u64,
     pending_lost: u64,
     prev_discarded: Option<u64>,
     skip: bool,
@@ -171,7 +176,9 @@ impl<'s> Cursor<'s> {
             stream_global: u32::MAX,
             cpu: default_cpu,
             default_cpu,
-            lost_before: 0,
+            lost: 0,
+            lost_packet: 0,
+            lost_start: 0,
             pending_lost: 0,
             prev_discarded: None,
             skip,
@@ -231,6 +238,12 @@ impl<'s> Cursor<'s> {
             }
             if self.pos < self.content_end {
                 if self.decode() {
+                    // Losses are counted as packets start, which only
+                    // happens on this path: the first event after them is
+                    // decoded here.
+                    self.lost = std::mem::take(&mut self.pending_lost);
+                    self.lost_packet = self.packet_number;
+                    self.lost_start = self.cur.start;
                     return Ok(true);
                 }
                 continue;
@@ -489,7 +502,6 @@ impl<'s> Cursor<'s> {
         };
         self.pos = pos;
         self.clock = clock;
-        self.lost_before = std::mem::take(&mut self.pending_lost);
         true
     }
 
@@ -662,6 +674,16 @@ impl<'s> Cursor<'s> {
         }
         w.walk(scope, scope.root, pos)
             .map_err(|e| in_scope(e, what))
+    }
+
+    /// Events discarded by the tracer just before the current event.
+    #[inline]
+    pub(crate) fn lost_before(&self) -> u64 {
+        if self.lost_packet == self.packet_number && self.lost_start == self.cur.start {
+            self.lost
+        } else {
+            0
+        }
     }
 
     /// The content end of the current packet, in bits.
