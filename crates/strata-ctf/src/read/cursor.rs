@@ -118,12 +118,17 @@ pub(crate) struct Cursor<'s> {
     pub stream_global: u32,
     pub cpu: u32,
     default_cpu: u32,
-    pub lost_before: u64,
+    /// Events the tracer discarded before the event at bit `lost_start`
+    /// of packet `lost_packet`: the first event decoded after a packet
+    /// change, found in `advance_slow` so the common path skips it.
+    lost: u64,
+    lost_packet: u64,
+    lost_start: u64,
     pending_lost: u64,
     prev_discarded: Option<u64>,
     skip: bool,
     pub stats: SkipStats,
-    /// Bytes of packets finished since the merge last collected them.
+    /// Bytes of packets finished so far.
     pub done_bytes: u64,
     /// Packets entered so far: the current packet's ordinal, from 1.
     pub packet_number: u64,
@@ -171,7 +176,9 @@ impl<'s> Cursor<'s> {
             stream_global: u32::MAX,
             cpu: default_cpu,
             default_cpu,
-            lost_before: 0,
+            lost: 0,
+            lost_packet: 0,
+            lost_start: 0,
             pending_lost: 0,
             prev_discarded: None,
             skip,
@@ -231,6 +238,12 @@ impl<'s> Cursor<'s> {
             }
             if self.pos < self.content_end {
                 if self.decode() {
+                    // Losses are counted as packets start, which only
+                    // happens on this path: the first event after them is
+                    // decoded here.
+                    self.lost = std::mem::take(&mut self.pending_lost);
+                    self.lost_packet = self.packet_number;
+                    self.lost_start = self.cur.start;
                     return Ok(true);
                 }
                 continue;
@@ -377,10 +390,19 @@ impl<'s> Cursor<'s> {
             HeaderFast::Compact => {
                 pos = (pos + 7) & !7;
                 let b = (pos >> 3) as usize;
-                match (le32(data, b), le32(data, b + 1), le64(data, b + 5)) {
+                // One bounds check for the longest form (13 bytes).
+                let long = data.get(b..).and_then(|d| d.first_chunk::<13>());
+                match long {
                     // Room for either form: choose without branching, as
                     // compact and extended headers interleave at random.
-                    (Some(w), Some(ext_id), Some(ext_ts)) if pos + 104 <= end => {
+                    Some(h) if pos + 104 <= end => {
+                        // Over a slice of known length these are plain
+                        // loads (bytes gathered one by one into an array
+                        // are not merged, as the fields overlap).
+                        let h: &[u8] = h;
+                        let w = le32(h, 0).unwrap_or(0);
+                        let ext_id = le32(h, 1).unwrap_or(0);
+                        let ext_ts = le64(h, 5).unwrap_or(0);
                         // Masks rather than `if`, which the compiler would
                         // turn back into a mispredicted branch.
                         let ext = ((w & 31 == 31) as u64).wrapping_neg();
@@ -389,12 +411,14 @@ impl<'s> Cursor<'s> {
                         pos += 32 + (72 & ext);
                         Some((ext_id as u64 & ext) | ((w & 31) as u64 & !ext))
                     }
-                    (Some(w), ..) if w & 31 < 31 && pos + 32 <= end => {
-                        clock = update_clock(clock, (w >> 5) as u64, 27);
-                        pos += 32;
-                        Some((w & 31) as u64)
-                    }
-                    _ => return self.fail(short(pos, end)),
+                    _ => match le32(data, b) {
+                        Some(w) if w & 31 < 31 && pos + 32 <= end => {
+                            clock = update_clock(clock, (w >> 5) as u64, 27);
+                            pos += 32;
+                            Some((w & 31) as u64)
+                        }
+                        _ => return self.fail(short(pos, end)),
+                    },
                 }
             }
             HeaderFast::Large => {
@@ -478,7 +502,6 @@ impl<'s> Cursor<'s> {
         };
         self.pos = pos;
         self.clock = clock;
-        self.lost_before = std::mem::take(&mut self.pending_lost);
         true
     }
 
@@ -644,8 +667,23 @@ impl<'s> Cursor<'s> {
             id: None,
             clock,
         };
+        if scope.flat {
+            if let Some(p) = w.walk_flat(scope, pos) {
+                return Ok(p);
+            }
+        }
         w.walk(scope, scope.root, pos)
             .map_err(|e| in_scope(e, what))
+    }
+
+    /// Events discarded by the tracer just before the current event.
+    #[inline]
+    pub(crate) fn lost_before(&self) -> u64 {
+        if self.lost_packet == self.packet_number && self.lost_start == self.cur.start {
+            self.lost
+        } else {
+            0
+        }
     }
 
     /// The content end of the current packet, in bits.

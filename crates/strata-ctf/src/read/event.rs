@@ -92,7 +92,7 @@ impl<'a> Event<'a> {
     /// reported on the first event after the loss.
     #[inline]
     pub fn lost_before(&self) -> u64 {
-        self.c.lost_before
+        self.c.lost_before()
     }
 
     #[inline(always)]

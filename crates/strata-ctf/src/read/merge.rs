@@ -1,8 +1,5 @@
 //! The time-ordered merge of every stream of every trace of a set.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
-
 use super::cursor::Cursor;
 use super::error::{ReadError, SkipStats};
 use super::event::Event;
@@ -16,26 +13,54 @@ use super::event::Event;
 /// go on.
 pub struct Events<'s> {
     cursors: Vec<Cursor<'s>>,
-    heap: BinaryHeap<Reverse<(u128, u32)>>,
-    current: Option<u32>,
+    /// A tournament tree over the streams (a loser tree). Leaf `i` is
+    /// stream `i`; leaves are padded up to a power of two with `DONE`
+    /// keys. Internal node `n` (1-based, children `2n` and `2n + 1`) holds
+    /// the (key, stream) that lost the match there; pairs compare key
+    /// first, so equal keys go to the lower stream index. Replacing the
+    /// winner's key costs one comparison per level, without the data
+    /// movement of a binary heap's sift.
+    nodes: Vec<(u64, u32)>,
+    /// The overall winner: the current stream and its key.
+    winner: (u64, u32),
+    /// The smallest key of the streams other than the winner: while the
+    /// current stream stays below it, the tree needs no update.
+    bound: u64,
+    /// The stream whose event was handed out last (it advances on the
+    /// next call), or `IDLE`.
+    current: u32,
+    /// First keys of the streams, gathered before the tree is built.
+    first: Vec<u64>,
     primed: usize,
-    bytes_done: u64,
+    built: bool,
 }
 
+/// No event handed out waits to be advanced past.
+const IDLE: u32 = u32::MAX;
+
+/// The key of a stream that has no event left (and of padding leaves).
+const DONE: u64 = u64::MAX;
+
+/// A stream's key: its current timestamp, as an unsigned number that sorts
+/// the same way, kept below `DONE` (which only timestamps in year 2262
+/// would reach).
 #[inline(always)]
-fn key(c: &Cursor<'_>) -> u128 {
-    ((((c.cur.ts as u64) ^ (1 << 63)) as u128) << 32) | c.key as u128
+fn key(c: &Cursor<'_>) -> u64 {
+    ((c.cur.ts as u64) ^ (1 << 63)).min(DONE - 1)
 }
 
 impl<'s> Events<'s> {
     pub(crate) fn new(cursors: Vec<Cursor<'s>>) -> Self {
-        let n = cursors.len();
+        let leaves = cursors.len().next_power_of_two().max(1);
         Events {
             cursors,
-            heap: BinaryHeap::with_capacity(n),
-            current: None,
+            nodes: vec![(DONE, 0); leaves],
+            winner: (DONE, 0),
+            bound: DONE,
+            current: IDLE,
+            first: vec![DONE; leaves],
             primed: 0,
-            bytes_done: 0,
+            built: false,
         }
     }
 
@@ -43,50 +68,110 @@ impl<'s> Events<'s> {
     #[allow(clippy::should_implement_trait)]
     #[inline]
     pub fn next(&mut self) -> Option<Result<Event<'_>, ReadError>> {
+        let ci = self.current;
+        if let Some(c) = self.cursors.get_mut(ci as usize) {
+            match c.advance() {
+                Ok(true) => {
+                    let k = key(c);
+                    // On a tie the tree decides by stream index.
+                    if k >= self.bound {
+                        self.replay(ci, k);
+                        self.current = self.winner.1;
+                    }
+                }
+                Ok(false) => {
+                    self.replay(ci, DONE);
+                    if self.winner.0 == DONE {
+                        self.current = IDLE;
+                        return None;
+                    }
+                    self.current = self.winner.1;
+                }
+                Err(e) => {
+                    // The stream is dropped; the next call hands out the
+                    // winner's event as it stands.
+                    self.replay(ci, DONE);
+                    self.current = IDLE;
+                    return Some(Err(e));
+                }
+            }
+        } else {
+            match self.settle() {
+                Ok(true) => self.current = self.winner.1,
+                Ok(false) => return None,
+                Err(e) => return Some(Err(e)),
+            }
+        }
+        Some(Ok(Event {
+            c: &self.cursors[self.current as usize],
+        }))
+    }
+
+    /// Gives the winner, stream `leaf`, the key `k` and replays its matches
+    /// up to the root; then finds the new winner's bound.
+    #[inline(never)]
+    fn replay(&mut self, leaf: u32, k: u64) {
+        let mut c = (k, leaf);
+        let mut n = (leaf as usize + self.nodes.len()) >> 1;
+        while let Some(x) = self.nodes.get_mut(n).filter(|_| n > 0) {
+            if *x < c {
+                std::mem::swap(x, &mut c);
+            }
+            n >>= 1;
+        }
+        self.winner = c;
+        self.bound = self.path_min(c.1);
+    }
+
+    /// The smallest key among the losers on `w`'s path to the root: the
+    /// smallest key of every stream but `w`.
+    #[inline(always)]
+    fn path_min(&self, w: u32) -> u64 {
+        let mut b = DONE;
+        let mut n = (w as usize + self.nodes.len()) >> 1;
+        while let Some(x) = self.nodes.get(n).filter(|_| n > 0) {
+            b = b.min(x.0);
+            n >>= 1;
+        }
+        b
+    }
+
+    /// With no event waiting to be advanced past: reads the first event of
+    /// every stream not started yet (an error is returned once, that stream
+    /// dropped), builds the tree, and says whether the winner has an event.
+    #[cold]
+    fn settle(&mut self) -> Result<bool, ReadError> {
         while self.primed < self.cursors.len() {
             let i = self.primed;
             self.primed += 1;
             let c = &mut self.cursors[i];
-            let r = c.advance();
-            self.bytes_done += std::mem::take(&mut c.done_bytes);
-            match r {
-                Ok(true) => self.heap.push(Reverse((key(c), i as u32))),
-                Ok(false) => {}
-                Err(e) => return Some(Err(e)),
+            if c.advance()? {
+                self.first[i] = key(c);
             }
         }
-        if let Some(ci) = self.current.take() {
-            let c = &mut self.cursors[ci as usize];
-            let r = c.advance();
-            self.bytes_done += std::mem::take(&mut c.done_bytes);
-            match r {
-                Ok(true) => {
-                    let k = key(c);
-                    match self.heap.peek_mut() {
-                        Some(mut top) if top.0 .0 < k => {
-                            let next = top.0 .1;
-                            *top = Reverse((k, ci));
-                            self.current = Some(next);
-                        }
-                        _ => self.current = Some(ci),
-                    }
-                }
-                Ok(false) => {}
-                Err(e) => return Some(Err(e)),
+        if !self.built {
+            self.built = true;
+            let size = self.nodes.len();
+            // The winner of each subtree; leaves at `size + i`.
+            let mut win = vec![(DONE, 0u32); 2 * size];
+            for (i, &k) in self.first.iter().enumerate() {
+                win[size + i] = (k, i as u32);
             }
+            for n in (1..size).rev() {
+                let (a, b) = (win[2 * n], win[2 * n + 1]);
+                win[n] = a.min(b);
+                self.nodes[n] = a.max(b);
+            }
+            self.winner = if size > 1 { win[1] } else { win[size] };
+            self.bound = self.path_min(self.winner.1);
+            self.first = Vec::new();
         }
-        if self.current.is_none() {
-            self.current = Some(self.heap.pop()?.0 .1);
-        }
-        let ci = self.current? as usize;
-        Some(Ok(Event {
-            c: &self.cursors[ci],
-        }))
+        Ok(self.winner.0 < DONE)
     }
 
     /// Bytes of stream files whose packets are fully read.
     pub fn bytes_done(&self) -> u64 {
-        self.bytes_done
+        self.cursors.iter().map(|c| c.done_bytes).sum()
     }
 
     /// What `skip_corrupt` skipped so far.

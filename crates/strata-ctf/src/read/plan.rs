@@ -154,6 +154,10 @@ pub(crate) struct Scope {
     pub root: NodeId,
     pub marks: u16,
     pub fast: Option<FastScope>,
+    /// The root is a struct whose variable members are all strings,
+    /// sequences of plain scalars or fixed arrays: walked by
+    /// `Walker::walk_flat`, without recursion.
+    pub flat: bool,
 }
 
 impl Scope {
@@ -567,9 +571,39 @@ impl Builder {
                 },
                 _ => None,
             };
+            scope.flat = is_flat(scope);
         }
         Ok((self.scopes, self.regs))
     }
+}
+
+/// Whether `scope` can be walked by `Walker::walk_flat`: see `Scope::flat`.
+fn is_flat(scope: &Scope) -> bool {
+    let Some(Kind::Struct { steps, .. }) = scope.node(scope.root).map(|n| &n.kind) else {
+        return false;
+    };
+    steps.iter().all(|step| {
+        let Step::Var { member, .. } = step else {
+            return true;
+        };
+        let Some(m) = scope.node(*member) else {
+            return false;
+        };
+        match &m.kind {
+            Kind::Str => true,
+            Kind::Array { .. } => m.fixed.is_some(),
+            Kind::Seq { elem, .. } => scope.node(*elem).is_some_and(plain_scalar),
+            _ => false,
+        }
+    })
+}
+
+/// A fixed-size integer or float the walker only steps over.
+pub(crate) fn plain_scalar(e: &Node) -> bool {
+    e.fixed.is_some()
+        && e.reg.is_none()
+        && e.action == Action::None
+        && matches!(e.kind, Kind::Int { .. } | Kind::Float { .. })
 }
 
 fn header_action(kind: ScopeKind, name: &str, mapped: bool) -> Action {

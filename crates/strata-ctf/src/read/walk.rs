@@ -73,6 +73,77 @@ impl Walker<'_> {
         }
     }
 
+    /// Walks a scope whose `flat` flag is set, from bit `pos`: the root's
+    /// steps in one loop, strings and sequences inline. `None` on any
+    /// problem, for the generic walk to find and describe it (registers
+    /// and marks it set are then set again).
+    #[inline]
+    pub(crate) fn walk_flat(&mut self, scope: &Scope, pos: u64) -> Option<u64> {
+        let n = scope.node(scope.root)?;
+        let Kind::Struct { steps, .. } = &n.kind else {
+            return None;
+        };
+        let mut pos = align_up(pos, n.align);
+        for step in steps {
+            match step {
+                Step::Fixed {
+                    align,
+                    bits,
+                    mark,
+                    loads,
+                    ..
+                } => {
+                    pos = align_up(pos, *align);
+                    let end = pos + bits;
+                    if end > self.end {
+                        return None;
+                    }
+                    if let Some(m) = mark {
+                        *self.marks.get_mut(*m as usize)? = pos;
+                    }
+                    for l in loads {
+                        let v = read_bits(self.data, pos + l.rel as u64, l.spec)?;
+                        self.apply(v, l.spec, l.reg, l.action);
+                    }
+                    pos = end;
+                }
+                Step::Var { member, mark } => {
+                    let m = scope.node(*member)?;
+                    pos = align_up(pos, m.align);
+                    if let Some(mk) = mark {
+                        *self.marks.get_mut(*mk as usize)? = pos;
+                    }
+                    let room = self.end.checked_sub(pos)?;
+                    let bits = match &m.kind {
+                        Kind::Str => {
+                            let from = (pos / 8) as usize;
+                            let hay = self.data.get(from..(self.end / 8) as usize)?;
+                            (nul(hay)? as u64 + 1) * 8
+                        }
+                        Kind::Seq { elem, len_reg } => {
+                            let len = *self.regs.get(*len_reg as usize)?;
+                            if len == 0 {
+                                0
+                            } else {
+                                let e = scope.node(*elem)?;
+                                let ef = e.fixed?;
+                                align_up(ef, e.align)
+                                    .checked_mul(len - 1)?
+                                    .checked_add(ef)?
+                            }
+                        }
+                        _ => m.fixed?,
+                    };
+                    if bits > room {
+                        return None;
+                    }
+                    pos += bits;
+                }
+            }
+        }
+        Some(pos)
+    }
+
     /// Walks node `id` of `scope` starting at bit `pos`; returns the bit
     /// where it ends.
     pub(crate) fn walk(&mut self, scope: &Scope, id: NodeId, pos: u64) -> Result<u64, DecodeError> {
@@ -251,6 +322,29 @@ impl Walker<'_> {
     }
 }
 
+/// Position of the first NUL of `hay`: short strings (most of those in
+/// kernel events) eight bytes at a time in a register, longer ones with
+/// `memchr`.
+#[inline(always)]
+fn nul(hay: &[u8]) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let mut at = 0;
+    while let Some(c) = hay.get(at..).and_then(|h| h.first_chunk::<8>()) {
+        if at >= 32 {
+            break;
+        }
+        let w = u64::from_le_bytes(*c);
+        // The lowest zero byte sets the lowest flagged bit.
+        let z = w.wrapping_sub(LO) & !w & HI;
+        if z != 0 {
+            return Some(at + (z.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    memchr(0, hay.get(at..)?).map(|i| at + i)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -262,5 +356,25 @@ mod tests {
         assert_eq!(update_clock(0x1234_5678, 0x78, 8), 0x1234_5678);
         assert_eq!(update_clock((1 << 27) - 1, 0, 27), 1 << 27);
         assert_eq!(update_clock(5, 3, 64), 3);
+    }
+
+    #[test]
+    fn nul_finds_the_first_nul() {
+        for len in 0..=50usize {
+            for at in 0..=len {
+                let mut v: Vec<u8> = (0..len).map(|i| 0x80 | (i as u8 % 0x7f + 1)).collect();
+                if at < len {
+                    v[at] = 0;
+                    for b in v.iter_mut().skip(at + 1).step_by(2) {
+                        *b = 1;
+                    }
+                }
+                assert_eq!(
+                    nul(&v),
+                    v.iter().position(|&b| b == 0),
+                    "len {len} nul {at}"
+                );
+            }
+        }
     }
 }
