@@ -219,6 +219,53 @@ fn two_pinned_guests_share_one_cpu() {
         eprintln!("{}: sync bound {} ns", g["name"], s["bound_ns"]);
     }
 
+    // `strata vm report DIR`: both VMs named (from the testbed's hints),
+    // their guest traces paired by UUID, and each mostly preempted by the
+    // other VM's vCPU, since both are pinned to CPU 0.
+    let out = Command::new(STRATA)
+        .args(["vm", "report", "--json"])
+        .arg(dir.path())
+        .output()
+        .expect("strata vm report runs");
+    assert!(
+        out.status.success(),
+        "vm report failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let vms = report["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|h| h["vms"].as_array().unwrap().iter())
+        .collect::<Vec<_>>();
+    assert_eq!(vms.len(), 2, "{report}");
+    for vm in &vms {
+        let name = vm["name"].as_str().unwrap();
+        let other = if name == "strata-g0" {
+            "strata-g1"
+        } else {
+            "strata-g0"
+        };
+        assert_eq!(vm["guest"]["paired_by"], "uuid", "{name}");
+        let preempted = vm["times"]["pct"]["preempted"].as_f64().unwrap();
+        assert!(
+            (20.0..=80.0).contains(&preempted),
+            "{name}: preempted {preempted:.1}% of the time, expected about half"
+        );
+        let by_vm = vm["preempted_by"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["kind"] == "vcpu")
+            .unwrap_or_else(|| panic!("{name}: no vCPU preempted it: {vm}"));
+        assert_eq!(by_vm["vm"], other, "{name}");
+        eprintln!(
+            "{name}: preempted {preempted:.1}%, {:.1}% of it by {other}",
+            by_vm["pct"].as_f64().unwrap()
+        );
+    }
+
     // No QEMU is left behind.
     for g in guests {
         let pid = g["qemu_pid"].as_u64().unwrap();

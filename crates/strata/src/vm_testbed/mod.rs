@@ -21,6 +21,7 @@ use std::process::{Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use strata_analysis::vm::hints::{VcpuHint, VmHint};
 
 /// What the guests run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -129,6 +130,27 @@ struct GuestRecord {
     /// When the workload ran, on the host's clock (ns since the epoch).
     workload: console::WorkloadTimes,
     sync: Option<syncprobe::SyncReport>,
+}
+
+impl GuestRecord {
+    /// The VM as `strata vm report` takes it from a hints file.
+    fn hint(&self) -> VmHint {
+        VmHint {
+            name: Some(self.name.clone()),
+            uuid: Some(self.uuid.clone()),
+            qemu_pid: i32::try_from(self.qemu_pid).ok(),
+            vcpus: self
+                .vcpus
+                .iter()
+                .filter_map(|v| {
+                    Some(VcpuHint {
+                        id: v.index,
+                        tid: i32::try_from(v.tid).ok()?,
+                    })
+                })
+                .collect(),
+        }
+    }
 }
 
 /// Runs the testbed.
@@ -319,6 +341,11 @@ pub fn run(args: TestbedArgs) -> anyhow::Result<ExitCode> {
     };
     let path = out.join("testbed.json");
     std::fs::write(&path, serde_json::to_string_pretty(&manifest)?)?;
+    // What `strata vm report OUTPUT` reads to name the VMs and find their vCPUs.
+    let hints: Vec<VmHint> = manifest.guests.iter().map(GuestRecord::hint).collect();
+    let hints_path = out.join(crate::vm::report::HINTS_FILE);
+    std::fs::write(&hints_path, serde_json::to_string_pretty(&hints)?)
+        .with_context(|| format!("cannot write {}", hints_path.display()))?;
     eprintln!(
         "testbed: done; traces under {}, summary in {}",
         out.join(SESSION).display(),
