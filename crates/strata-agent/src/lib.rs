@@ -32,7 +32,7 @@ pub use link::{
 };
 pub use live::{LiveOptions, LiveReport, LiveSource};
 pub use metadata::MetadataState;
-pub use outbox::{Outbox, OutboxStats};
+pub use outbox::{Outbox, OutboxStats, Unacked};
 pub use replay::{ReplayOptions, ReplayReport, ReplaySource};
 pub use sender::{SenderConfig, SenderStats};
 pub use spool::Spool;
@@ -118,8 +118,12 @@ pub struct AgentReport {
     pub outbox: OutboxStats,
     /// The sender counters at the end.
     pub sender: SenderStats,
-    /// Frames never acknowledged (the relay was unreachable at the end).
+    /// Frames never acknowledged (the relay was unreachable, or made no
+    /// progress for the final wait, at the end).
     pub unacked_frames: u64,
+    /// Exactly what was never acknowledged: frames, bytes, events, pages.
+    /// Not zero means the relay may not have stored that data.
+    pub unacked: Unacked,
 }
 
 /// The wire form of a state dump row.
@@ -155,7 +159,9 @@ fn random_u64() -> u64 {
 }
 
 /// Runs the agent until `stop` is set (live) or the replay ends, then waits
-/// up to `final_ack_wait` for the relay to acknowledge everything.
+/// for the relay to acknowledge everything, for as long as the relay makes
+/// progress and at most `final_ack_wait` without any. What is still not
+/// acknowledged then is counted in [`AgentReport::unacked`].
 pub fn run(
     config: AgentConfig,
     source: SourceConfig,
@@ -270,7 +276,8 @@ pub fn run(
         .unwrap_or_else(|_| Err(AgentError::Config("the sender thread panicked".into())));
     report.outbox = outbox.stats();
     report.sender = stats.lock().map(|s| s.clone()).unwrap_or_default();
-    report.unacked_frames = report.outbox.held_frames;
+    report.unacked = outbox.unacked();
+    report.unacked_frames = report.unacked.frames;
     let _ = stop.load(Ordering::Relaxed);
     sender_result?;
     source_result?;

@@ -40,6 +40,21 @@ pub struct OutboxStats {
     pub spool_bytes: u64,
 }
 
+/// What is still held unacknowledged: the data a stopping agent would lose
+/// if it gave up now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Unacked {
+    /// Sequenced frames not acknowledged.
+    pub frames: u64,
+    /// Their bytes on the wire.
+    pub bytes: u64,
+    /// Trace events in them (records in ring-buffer pages, events in CTF
+    /// packets).
+    pub events: u64,
+    /// Ring-buffer pages or CTF packets in them.
+    pub pages: u64,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum CauseKey {
     Kernel,
@@ -384,6 +399,30 @@ impl Outbox {
         s
     }
 
+    /// Counts what is held and not acknowledged (memory and spool), by
+    /// decoding each frame: exact, but meant for the end of a run.
+    pub fn unacked(&self) -> Unacked {
+        let (from, last, layout) = {
+            let g = self.lock();
+            (g.acked + 1, g.next_seq - 1, g.layout)
+        };
+        let mut u = Unacked::default();
+        let mut seq = from;
+        let mut scratch = Vec::new();
+        while seq <= last {
+            let Ok(Some((s, frame))) = self.frame_at_or_after(seq) else {
+                break;
+            };
+            u.frames += 1;
+            u.bytes += frame.len() as u64;
+            let (events, pages) = frame_contents(layout.as_ref(), &frame, &mut scratch);
+            u.events += events;
+            u.pages += pages;
+            seq = s + 1;
+        }
+        u
+    }
+
     /// The first spool write error, if any (the spool is then bypassed and
     /// frames that do not fit in memory are dropped and counted).
     pub fn spool_error(&self) -> Option<String> {
@@ -589,6 +628,37 @@ fn account_dropped_frames(g: &mut Inner, mut bytes: &[u8], first: u64, last: u64
             }
         }
         bytes = bytes.get(len..).unwrap_or(&[]);
+    }
+}
+
+/// The trace events and pages (or packets) in one encoded frame; zero for
+/// frames that carry none (state dumps, loss reports) or do not decode.
+fn frame_contents(layout: Option<&PageLayout>, bytes: &[u8], scratch: &mut Vec<u8>) -> (u64, u64) {
+    let Ok(Split::Frame {
+        header, wire_body, ..
+    }) = split_frame(bytes, MAX_BODY)
+    else {
+        return (0, 0);
+    };
+    let Ok(body) = strata_wire::decompress(&header, wire_body, scratch) else {
+        return (0, 0);
+    };
+    match Message::decode(&header, body) {
+        Ok(Message::Pages(p)) => {
+            let events = layout.map_or(0, |l| {
+                p.pages
+                    .iter()
+                    .filter_map(|page| Page::parse(l, page).ok())
+                    .map(|pg| pg.records().filter(Result::is_ok).count() as u64)
+                    .sum()
+            });
+            (events, p.pages.count() as u64)
+        }
+        Ok(Message::Packets(p)) => p
+            .packets
+            .iter()
+            .fold((0, 0), |(e, n), (info, _)| (e + info.events as u64, n + 1)),
+        _ => (0, 0),
     }
 }
 

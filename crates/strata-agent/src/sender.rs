@@ -44,7 +44,9 @@ pub struct SenderConfig {
     pub connect_timeout: Duration,
     /// The longest backoff between connection attempts.
     pub max_backoff: Duration,
-    /// How long to wait for the last ack after the source finished.
+    /// Once the source finished: the longest time to go on waiting for
+    /// acks while the relay shows no progress (no new ack, no bytes taken
+    /// off the connection). As long as it makes progress, the wait goes on.
     pub final_ack_wait: Duration,
     /// No progress messages on stderr.
     pub quiet: bool,
@@ -69,6 +71,66 @@ pub struct SenderStats {
     pub controls: u64,
 }
 
+/// The stopping agent's patience: it waits for the last ack as long as the
+/// relay makes progress, and gives up after `limit` without any.
+struct FinalWait {
+    limit: Duration,
+    /// When progress was last seen (set when the source finished).
+    progress_at: Option<Instant>,
+    acked: u64,
+    /// Bytes the relay had not taken off the socket yet, when last looked.
+    unsent: Option<u64>,
+}
+
+impl FinalWait {
+    fn new(limit: Duration) -> FinalWait {
+        FinalWait {
+            limit,
+            progress_at: None,
+            acked: 0,
+            unsent: None,
+        }
+    }
+
+    /// Notes progress: a higher ack, or fewer bytes waiting in the socket's
+    /// send queue (`unsent`, from `SIOCOUTQ`) than when last looked.
+    fn observe(&mut self, outbox: &Outbox, unsent: Option<u64>) {
+        if !outbox.is_closed() {
+            return;
+        }
+        let acked = outbox.acked();
+        let drained = matches!((self.unsent, unsent), (Some(a), Some(b)) if b < a);
+        if self.progress_at.is_none() || acked > self.acked || drained {
+            self.progress_at = Some(Instant::now());
+        }
+        self.acked = acked;
+        self.unsent = unsent;
+    }
+
+    /// A new connection: its send queue is not comparable to the last one's.
+    fn reset_socket(&mut self) {
+        self.unsent = None;
+    }
+
+    /// When the wait ends unless progress is seen first.
+    fn deadline(&self) -> Option<Instant> {
+        self.progress_at.map(|t| t + self.limit)
+    }
+
+    fn expired(&self) -> bool {
+        self.deadline().is_some_and(|d| Instant::now() >= d)
+    }
+}
+
+/// Bytes written to the socket `fd` and not yet acknowledged by the peer's
+/// TCP (or read by the peer, for a Unix socket); `None` where unsupported.
+fn socket_unsent(fd: i32) -> Option<u64> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: SIOCOUTQ writes one int through the pointer given.
+    let rc = unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut n) };
+    (rc == 0 && n >= 0).then_some(n as u64)
+}
+
 enum Ended {
     /// Everything acked after the source finished (or the wait ran out).
     Finished,
@@ -88,18 +150,16 @@ pub fn run(
     abort: Arc<AtomicBool>,
 ) -> Result<(), AgentError> {
     let mut backoff = Duration::from_millis(200);
-    let mut closed_at: Option<Instant> = None;
+    let mut wait = FinalWait::new(cfg.final_ack_wait);
     let mut last_logged = String::new();
     loop {
-        if outbox.is_closed() {
-            let t = *closed_at.get_or_insert_with(Instant::now);
-            if outbox.acked() >= outbox.last_seq() || t.elapsed() >= cfg.final_ack_wait {
-                return Ok(());
-            }
+        wait.observe(&outbox, None);
+        if outbox.is_closed() && (outbox.acked() >= outbox.last_seq() || wait.expired()) {
+            return Ok(());
         }
-        let deadline = closed_at.map(|t| t + cfg.final_ack_wait);
+        wait.reset_socket();
         let ended = session(
-            &cfg, &outbox, &metadata, &controls, &stats, &abort, deadline,
+            &cfg, &outbox, &metadata, &controls, &stats, &abort, &mut wait,
         );
         outbox.connection_lost();
         match ended {
@@ -127,13 +187,14 @@ pub fn run(
         }
         // Sleep the backoff, but wake early when the source finishes so the
         // final wait is spent trying.
+        let was_closed = outbox.is_closed();
         let mut until = Instant::now() + backoff;
-        if let Some(t) = closed_at {
-            until = until.min(t + cfg.final_ack_wait);
+        if let Some(d) = wait.deadline() {
+            until = until.min(d);
         }
         while Instant::now() < until {
             std::thread::sleep(Duration::from_millis(20));
-            if outbox.is_closed() && closed_at.is_none() {
+            if outbox.is_closed() && !was_closed {
                 break;
             }
         }
@@ -155,7 +216,7 @@ fn session(
     controls: &Sender<Control>,
     stats: &Arc<Mutex<SenderStats>>,
     abort: &AtomicBool,
-    deadline: Option<Instant>,
+    wait: &mut FinalWait,
 ) -> Result<Ended, AgentError> {
     let mut link = match Link::connect(&cfg.relay, cfg.tls.clone(), cfg.connect_timeout) {
         Ok(l) => l,
@@ -277,8 +338,11 @@ fn session(
         if closed && outbox.acked() >= last_seq {
             return Ok(Ended::Finished);
         }
-        if deadline.is_some_and(|d| Instant::now() >= d) {
-            return Ok(Ended::Finished);
+        if closed {
+            wait.observe(outbox, socket_unsent(link.fd()));
+            if wait.expired() {
+                return Ok(Ended::Finished);
+            }
         }
         if abort.load(Ordering::SeqCst) && !closed {
             return Ok(Ended::Finished);

@@ -77,6 +77,10 @@ pub struct TestRelayOptions {
     /// Require client certificates that chain to this PEM certificate
     /// (mutual TLS).
     pub client_ca: Option<Vec<u8>>,
+    /// A relay slower than its network: it reads at full speed but
+    /// handles one sequenced frame per pause this long (zero: no pause), so
+    /// a backlog builds up that it acknowledges bit by bit.
+    pub frame_pause: Duration,
 }
 
 impl Default for TestRelayOptions {
@@ -89,6 +93,7 @@ impl Default for TestRelayOptions {
             no_acks: false,
             silent: false,
             client_ca: None,
+            frame_pause: Duration::ZERO,
         }
     }
 }
@@ -391,6 +396,11 @@ fn serve(
             }
             if seq > 0 {
                 last_ack = seq;
+                if !opts.frame_pause.is_zero() {
+                    drop(g);
+                    std::thread::sleep(opts.frame_pause);
+                    break;
+                }
             }
         }
         if opts.silent && instance.is_some() {

@@ -360,3 +360,73 @@ fn an_unpaced_replay_waits_for_the_relay_instead_of_dropping() {
     assert!(r.lost.is_empty(), "{:?}", r.lost);
     assert_eq!(report.outbox.dropped_frames, 0);
 }
+
+#[test]
+fn a_slow_relay_that_keeps_acking_gets_everything_despite_a_short_final_wait() {
+    let Some(trace) = trace() else { return };
+    // The relay handles one frame (about 0.7 MB here) per 0.4 s, and is
+    // unreachable for the first second: the replay is all in memory before
+    // the connection is up, and the relay then needs seconds more than the
+    // 2 s final wait to take it, but it acks all along.
+    let relay = TestRelay::start(
+        "127.0.0.1:0",
+        TestRelayOptions {
+            frame_pause: Duration::from_millis(400),
+            ..TestRelayOptions::default()
+        },
+    )
+    .unwrap();
+    relay.set_unreachable(true);
+    let cut = Arc::clone(&relay.cut);
+    let reopen = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(1));
+        cut.store(false, std::sync::atomic::Ordering::SeqCst);
+    });
+    let mut c = config(&relay, Security::Plaintext, "");
+    c.final_ack_wait = Duration::from_secs(2);
+    c.max_backoff = Duration::from_millis(200);
+    let started = std::time::Instant::now();
+    let report = run(c, replay(&trace, 1, Compression::None)).expect("the run succeeds");
+    let took = started.elapsed();
+    reopen.join().unwrap();
+    assert_eq!(
+        report.unacked,
+        strata_agent::Unacked::default(),
+        "after {took:?}"
+    );
+    assert_eq!(report.unacked_frames, 0);
+    let got = relay
+        .shared
+        .lock()
+        .unwrap()
+        .instances
+        .values()
+        .map(|r| r.packet_events)
+        .sum::<u64>();
+    assert_eq!(got, MANY_THREADS_EVENTS);
+    // The waiting was real: well past the source's end plus the final wait.
+    assert!(took > Duration::from_secs(4), "took {took:?}");
+}
+
+#[test]
+fn a_relay_that_never_acks_leaves_an_exact_unacked_count() {
+    let Some(trace) = trace() else { return };
+    let relay = TestRelay::start(
+        "127.0.0.1:0",
+        TestRelayOptions {
+            no_acks: true,
+            ..TestRelayOptions::default()
+        },
+    )
+    .unwrap();
+    let mut c = config(&relay, Security::Plaintext, "");
+    c.final_ack_wait = Duration::from_millis(500);
+    let report = run(c, replay(&trace, 1, Compression::None)).expect("no fatal error");
+    let u = report.unacked;
+    assert_eq!(u.events, MANY_THREADS_EVENTS);
+    assert_eq!(u.frames, report.outbox.frames);
+    assert_eq!(u.bytes, report.outbox.bytes);
+    let received = relay.received();
+    assert_eq!(u.pages, received.packets);
+    assert_eq!(report.unacked_frames, u.frames);
+}

@@ -460,6 +460,20 @@ impl FrameDecoder {
         }
     }
 
+    /// Gives back buffer memory beyond what the bytes held need (and
+    /// `keep`), e.g. once a burst of large frames is over, so that an idle
+    /// connection does not keep its largest frame's worth of memory.
+    pub fn shrink(&mut self, keep: usize) {
+        self.commit(0);
+        self.compact();
+        if self.start == 0 && self.buf.capacity() > 2 * keep.max(self.buf.len()) {
+            self.buf.shrink_to(keep.max(self.buf.len()));
+        }
+        if self.scratch.capacity() > 2 * keep {
+            self.scratch = Vec::new();
+        }
+    }
+
     /// Bytes held that are not part of a frame returned yet.
     pub fn buffered(&self) -> usize {
         self.pending().len()

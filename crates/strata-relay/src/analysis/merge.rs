@@ -11,6 +11,10 @@ use std::collections::{BinaryHeap, VecDeque};
 
 use super::event::LiveEvent;
 
+/// Queue capacity (events) kept however idle a CPU is: small enough not to
+/// matter per host, large enough that a steady trickle never reallocates.
+const KEEP_CAPACITY: usize = 256;
+
 /// The reorder buffer of one host.
 #[derive(Debug)]
 pub struct Merger {
@@ -51,6 +55,11 @@ impl Merger {
         self.len
     }
 
+    /// Whether more events wait than the cap: time to drain.
+    pub fn is_full(&self) -> bool {
+        self.len > self.cap
+    }
+
     /// Whether nothing waits.
     pub fn is_empty(&self) -> bool {
         self.len == 0
@@ -85,7 +94,20 @@ impl Merger {
     /// Releases, in time order, every event that may go at wall time
     /// `now`; with `all`, every event (end of stream).
     #[inline]
-    pub fn drain(&mut self, now: i64, all: bool, mut apply: impl FnMut(&LiveEvent)) {
+    pub fn drain(&mut self, now: i64, all: bool, apply: impl FnMut(&LiveEvent)) {
+        self.release(now, all, apply);
+        self.trim();
+    }
+
+    #[inline]
+    fn release(&mut self, now: i64, all: bool, mut apply: impl FnMut(&LiveEvent)) {
+        // Once over the cap, events go until half of it is left, so that a
+        // full buffer is drained in batches rather than one event per push.
+        let floor = if self.len > self.cap {
+            self.cap / 2
+        } else {
+            usize::MAX
+        };
         // The earliest queue is drained while its head is no later than
         // the next queue's: one heap operation per run of events from one
         // CPU, not per event (replayed packets bring long runs).
@@ -105,7 +127,7 @@ impl Merger {
                 }
                 let ready = all
                     || self.nonempty == self.seen_count
-                    || self.len > self.cap
+                    || self.len > floor
                     || now.saturating_sub(head.arrived) >= self.hold_ns;
                 if !ready {
                     self.heap.push(Reverse((head.ts, cpu)));
@@ -121,6 +143,27 @@ impl Merger {
                 apply(&ev);
             }
         }
+    }
+
+    /// Gives back queue memory a burst left behind: a queue keeps at most
+    /// twice what it holds (and [`KEEP_CAPACITY`]), so a host's buffer is
+    /// bounded by the events waiting now, not by each CPU's largest burst
+    /// ever (which, summed over CPUs, was several times the cap).
+    fn trim(&mut self) {
+        for q in &mut self.queues {
+            let keep = (q.len() * 2).max(KEEP_CAPACITY);
+            if q.capacity() > keep * 2 {
+                q.shrink_to(keep);
+            }
+        }
+    }
+
+    /// Bytes of event storage held (for tests and accounting).
+    pub fn capacity_bytes(&self) -> usize {
+        self.queues
+            .iter()
+            .map(|q| q.capacity() * std::mem::size_of::<LiveEvent>())
+            .sum()
     }
 }
 
@@ -158,6 +201,23 @@ mod tests {
         assert_eq!(out, vec![5, 10, 15, 20]);
         assert!(m.is_empty());
         assert_eq!(m.late(), 0);
+    }
+
+    #[test]
+    fn a_burst_does_not_keep_its_memory() {
+        let mut m = Merger::new(i64::MAX, 1000);
+        for cpu in 0..8 {
+            for t in 0..5000 {
+                m.push(ev(cpu, t, 0));
+            }
+            // Over the cap: this CPU's burst goes out without waiting.
+            m.drain(0, false, |_| {});
+        }
+        m.drain(0, true, |_| {});
+        assert!(m.is_empty());
+        let held = m.capacity_bytes();
+        let per_cpu = 2 * KEEP_CAPACITY * std::mem::size_of::<LiveEvent>();
+        assert!(held <= 8 * per_cpu, "{held} bytes held after draining");
     }
 
     proptest! {

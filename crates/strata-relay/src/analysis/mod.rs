@@ -32,7 +32,9 @@ pub struct LiveConfig {
     pub buckets: usize,
     /// How long an event may wait for other CPUs' events (wall time), ns.
     pub hold_ns: i64,
-    /// The most events waiting in the reorder buffer.
+    /// The most events waiting in the reorder buffer. Each takes about
+    /// 100 bytes, and the buffer is per host: the default keeps a host's
+    /// buffer under about 2 MiB.
     pub merge_cap: usize,
 }
 
@@ -42,7 +44,7 @@ impl Default for LiveConfig {
             window_ns: 5_000_000_000,
             buckets: 10,
             hold_ns: 20_000_000,
-            merge_cap: 1 << 16,
+            merge_cap: 1 << 14,
         }
     }
 }
@@ -158,6 +160,20 @@ impl LiveHost {
             return;
         }
         self.merger.push(ev);
+    }
+
+    /// [`LiveHost::push`], then, when the reorder buffer is over its cap,
+    /// applies what it releases (recording live latencies into `global`
+    /// too): a packet of many events never makes the buffer grow past the
+    /// cap, whatever the batch size.
+    #[inline]
+    pub fn push_bounded(&mut self, ev: LiveEvent, global: &std::sync::Mutex<Histogram<u64>>) {
+        let now = ev.arrived;
+        self.push(ev);
+        if self.merger.is_full() {
+            let mut g = global.lock().unwrap_or_else(|p| p.into_inner());
+            self.drain(now, false, Some(&mut g));
+        }
     }
 
     /// Applies every event the reorder buffer releases at wall time `now`

@@ -355,6 +355,7 @@ impl HostIngest {
             return Err(IngestError::Protocol("data before metadata".into()));
         };
         let now = unix_now_ns();
+        let latency = &self.registry.latency;
         let mut live_guard = lock(&self.entry.live);
         let Some(live) = live_guard.as_mut() else {
             return Err(IngestError::Protocol("data before metadata".into()));
@@ -405,13 +406,16 @@ impl HostIngest {
                             Some(o) => (r.ts as i64).saturating_add(*o),
                             None => clock.to_unix_ns(r.ts),
                         };
-                        live.push(LiveEvent {
-                            ts,
-                            arrived: now,
-                            cpu,
-                            tid,
-                            kind,
-                        });
+                        live.push_bounded(
+                            LiveEvent {
+                                ts,
+                                arrived: now,
+                                cpu,
+                                tid,
+                                kind,
+                            },
+                            latency,
+                        );
                     }
                 }
             }
@@ -450,7 +454,10 @@ impl HostIngest {
                     }
                     ends.insert(p.stream.to_string(), info.ts_end);
                     *latest_begin = (*latest_begin).max(info.ts_begin);
-                    if decoder.packet(packet, now, |ev| live.push(ev)).is_err() {
+                    if decoder
+                        .packet(packet, now, |ev| live.push_bounded(ev, latency))
+                        .is_err()
+                    {
                         self.corrupt += 1;
                     }
                 }

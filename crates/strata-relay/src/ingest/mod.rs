@@ -118,8 +118,10 @@ pub async fn serve(
                     conn::run(sock, peer.to_string(), acceptor, cfg, registry, shutdown).await;
                 });
             }
-            _ = shutdown.changed() => {
-                if *shutdown.borrow() {
+            r = shutdown.changed() => {
+                // A dropped sender is a shutdown too: `changed` would
+                // otherwise return at once forever and spin this loop.
+                if r.is_err() || *shutdown.borrow() {
                     return Ok(());
                 }
             }

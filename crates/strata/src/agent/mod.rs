@@ -129,7 +129,9 @@ pub struct AgentArgs {
     #[arg(short, long, value_parser = parse_duration)]
     duration: Option<Duration>,
 
-    /// How long to wait for the relay's last acknowledgement when stopping.
+    /// When stopping: how long to go on waiting for the relay's last
+    /// acknowledgement without any progress (the wait goes on while acks
+    /// advance or the relay keeps reading).
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     final_wait: Duration,
 
@@ -331,12 +333,16 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
                 o.dropped_frames, o.dropped_events
             );
         }
-        if report.unacked_frames > 0 {
-            eprintln!(
-                "strata agent: warning: {} frames were never acknowledged by the relay",
-                report.unacked_frames
-            );
-        }
+    }
+    let u = &report.unacked;
+    if u.frames > 0 {
+        // Said even with --quiet: this is data the relay may not have.
+        eprintln!(
+            "strata agent: error: the relay did not acknowledge {} events ({} pages or packets, {} frames, {} bytes) \
+             and made no progress for {:?} (--final-wait); they may be missing from its trace",
+            u.events, u.pages, u.frames, u.bytes, args.final_wait
+        );
+        return Ok(ExitCode::from(3));
     }
     Ok(ExitCode::SUCCESS)
 }
