@@ -281,7 +281,7 @@ fn io_op(name: &str) -> Option<(IoOp, &'static [&'static str])> {
 
 /// The class's `tid` context field: a field named `tid` that is not one of
 /// its payload fields (`sched_wakeup` has a payload `tid` of the wakee).
-fn context_tid(c: &EventClass) -> Option<FieldRef> {
+pub(crate) fn context_tid(c: &EventClass) -> Option<FieldRef> {
     let payload: Vec<FieldRef> = c.payload_fields().map(|(_, f)| f).collect();
     c.fields()
         .find(|(name, f, _)| *name == "tid" && !payload.contains(f))

@@ -4,6 +4,7 @@
 //! events the vCPU model follows. Per event: one table lookup and direct
 //! field reads.
 
+use crate::bind::context_tid;
 use strata_ctf::read::{Event, EventClass, FieldRef, TraceSet};
 
 use super::event::VmEvent;
@@ -136,14 +137,6 @@ fn bind(c: &EventClass) -> Option<Binding> {
         },
         _ => return None,
     })
-}
-
-/// The class's `tid` context field (not a payload field named `tid`).
-fn context_tid(c: &EventClass) -> Option<FieldRef> {
-    let payload: Vec<FieldRef> = c.payload_fields().map(|(_, f)| f).collect();
-    c.fields()
-        .find(|(name, f, _)| *name == "tid" && !payload.contains(f))
-        .map(|(_, f, _)| f)
 }
 
 const NAMES: &[&str] = &[
