@@ -12,8 +12,16 @@ use std::time::{Duration, Instant};
 use strata_relay::live::LiveConfig;
 use util::{follow_live, missing_tools, report, LiveTrace, Server, Viewer};
 
+/// One test at a time: the idle-cost test measures this whole process, so
+/// no other test's server may run beside it.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 #[test]
 fn babeltrace_follows_a_trace_being_written_and_exits_at_its_end() {
+    let _serial = serial();
     if let Some(why) = missing_tools() {
         println!("skipping: {why}");
         return;
@@ -33,6 +41,7 @@ fn babeltrace_follows_a_trace_being_written_and_exits_at_its_end() {
 
 #[test]
 fn latency_with_one_busy_cpu_and_two_quiet_ones() {
+    let _serial = serial();
     if let Some(why) = missing_tools() {
         println!("skipping: {why}");
         return;
@@ -66,6 +75,7 @@ fn latency_with_one_busy_cpu_and_two_quiet_ones() {
 
 #[test]
 fn a_finished_session_ends_the_viewer_at_once() {
+    let _serial = serial();
     if let Some(why) = missing_tools() {
         println!("skipping: {why}");
         return;
@@ -103,6 +113,7 @@ fn cpu_seconds(pid: &str) -> f64 {
 
 #[test]
 fn a_waiting_viewer_costs_little_cpu() {
+    let _serial = serial();
     if let Some(why) = missing_tools() {
         println!("skipping: {why}");
         return;
