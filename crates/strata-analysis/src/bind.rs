@@ -601,8 +601,9 @@ fn int(ev: &Event<'_>, f: FieldRef) -> Option<i64> {
     ev.i64(f)
 }
 
+/// An `i32` field (a tid, a pid), `None` when absent or out of range.
 #[inline]
-fn tid(ev: &Event<'_>, f: FieldRef) -> Option<i32> {
+pub(crate) fn tid(ev: &Event<'_>, f: FieldRef) -> Option<i32> {
     i32::try_from(ev.i64(f)?).ok()
 }
 
@@ -616,8 +617,9 @@ fn opt_u32(ev: &Event<'_>, f: Option<FieldRef>) -> Option<u32> {
     f.and_then(|f| u32::try_from(ev.i64(f)?).ok())
 }
 
+/// A string field's bytes, empty when the field is absent.
 #[inline]
-fn text<'e>(ev: &Event<'e>, f: Option<FieldRef>) -> &'e [u8] {
+pub(crate) fn text<'e>(ev: &Event<'e>, f: Option<FieldRef>) -> &'e [u8] {
     f.and_then(|f| ev.str(f)).unwrap_or(b"")
 }
 

@@ -4,7 +4,7 @@
 //! events the vCPU model follows. Per event: one table lookup and direct
 //! field reads.
 
-use crate::bind::context_tid;
+use crate::bind::{context_tid, text, tid as i32_of};
 use strata_ctf::read::{Event, EventClass, FieldRef, TraceSet};
 
 use super::event::VmEvent;
@@ -216,18 +216,8 @@ impl VmBinder {
 }
 
 #[inline]
-fn i32_of(ev: &Event<'_>, f: FieldRef) -> Option<i32> {
-    i32::try_from(ev.i64(f)?).ok()
-}
-
-#[inline]
 fn u32_of(ev: &Event<'_>, f: FieldRef) -> Option<u32> {
     u32::try_from(ev.i64(f)?).ok()
-}
-
-#[inline]
-fn text<'e>(ev: &Event<'e>, f: Option<FieldRef>) -> &'e [u8] {
-    f.and_then(|f| ev.str(f)).unwrap_or(b"")
 }
 
 #[inline]
