@@ -204,6 +204,15 @@ fn live_events(given: &[String]) -> Option<Vec<String>> {
     }
 }
 
+/// `--events` as given, or what it defaults to.
+fn events_shown(events: &[String]) -> String {
+    if events.is_empty() {
+        strata_ftrace::DEFAULT_SPECS.join(",")
+    } else {
+        events.join(",")
+    }
+}
+
 /// Runs `strata agent`.
 pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
     let security = security(&args)?;
@@ -313,12 +322,23 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
     if !args.quiet {
         eprintln!(
             "strata agent: streaming {} to {} as host '{}', session '{}' (Ctrl-C to stop)",
-            args.replay
-                .as_ref()
-                .map_or("this host's kernel".to_string(), |t| format!(
-                    "replay of {}",
-                    t.display()
-                )),
+            match (&args.replay, flight) {
+                (Some(t), _) => format!("replay of {}", t.display()),
+                (None, true) => match live_events(&args.live_events) {
+                    Some(feed) => format!(
+                        "a live feed of {} (flight recorder keeping {:?} of {} for snapshots)",
+                        feed.join(","),
+                        args.keep,
+                        events_shown(&args.events)
+                    ),
+                    None => format!(
+                        "nothing until a snapshot (flight recorder keeping {:?} of {})",
+                        args.keep,
+                        events_shown(&args.events)
+                    ),
+                },
+                (None, false) => "this host's kernel".to_string(),
+            },
             relay,
             config.host_id,
             config.session
