@@ -18,7 +18,8 @@
 //! one simulated host costs in the relay benchmarks).
 //!
 //! `--flight` adds the same agent in flight-recorder mode (pages kept in
-//! memory, nothing shipped) beside the streaming one.
+//! memory, nothing shipped) beside the streaming one, and in flight mode
+//! with its light live feed (`sched,syscalls` streamed, 20 ms flush).
 //!
 //! Run as root: `cargo bench -p strata-agent --bench agent_overhead [-- ROUNDS CALLS] [--flight]`
 
@@ -80,8 +81,11 @@ fn child_replay(addr: &str, trace: &str, loops: u32) {
 /// The child: one agent streaming this host to `addr` until SIGINT.
 fn child_agent(addr: &str, compression: &str, events: &str) {
     let stop = install_stop();
-    // "flight": flight-recorder mode, nothing shipped.
-    let flight = (compression == "flight").then(strata_agent::FlightOptions::default);
+    // "flight": flight-recorder mode, nothing shipped; "flight-feed": the
+    // same with the light live feed a `--mode flight` agent streams.
+    let feed = compression == "flight-feed";
+    let flight = (compression == "flight" || feed).then(strata_agent::FlightOptions::default);
+    let compression = if feed { "lz4" } else { compression };
     let compression: Compression = compression.parse().unwrap_or_default();
     let mut c = AgentConfig::new(
         addr,
@@ -102,6 +106,17 @@ fn child_agent(addr: &str, compression: &str, events: &str) {
         statedump: false,
         compression,
         flight,
+        live_events: feed.then(|| {
+            strata_agent::feed::DEFAULT_FEED
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
+        }),
+        flush_interval: if feed {
+            Duration::from_millis(20)
+        } else {
+            LiveOptions::default().flush_interval
+        },
         ..LiveOptions::default()
     });
     if let Err(e) = strata_agent::run(c, source, stop) {
@@ -210,6 +225,16 @@ fn main() {
         let cpu = median(runs.iter().map(|r| r.cpu_s).collect());
         println!(
             "\nflight mode (30 s / 64 MiB ring, nothing shipped), same workload: {cpu:.3} CPU s (median of {rounds}), {} events shipped; streaming (lz4): {live:.3} CPU s; ratio {:.2}; slowdown {:.2}x",
+            runs.iter().map(|r| r.events).sum::<u64>(),
+            cpu / live.max(1e-9),
+            median(runs.iter().map(|r| r.workload_s).collect()) / baseline
+        );
+        let runs: Vec<Run> = (0..rounds)
+            .map(|_| agent(&relay, "flight-feed", calls))
+            .collect();
+        let cpu = median(runs.iter().map(|r| r.cpu_s).collect());
+        println!(
+            "flight mode with its live feed (sched,syscalls, lz4, 20 ms flush), same workload: {cpu:.3} CPU s (median of {rounds}), {} events shipped; streaming (lz4): {live:.3} CPU s; ratio {:.2}; slowdown {:.2}x",
             runs.iter().map(|r| r.events).sum::<u64>(),
             cpu / live.max(1e-9),
             median(runs.iter().map(|r| r.workload_s).collect()) / baseline

@@ -548,7 +548,19 @@ impl RulesRuntime {
         mut shutdown: watch::Receiver<bool>,
     ) {
         let mut last_poll = std::time::Instant::now();
+        let mut needs_of = None;
         loop {
+            // Agents learn what the rules need at load and at each reload.
+            let (generation, needs) = {
+                let e = lock(&self.engine);
+                (e.generation(), e.rules().event_needs())
+            };
+            if needs_of != Some(generation) {
+                needs_of = Some(generation);
+                if registry.control_state.set_needs("rules", needs) {
+                    registry.control().push_needs_all();
+                }
+            }
             let interval = Duration::from_nanos(lock(&self.engine).rules().limits.eval_interval_ns);
             let patterns_only = tokio::select! {
                 _ = tokio::time::sleep(interval) => false,

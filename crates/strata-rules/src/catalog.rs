@@ -31,6 +31,26 @@ pub enum Family {
     VcpuPreempted,
 }
 
+impl Family {
+    /// The event groups (as `--events` takes them) an agent must stream
+    /// for this family's values: every family needs `sched`, which names
+    /// threads and processes; syscall families also need `syscalls`.
+    pub fn event_groups(self) -> &'static [&'static str] {
+        match self {
+            Family::SyscallLatency | Family::SyscallErrors | Family::PatternSyscall => {
+                &["sched", "syscalls"]
+            }
+            Family::Wakeup
+            | Family::CpuUsage
+            | Family::PatternWakeup
+            | Family::Runqueue
+            | Family::Threads => &["sched"],
+            // The VM analysis reads the host's KVM events.
+            Family::VcpuPreempted => &["sched", "kvm"],
+        }
+    }
+}
+
 /// The statistic a call asks of its family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stat {

@@ -321,6 +321,9 @@ impl HostIngest {
             self.registry
                 .control_state
                 .set_base(&self.hello.session, &self.hello.host_id, base);
+            self.registry
+                .control()
+                .push_needs_later(&self.hello.session, &self.hello.host_id);
             // The checkpoint is the truth: a Welcome answered from an older
             // state is corrected here (the agent's extra frames are then
             // dropped as duplicates).
