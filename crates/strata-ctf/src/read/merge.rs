@@ -76,8 +76,13 @@ impl<'s> Events<'s> {
     }
 
     /// The next event in time order, `None` when every stream is done.
+    ///
+    /// Inlined into the caller's loop: as a call, saving and restoring the
+    /// registers the decoder needs and returning the `Option<Result>`
+    /// through memory cost about 30 instructions per event, an eighth of
+    /// the whole.
     #[allow(clippy::should_implement_trait)]
-    #[inline]
+    #[inline(always)]
     pub fn next(&mut self) -> Option<Result<Event<'_>, ReadError>> {
         let ci = self.current;
         if let Some(c) = self.cursors.get_mut(ci as usize) {
