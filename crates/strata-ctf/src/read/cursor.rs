@@ -564,8 +564,13 @@ impl<'s> Cursor<'s> {
             self.marks.resize(cp.marks_end, 0);
         }
         let fixed_payload = cp.pay_fast.is_some() || cp.payload.is_none();
+        // Only for entries the table keeps (see below), so that `flats`
+        // stays as small as the table.
+        let cached = id.is_none_or(|i| i < 1 << 16);
         let flat = match (&cp.context, self.sec, &cp.payload) {
-            (None, Sec::None | Sec::Fast(..), Some(p)) if p.flat && cp.pay_fast.is_none() => {
+            (None, Sec::None | Sec::Fast(..), Some(p))
+                if cached && p.flat && cp.pay_fast.is_none() =>
+            {
                 match (u32::try_from(cp.pay_base), u32::try_from(self.flats.len())) {
                     (Ok(b), Ok(i)) => {
                         self.flats.push((p, b));
