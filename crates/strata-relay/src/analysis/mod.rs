@@ -11,6 +11,7 @@ pub mod ftrace_bind;
 pub mod hist;
 pub mod merge;
 pub mod report;
+pub mod vm_live;
 pub mod window;
 
 use hdrhistogram::Histogram;
@@ -37,6 +38,8 @@ pub struct LiveConfig {
     /// buffer under about 7 MiB. A quarter of that made draining twice as
     /// frequent and the relay's ingest 30% slower per event.
     pub merge_cap: usize,
+    /// How long a VM whose QEMU exited stays in the live view, ns.
+    pub vm_grace_ns: i64,
 }
 
 impl Default for LiveConfig {
@@ -46,6 +49,7 @@ impl Default for LiveConfig {
             buckets: 10,
             hold_ns: 20_000_000,
             merge_cap: 1 << 16,
+            vm_grace_ns: 10_000_000_000,
         }
     }
 }
@@ -80,6 +84,7 @@ pub struct LiveHost {
     bad_cpu: u64,
     /// The series the rules watch, when rules are loaded.
     rules: Option<HostMetrics>,
+    vm_grace_ns: i64,
 }
 
 /// Feeds the window and the rules' series from one pass of the state system.
@@ -127,6 +132,7 @@ impl LiveHost {
             applied: 0,
             bad_cpu: 0,
             rules: None,
+            vm_grace_ns: cfg.vm_grace_ns,
         }
     }
 
@@ -266,9 +272,21 @@ impl LiveHost {
         self.lost[c] = self.lost[c].saturating_add(n);
     }
 
-    /// Forgets thread names no longer in the window (call it now and then).
+    /// Forgets thread names no longer in the window, and VMs gone for
+    /// longer than the grace period (call it now and then).
     pub fn prune(&mut self) {
         self.window.prune();
+        if let Some(now) = self.newest() {
+            self.vm.drop_gone(now.saturating_sub(self.vm_grace_ns));
+        }
+    }
+
+    /// Replaces what the agent says of its VMs (names, UUIDs, vCPU
+    /// threads): VMs found already are renamed, and a VM no longer listed
+    /// is marked gone.
+    pub fn set_vm_hints(&mut self, hints: Vec<strata_analysis::vm::VmHint>) {
+        let now = self.newest().or(self.vm.begin()).unwrap_or(0);
+        self.vm.set_hints(hints, now);
     }
 
     /// Events applied so far.

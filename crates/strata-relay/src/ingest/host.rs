@@ -116,6 +116,8 @@ pub struct HostIngest {
     commits: u64,
     /// Pages or packets that could not be decoded.
     pub corrupt: u64,
+    /// The agent's latest VM hints, for a live view created after them.
+    vm_hints: Option<Vec<strata_analysis::vm::VmHint>>,
 }
 
 impl HostIngest {
@@ -148,6 +150,7 @@ impl HostIngest {
             dirty: false,
             commits: 0,
             corrupt: 0,
+            vm_hints: None,
         }
     }
 
@@ -187,6 +190,13 @@ impl HostIngest {
             }
             Message::CtfMetadata(m) => self.tsdl = Some(m.tsdl.clone()),
             Message::MetadataDone(d) => self.metadata_done(d)?,
+            Message::VmHints(h) => {
+                let hints = crate::analysis::vm_live::hints_from_wire(h);
+                if let Some(l) = lock(&self.entry.live).as_mut() {
+                    l.set_vm_hints(hints.clone());
+                }
+                self.vm_hints = Some(hints);
+            }
             Message::Pages(_) | Message::Packets(_) | Message::Lost(_) | Message::Statedump(_) => {
                 if self.trace.is_none() {
                     return Err(IngestError::Protocol(format!(
@@ -341,6 +351,9 @@ impl HostIngest {
             match live.as_mut() {
                 Some(l) => l.set_syscall_names(names),
                 None => *live = Some(LiveHost::new(self.cfg.live, names)),
+            }
+            if let (Some(l), Some(h)) = (live.as_mut(), self.vm_hints.clone()) {
+                l.set_vm_hints(h);
             }
         }
         self.trace = Some(trace);
