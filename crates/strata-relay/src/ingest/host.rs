@@ -355,6 +355,22 @@ impl HostIngest {
             if let (Some(l), Some(h)) = (live.as_mut(), self.vm_hints.clone()) {
                 l.set_vm_hints(h);
             }
+            if let (Some(l), Some(uuid)) = (live.as_mut(), self.hello.host.vm_uuid.as_deref()) {
+                // The same guest's feed is kept across reconnections, so
+                // its host's pairing stays.
+                let mut feeds = lock(&self.registry.guest_feeds);
+                let feed = match feeds.get(&uuid.to_ascii_lowercase()) {
+                    Some(f) if f.label == self.hello.host_id => Arc::clone(f),
+                    _ => {
+                        let f = Arc::new(crate::analysis::vm_live::GuestFeed::new(
+                            &self.hello.host_id,
+                        ));
+                        feeds.insert(uuid.to_ascii_lowercase(), Arc::clone(&f));
+                        f
+                    }
+                };
+                l.set_guest_feed(feed);
+            }
         }
         self.trace = Some(trace);
         self.decode = Some(decode);
@@ -592,6 +608,7 @@ impl HostIngest {
         if self.commits.is_multiple_of(10) {
             if let Some(live) = lock(&self.entry.live).as_mut() {
                 live.prune();
+                live.pair_guests(&self.registry.guest_feeds);
             }
         }
         self.publish(false);
