@@ -262,7 +262,7 @@ impl LiveHost {
                 &ev.kind.to_vm(),
             );
             if let Some(f) = guest_feed {
-                f.offer(&ev);
+                f.offer(ev);
             }
             applied += 1;
             if applied.is_multiple_of(256) {
