@@ -2,7 +2,7 @@
 //! with `--replay`) to a relay. The work is done by the `strata-agent`
 //! library; this module turns the command line into its configuration.
 
-mod vm_hints;
+pub(crate) mod vm_hints;
 
 use crate::units::{parse_duration, parse_size};
 use anyhow::{bail, Context};

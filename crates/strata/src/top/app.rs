@@ -377,4 +377,55 @@ mod tests {
         app.set_hosts(vec![]);
         assert!(app.host().is_none());
     }
+
+    fn vms(running: i64, preempted: i64, idle: i64) -> Vms {
+        let times = VmTimes {
+            running_ns: running,
+            preempted_ns: preempted,
+            idle_ns: idle,
+            ..VmTimes::default()
+        };
+        Vms {
+            vms: vec![super::super::api::Vm {
+                name: "web1".into(),
+                accel: "tcg".into(),
+                times: times.clone(),
+                vcpus: vec![super::super::api::Vcpu {
+                    id: 0,
+                    tid: 42,
+                    times,
+                    preempted_by: Vec::new(),
+                }],
+                ..Default::default()
+            }],
+            ..Vms::default()
+        }
+    }
+
+    #[test]
+    fn vm_shares_cover_the_last_interval() {
+        let mut app = App::new("test".into());
+        app.set_hosts(vec![host("hv")]);
+        let view = |v: Vms| HostView {
+            vms: v,
+            ..HostView::default()
+        };
+        // First reading: the relay's own percentages (none here: 0).
+        app.set_data(view(vms(100, 0, 900)));
+        assert_eq!(app.vm_rows()[0].shares.running, 0.0);
+        // Then 300 ns running and 100 ns preempted out of 500 ns.
+        app.set_data(view(vms(400, 100, 1000)));
+        let rows = app.vm_rows();
+        assert_eq!(rows.len(), 2);
+        assert!(rows[0].vm && !rows[1].vm);
+        assert_eq!(rows[1].tid, Some(42));
+        let s = rows[1].shares;
+        assert_eq!(s.running, 60.0);
+        assert_eq!(s.preempted, 20.0);
+        assert_eq!(s.idle, 20.0);
+        assert_eq!(s.steal, Some(25.0));
+        assert_eq!(s.vmm, None);
+        app.key(Key::Char('4'));
+        assert_eq!(app.view, View::Vms);
+    }
 }
