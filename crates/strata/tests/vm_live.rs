@@ -2,7 +2,8 @@
 //! a live agent streams this host to a relay. The relay's API must show
 //! the VM by its `-name` and `-uuid`, with its vCPU thread (a thread of
 //! that QEMU process), `/metrics` and `strata top`'s VMs view must show
-//! it, and once QEMU exits the VM must leave the live view after the
+//! it; an agent that says it runs in that VM (`--vm-uuid`) must be paired
+//! with it; and once QEMU exits the VM must leave the live view after the
 //! grace period.
 
 mod common;
@@ -134,6 +135,43 @@ fn the_relay_names_a_live_vm_and_drops_it_after_qemu_exits() {
         .find(|l| l.contains("vCPU 0"))
         .unwrap_or_else(|| panic!("no vCPU row: {screen}"));
     assert!(vcpu_line.contains(&tid.to_string()), "{vcpu_line}");
+
+    // An agent that says it runs inside this VM (here the host itself,
+    // standing in for a guest) is paired with it by UUID: the VM gets a
+    // fused view fed by that agent's switches.
+    let guest_id = format!("{name}-guest");
+    let _guest = Agent::start(
+        relay.ingest,
+        &s,
+        &[
+            "--insecure",
+            "--host-id",
+            &guest_id,
+            "--events",
+            "sched",
+            "--vm-uuid",
+            uuid,
+        ],
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let vm = find_vm(&relay, host, &name).expect("the VM is still there");
+        let g = &vm["guest"];
+        if g["switches"].as_u64().is_some_and(|n| n > 0) {
+            assert_eq!(g["trace"], format!("host {guest_id}"));
+            assert_eq!(g["paired_by"], "uuid");
+            assert!(
+                g["threads"].as_array().is_some_and(|t| !t.is_empty()),
+                "no guest threads: {g}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the guest agent was never paired with VM {name}: {vm}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
 
     // QEMU exits: the VM leaves the live view after the grace period.
     drop(qemu);
