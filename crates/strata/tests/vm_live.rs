@@ -25,6 +25,24 @@ impl Drop for Qemu {
     }
 }
 
+/// Stops an agent with SIGTERM on drop, so that it removes its tracefs
+/// instance (a killed agent leaves it for the next agent to clean up).
+struct Stopping(Agent);
+
+impl Drop for Stopping {
+    fn drop(&mut self) {
+        // SAFETY: kill has no memory preconditions; the pid is our child's.
+        unsafe { libc::kill(self.0.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
 fn have_qemu() -> bool {
     Command::new("qemu-system-x86_64")
         .arg("--version")
@@ -60,11 +78,11 @@ fn the_relay_names_a_live_vm_and_drops_it_after_qemu_exits() {
     let s = Setup::new();
     let relay = Relay::start(&s, &["--vm-grace", "2s"]);
     let host = "vmlive-host";
-    let _agent = Agent::start(
+    let _agent = Stopping(Agent::start(
         relay.ingest,
         &s,
         &["--insecure", "--host-id", host, "--events", "sched"],
-    );
+    ));
     let name = format!("vmlive-{}", std::process::id());
     let uuid = "6f1c1b7e-0d7a-4b7e-9a49-5d2c0c6b7a01";
     let qemu = Qemu(
@@ -140,7 +158,7 @@ fn the_relay_names_a_live_vm_and_drops_it_after_qemu_exits() {
     // standing in for a guest) is paired with it by UUID: the VM gets a
     // fused view fed by that agent's switches.
     let guest_id = format!("{name}-guest");
-    let _guest = Agent::start(
+    let _guest = Stopping(Agent::start(
         relay.ingest,
         &s,
         &[
@@ -152,7 +170,7 @@ fn the_relay_names_a_live_vm_and_drops_it_after_qemu_exits() {
             "--vm-uuid",
             uuid,
         ],
-    );
+    ));
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let vm = find_vm(&relay, host, &name).expect("the VM is still there");
