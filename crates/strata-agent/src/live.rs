@@ -23,7 +23,7 @@ use strata_ftrace::clock_offset::clock_offset_to_realtime;
 use strata_ftrace::{CpuReaders, Instance, Missed, Page, PageLayout, Tracefs};
 use strata_wire::{
     Clock, Compression, Control, ControlCommand, ControlResult, FormatPurpose, FormatText,
-    LossCause, Message, PageBatch, Statedump, ThreadRow,
+    LossCause, Message, PageBatch, Statedump, ThreadRow, VmHints,
 };
 
 /// Rows per state dump frame.
@@ -67,6 +67,12 @@ pub struct LiveOptions {
     /// tracefs instance (`None`: nothing streams until a snapshot). See
     /// [`crate::feed`].
     pub live_events: Option<Vec<String>>,
+    /// Reads the VMs this host runs (QEMU names, UUIDs, vCPU threads);
+    /// called at the start and every `vm_hints_interval`, and sent when
+    /// the answer changes. `None`: no VM hints.
+    pub vm_hints: Option<fn() -> VmHints>,
+    /// How often `vm_hints` is called.
+    pub vm_hints_interval: Duration,
 }
 
 impl Default for LiveOptions {
@@ -84,6 +90,8 @@ impl Default for LiveOptions {
             count_events: false,
             flight: None,
             live_events: None,
+            vm_hints: None,
+            vm_hints_interval: Duration::from_secs(2),
         }
     }
 }
@@ -439,6 +447,7 @@ impl LiveSource {
         };
         let mut next_ring = Instant::now() + ring_every;
         let mut next_stats = Instant::now() + self.opts.stats_interval;
+        let mut next_hints = Instant::now();
         let layout = self.layout;
         let batch_bytes = self.opts.batch_bytes;
         let compression = self.opts.compression;
@@ -530,6 +539,12 @@ impl LiveSource {
                 if sink_state.flight.is_some() {
                     self.flight_tick(&mut sink_state, &mut pending, metadata, outbox);
                 }
+            }
+            if streams && Instant::now() >= next_hints {
+                if let Some(read) = self.opts.vm_hints {
+                    send_vm_hints(read(), metadata, outbox)?;
+                }
+                next_hints = Instant::now() + self.opts.vm_hints_interval;
             }
             if streams && Instant::now() >= next_stats {
                 report.kernel_lost +=
@@ -860,4 +875,23 @@ impl SinkState<'_> {
         }
         Ok(())
     }
+}
+
+/// Sends `hints` when they differ from the last ones sent, and keeps them
+/// in the metadata so every later connection starts with them.
+fn send_vm_hints(
+    hints: VmHints,
+    metadata: &Arc<Mutex<MetadataState>>,
+    outbox: &Outbox,
+) -> Result<(), AgentError> {
+    {
+        let mut m = metadata.lock().unwrap_or_else(|p| p.into_inner());
+        if m.vm_hints.as_ref() == Some(&hints) {
+            return Ok(());
+        }
+        m.vm_hints = Some(hints.clone());
+    }
+    let frame = Message::VmHints(hints).encode(0, Compression::None)?;
+    outbox.push_unsequenced(frame);
+    Ok(())
 }

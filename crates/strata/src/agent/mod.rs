@@ -2,6 +2,8 @@
 //! with `--replay`) to a relay. The work is done by the `strata-agent`
 //! library; this module turns the command line into its configuration.
 
+pub(crate) mod vm_hints;
+
 use crate::units::{parse_duration, parse_size};
 use anyhow::{bail, Context};
 use std::path::PathBuf;
@@ -168,6 +170,12 @@ pub struct AgentArgs {
     /// VM in the host's trace.
     #[arg(long, value_name = "UUID|auto")]
     vm_uuid: Option<String>,
+
+    /// Do not send VM hints (the QEMU processes' `-name`, `-uuid` and vCPU
+    /// threads, read from /proc and debugfs every 2 s) that name VMs live
+    /// in the relay.
+    #[arg(long)]
+    no_vm_hints: bool,
 }
 
 fn security(args: &AgentArgs) -> anyhow::Result<Security> {
@@ -285,6 +293,7 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
                 }),
                 compression: args.compress,
                 count_events: args.count_events,
+                vm_hints: (!args.no_vm_hints).then_some(vm_hints::read as fn() -> _),
                 flight: (args.mode == "flight").then_some(strata_agent::FlightOptions {
                     keep: args.keep,
                     max_bytes: args.flight_max.min(usize::MAX as u64) as usize,
