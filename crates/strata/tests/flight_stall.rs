@@ -19,28 +19,9 @@ use std::time::{Duration, Instant};
 /// The relay's control API token in these tests.
 const API_TOKEN: &str = "flight-api-secret";
 
-/// One live agent at a time in this file: two agents starting together
-/// can take each other's tracefs instance for a dead one's and remove it.
+/// One live agent at a time in this file: each traces the whole host, and
+/// the stalls these tests time want a quiet machine.
 static LIVE_AGENT: Mutex<()> = Mutex::new(());
-
-/// An agent stopped with SIGTERM when dropped (even when the test fails),
-/// so that it removes its tracefs instances itself.
-struct Graceful(Agent);
-
-impl Drop for Graceful {
-    fn drop(&mut self) {
-        // SAFETY: kill has no memory preconditions; the pid is our child's.
-        unsafe { libc::kill(self.0.child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        // Agent's own Drop kills it.
-    }
-}
 
 fn post(addr: SocketAddr, path: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).expect("connect to the relay");
@@ -104,7 +85,7 @@ then = [ { snapshot = { hosts = "self", before = "2s", after = "500ms" } },
     let path = s.dir.path().join("rules.toml");
     std::fs::write(&path, rules).unwrap();
     let relay = Relay::start(&s, &["--rules", &path.display().to_string()]);
-    let agent = Graceful(Agent::start(
+    let agent = Agent::start(
         relay.ingest,
         &s,
         &[
@@ -116,7 +97,7 @@ then = [ { snapshot = { hosts = "self", before = "2s", after = "500ms" } },
             "--keep",
             "30s",
         ],
-    ));
+    );
     // The feed streams: the live analysis applies events, and the rule
     // watches the host.
     wait_until(
@@ -131,7 +112,7 @@ then = [ { snapshot = { hosts = "self", before = "2s", after = "500ms" } },
             format!(
                 "no live events: {} {}",
                 relay.json("/api/hosts"),
-                agent.0.log()
+                agent.log()
             )
         },
     );
@@ -328,7 +309,7 @@ fn the_relay_adds_what_its_rules_need_to_a_flight_agents_feed() {
             &api.display().to_string(),
         ],
     );
-    let agent = Graceful(Agent::start(
+    let agent = Agent::start(
         relay.ingest,
         &s,
         &[
@@ -340,7 +321,7 @@ fn the_relay_adds_what_its_rules_need_to_a_flight_agents_feed() {
             "--live-events",
             "sched",
         ],
-    ));
+    );
     let syscalls = || {
         relay.json("/api/hosts/feedhost/syscalls")["syscalls"]
             .as_array()
@@ -358,7 +339,7 @@ fn the_relay_adds_what_its_rules_need_to_a_flight_agents_feed() {
             format!(
                 "no live events: {} {}",
                 relay.json("/api/hosts"),
-                agent.0.log()
+                agent.log()
             )
         },
     );
