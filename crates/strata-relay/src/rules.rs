@@ -201,9 +201,12 @@ impl Actions for RelayActions {
             .entry(fire.rule.clone())
             .or_insert(0) += 1;
         log(format_args!(
-            "ALERT rule {:?} on host {}{}: {} [{}] (fired {} times, reaction {:.1} ms)",
+            "ALERT rule {:?} on host {}{}{}: {} [{}] (fired {} times, reaction {:.1} ms)",
             fire.rule,
             fire.host,
+            fire.vm
+                .as_deref()
+                .map_or(String::new(), |v| format!(" VM {v:?}")),
             fire.process
                 .as_deref()
                 .map_or(String::new(), |p| format!(" process {p}")),
@@ -402,11 +405,16 @@ impl RulesRuntime {
                     hm.set_waker(Some(Arc::new(move || wake.notify_one())));
                     l.set_rules(Some(hm));
                 }
-                let (Some(hm), machine) = l.rules_and_machine() else {
+                let (Some(hm), machine, vms) = l.rules_machine_vms() else {
                     continue;
                 };
                 if let Some(n) = newest {
                     hm.advance(n);
+                    // VM windows are sampled on the timer only: pattern
+                    // evaluations do not look at them.
+                    if !patterns_only && hm.wants_vms() {
+                        hm.sample_vms(vms, n);
+                    }
                 }
                 fires.extend(engine.evaluate(&host, hm, Some(machine), now, patterns_only));
             }

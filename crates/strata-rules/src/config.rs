@@ -276,13 +276,27 @@ impl RuleSet {
                     .series
                     .as_ref()
                     .map(|k| k.family)
-                    .or(c.state.as_ref().map(|q| q.family));
+                    .or(c.state.as_ref().map(|q| q.family))
+                    .or(c.vm.as_ref().map(|q| q.family));
                 if let Some(f) = family {
                     out.extend(f.event_groups().iter().map(|g| g.to_string()));
                 }
             }
         }
         out.into_iter().collect()
+    }
+
+    /// The distinct VM windows (vCPU choice, window) the rules use.
+    pub fn vm_keys(&self) -> Vec<crate::catalog::VmTrackKey> {
+        let mut out = Vec::new();
+        for c in self.rules.iter().flat_map(|r| &r.when.calls) {
+            if let Some(q) = &c.vm {
+                if !out.contains(&q.track) {
+                    out.push(q.track);
+                }
+            }
+        }
+        out
     }
 
     /// Reads and checks a rule file.

@@ -205,6 +205,14 @@ impl Vcpu {
         &self.acc
     }
 
+    /// Time in each state up to event time `now`, the current state's
+    /// open interval included: live sampling without a flush or a clone.
+    pub fn times_at(&self, now: i64) -> [i64; STATES] {
+        let mut t = self.acc;
+        t[self.state() as usize] += now.saturating_sub(self.since).max(0);
+        t
+    }
+
     fn demands(&self) -> bool {
         matches!(self.loc, Loc::On(_) | Loc::Ready(_))
     }

@@ -172,6 +172,11 @@ impl LiveHost {
         (self.rules.as_mut(), &self.machine)
     }
 
+    /// [`LiveHost::rules_and_machine`] with the VM model, for VM rules.
+    pub fn rules_machine_vms(&mut self) -> (Option<&mut HostMetrics>, &Machine, &VmModel) {
+        (self.rules.as_mut(), &self.machine, &self.vm)
+    }
+
     /// Queues one decoded event.
     #[inline]
     pub fn push(&mut self, ev: LiveEvent) {
