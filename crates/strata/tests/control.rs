@@ -6,9 +6,7 @@
 mod common;
 mod relay_support;
 
-use relay_support::{Agent, Relay, Setup, STRATA};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use relay_support::{http_post, Agent, Relay, Setup, STRATA};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -53,30 +51,6 @@ fn wait_connected(relay: &Relay, host: &str) {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-fn http_post(addr: SocketAddr, path: &str, auth: Option<&str>, body: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).expect("connect to the API");
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    let auth = auth.map_or(String::new(), |a| format!("Authorization: Bearer {a}\r\n"));
-    write!(
-        s,
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).unwrap();
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let code = text
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (
-        code,
-        text.split_once("\r\n\r\n").map_or("", |x| x.1).to_string(),
-    )
 }
 
 /// Stops an agent with SIGTERM so it flushes and says goodbye.

@@ -10,8 +10,7 @@ mod common;
 mod relay_support;
 
 use relay_support::*;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -24,26 +23,7 @@ const API_TOKEN: &str = "flight-api-secret";
 static LIVE_AGENT: Mutex<()> = Mutex::new(());
 
 fn post(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).expect("connect to the relay");
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    write!(
-        s,
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {API_TOKEN}\r\n\
-         Content-Length: 0\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let code = text
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (
-        code,
-        text.split_once("\r\n\r\n").map_or("", |x| x.1).to_string(),
-    )
+    http_post(addr, path, Some(API_TOKEN), "")
 }
 
 /// Waits until `f` holds, checking every 100 ms; panics with `what()`

@@ -9,7 +9,7 @@ mod relay_support;
 
 use relay_support::*;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -17,31 +17,8 @@ use std::time::{Duration, Instant};
 /// The relay's control API token in these tests.
 const API_TOKEN: &str = "rules-api-secret";
 
-fn http_post(addr: SocketAddr, path: &str) -> (u16, String) {
-    http_post_with(addr, path, Some(API_TOKEN))
-}
-
-fn http_post_with(addr: SocketAddr, path: &str, token: Option<&str>) -> (u16, String) {
-    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
-    let mut s = TcpStream::connect(addr).expect("connect to the relay");
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    write!(
-        s,
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let code = text
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (
-        code,
-        text.split_once("\r\n\r\n").map_or("", |x| x.1).to_string(),
-    )
+fn post(addr: SocketAddr, path: &str) -> (u16, String) {
+    http_post(addr, path, Some(API_TOKEN), "")
 }
 
 /// One live agent at a time in this file: each traces the whole host, and
@@ -104,7 +81,7 @@ fn bad_rule_files_are_refused_with_their_line_and_the_previous_rules_stay() {
         ],
     );
     // Control needs the API token.
-    let (code, _) = http_post_with(relay.http, "/api/rules/reload", None);
+    let (code, _) = http_post(relay.http, "/api/rules/reload", None, "");
     assert_eq!(code, 401);
     let doc = relay.json("/api/rules");
     assert_eq!(doc["rules"], 1);
@@ -118,7 +95,7 @@ fn bad_rule_files_are_refused_with_their_line_and_the_previous_rules_stay() {
     ];
     for (text, line) in bad {
         std::fs::write(&path, text).unwrap();
-        let (code, body) = http_post(relay.http, "/api/rules/reload");
+        let (code, body) = post(relay.http, "/api/rules/reload");
         assert_eq!(code, 422, "{body}");
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(v["line"], line, "{body}");
@@ -135,7 +112,7 @@ fn bad_rule_files_are_refused_with_their_line_and_the_previous_rules_stay() {
     }
     // A good file loads, by the API...
     std::fs::write(&path, format!("{GOOD}\n[[rule]]\nname = \"b\"\nwhen = \"state.runqueue.length() > 100\"\nthen = [ {{ alert = {{}} }} ]\n")).unwrap();
-    let (code, body) = http_post(relay.http, "/api/rules/reload");
+    let (code, body) = post(relay.http, "/api/rules/reload");
     assert_eq!(code, 200, "{body}");
     assert_eq!(relay.json("/api/rules")["rules"], 2);
     // ...and on change (mtime polled every second).

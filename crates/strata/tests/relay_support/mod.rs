@@ -194,19 +194,37 @@ impl Drop for Relay {
     }
 }
 
-/// A minimal HTTP/1.1 GET.
+/// A minimal HTTP/1.1 GET; `(0, "")` when the relay is not listening.
 pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let Ok(mut s) = TcpStream::connect(addr) else {
+    let Ok(s) = TcpStream::connect(addr) else {
         return (0, String::new());
     };
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    write!(
+    http_exchange(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        &format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"),
     )
-    .unwrap();
+}
+
+/// A minimal HTTP/1.1 POST of a JSON `body`, with a bearer token if given.
+pub fn http_post(addr: SocketAddr, path: &str, token: Option<&str>, body: &str) -> (u16, String) {
+    let s = TcpStream::connect(addr).expect("connect to the relay's API");
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    http_exchange(
+        s,
+        &format!(
+            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{auth}\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+}
+
+/// Sends `request` and returns the status code and the body.
+fn http_exchange(mut s: TcpStream, request: &str) -> (u16, String) {
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
     let mut out = Vec::new();
-    s.read_to_end(&mut out).unwrap();
+    let _ = s.read_to_end(&mut out);
     let text = String::from_utf8_lossy(&out).into_owned();
     let code = text
         .split(' ')
