@@ -3,11 +3,16 @@
 //!
 //! Under TCG the vCPU thread turns the `outb` into a write(v) on the
 //! isa-debugcon chardev, which the host trace records; under KVM the host
-//! sees `kvm_pio` with the port and value. The guest prints each probe's
-//! timestamps on its console (`strata-sync SEQ TSC_BEFORE TSC_AFTER`): with
-//! the `x86-tsc` trace clock these are the guest trace's own timestamps.
+//! sees `kvm_pio` with the port and value. Each probe's timestamps go into
+//! the guest trace itself, as a `trace_marker` write (`strata-sync SEQ
+//! TSC_BEFORE TSC_AFTER`, an `ftrace:print` event) into the guest agent's
+//! tracefs instance: with the `x86-tsc` trace clock they are the guest
+//! trace's own clock values, so `strata vm report` syncs from the traces
+//! alone. The tightest probe of each period is also printed on the console
+//! (the testbed's own check).
 
 use anyhow::bail;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// Arguments of the guest probe (run by the guest's init, not by users).
@@ -27,6 +32,41 @@ pub struct ProbeArgs {
     /// the writes of the others). The tightest probes set the sync bound.
     #[arg(long, default_value = "5")]
     tries: u32,
+    /// The `trace_marker` file to write every probe into; default: the
+    /// guest agent's instance (`instances/strata-*-agent`), waited for up
+    /// to 10 s. `none`: console only.
+    #[arg(long)]
+    marker: Option<std::path::PathBuf>,
+}
+
+/// The tracefs root in the guest.
+const TRACEFS: &str = "/sys/kernel/tracing";
+
+/// The `trace_marker` of the agent's tracefs instance, once it exists.
+fn find_agent_marker(wait: Duration) -> Option<std::path::PathBuf> {
+    let deadline = Instant::now() + wait;
+    loop {
+        let found = std::fs::read_dir(Path::new(TRACEFS).join("instances"))
+            .into_iter()
+            .flatten()
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .find(|n| n.starts_with("strata-") && n.ends_with("-agent"));
+        // The directory shows before the kernel has filled it.
+        let marker = found.map(|n| {
+            Path::new(TRACEFS)
+                .join("instances")
+                .join(n)
+                .join("trace_marker")
+        });
+        if let Some(m) = marker.filter(|m| m.exists()) {
+            return Some(m);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 fn parse_port(s: &str) -> Result<u16, String> {
@@ -50,8 +90,31 @@ pub fn run(args: ProbeArgs) -> anyhow::Result<std::process::ExitCode> {
             std::io::Error::last_os_error()
         );
     }
-    let period = Duration::from_secs_f64(1.0 / args.rate.clamp(0.1, 10_000.0));
     let end = Instant::now() + Duration::from_secs(args.secs);
+    let marker_path = match &args.marker {
+        Some(p) if p.as_os_str() == "none" => None,
+        Some(p) => Some(p.clone()),
+        None => find_agent_marker(Duration::from_secs(10)),
+    };
+    let mut marker = match &marker_path {
+        Some(p) => match std::fs::OpenOptions::new().write(true).open(p) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                eprintln!(
+                    "strata testbed-probe: cannot open {} ({e}); probes go to the console only",
+                    p.display()
+                );
+                None
+            }
+        },
+        None => {
+            eprintln!(
+                "strata testbed-probe: no agent tracefs instance; probes go to the console only"
+            );
+            None
+        }
+    };
+    let period = Duration::from_secs_f64(1.0 / args.rate.clamp(0.1, 10_000.0));
     let mut out = std::io::stdout().lock();
     let mut seq: u64 = 0;
     let tries = args.tries.clamp(1, 100);
@@ -69,6 +132,13 @@ pub fn run(args: ProbeArgs) -> anyhow::Result<std::process::ExitCode> {
                 let after = core::arch::x86_64::_rdtsc();
                 (before, after)
             };
+            if let Some(m) = marker.as_mut() {
+                // One write per marker: the kernel makes it one event.
+                let line = format!("strata-sync {seq} {before} {after}\n");
+                if m.write_all(line.as_bytes()).is_err() {
+                    marker = None;
+                }
+            }
             if best.is_none_or(|(b, a)| after.wrapping_sub(before) < a.wrapping_sub(b)) {
                 best = Some((before, after));
             }
