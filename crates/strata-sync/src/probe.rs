@@ -43,15 +43,17 @@ pub struct ProbeStats {
 /// Unpaired events kept per side: enough for the two traces to be read
 /// seconds apart in time order before their clocks are synced.
 const PENDING_MAX: usize = 1024;
-/// Guest probes waited for before guessing the clocks' offset.
+/// Events of a side waited for before guessing the clocks' offset.
 const LOCK_AFTER: usize = 8;
 /// Pairs the guessed offset must make to be believed.
 const LOCK_MIN_PAIRS: usize = 4;
-/// Earliest probes of each side tried as the first pair.
-const CANDIDATES: usize = 12;
-/// Host events allowed beyond four per guest probe before the source is
-/// taken for something else (a serial port's byte stream, not probes).
-const HOST_SLACK: u64 = PENDING_MAX as u64;
+/// Earliest host events tried as the first pair (each against every
+/// pending probe: the host side may start late, after probes it missed).
+const CANDIDATES: usize = 8;
+/// Host events allowed beyond two per guest probe before the source is
+/// taken for something else (a serial port's byte stream, not probes); the
+/// slack covers a host trace read seconds ahead of the guest's.
+const HOST_SLACK: u64 = 512;
 
 /// Online probe pairing and clock sync for one guest and one host source.
 ///
@@ -74,6 +76,8 @@ pub struct ProbeSync {
     stats: ProbeStats,
     /// Too many host events for probes: this source is not the probes'.
     dead: bool,
+    /// Pairs made since the caller last took them.
+    fresh: Vec<(GuestProbe, u64)>,
 }
 
 impl ProbeSync {
@@ -90,6 +94,7 @@ impl ProbeSync {
             hull: ConvexHullSync::new(),
             stats: ProbeStats::default(),
             dead: false,
+            fresh: Vec::new(),
         }
     }
 
@@ -128,9 +133,9 @@ impl ProbeSync {
         push_bounded(&mut self.guest, g);
         if self.offset.is_none() {
             let n = self.guest.len();
-            // Retried at 8, 16, 32, ... pending probes, then every 64: a
-            // guess costs O(CANDIDATES² · pending).
-            if n >= LOCK_AFTER && (n.is_power_of_two() || n % 64 == 0) {
+            // Retried at 8, 16, 32, ... pending probes, then every 256: a
+            // guess costs O(CANDIDATES · pending²).
+            if n >= LOCK_AFTER && (n.is_power_of_two() || n % 256 == 0) {
                 self.try_lock();
             }
         }
@@ -142,7 +147,7 @@ impl ProbeSync {
             return;
         }
         self.stats.host += 1;
-        if self.stats.host > 4 * self.stats.guest + HOST_SLACK {
+        if self.stats.host > 2 * self.stats.guest + HOST_SLACK {
             self.dead = true;
             self.guest = VecDeque::new();
             self.host = VecDeque::new();
@@ -160,9 +165,26 @@ impl ProbeSync {
             }
         }
         push_bounded(&mut self.host, t);
+        if self.offset.is_none() {
+            // The host side may come last (a guest clock read ahead).
+            let n = self.host.len();
+            if n >= LOCK_AFTER && (n.is_power_of_two() || n % 256 == 0) {
+                self.try_lock();
+            }
+        }
+    }
+
+    /// The pairs made since the last call (at most `PENDING_MAX` are kept
+    /// in between), for a caller that also fits them another way.
+    pub fn take_pairs(&mut self) -> std::vec::Drain<'_, (GuestProbe, u64)> {
+        self.fresh.drain(..)
     }
 
     fn pair(&mut self, g: GuestProbe, t: u64) {
+        if self.fresh.len() >= PENDING_MAX {
+            self.fresh.remove(0);
+        }
+        self.fresh.push((g, t));
         self.hull.add_guest_to_host(g.before, t);
         self.hull.add_host_to_guest(t, g.after);
         self.stats.paired += 1;
@@ -170,14 +192,17 @@ impl ProbeSync {
         self.offset = Some(i128::from(t) - g.mid());
     }
 
-    /// Guesses the offset from the earliest pending events of both sides:
-    /// the guess that pairs the most pending events, then the one whose
-    /// pairs sit tightest (a guess one probe period off pairs almost as
-    /// many, each off by the period's jitter). Then pairs what it can.
+    /// Guesses the offset: each of the earliest pending host events against
+    /// every pending probe. The guess that pairs the most pending events
+    /// wins, then the one whose pairs sit tightest (a guess one probe
+    /// period off pairs almost as many, each off by the period's jitter).
+    /// It must pair at least half of the smaller side, so that chance
+    /// coincidences of a wrong guess are not believed. Then pairs what it
+    /// can.
     fn try_lock(&mut self) {
         let mut best: Option<((usize, std::cmp::Reverse<u128>), i128)> = None;
-        for g in self.guest.iter().take(CANDIDATES) {
-            for &h in self.host.iter().take(CANDIDATES) {
+        for &h in self.host.iter().take(CANDIDATES) {
+            for g in &self.guest {
                 let off = i128::from(h) - g.mid();
                 let (n, spread) = count_pairs(&self.guest, &self.host, off, self.window);
                 let score = (n, std::cmp::Reverse(spread));
@@ -189,7 +214,7 @@ impl ProbeSync {
         let Some(((n, _), off)) = best else {
             return;
         };
-        if n < LOCK_MIN_PAIRS {
+        if n < LOCK_MIN_PAIRS.max(self.guest.len().min(self.host.len()) / 2) {
             return;
         }
         self.offset = Some(off);

@@ -19,8 +19,8 @@ use strata_sync::{GuestProbe, ProbeSync, SyncEstimate};
 use super::fused::ClockTransform;
 
 /// Host events at most this far from a probe (after the offset is known)
-/// are its own, ns. The probe makes one write per 20 ms.
-pub const PAIR_WINDOW_NS: u64 = 2_000_000;
+/// are its own, ns. The testbed probe writes every 5 ms (or later).
+pub const PAIR_WINDOW_NS: u64 = 1_000_000;
 
 /// Host sources (descriptors, ports) followed per guest.
 const MAX_SOURCES: usize = 16;
@@ -67,7 +67,10 @@ pub fn parse_marker(buf: &[u8]) -> Option<(u64, u64)> {
 /// The sync of one guest with its host, as the report gives it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct GuestSyncReport {
-    /// `probes`: the convex hull over the probe pairs.
+    /// `tsc`: both traces on one TSC (`x86-tsc`, guest TSC = host TSC + C,
+    /// as under TCG), C measured by the probes: every pair bounds C from
+    /// both sides, and the pairs agree (a rate difference would leave no
+    /// common C). `hull`: the convex hull over the pairs, slope free.
     pub method: &'static str,
     /// The host events that carried the probes (`fd 12`, `port 0x4e8`).
     pub source: String,
@@ -95,6 +98,42 @@ pub struct GuestSyncReport {
     /// `bound_ns` in host cycles, with `tsc_offset_cycles`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bound_cycles: Option<f64>,
+    /// The convex hull's own estimate (slope free), whatever the method:
+    /// slope, bound (ns), and with cycle clocks the C it implies.
+    pub hull: HullFit,
+}
+
+/// The convex hull's fit of the pairs, slope free.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct HullFit {
+    /// Host ns per guest ns.
+    pub slope: f64,
+    /// Host minus guest time at the anchor, ns.
+    pub offset_ns: i64,
+    /// Largest error over the probes' span, ns.
+    pub bound_ns: f64,
+    /// Guest clock minus host clock at the anchor, cycles.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tsc_offset_cycles: Option<f64>,
+}
+
+/// The range of C (guest cycles minus host cycles) every pair allows.
+#[derive(Debug, Clone, Copy)]
+struct TscRange {
+    lo: f64,
+    hi: f64,
+    n: u64,
+}
+
+/// Cycles the ns round trip of a raw value may be off by.
+const ROUND_TRIP_CYCLES: f64 = 4.0;
+
+/// One host source followed for a guest.
+#[derive(Debug, Clone)]
+struct Source {
+    key: HostSource,
+    sync: ProbeSync,
+    tsc: Option<TscRange>,
 }
 
 impl GuestSyncReport {
@@ -135,7 +174,7 @@ impl ClockRef {
 /// One guest's probes and the host sources they may pair with.
 #[derive(Debug, Clone, Default)]
 pub struct GuestSync {
-    sources: Vec<(HostSource, ProbeSync)>,
+    sources: Vec<Source>,
     recent: VecDeque<GuestProbe>,
     probes: u64,
     guest_ref: Option<ClockRef>,
@@ -161,8 +200,39 @@ impl GuestSync {
             before: before_ns,
             after: after_ns,
         });
-        for (_, s) in &mut self.sources {
-            s.guest_probe(before_ns, after_ns);
+        for i in 0..self.sources.len() {
+            self.sources[i].sync.guest_probe(before_ns, after_ns);
+            self.absorb(i);
+        }
+    }
+
+    /// Both clocks count cycles (not ns): the TSC method may apply.
+    fn cycle_refs(&self) -> Option<(ClockRef, ClockRef)> {
+        let (g, h) = (self.guest_ref?, self.host_ref?);
+        (g.freq != 1_000_000_000 && h.freq != 1_000_000_000).then_some((g, h))
+    }
+
+    /// Narrows source `i`'s range of C with its new pairs.
+    fn absorb(&mut self, i: usize) {
+        let refs = self.cycle_refs();
+        let src = &mut self.sources[i];
+        for (g, t) in src.sync.take_pairs() {
+            let Some((gr, hr)) = refs else { continue };
+            let Ok(t) = i64::try_from(t) else { continue };
+            let (Ok(b), Ok(a)) = (i64::try_from(g.before), i64::try_from(g.after)) else {
+                continue;
+            };
+            let h = hr.cycles_at(t, 0.0);
+            let lo = gr.cycles_at(b, 0.0) - h - ROUND_TRIP_CYCLES;
+            let hi = gr.cycles_at(a, 0.0) - h + ROUND_TRIP_CYCLES;
+            let r = src.tsc.get_or_insert(TscRange {
+                lo: f64::NEG_INFINITY,
+                hi: f64::INFINITY,
+                n: 0,
+            });
+            r.lo = r.lo.max(lo);
+            r.hi = r.hi.min(hi);
+            r.n += 1;
         }
     }
 
@@ -192,7 +262,14 @@ impl GuestSync {
         let Ok(t) = u64::try_from(ts_ns) else {
             return;
         };
-        let i = match self.sources.iter().position(|(k, _)| *k == source) {
+        if freq > 0 {
+            self.host_ref = Some(ClockRef {
+                cycles,
+                ns: ts_ns,
+                freq,
+            });
+        }
+        let i = match self.sources.iter().position(|s| s.key == source) {
             Some(i) => i,
             None => {
                 if self.sources.len() >= MAX_SOURCES {
@@ -202,18 +279,24 @@ impl GuestSync {
                 for g in &self.recent {
                     s.guest_probe(g.before, g.after);
                 }
-                self.sources.push((source, s));
+                self.sources.push(Source {
+                    key: source,
+                    sync: s,
+                    tsc: None,
+                });
                 self.sources.len() - 1
             }
         };
-        self.sources[i].1.host_probe(t);
-        if freq > 0 {
-            self.host_ref = Some(ClockRef {
-                cycles,
-                ns: ts_ns,
-                freq,
-            });
-        }
+        self.sources[i].sync.host_probe(t);
+        self.absorb(i);
+    }
+
+    /// Per host source followed: its stats and whether it was dropped.
+    pub fn sources(&self) -> Vec<(HostSource, strata_sync::ProbeStats, bool)> {
+        self.sources
+            .iter()
+            .map(|s| (s.key, s.sync.stats(), s.sync.is_dead()))
+            .collect()
     }
 
     /// Guest probes read so far.
@@ -222,42 +305,65 @@ impl GuestSync {
     }
 
     /// The best source's transform and bound: the most pairs, among those
-    /// that give an estimate.
+    /// that give an estimate. With both traces on cycle clocks and pairs
+    /// that agree on one C, the TSC method; else the slope-free hull.
     pub fn report(&self) -> Option<GuestSyncReport> {
-        let (src, s, e): (&HostSource, &ProbeSync, SyncEstimate) = self
+        let (src, e): (&Source, SyncEstimate) = self
             .sources
             .iter()
-            .filter(|(_, s)| !s.is_dead())
-            .filter_map(|(k, s)| Some((k, s, s.estimate().ok()?)))
-            .max_by_key(|(_, s, _)| s.stats().paired)?;
-        let st = s.stats();
+            .filter(|s| !s.sync.is_dead())
+            .filter_map(|s| Some((s, s.sync.estimate().ok()?)))
+            .max_by_key(|(s, _)| s.sync.stats().paired)?;
+        let st = src.sync.stats();
         let (g0, h0) = e.anchor;
         let anchor_ns = i64::try_from(g0).ok()?;
         // Differences first: the clocks' values near 2^60 ns do not fit
         // an f64 to the ns.
-        let offset = (i128::from(h0) - i128::from(g0)) as f64 + e.anchor_offset;
-        let slope = e.transform.slope;
-        let tsc = match (self.guest_ref, self.host_ref) {
-            (Some(g), Some(h)) if g.freq != 1_000_000_000 && h.freq != 1_000_000_000 => {
-                let gc = g.cycles_at(anchor_ns, 0.0);
-                let hc = h.cycles_at(anchor_ns, offset);
-                Some((gc - hc, e.bound * h.freq as f64 / 1e9))
-            }
-            _ => None,
+        let hull_offset = (i128::from(h0) - i128::from(g0)) as f64 + e.anchor_offset;
+        let refs = self.cycle_refs();
+        let hull_tsc =
+            refs.map(|(g, h)| g.cycles_at(anchor_ns, 0.0) - h.cycles_at(anchor_ns, hull_offset));
+        let hull = HullFit {
+            slope: e.transform.slope,
+            offset_ns: hull_offset.round() as i64,
+            bound_ns: e.bound,
+            tsc_offset_cycles: hull_tsc,
         };
-        Some(GuestSyncReport {
-            method: "probes",
-            source: src.to_string(),
+        let tsc = src.tsc.filter(|r| r.n >= 2 && r.lo <= r.hi).zip(refs);
+        let base = GuestSyncReport {
+            method: "hull",
+            source: src.key.to_string(),
             guest_probes: self.probes,
             host_events: st.host,
             paired: st.paired,
-            offset_ns: offset.round() as i64,
+            offset_ns: hull.offset_ns,
             anchor_ns,
+            slope: hull.slope,
+            drift_ppm: (hull.slope - 1.0) * 1e6,
+            bound_ns: hull.bound_ns,
+            tsc_offset_cycles: hull_tsc,
+            bound_cycles: refs.map(|(_, h)| e.bound * h.freq as f64 / 1e9),
+            hull,
+        };
+        let Some((r, (g, h))) = tsc else {
+            return Some(base);
+        };
+        // guest ns -> guest cycles -> host cycles (minus C) -> host ns.
+        let c = (r.lo + r.hi) / 2.0;
+        let bound_cycles = (r.hi - r.lo) / 2.0;
+        let host_cycles = g.cycles_at(anchor_ns, 0.0) - c;
+        let offset = (i128::from(h.ns) - i128::from(anchor_ns)) as f64
+            + (host_cycles - h.cycles as f64) * 1e9 / h.freq as f64;
+        let slope = g.freq as f64 / h.freq as f64;
+        Some(GuestSyncReport {
+            method: "tsc",
+            offset_ns: offset.round() as i64,
             slope,
             drift_ppm: (slope - 1.0) * 1e6,
-            bound_ns: e.bound,
-            tsc_offset_cycles: tsc.map(|t| t.0),
-            bound_cycles: tsc.map(|t| t.1),
+            bound_ns: bound_cycles * 1e9 / h.freq as f64,
+            tsc_offset_cycles: Some(c),
+            bound_cycles: Some(bound_cycles),
+            ..base
         })
     }
 }
@@ -323,7 +429,13 @@ mod tests {
             s.guest_marker(guest_ns(marker_cyc), marker_cyc, f, before, after);
         }
         let r = s.report().expect("synced");
+        assert_eq!(r.method, "tsc", "{r:?}");
         assert_eq!(r.source, "fd 9");
+        // The slope-free hull agrees, within its own (wider) bound.
+        let hull_c = r.hull.tsc_offset_cycles.unwrap();
+        let hull_bound = r.hull.bound_ns * 2.0;
+        assert!((hull_c - c as f64).abs() <= hull_bound + 2.0, "{r:?}");
+        assert!(r.bound_ns <= r.hull.bound_ns + 1.0, "{r:?}");
         assert_eq!(r.paired, 200);
         let got = r.tsc_offset_cycles.unwrap();
         assert!(
@@ -338,5 +450,26 @@ mod tests {
             "{r:?}"
         );
         assert!(r.drift_ppm.abs() < 1.0, "{r:?}");
+    }
+
+    /// Guest and host TSCs at different rates (not one TSC): no single C
+    /// fits every pair, so the slope-free hull is used.
+    #[test]
+    fn different_rates_fall_back_to_the_hull() {
+        let f = 1_000_000_000u64 + 7;
+        let mut s = GuestSync::new();
+        let host_ns = |cyc: u64| 1_000_000_000_000i64 + cyc as i64;
+        for i in 0..300u64 {
+            let h = 5_000_000_000 + i * 30_000_000;
+            // The guest counts 100 ppm faster.
+            let g = h + h / 10_000 + 77_000;
+            let (before, after) = (g - 2_000, g + 3_000);
+            s.host_event(HostSource::Port(0x4e8), host_ns(h), h, f);
+            s.guest_marker(host_ns(after + 500), after + 500, f, before, after);
+        }
+        let r = s.report().expect("synced");
+        assert_eq!(r.method, "hull", "{r:?}");
+        assert_eq!(r.source, "port 0x4e8");
+        assert!((r.slope - 1.0 / 1.0001).abs() < 1e-6, "{r:?}");
     }
 }

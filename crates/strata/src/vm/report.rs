@@ -414,8 +414,17 @@ fn sync_line(sync: Option<&strata_analysis::vm::sync::GuestSyncReport>) -> Strin
         .map(|c| format!(", guest TSC = host TSC {c:+.0} cycles"))
         .unwrap_or_default();
     format!(
-        "  clock sync: {} of {} probes paired ({}), offset {:+} ns, slope {:.9} ({:+.3} ppm), \
-         bound ±{:.0} ns{tsc}\n",
-        x.paired, x.guest_probes, x.source, x.offset_ns, x.slope, x.drift_ppm, x.bound_ns
+        "  clock sync ({}): {} of {} probes paired ({}), offset {:+} ns, slope {:.9} ({:+.3} ppm), \
+         bound ±{:.0} ns{tsc}; convex hull alone: slope {:.9}, bound ±{:.0} ns\n",
+        x.method,
+        x.paired,
+        x.guest_probes,
+        x.source,
+        x.offset_ns,
+        x.slope,
+        x.drift_ppm,
+        x.bound_ns,
+        x.hull.slope,
+        x.hull.bound_ns
     )
 }
