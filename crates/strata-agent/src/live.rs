@@ -194,10 +194,8 @@ impl LiveSource {
         // available_events and has no `enable` file: an instance records
         // marker writes whenever it traces. Asking for it sends its format,
         // so that the relay keeps the markers (guest sync probes use them).
-        let (markers, specs): (Vec<&String>, Vec<&String>) = opts
-            .events
-            .iter()
-            .partition(|e| e.trim() == MARKER_EVENT);
+        let (markers, specs): (Vec<&String>, Vec<&String>) =
+            opts.events.iter().partition(|e| e.trim() == MARKER_EVENT);
         let selected = strata_ftrace::resolve_events(&specs, &available)?;
         let instance = Instance::create(&tracefs, "agent")?;
         instance.set_clock(&opts.clock)?;
