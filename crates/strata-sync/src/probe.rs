@@ -135,7 +135,7 @@ impl ProbeSync {
             let n = self.guest.len();
             // Retried at 8, 16, 32, ... pending probes, then every 256: a
             // guess costs O(CANDIDATES · pending²).
-            if n >= LOCK_AFTER && (n.is_power_of_two() || n % 256 == 0) {
+            if n >= LOCK_AFTER && (n.is_power_of_two() || n.is_multiple_of(256)) {
                 self.try_lock();
             }
         }
@@ -168,7 +168,7 @@ impl ProbeSync {
         if self.offset.is_none() {
             // The host side may come last (a guest clock read ahead).
             let n = self.host.len();
-            if n >= LOCK_AFTER && (n.is_power_of_two() || n % 256 == 0) {
+            if n >= LOCK_AFTER && (n.is_power_of_two() || n.is_multiple_of(256)) {
                 self.try_lock();
             }
         }
