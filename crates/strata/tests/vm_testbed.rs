@@ -500,7 +500,7 @@ fn unpinned_guests_barely_preempt_each_other() {
     }
     // Each vCPU on its own CPU: the probes' spans are short, and on an
     // idle enough host the target holds, a bound of at most 5 µs.
-    // Other load stretches the spans (measured here: 3.9-5.1 µs with others
+    // Other load stretches the spans (measured here: 3.1-5.1 µs with others
     // at 35-50% of one CPU); then the bound is held to 10 µs.
     let max = if others < 25.0 {
         5_000.0
