@@ -34,6 +34,9 @@ const MAX_PENDING_SNAPSHOTS: usize = 4;
 /// nobody waits for those pages, and fewer, fuller pages cost less.
 const RING_FLUSH: Duration = Duration::from_millis(100);
 
+/// The event spec that records `trace_marker` writes (`ftrace/print`).
+pub const MARKER_EVENT: &str = "ftrace:print";
+
 /// How the live source traces.
 #[derive(Debug, Clone)]
 pub struct LiveOptions {
@@ -209,7 +212,13 @@ impl LiveSource {
             );
         }
         let available = tracefs.available_events()?;
-        let selected = strata_ftrace::resolve_events(&opts.events, &available)?;
+        // `ftrace:print` (what `trace_marker` writes record) is in no
+        // available_events and has no `enable` file: an instance records
+        // marker writes whenever it traces. Asking for it sends its format,
+        // so that the relay keeps the markers (guest sync probes use them).
+        let (markers, specs): (Vec<&String>, Vec<&String>) =
+            opts.events.iter().partition(|e| e.trim() == MARKER_EVENT);
+        let selected = strata_ftrace::resolve_events(&specs, &available)?;
         let instance = Instance::create(&tracefs, "agent")?;
         instance.set_clock(&opts.clock)?;
         let kb = opts.buffer_size.div_ceil(1024).max(4);
@@ -273,6 +282,10 @@ impl LiveSource {
             desc,
         });
         metadata.add_recorded(format_texts(&instance, &selected)?);
+        if !markers.is_empty() {
+            let print = [("ftrace".to_string(), "print".to_string())];
+            metadata.add_recorded(format_texts(&instance, &print)?);
+        }
         if selected.iter().any(|(s, _)| s == "raw_syscalls") {
             metadata.argument_names = syscall_argument_formats(&instance, &available);
         }

@@ -47,6 +47,12 @@ pub struct SyncEstimate {
     pub slope_range: (f64, f64),
     /// Pairs the estimate rests on.
     pub pairs: u64,
+    /// The same transform around a reference pair, exact for large clock
+    /// values (an `f64` offset near 2^60 ns loses hundreds of ns):
+    /// `host = anchor.1 + anchor_offset + slope · (guest - anchor.0)`.
+    pub anchor: (u64, u64),
+    /// See `anchor`.
+    pub anchor_offset: f64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -286,6 +292,8 @@ impl ConvexHullSync {
             bound,
             slope_range: (amin, amax),
             pairs: self.pairs(),
+            anchor: (gx, hy),
+            anchor_offset: b_rel,
         })
     }
 }

@@ -10,9 +10,11 @@
 //! Everything here is pure arithmetic on timestamps: no I/O.
 
 mod hull;
+mod probe;
 mod transform;
 mod tsc;
 
 pub use hull::{ConvexHullSync, SyncError, SyncEstimate};
+pub use probe::{GuestProbe, ProbeStats, ProbeSync};
 pub use transform::ClockTransform;
 pub use tsc::{tsc_offset_transform, TscOffset};

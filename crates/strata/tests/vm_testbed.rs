@@ -1,7 +1,9 @@
 //! The QEMU testbed on real TCG guests: two guests whose vCPU threads are
 //! pinned to one host CPU, each running a CPU hog, must share that CPU
 //! about evenly in the host trace; every trace must be readable, each guest
-//! trace must name its VM (env `vm_uuid`), and each guest clock must sync.
+//! trace must name its VM (env `vm_uuid`), and each guest clock must sync,
+//! in `strata vm report` from the traces alone, to the constant between the
+//! guest and host TSCs. Unpinned guests must not preempt each other.
 
 mod common;
 
@@ -11,6 +13,133 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 const STRATA: &str = env!("CARGO_BIN_EXE_strata");
+
+/// The testbed runs one at a time: guests of two runs would compete for
+/// the CPUs and spoil both runs' figures.
+static ONE_TESTBED: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Skips (with one line) unless everything a testbed run needs is here.
+fn testbed_ready() -> bool {
+    if !common::skip_unless_root_with_tracefs() || !common::have_babeltrace() {
+        return false;
+    }
+    for tool in ["qemu-system-x86_64", "busybox", "cpio", "apt-get"] {
+        if !have(tool) {
+            println!("SKIP: {tool} is missing (scripts/install-deps installs it)");
+            return false;
+        }
+    }
+    true
+}
+
+/// Runs `strata vm testbed` with `args` into `dir`; `None` (after one line
+/// saying why) when the guest kernel cannot be downloaded here.
+fn testbed(args: &[&str], dir: &Path) -> Option<serde_json::Value> {
+    let out = Command::new(STRATA)
+        .args(["vm", "testbed"])
+        .args(args)
+        .arg("-o")
+        .arg(dir)
+        .output()
+        .expect("strata testbed runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if stderr.contains("apt-get download") && stderr.contains("failed") {
+        println!("SKIP: the guest kernel cannot be downloaded here: {stderr}");
+        return None;
+    }
+    assert!(out.status.success(), "testbed failed: {stderr}");
+    for l in stderr.lines().filter(|l| l.starts_with("testbed:")) {
+        eprintln!("{l}");
+    }
+    Some(serde_json::from_str(&std::fs::read_to_string(dir.join("testbed.json")).unwrap()).unwrap())
+}
+
+/// `strata vm report --json DIR`, VMs of every host.
+fn vm_report(dir: &Path) -> Vec<serde_json::Value> {
+    let out = Command::new(STRATA)
+        .args(["vm", "report", "--json"])
+        .arg(dir)
+        .output()
+        .expect("strata vm report runs");
+    assert!(
+        out.status.success(),
+        "vm report failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    report["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|h| h["vms"].as_array().unwrap().iter().cloned())
+        .collect()
+}
+
+/// Checks each VM's clock sync in the report against the testbed's
+/// console-derived TSC constant, and its bound against `max_bound_ns`.
+fn check_sync(vms: &[serde_json::Value], guests: &[serde_json::Value], max_bound_ns: Option<f64>) {
+    // The report synced each guest's clock from the probes in the two
+    // traces (trace_marker lines in the guest's, the vCPU thread's debugcon
+    // writes in the host's). Both traces use x86-tsc and, under TCG, guest
+    // TSC = host TSC + C exactly. The testbed finds the range of C its own
+    // console probe lines allow (raw cycles, rates taken as equal): the
+    // report's C must be within its bound of that range, both the chosen
+    // method's (`tsc`: C from every pair at once) and the slope-free convex
+    // hull's, found over ns timestamps with each trace's clock conversion.
+    for vm in vms {
+        let name = vm["name"].as_str().unwrap();
+        let sync = &vm["guest"]["sync"];
+        let paired = sync["paired"].as_u64().unwrap_or(0);
+        assert!(paired >= 40, "{name}: {paired} probes paired: {sync}");
+        assert_eq!(sync["method"], "tsc", "{name}: {sync}");
+        let bound_ns = sync["bound_ns"].as_f64().unwrap();
+        if let Some(max) = max_bound_ns {
+            assert!(
+                bound_ns <= max,
+                "{name}: sync bound {bound_ns:.0} ns > {max} ns: {sync}"
+            );
+        }
+        let g = guests.iter().find(|g| g["name"] == name).unwrap();
+        let range = g["sync"]["tsc_constant"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{name}: no TSC constant from the console: {}", g["sync"]));
+        let (lo, hi) = (range[0].as_f64().unwrap(), range[1].as_f64().unwrap());
+        let outside = |c: f64| (lo - c).max(c - hi).max(0.0);
+        let c = sync["tsc_offset_cycles"]
+            .as_f64()
+            .expect("both traces on x86-tsc");
+        let bound = sync["bound_cycles"].as_f64().unwrap();
+        assert!(
+            outside(c) <= bound,
+            "{name}: synced C {c:.0} is {:.0} cycles outside [{lo}, {hi}], bound {bound:.0}",
+            outside(c)
+        );
+        let hull_c = sync["hull"]["tsc_offset_cycles"].as_f64().unwrap();
+        let hull_bound = bound * sync["hull"]["bound_ns"].as_f64().unwrap() / bound_ns;
+        assert!(
+            outside(hull_c) <= hull_bound,
+            "{name}: the hull's C {hull_c:.0} is {:.0} cycles outside [{lo}, {hi}], bound {hull_bound:.0}",
+            outside(hull_c)
+        );
+        eprintln!(
+            "{name}: {paired} probes, bound {bound_ns:.0} ns ({bound:.0} cycles; hull {:.0} ns), \
+             C {c:.0} (hull {hull_c:.0}) vs console [{lo}, {hi}]",
+            sync["hull"]["bound_ns"].as_f64().unwrap()
+        );
+    }
+}
+
+/// Asserts that no QEMU of the run is left.
+fn no_qemu_left(guests: &[serde_json::Value]) {
+    for g in guests {
+        let pid = g["qemu_pid"].as_u64().unwrap();
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        assert!(
+            stat.is_empty() || stat.contains(") Z"),
+            "QEMU {pid} still runs"
+        );
+    }
+}
 
 fn have(cmd: &str) -> bool {
     Command::new("sh")
@@ -87,43 +216,34 @@ fn env_vm_uuid(trace: &Path) -> Option<String> {
 
 #[test]
 fn two_pinned_guests_share_one_cpu() {
-    if !common::skip_unless_root_with_tracefs() || !common::have_babeltrace() {
+    if !testbed_ready() {
         return;
     }
-    for tool in ["qemu-system-x86_64", "busybox", "cpio", "apt-get"] {
-        if !have(tool) {
-            println!("SKIP: {tool} is missing (scripts/install-deps installs it)");
-            return;
-        }
-    }
+    let _one = ONE_TESTBED.lock().unwrap_or_else(|e| e.into_inner());
     let t0 = Instant::now();
     let dir = tempfile::tempdir().unwrap();
     // The host records what the checks need and little more: scheduling for
     // cputop, and the write syscalls that carry the sync probes.
-    let out = Command::new(STRATA)
-        .args(["vm", "testbed", "--guests", "2", "--pin", "0"])
-        .args(["--workload", "cpu", "--duration", "6s", "--memory", "192"])
-        .args([
+    let Some(manifest) = testbed(
+        &[
+            "--guests",
+            "2",
+            "--pin",
+            "0",
+            "--workload",
+            "cpu",
+            "--duration",
+            "6s",
+            "--memory",
+            "192",
             "--host-events",
             "sched,syscalls:sys_enter_write,syscalls:sys_enter_writev",
-        ])
-        .arg("-o")
-        .arg(dir.path())
-        .output()
-        .expect("strata testbed runs");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    if stderr.contains("apt-get download") && stderr.contains("failed") {
-        println!("SKIP: the guest kernel cannot be downloaded here: {stderr}");
+        ],
+        dir.path(),
+    ) else {
         return;
-    }
-    assert!(out.status.success(), "testbed failed: {stderr}");
-    for l in stderr.lines().filter(|l| l.starts_with("testbed:")) {
-        eprintln!("{l}");
-    }
+    };
     eprintln!("testbed ran in {:.1} s", t0.elapsed().as_secs_f64());
-    let manifest: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join("testbed.json")).unwrap())
-            .unwrap();
     let host_trace = Path::new(manifest["host_trace"].as_str().unwrap()).to_path_buf();
     let guests = manifest["guests"].as_array().unwrap();
     assert_eq!(guests.len(), 2);
@@ -222,24 +342,8 @@ fn two_pinned_guests_share_one_cpu() {
     // `strata vm report DIR`: both VMs named (from the testbed's hints),
     // their guest traces paired by UUID, and each mostly preempted by the
     // other VM's vCPU, since both are pinned to CPU 0.
-    let out = Command::new(STRATA)
-        .args(["vm", "report", "--json"])
-        .arg(dir.path())
-        .output()
-        .expect("strata vm report runs");
-    assert!(
-        out.status.success(),
-        "vm report failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let vms = report["hosts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|h| h["vms"].as_array().unwrap().iter())
-        .collect::<Vec<_>>();
-    assert_eq!(vms.len(), 2, "{report}");
+    let vms = vm_report(dir.path());
+    assert_eq!(vms.len(), 2, "{vms:?}");
     for vm in &vms {
         let name = vm["name"].as_str().unwrap();
         let other = if name == "strata-g0" {
@@ -266,14 +370,148 @@ fn two_pinned_guests_share_one_cpu() {
         );
     }
 
-    // No QEMU is left behind.
-    for g in guests {
-        let pid = g["qemu_pid"].as_u64().unwrap();
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        assert!(
-            stat.is_empty() || stat.contains(") Z"),
-            "QEMU {pid} still runs"
-        );
+    // Contention widens the probes' spans: here the sync must only agree
+    // with the TSC constant; the unpinned test checks the 5 µs bound.
+    check_sync(&vms, guests, None);
+
+    no_qemu_left(guests);
+    eprintln!("test body took {:.1} s", t0.elapsed().as_secs_f64());
+}
+
+/// Unpinned CPU-hog guests, as many as the host has CPUs, run in parallel:
+/// neither VM should wait behind the other's vCPU for long. The absolute
+/// "preemption near 0" needs an otherwise idle host: other processes'
+/// CPU time is measured in the same host trace, and the check made only
+/// when they left the CPUs idle enough.
+#[test]
+fn unpinned_guests_barely_preempt_each_other() {
+    if !testbed_ready() {
+        return;
     }
+    let _one = ONE_TESTBED.lock().unwrap_or_else(|e| e.into_inner());
+    let t0 = Instant::now();
+    let dir = tempfile::tempdir().unwrap();
+    let Some(manifest) = testbed(
+        &[
+            "--guests",
+            "2",
+            "--workload",
+            "cpu",
+            "--duration",
+            "6s",
+            "--memory",
+            "192",
+            "--host-events",
+            "sched,syscalls:sys_enter_write,syscalls:sys_enter_writev",
+        ],
+        dir.path(),
+    ) else {
+        return;
+    };
+    let guests = manifest["guests"].as_array().unwrap();
+    let host_trace = Path::new(manifest["host_trace"].as_str().unwrap()).to_path_buf();
+    let begin = guests
+        .iter()
+        .map(|g| g["workload"]["begin_ns"].as_u64().expect("workload start"))
+        .max()
+        .unwrap()
+        + 300_000_000;
+    let end = guests
+        .iter()
+        .map(|g| g["workload"]["end_ns"].as_u64().expect("workload stop"))
+        .min()
+        .unwrap()
+        - 300_000_000;
+    assert!(
+        end > begin + 1_000_000_000,
+        "the hogs overlapped for less than 1 s ({begin}..{end})"
+    );
+    // Everything else that ran meanwhile, in % of one CPU.
+    let out = Command::new(STRATA)
+        .args(["analyze", "--json"])
+        .args(["--begin", &begin.to_string(), "--end", &end.to_string()])
+        .arg("cputop")
+        .arg(&host_trace)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let vcpu_tids: Vec<u64> = guests
+        .iter()
+        .flat_map(|g| g["vcpus"].as_array().unwrap().iter())
+        .filter_map(|v| v["tid"].as_u64())
+        .collect();
+    let others: f64 = v["hosts"][0]["cputop"]["threads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| !t["tid"].as_u64().is_some_and(|t| vcpu_tids.contains(&t)))
+        .filter_map(|t| t["usage_pct"].as_f64())
+        .sum();
+
+    let vms = vm_report(dir.path());
+    assert_eq!(vms.len(), 2);
+    for vm in &vms {
+        let name = vm["name"].as_str().unwrap();
+        let demand = vm["times"]["demand_ns"].as_f64().unwrap();
+        let by_vm: f64 = vm["preempted_by"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["kind"] == "vcpu")
+            .filter_map(|p| p["ns"].as_f64())
+            .sum();
+        let preempted = vm["times"]["pct"]["preempted"].as_f64().unwrap();
+        eprintln!(
+            "{name}: preempted {preempted:.1}% of the period, {:.1}% of its demand by the other VM; \
+             other processes used {others:.0}% of one CPU",
+            100.0 * by_vm / demand
+        );
+        // Only an idle host shows what the issue asks ("unpinned on an
+        // idle host, preemption near 0"): other processes of this shared
+        // machine take CPUs the two hogs then share. Two CPUs, two vCPUs:
+        // with others under a quarter of one CPU, the scheduler keeps the
+        // vCPUs apart (at most 10% of the demand spent behind the other
+        // VM); under 10% of one CPU, nothing waits (under 10% of the
+        // period preempted).
+        if others < 25.0 {
+            assert!(
+                by_vm <= 0.10 * demand,
+                "{name}: the other VM preempted it {:.1}% of its demand",
+                100.0 * by_vm / demand
+            );
+        } else {
+            println!(
+                "SKIP (preempted-by-VM check): other processes used {others:.0}% of one CPU \
+                 during the run, the host was not idle"
+            );
+        }
+        if others < 10.0 {
+            assert!(
+                preempted < 10.0,
+                "{name}: preempted {preempted:.1}% on an idle host"
+            );
+        } else {
+            println!(
+                "SKIP (idle-host check): other processes used {others:.0}% of one CPU \
+                 during the run, the host was not idle"
+            );
+        }
+    }
+    // Each vCPU on its own CPU: the probes' spans are short, and on an
+    // idle enough host the issue's target holds, a bound of at most 5 µs.
+    // Other load stretches the spans (measured here: 3.1-5.1 µs with others
+    // at 35-50% of one CPU); then the bound is held to 10 µs.
+    let max = if others < 25.0 {
+        5_000.0
+    } else {
+        println!(
+            "SKIP (5 µs sync bound; 10 µs checked): other processes used {others:.0}% of one \
+             CPU during the run"
+        );
+        10_000.0
+    };
+    check_sync(&vms, guests, Some(max));
+    no_qemu_left(guests);
     eprintln!("test body took {:.1} s", t0.elapsed().as_secs_f64());
 }

@@ -5,12 +5,13 @@
 
 use std::path::PathBuf;
 
-use strata_ctf::read::{ReadError, SkipStats, Trace, TraceSet};
+use strata_ctf::read::{ClockMap, Event, FieldRef, ReadError, SkipStats, Trace, TraceSet};
 
 use super::bind::VmBinder;
 use super::hints::VmHint;
 use super::model::VmModel;
 use super::report::VmHostReport;
+use super::sync::{parse_marker, GuestSync, GuestSyncReport, HostSource};
 
 /// How to run the VM analysis.
 #[derive(Debug, Clone, Default)]
@@ -61,6 +62,179 @@ pub struct VmAnalysis {
     pub unpaired_guests: Vec<String>,
     /// What the reader skipped.
     pub skipped: SkipStats,
+    /// Per trace of the set (by index), the clock sync found for a guest
+    /// trace from its probes.
+    pub syncs: Vec<Option<GuestSyncReport>>,
+}
+
+/// What the sync collector reads of an event class.
+#[derive(Debug, Clone, Copy)]
+enum SyncKind {
+    /// `ftrace:print`: a `trace_marker` line (a guest probe).
+    Marker(FieldRef),
+    /// A write system call entry: its descriptor, and the thread context.
+    Write(FieldRef, Option<FieldRef>),
+    Other,
+}
+
+/// The write system calls QEMU's chardevs use, LTTng and tracefs names.
+const WRITE_CALLS: &[&str] = &[
+    "syscall_entry_write",
+    "syscall_entry_writev",
+    "syscall_entry_pwritev",
+    "sys_enter_write",
+    "sys_enter_writev",
+    "sys_enter_pwritev",
+];
+
+/// Pass-1 state: the probes of every guest trace and the host events that
+/// may carry them.
+struct SyncCollector {
+    kinds: Vec<SyncKind>,
+    /// Per trace: its clock rate (Hz).
+    freq: Vec<u64>,
+    /// Per trace: guest sync state (guest traces only).
+    guests: Vec<Option<GuestSync>>,
+    /// Per trace and CPU: the host thread running, from `sched_switch`.
+    current: Vec<Vec<i32>>,
+}
+
+/// The most CPUs tracked per trace for the running thread.
+const MAX_CPUS: usize = 4096;
+
+impl SyncCollector {
+    fn new(set: &TraceSet, roles: &[Role]) -> SyncCollector {
+        let mut kinds = vec![SyncKind::Other; set.class_count()];
+        for c in set.event_classes() {
+            let k = match c.name() {
+                "print" => c.field("buf").map(SyncKind::Marker),
+                n if WRITE_CALLS.contains(&n) => c
+                    .field("fd")
+                    .map(|f| SyncKind::Write(f, crate::bind::context_tid(c))),
+                _ => None,
+            };
+            if let (Some(slot), Some(k)) = (kinds.get_mut(c.index()), k) {
+                *slot = k;
+            }
+        }
+        SyncCollector {
+            kinds,
+            freq: set
+                .traces()
+                .iter()
+                .map(|t| t.clock().map_or(0, |c| c.freq))
+                .collect(),
+            guests: roles
+                .iter()
+                .map(|r| matches!(r, Role::Guest { .. }).then(GuestSync::new))
+                .collect(),
+            current: vec![Vec::new(); roles.len()],
+        }
+    }
+
+    /// Feeds one event: guest markers to their guest, host writes and port
+    /// writes by a vCPU thread to the guest paired with its VM.
+    #[inline]
+    fn event(
+        &mut self,
+        ev: &Event<'_>,
+        vev: &super::VmEvent<'_>,
+        ctx: Option<i32>,
+        roles: &[Role],
+        hosts: &[HostModel],
+    ) {
+        let ti = ev.trace();
+        let kind = self
+            .kinds
+            .get(ev.class_index())
+            .copied()
+            .unwrap_or(SyncKind::Other);
+        match roles.get(ti) {
+            Some(Role::Guest { .. }) => {
+                let SyncKind::Marker(f) = kind else { return };
+                let freq = self.freq.get(ti).copied().unwrap_or(0);
+                // The probe's readings are TSC values: only a cycle clock
+                // (`x86-tsc`) is the same clock.
+                if freq == 0 || freq == 1_000_000_000 {
+                    return;
+                }
+                let Some((before, after)) = ev.str(f).and_then(parse_marker) else {
+                    return;
+                };
+                if let Some(Some(g)) = self.guests.get_mut(ti) {
+                    g.guest_marker(ev.ts(), ev.cycles(), freq, before, after);
+                }
+            }
+            Some(Role::Host(hi)) => {
+                let cpu = ev.cpu() as usize;
+                if let super::VmEvent::Switch { next_tid, .. } = *vev {
+                    if cpu < MAX_CPUS {
+                        let cur = &mut self.current[ti];
+                        if cur.len() <= cpu {
+                            cur.resize(cpu + 1, -1);
+                        }
+                        cur[cpu] = next_tid;
+                    }
+                    return;
+                }
+                let (source, tid) = match (kind, vev) {
+                    (SyncKind::Write(fd, tctx), _) => {
+                        let Some(fd) = ev.i64(fd) else { return };
+                        let tid = tctx
+                            .and_then(|f| ev.i64(f))
+                            .and_then(|t| i32::try_from(t).ok());
+                        (HostSource::Fd(fd), tid)
+                    }
+                    (_, super::VmEvent::Pio { write: true, port }) => {
+                        (HostSource::Port(*port), ctx)
+                    }
+                    _ => return,
+                };
+                let Some(tid) = tid.or_else(|| self.current[ti].get(cpu).copied()) else {
+                    return;
+                };
+                let Some(vm) = hosts[*hi].model.vcpu_of_thread(tid).map(|v| v.vm) else {
+                    return;
+                };
+                let guest = roles.iter().position(|r| {
+                    matches!(r, Role::Guest { paired: Some((h, v, _)), .. } if *h == *hi && *v == vm)
+                });
+                let freq = self.freq.get(ti).copied().unwrap_or(0);
+                if let Some(Some(g)) = guest.and_then(|gi| self.guests.get_mut(gi)) {
+                    g.host_event(source, ev.ts(), ev.cycles(), freq);
+                }
+            }
+            None => {}
+        }
+    }
+}
+
+/// Like [`run`], with the guests' clocks synced to their hosts' from the
+/// probes in the traces (see [`super::sync`]): a first pass reads the
+/// probes, then, if any guest synced, the set's reader maps each synced
+/// guest trace's timestamps to its host's clock and a second pass runs the
+/// model over events merged in synced time. The reports carry each
+/// guest's sync. Guests without probes keep their own clock.
+pub fn run_synced(set: &mut TraceSet, opts: &VmOptions) -> Result<VmAnalysis, ReadError> {
+    for i in 0..set.traces().len() {
+        set.set_clock_map(i, None);
+    }
+    let first = run_pass(set, opts, true, &[])?;
+    if first.syncs.iter().all(Option::is_none) {
+        return Ok(first);
+    }
+    for (i, s) in first.syncs.iter().enumerate() {
+        let map = s.as_ref().map(|s| {
+            let t = s.transform();
+            ClockMap {
+                anchor_ns: t.anchor_ns,
+                offset_ns: t.offset_ns,
+                drift_ppb: t.drift_ppb,
+            }
+        });
+        set.set_clock_map(i, map);
+    }
+    run_pass(set, opts, false, &first.syncs)
 }
 
 fn env_str(t: &Trace, k: &str) -> Option<String> {
@@ -97,8 +271,20 @@ fn same_dir(a: &std::path::Path, b: &std::path::Path) -> bool {
         }
 }
 
-/// Reads every event of `set` once and returns the VM reports.
+/// Reads every event of `set` once and returns the VM reports, guest
+/// events in the reader's time (their own clock unless the set maps it).
 pub fn run(set: &TraceSet, opts: &VmOptions) -> Result<VmAnalysis, ReadError> {
+    run_pass(set, opts, false, &[])
+}
+
+/// One read of the set; `collect_sync` gathers the guests' probes, `known`
+/// gives (per trace) syncs found before, for the reports.
+fn run_pass(
+    set: &TraceSet,
+    opts: &VmOptions,
+    collect_sync: bool,
+    known: &[Option<GuestSyncReport>],
+) -> Result<VmAnalysis, ReadError> {
     let binder = VmBinder::new(set);
     let mut hosts: Vec<HostModel> = Vec::new();
     let mut roles: Vec<Role> = Vec::new();
@@ -140,12 +326,16 @@ pub fn run(set: &TraceSet, opts: &VmOptions) -> Result<VmAnalysis, ReadError> {
         .iter()
         .filter(|r| matches!(r, Role::Guest { .. }))
         .count();
+    let mut collector = collect_sync.then(|| SyncCollector::new(set, &roles));
     let mut events = set.events();
     let mut last = None;
     while let Some(ev) = events.next() {
         let ev = ev?;
         let ts = ev.ts();
         let (vev, ctx) = binder.decode(&ev);
+        if let Some(c) = collector.as_mut() {
+            c.event(&ev, &vev, ctx, &roles, &hosts);
+        }
         let Some(role) = roles.get_mut(ev.trace()) else {
             continue;
         };
@@ -176,6 +366,32 @@ pub fn run(set: &TraceSet, opts: &VmOptions) -> Result<VmAnalysis, ReadError> {
     }
     let skipped = events.skipped();
     let end = last.unwrap_or(0);
+    let syncs: Vec<Option<GuestSyncReport>> = match &collector {
+        Some(c) => c
+            .guests
+            .iter()
+            .map(|g| g.as_ref().and_then(GuestSync::report))
+            .collect(),
+        None if known.is_empty() => vec![None; set.traces().len()],
+        None => known.to_vec(),
+    };
+    // Each paired guest's sync, for its report: found now, or given.
+    for (ti, r) in roles.iter().enumerate() {
+        if let Role::Guest {
+            paired: Some((h, vm, _)),
+            ..
+        } = r
+        {
+            let s = syncs
+                .get(ti)
+                .cloned()
+                .flatten()
+                .or_else(|| known.get(ti).cloned().flatten());
+            if let Some(g) = hosts[*h].model.guest_mut(*vm) {
+                g.sync = s;
+            }
+        }
+    }
     let mut reports = Vec::new();
     let mut unpaired = Vec::new();
     for (hi, h) in hosts.iter_mut().enumerate() {
@@ -207,6 +423,7 @@ pub fn run(set: &TraceSet, opts: &VmOptions) -> Result<VmAnalysis, ReadError> {
         models: hosts,
         unpaired_guests: unpaired,
         skipped,
+        syncs,
     })
 }
 

@@ -62,6 +62,10 @@ pub struct GuestView {
     pub(super) threads: IntMap<Tid, GuestThread>,
     /// Guest switches applied.
     pub switches: u64,
+    /// How the guest's clock was synced to the host's, when it was: the
+    /// driver then has the reader map the guest's timestamps (`clock` stays
+    /// the identity so that the map is not applied twice).
+    pub sync: Option<super::sync::GuestSyncReport>,
 }
 
 impl GuestView {
@@ -73,6 +77,7 @@ impl GuestView {
             cpus: Vec::new(),
             threads: int_map(),
             switches: 0,
+            sync: None,
         }
     }
 

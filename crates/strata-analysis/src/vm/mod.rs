@@ -12,6 +12,7 @@
 //! - [`fused`]: guest threads corrected by their vCPU's host state.
 //! - [`report`]: the report.
 //! - [`reasons`]: exit reason names.
+//! - [`sync`]: guest-to-host clock sync from probes in both traces.
 //! - [`driver`]: runs the model over host and guest traces.
 
 pub mod bind;
@@ -22,6 +23,7 @@ pub mod hints;
 pub mod model;
 pub mod reasons;
 pub mod report;
+pub mod sync;
 
 pub use event::VmEvent;
 pub use fused::ClockTransform;

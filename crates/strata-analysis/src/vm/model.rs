@@ -940,6 +940,16 @@ impl VmModel {
         }
     }
 
+    /// The vCPU whose host thread is `tid`, if it is one.
+    pub fn vcpu_of_thread(&self, tid: Tid) -> Option<&Vcpu> {
+        self.vcpu_of.get(&tid).and_then(|&i| self.vcpus.get(i))
+    }
+
+    /// VM `vm`'s guest view, when a guest trace is attached.
+    pub fn guest_mut(&mut self, vm: usize) -> Option<&mut GuestView> {
+        self.vms.get_mut(vm).and_then(|v| v.guest.as_mut())
+    }
+
     /// Sets the guest-to-host clock transform of VM `vm`'s guest trace.
     pub fn set_guest_clock(&mut self, vm: usize, t: ClockTransform) {
         if let Some(g) = self.vms.get_mut(vm).and_then(|v| v.guest.as_mut()) {

@@ -188,8 +188,11 @@ pub struct GuestReport {
     pub trace: String,
     /// How it was paired: `uuid`, `name` or `only-vm`.
     pub paired_by: String,
-    /// Guest-to-host clock offset applied, ns.
+    /// Guest-to-host clock offset applied, ns (host minus guest, at the
+    /// sync's anchor when synced).
     pub clock_offset_ns: i64,
+    /// The clock sync of this guest from its probes, when there were any.
+    pub sync: Option<super::sync::GuestSyncReport>,
     /// Guest switches read.
     pub switches: u64,
     /// Guest threads, most time first (idle task excluded).
@@ -342,7 +345,8 @@ fn guest_report(vm: &Vm, paired_by: &str, visible: bool, top: usize) -> Option<G
     Some(GuestReport {
         trace: g.label.clone(),
         paired_by: paired_by.to_string(),
-        clock_offset_ns: g.clock.offset_ns,
+        clock_offset_ns: g.sync.as_ref().map_or(g.clock.offset_ns, |s| s.offset_ns),
+        sync: g.sync.clone(),
         switches: g.switches,
         threads,
     })

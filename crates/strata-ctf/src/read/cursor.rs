@@ -139,6 +139,8 @@ pub(crate) struct Cursor<'s> {
     pub done_bytes: u64,
     /// Packets entered so far: the current packet's ordinal, from 1.
     pub packet_number: u64,
+    /// The trace's clock correction, if one was set.
+    pub map: Option<super::ClockMap>,
 }
 
 impl<'s> Cursor<'s> {
@@ -193,6 +195,7 @@ impl<'s> Cursor<'s> {
             stats: SkipStats::default(),
             done_bytes: 0,
             packet_number: 0,
+            map: None,
         }
     }
 
@@ -514,7 +517,10 @@ impl<'s> Cursor<'s> {
             *m = pay_at;
         }
         self.cur = Current {
-            ts: sp.clock.to_ns(clock),
+            ts: match self.map {
+                None => sp.clock.to_ns(clock),
+                Some(m) => m.apply(sp.clock.to_ns(clock)),
+            },
             cycles: clock,
             start,
             class: e.class,

@@ -87,6 +87,8 @@ pub struct Trace {
     /// Per stream, indices into `files`.
     stream_files: Vec<Vec<usize>>,
     files: Vec<Mapped>,
+    /// Correction applied to every timestamp of this trace.
+    clock_map: Option<super::ClockMap>,
 }
 
 impl Trace {
@@ -122,6 +124,10 @@ impl Trace {
     /// The event classes of this trace.
     pub fn event_classes(&self) -> &[EventClass] {
         &self.classes
+    }
+    /// The correction its timestamps get, if any.
+    pub fn clock_map(&self) -> Option<super::ClockMap> {
+        self.clock_map
     }
 }
 
@@ -185,6 +191,17 @@ impl TraceSet {
     pub fn total_bytes(&self) -> u64 {
         self.total_bytes
     }
+    /// Corrects every timestamp of trace `trace` (an index into
+    /// [`Self::traces`]) with `map`, or removes the correction: later
+    /// [`Self::events`] merge that trace by the corrected time and report
+    /// it. Used to order a guest's events by its host's clock. Without a
+    /// map the timestamps are the trace's own, at no cost.
+    pub fn set_clock_map(&mut self, trace: usize, map: Option<super::ClockMap>) {
+        if let Some(t) = self.traces.get_mut(trace) {
+            t.clock_map = map;
+        }
+    }
+
     /// All events in time order.
     pub fn events(&self) -> Events<'_> {
         let mut cursors = Vec::new();
@@ -199,7 +216,7 @@ impl TraceSet {
                         release: Some(&t.files[f] as &dyn Release),
                     })
                     .collect();
-                cursors.push(Cursor::new(
+                let mut c = Cursor::new(
                     &t.plan,
                     &t.classes,
                     ti as u32,
@@ -207,7 +224,9 @@ impl TraceSet {
                     si as u32,
                     sources,
                     self.opts.skip_corrupt,
-                ));
+                );
+                c.map = t.clock_map;
+                cursors.push(c);
                 key += 1;
             }
         }
@@ -384,6 +403,7 @@ fn open_trace(
         streams,
         stream_files,
         files,
+        clock_map: None,
     })
 }
 

@@ -21,6 +21,7 @@
 
 mod bits;
 mod class;
+mod clock_map;
 mod cursor;
 mod error;
 mod event;
@@ -34,6 +35,7 @@ pub mod tsdl;
 mod walk;
 
 pub use class::{EventClass, FieldKind, FieldRef};
+pub use clock_map::ClockMap;
 pub use error::{ReadError, SkipStats};
 pub use event::{ContextKind, Event, Value};
 pub use fs::{OpenOptions, StreamInfo, Trace, TraceSet};

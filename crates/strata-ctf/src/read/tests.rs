@@ -311,3 +311,68 @@ fn merge_orders_by_time_then_stream_with_few_and_many_streams() {
         assert_eq!(got, want, "{streams} streams");
     }
 }
+
+#[test]
+fn a_clock_map_moves_one_stream_in_the_merge() {
+    let md = format!(
+        "{HEAD} trace {{ major = 1; minor = 8; byte_order = le; }};
+        stream {{ packet.context := struct {{ uint64_t content_size; }};
+                 event.header := struct {{ uint64_clock_t timestamp; }}; }};
+        event {{ name = e; fields := struct {{ uint32_t i; }}; }};"
+    );
+    // Stream 0 is a "host" at 100, 200, 300; stream 1 a "guest" whose clock
+    // runs 150 behind, so its 10, 60 are host times 160, 210.
+    let host = stream_bytes(&[100, 200, 300]);
+    let guest = stream_bytes(&[10, 60]);
+    let (plan, classes, _) = compile(parse_text(&md).unwrap(), 0, 0, 0).unwrap();
+    let order = |map: Option<super::ClockMap>| {
+        let cursors = [&host, &guest]
+            .iter()
+            .enumerate()
+            .map(|(k, b)| {
+                let src = Source {
+                    release: None,
+                    path: Path::new("mem"),
+                    data: b,
+                };
+                let mut c = Cursor::new(&plan, &classes, 0, k as u32, k as u32, vec![src], false);
+                if k == 1 {
+                    c.map = map;
+                }
+                c
+            })
+            .collect();
+        let mut events = super::Events::new(cursors);
+        let mut got = Vec::new();
+        while let Some(e) = events.next() {
+            let e = e.unwrap();
+            got.push((e.stream(), e.ts(), e.cycles()));
+        }
+        got
+    };
+    assert_eq!(
+        order(None),
+        [
+            (1, 10, 10),
+            (1, 60, 60),
+            (0, 100, 100),
+            (0, 200, 200),
+            (0, 300, 300)
+        ]
+    );
+    let shift = super::ClockMap {
+        anchor_ns: 0,
+        offset_ns: 150,
+        drift_ppb: 0,
+    };
+    assert_eq!(
+        order(Some(shift)),
+        [
+            (0, 100, 100),
+            (1, 160, 10),
+            (0, 200, 200),
+            (1, 210, 60),
+            (0, 300, 300)
+        ]
+    );
+}

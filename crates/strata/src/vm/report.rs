@@ -183,14 +183,14 @@ pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
     let root = gathered
         .as_ref()
         .map_or(paths[0].as_path(), |g| g.dir.as_path());
-    let set = TraceSet::open(root, &opts).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut set = TraceSet::open(root, &opts).map_err(|e| anyhow::anyhow!("{e}"))?;
     let vm_opts = VmOptions {
         hints,
         guests,
         top: args.top,
         record_intervals: false,
     };
-    let result = driver::run(&set, &vm_opts).map_err(|e| {
+    let result = driver::run_synced(&mut set, &vm_opts).map_err(|e| {
         anyhow::anyhow!("{e}\n(the trace is damaged there; --skip-corrupt skips such packets)")
     })?;
     drop(set);
@@ -375,6 +375,7 @@ fn render_host(h: &VmHostReport) -> String {
                 "  guest trace {} (paired by {}), fused view:\n",
                 g.trace, g.paired_by
             ));
+            s.push_str(&sync_line(g.sync.as_ref()));
             let mut t = Table::new(&[
                 ("guest thread", Align::Left),
                 ("tid", Align::Right),
@@ -400,4 +401,30 @@ fn render_host(h: &VmHostReport) -> String {
     }
     s.push('\n');
     s
+}
+
+/// The guest's clock sync, one line: what ordered its events among the
+/// host's.
+fn sync_line(sync: Option<&strata_analysis::vm::sync::GuestSyncReport>) -> String {
+    let Some(x) = sync else {
+        return "  clock sync: none (no probes paired; guest events in their own clock)\n".into();
+    };
+    let tsc = x
+        .tsc_offset_cycles
+        .map(|c| format!(", guest TSC = host TSC {c:+.0} cycles"))
+        .unwrap_or_default();
+    format!(
+        "  clock sync ({}): {} of {} probes paired ({}), offset {:+} ns, slope {:.9} ({:+.3} ppm), \
+         bound ±{:.0} ns{tsc}; convex hull alone: slope {:.9}, bound ±{:.0} ns\n",
+        x.method,
+        x.paired,
+        x.guest_probes,
+        x.source,
+        x.offset_ns,
+        x.slope,
+        x.drift_ppm,
+        x.bound_ns,
+        x.hull.slope,
+        x.hull.bound_ns
+    )
 }

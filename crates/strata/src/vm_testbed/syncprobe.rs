@@ -110,6 +110,26 @@ pub struct SyncReport {
     pub bound: f64,
     /// The same in nanoseconds, when the clock rate is known.
     pub bound_ns: Option<f64>,
+    /// Guest minus host clock values (`guest_tsc = host_tsc + C`) that
+    /// every pair allows when the two clocks tick at exactly the same rate,
+    /// as under TCG: `[max(BEFORE - host), min(AFTER - host)]`. A check of
+    /// the transform from independent means; `None` when the pairs leave
+    /// no such constant (the rates differ).
+    pub tsc_constant: Option<[i64; 2]>,
+}
+
+/// The range of constants `C` with `BEFORE ≤ host + C ≤ AFTER` for every
+/// pair.
+fn constant_range(pairs: &[(GuestProbe, u64)]) -> Option<[i64; 2]> {
+    let lo = pairs
+        .iter()
+        .map(|(g, h)| i128::from(g.before) - i128::from(*h))
+        .max()?;
+    let hi = pairs
+        .iter()
+        .map(|(g, h)| i128::from(g.after) - i128::from(*h))
+        .min()?;
+    (lo <= hi).then_some([i64::try_from(lo).ok()?, i64::try_from(hi).ok()?])
 }
 
 fn fit(pairs: &[(GuestProbe, u64)]) -> Option<SyncEstimate> {
@@ -165,12 +185,16 @@ fn match_by_time(
 /// `x86-tsc`); probes are 100 ms apart and a TCG exit takes well under a
 /// millisecond, so a few milliseconds of window cannot pair the wrong ones.
 pub fn sync(guest: &[GuestProbe], host: &[u64], freq: Option<u64>) -> Option<SyncReport> {
-    // 2 ms of host clock (1e7 units if its rate is unknown).
-    let window = freq.filter(|&f| f > 0).map_or(10_000_000, |f| f / 500) as i128;
+    // 1 ms of host clock (1e6 units if its rate is unknown): probes are
+    // 5 ms or more apart.
+    let window = freq.filter(|&f| f > 0).map_or(1_000_000, |f| f / 1000) as i128;
     // The most pairs wins; among equals, the tightest (an unrelated early
     // write can pair as many, each a little farther off).
     let mut best: Option<((usize, std::cmp::Reverse<i128>), i128)> = None;
-    for &h in host.iter().take(10) {
+    // Every try of the probe writes, but only the tightest of each period
+    // is printed: the host's first printed probe is among its first
+    // writes, tries-per-period times as many as the printed lines.
+    for &h in host.iter().take(400) {
         for g in guest.iter().take(10) {
             let offset = h as i128 - g.before as i128;
             let pairs = match_by_time(guest, host, offset, window);
@@ -196,6 +220,7 @@ pub fn sync(guest: &[GuestProbe], host: &[u64], freq: Option<u64>) -> Option<Syn
         offset_at_start: est.transform.apply(first_guest.before) - first_guest.before as f64,
         bound: est.bound,
         bound_ns: freq.filter(|&f| f > 0).map(|f| est.bound * 1e9 / f as f64),
+        tsc_constant: constant_range(&pairs),
     })
 }
 
@@ -232,6 +257,9 @@ mod tests {
         host.extend(guest.iter().map(|g| g.before + 1000 + 20));
         let r = sync(&guest, &host, Some(1_000_000_000)).unwrap();
         assert_eq!(r.paired, 50);
+        // Host = guest + 1020 exactly, so guest = host - 1020, and each
+        // probe's span [before, before + 40] allows C in [-1020, -980].
+        assert_eq!(r.tsc_constant, Some([-1020, -980]));
         assert!((r.offset_at_start - 1000.0).abs() <= r.bound + 1.0);
         assert!(r.bound <= 40.0);
     }
