@@ -312,11 +312,7 @@ pub fn run(args: TestbedArgs) -> anyhow::Result<ExitCode> {
     for (r, c) in records.iter_mut().zip(consoles) {
         r.workload = c.times;
     }
-    for g in &guests {
-        if g.spec.debugcon_file.starts_with("/dev/shm") {
-            let _ = std::fs::remove_file(&g.spec.debugcon_file);
-        }
-    }
+    drop(guests);
     for (h, stats) in bridges {
         let _ = h.join();
         if stats.connections.load(Ordering::Relaxed) == 0 {

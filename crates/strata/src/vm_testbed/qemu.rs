@@ -50,6 +50,17 @@ pub struct Guest {
     pub process: ChildGuard,
 }
 
+impl Drop for Guest {
+    /// The debugcon file may live on tmpfs, outside the output directory:
+    /// remove it whatever way the testbed ends. Fields drop after this, so
+    /// QEMU is stopped by its guard right after.
+    fn drop(&mut self) {
+        if self.spec.debugcon_file.starts_with("/dev/shm") {
+            let _ = std::fs::remove_file(&self.spec.debugcon_file);
+        }
+    }
+}
+
 impl GuestSpec {
     /// The kernel command line: the init script reads the `strata.*` keys.
     fn append(&self) -> String {
