@@ -148,8 +148,10 @@ fn the_relay_names_a_live_vm_and_drops_it_after_qemu_exits() {
         screen.contains(&format!("{name} (tcg, 1 vCPU)")),
         "{screen}"
     );
+    // Other VMs may run on this host: take the row under this VM's header.
     let vcpu_line = screen
         .lines()
+        .skip_while(|l| !l.contains(&format!("{name} (tcg, 1 vCPU)")))
         .find(|l| l.contains("vCPU 0"))
         .unwrap_or_else(|| panic!("no vCPU row: {screen}"));
     assert!(vcpu_line.contains(&tid.to_string()), "{vcpu_line}");

@@ -7,7 +7,8 @@
 
 use std::path::Path;
 
-use strata_ftrace::format::{self, EventFormat, FieldKind};
+use strata_ftrace::encode::{pack_pages, RecordBuilder};
+use strata_ftrace::format::{self, EventFormat};
 use strata_ftrace::{Page, PageLayout};
 use strata_store::{StoreOptions, TraceWriter};
 
@@ -47,54 +48,6 @@ pub struct Gen {
     cpus: Vec<Vec<(u64, Vec<u8>)>>,
 }
 
-/// A record of one event type, filled field by field.
-struct Rec<'a> {
-    fmt: &'a EventFormat,
-    bytes: Vec<u8>,
-}
-
-impl<'a> Rec<'a> {
-    fn new(fmt: &'a EventFormat, common_pid: i32) -> Rec<'a> {
-        let mut bytes = vec![0u8; fmt.min_record_len() as usize];
-        bytes[0..2].copy_from_slice(&fmt.id.to_le_bytes());
-        bytes[4..8].copy_from_slice(&common_pid.to_le_bytes());
-        Rec { fmt, bytes }
-    }
-
-    fn int(mut self, name: &str, v: i64) -> Self {
-        let f = self
-            .fmt
-            .field(name)
-            .unwrap_or_else(|| panic!("{} has no {name}", self.fmt.name))
-            .clone();
-        let o = f.offset as usize;
-        let n = f.size as usize;
-        self.bytes[o..o + n].copy_from_slice(&v.to_le_bytes()[..n]);
-        self
-    }
-
-    /// Sets a string field, fixed (`char[16]`) or dynamic (`__data_loc`).
-    fn comm(mut self, name: &str, s: &str) -> Self {
-        let f = self.fmt.field(name).unwrap().clone();
-        let o = f.offset as usize;
-        match f.kind {
-            FieldKind::CharArray => {
-                let n = s.len().min(f.size as usize - 1);
-                self.bytes[o..o + n].copy_from_slice(&s.as_bytes()[..n]);
-            }
-            FieldKind::DataLoc { .. } => {
-                let at = self.bytes.len();
-                self.bytes.extend_from_slice(s.as_bytes());
-                self.bytes.push(0);
-                let loc = (((s.len() + 1) as u32) << 16) | at as u32;
-                self.bytes[o..o + 4].copy_from_slice(&loc.to_le_bytes());
-            }
-            k => panic!("{name} is {k:?}, not a string"),
-        }
-        self
-    }
-}
-
 /// A thread as the script names it.
 #[derive(Clone, Copy)]
 pub struct T(pub i32, pub &'static str);
@@ -126,87 +79,87 @@ impl Gen {
 
     /// `sched_switch` on `cpu` at `t`.
     pub fn switch(&mut self, cpu: usize, t: u64, prev: T, prev_state: i64, next: T) {
-        let r = Rec::new(self.fmt("sched_switch"), prev.0)
-            .comm("prev_comm", prev.1)
+        let r = RecordBuilder::new(self.fmt("sched_switch"), prev.0)
+            .str("prev_comm", prev.1)
             .int("prev_pid", prev.0 as i64)
             .int("prev_prio", 120)
             .int("prev_state", prev_state)
-            .comm("next_comm", next.1)
+            .str("next_comm", next.1)
             .int("next_pid", next.0 as i64)
             .int("next_prio", 120)
-            .bytes;
+            .finish();
         self.push(cpu, t, r);
     }
 
     /// `sched_wakeup` of `woken` by `waker`, to run on `target`.
     pub fn wakeup(&mut self, cpu: usize, t: u64, waker: i32, woken: T, target: u32) {
-        let r = Rec::new(self.fmt("sched_wakeup"), waker)
-            .comm("comm", woken.1)
+        let r = RecordBuilder::new(self.fmt("sched_wakeup"), waker)
+            .str("comm", woken.1)
             .int("pid", woken.0 as i64)
             .int("prio", 120)
             .int("target_cpu", target as i64)
-            .bytes;
+            .finish();
         self.push(cpu, t, r);
     }
 
     /// `sched_process_fork`: `parent` creates `child`.
     pub fn fork(&mut self, cpu: usize, t: u64, parent: T, child: T) {
-        let r = Rec::new(self.fmt("sched_process_fork"), parent.0)
-            .comm("parent_comm", parent.1)
+        let r = RecordBuilder::new(self.fmt("sched_process_fork"), parent.0)
+            .str("parent_comm", parent.1)
             .int("parent_pid", parent.0 as i64)
-            .comm("child_comm", child.1)
+            .str("child_comm", child.1)
             .int("child_pid", child.0 as i64)
-            .bytes;
+            .finish();
         self.push(cpu, t, r);
     }
 
     /// `sched_process_exit` of thread `t`, by itself.
     pub fn thread_exit(&mut self, cpu: usize, t: u64, th: T) {
-        let r = Rec::new(self.fmt("sched_process_exit"), th.0)
-            .comm("comm", th.1)
+        let r = RecordBuilder::new(self.fmt("sched_process_exit"), th.0)
+            .str("comm", th.1)
             .int("pid", th.0 as i64)
             .int("prio", 120)
-            .bytes;
+            .finish();
         self.push(cpu, t, r);
     }
 
     /// `kvm_entry` by vCPU thread `tid`.
     pub fn entry(&mut self, cpu: usize, t: u64, tid: i32, vcpu: u32) {
-        let r = Rec::new(self.fmt("kvm_entry"), tid)
+        let r = RecordBuilder::new(self.fmt("kvm_entry"), tid)
             .int("vcpu_id", vcpu as i64)
             .int("rip", 0xfff0)
-            .bytes;
+            .finish();
         self.push(cpu, t, r);
     }
 
     /// `kvm_exit` (VMX) by vCPU thread `tid`.
     pub fn exit(&mut self, cpu: usize, t: u64, tid: i32, vcpu: u32, reason: u32) {
-        let r = Rec::new(self.fmt("kvm_exit"), tid)
+        let r = RecordBuilder::new(self.fmt("kvm_exit"), tid)
             .int("exit_reason", reason as i64)
             .int("guest_rip", 0x1000)
             .int("isa", 1)
             .int("vcpu_id", vcpu as i64)
-            .bytes;
+            .finish();
         self.push(cpu, t, r);
     }
 
     /// `kvm_userspace_exit` by vCPU thread `tid`.
     pub fn user_exit(&mut self, cpu: usize, t: u64, tid: i32, reason: u32) {
-        let r = Rec::new(self.fmt("kvm_userspace_exit"), tid)
+        let r = RecordBuilder::new(self.fmt("kvm_userspace_exit"), tid)
             .int("reason", reason as i64)
-            .bytes;
+            .finish();
         self.push(cpu, t, r);
     }
 
     /// `kvm_pio` (a write) by vCPU thread `tid`.
     pub fn pio(&mut self, cpu: usize, t: u64, tid: i32, port: u32, val: u32) {
-        let r = Rec::new(self.fmt("kvm_pio"), tid)
+        let r = RecordBuilder::new(self.fmt("kvm_pio"), tid)
             .int("rw", 1)
             .int("port", port as i64)
             .int("size", 1)
             .int("count", 1)
             .int("val", val as i64)
-            .bytes;
+            .finish();
         self.push(cpu, t, r);
     }
 
@@ -256,7 +209,7 @@ impl Gen {
         let layout = PageLayout::default_x86_64();
         let mut n = 0;
         for (cpu, recs) in self.cpus.iter_mut().enumerate() {
-            for bytes in pages(recs, 4096) {
+            for bytes in pack_pages(recs, 4096) {
                 let page = Page::parse(&layout, &bytes).unwrap();
                 assert_eq!(w.push_page(cpu as u32, &page).unwrap(), None);
                 n += 1;
@@ -265,49 +218,4 @@ impl Gen {
         }
         n
     }
-}
-
-/// Packs records into ring-buffer sub-buffers of `size` bytes: a header
-/// (timestamp, commit), then each record behind a 4-byte header holding
-/// its length in words (type_len, 5 bits) and its time delta (27 bits), or
-/// an 8-byte one (type_len 0, then the length) when long.
-fn pages(recs: &[(u64, Vec<u8>)], size: usize) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    let mut data: Vec<u8> = Vec::new();
-    let (mut first, mut prev) = (0u64, 0u64);
-    for (ts, rec) in recs {
-        let len = rec.len().div_ceil(4) * 4;
-        let header = if len <= 28 * 4 { 4 } else { 8 };
-        let full = data.len() + header + len > size - 16;
-        if !data.is_empty() && (full || ts - prev >= 1 << 27) {
-            out.push(seal(first, &data, size));
-            data.clear();
-        }
-        if data.is_empty() {
-            first = *ts;
-            prev = *ts;
-        }
-        let delta = ((ts - prev) as u32) << 5;
-        prev = *ts;
-        if header == 4 {
-            data.extend_from_slice(&((len / 4) as u32 | delta).to_le_bytes());
-        } else {
-            data.extend_from_slice(&delta.to_le_bytes());
-            data.extend_from_slice(&((len + 4) as u32).to_le_bytes());
-        }
-        data.extend_from_slice(rec);
-        data.resize(data.len() + len - rec.len(), 0);
-    }
-    if !data.is_empty() {
-        out.push(seal(first, &data, size));
-    }
-    out
-}
-
-fn seal(first_ts: u64, data: &[u8], size: usize) -> Vec<u8> {
-    let mut p = first_ts.to_le_bytes().to_vec();
-    p.extend_from_slice(&(data.len() as u64).to_le_bytes());
-    p.extend_from_slice(data);
-    p.resize(size, 0);
-    p
 }
