@@ -18,12 +18,13 @@
 //! one simulated host costs in the relay benchmarks).
 //!
 //! `--flight` adds the same agent in flight-recorder mode (pages kept in
-//! memory, nothing shipped) beside the streaming one.
+//! memory, nothing shipped) beside the streaming one, and in flight mode
+//! with its light live feed (`sched,syscalls` streamed, 20 ms flush).
 //!
 //! Run as root: `cargo bench -p strata-agent --bench agent_overhead [-- ROUNDS CALLS] [--flight]`
 
 use std::io::Read;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,16 +33,11 @@ use strata_agent::{AgentConfig, LiveOptions, SourceConfig};
 use strata_core::HostInfo;
 use strata_wire::{Compression, LossCause};
 
-const BUFFER: u64 = 8 << 20;
-const TC_INSTANCE: &str = "/sys/kernel/tracing/instances/agentbench";
+#[path = "../../strata/benches/support/overhead.rs"]
+mod overhead;
+use overhead::{median, trace_cmd, wait_cpu, workload, Run};
 
-#[derive(Debug, Default, Clone, Copy)]
-struct Run {
-    cpu_s: f64,
-    events: u64,
-    lost: u64,
-    workload_s: f64,
-}
+const BUFFER: u64 = 8 << 20;
 
 static STOP: AtomicBool = AtomicBool::new(false);
 
@@ -85,8 +81,11 @@ fn child_replay(addr: &str, trace: &str, loops: u32) {
 /// The child: one agent streaming this host to `addr` until SIGINT.
 fn child_agent(addr: &str, compression: &str, events: &str) {
     let stop = install_stop();
-    // "flight": flight-recorder mode, nothing shipped.
-    let flight = (compression == "flight").then(strata_agent::FlightOptions::default);
+    // "flight": flight-recorder mode, nothing shipped; "flight-feed": the
+    // same with the light live feed a `--mode flight` agent streams.
+    let feed = compression == "flight-feed";
+    let flight = (compression == "flight" || feed).then(strata_agent::FlightOptions::default);
+    let compression = if feed { "lz4" } else { compression };
     let compression: Compression = compression.parse().unwrap_or_default();
     let mut c = AgentConfig::new(
         addr,
@@ -107,6 +106,17 @@ fn child_agent(addr: &str, compression: &str, events: &str) {
         statedump: false,
         compression,
         flight,
+        live_events: feed.then(|| {
+            strata_agent::feed::DEFAULT_FEED
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
+        }),
+        flush_interval: if feed {
+            Duration::from_millis(20)
+        } else {
+            LiveOptions::default().flush_interval
+        },
         ..LiveOptions::default()
     });
     if let Err(e) = strata_agent::run(c, source, stop) {
@@ -163,7 +173,13 @@ fn main() {
             let run = match i {
                 0 => agent(&relay, "lz4", calls),
                 1 => agent(&relay, "none", calls),
-                _ => trace_cmd(&dir.path().join(format!("r{round}.dat")), calls, i == 3),
+                _ => trace_cmd(
+                    "agentbench",
+                    BUFFER / 1024,
+                    &dir.path().join(format!("r{round}.dat")),
+                    calls,
+                    i == 3,
+                ),
             };
             println!(
                 "round {round}: {name}: {:.3} CPU s, {} events, {} lost",
@@ -209,6 +225,16 @@ fn main() {
         let cpu = median(runs.iter().map(|r| r.cpu_s).collect());
         println!(
             "\nflight mode (30 s / 64 MiB ring, nothing shipped), same workload: {cpu:.3} CPU s (median of {rounds}), {} events shipped; streaming (lz4): {live:.3} CPU s; ratio {:.2}; slowdown {:.2}x",
+            runs.iter().map(|r| r.events).sum::<u64>(),
+            cpu / live.max(1e-9),
+            median(runs.iter().map(|r| r.workload_s).collect()) / baseline
+        );
+        let runs: Vec<Run> = (0..rounds)
+            .map(|_| agent(&relay, "flight-feed", calls))
+            .collect();
+        let cpu = median(runs.iter().map(|r| r.cpu_s).collect());
+        println!(
+            "flight mode with its live feed (sched,syscalls, lz4, 20 ms flush), same workload: {cpu:.3} CPU s (median of {rounds}), {} events shipped; streaming (lz4): {live:.3} CPU s; ratio {:.2}; slowdown {:.2}x",
             runs.iter().map(|r| r.events).sum::<u64>(),
             cpu / live.max(1e-9),
             median(runs.iter().map(|r| r.workload_s).collect()) / baseline
@@ -292,45 +318,6 @@ fn replay(relay: &TestRelay) {
     );
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v.get(v.len() / 2).copied().unwrap_or(0.0)
-}
-
-/// The workload in a forked child; returns its wall time.
-fn workload(calls: u64) -> f64 {
-    let start = Instant::now();
-    // SAFETY: the child makes raw system calls only and leaves with _exit.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork failed");
-    if pid == 0 {
-        unsafe {
-            for _ in 0..calls {
-                libc::syscall(libc::SYS_getppid);
-            }
-            libc::_exit(0);
-        }
-    }
-    let mut status = 0;
-    // SAFETY: our own child.
-    unsafe { libc::waitpid(pid, &mut status, 0) };
-    start.elapsed().as_secs_f64()
-}
-
-fn children_cpu() -> f64 {
-    // SAFETY: rusage is plain data that getrusage fills.
-    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut u) };
-    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
-    t(u.ru_utime) + t(u.ru_stime)
-}
-
-fn wait_cpu(child: &mut Child) -> f64 {
-    let before = children_cpu();
-    let _ = child.wait();
-    children_cpu() - before
-}
-
 fn agent(relay: &TestRelay, compression: &str, calls: u64) -> Run {
     let before: std::collections::HashSet<u64> = relay
         .shared
@@ -389,78 +376,6 @@ fn agent(relay: &TestRelay, compression: &str, calls: u64) -> Run {
             .filter(|l| l.cause == LossCause::KernelBuffer)
             .map(|l| l.events)
             .sum(),
-        workload_s,
-    }
-}
-
-fn trace_cmd(file: &std::path::Path, calls: u64, uncompressed: bool) -> Run {
-    let mut cmd = Command::new("trace-cmd");
-    cmd.args([
-        "record",
-        "-d",
-        "--no-filter",
-        "-B",
-        "agentbench",
-        "-C",
-        "mono",
-    ])
-    .args([
-        "-b",
-        &(BUFFER / 1024).to_string(),
-        "-e",
-        "raw_syscalls",
-        "-e",
-        "sched:sched_switch",
-    ]);
-    if uncompressed {
-        cmd.args(["--compression", "none"]);
-    }
-    let mut child = cmd
-        .arg("-o")
-        .arg(file)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("trace-cmd runs");
-    // Ready when its instance traces (its own stdout is block-buffered).
-    let on = format!("{TC_INSTANCE}/tracing_on");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while std::fs::read_to_string(&on).map_or(true, |s| s.trim() != "1") {
-        assert!(Instant::now() < deadline, "trace-cmd did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    std::thread::sleep(Duration::from_millis(500));
-    let workload_s = workload(calls);
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let cpu_s = wait_cpu(&mut child);
-    // trace-cmd cannot clean up its instance on this locked-down kernel.
-    let _ = std::fs::remove_dir(TC_INSTANCE);
-    let report = |extra: &[&str]| -> String {
-        Command::new("trace-cmd")
-            .args(["report", "-i"])
-            .arg(file)
-            .args(extra)
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default()
-    };
-    let events = report(&[])
-        .lines()
-        .filter(|l| l.contains(": sys_") || l.contains(": sched_switch:"))
-        .count() as u64;
-    let stats = report(&["--stat"]);
-    let sum = |key: &str| -> u64 {
-        stats
-            .lines()
-            .filter_map(|l| l.trim().strip_prefix(key)?.trim().parse::<u64>().ok())
-            .sum()
-    };
-    let _ = std::fs::remove_file(file);
-    Run {
-        cpu_s,
-        events,
-        lost: sum("overrun:") + sum("commit overrun:") + sum("dropped events:"),
         workload_s,
     }
 }

@@ -12,6 +12,7 @@
 #![warn(missing_docs)]
 
 pub mod error;
+pub mod feed;
 pub mod flight;
 pub mod link;
 pub mod live;

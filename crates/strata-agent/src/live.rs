@@ -7,6 +7,7 @@
 //! are read from each CPU's `stats` and reported as exact increments.
 
 use crate::error::AgentError;
+use crate::feed::{Feed, FeedBuffers};
 use crate::flight::{page_span, send_snapshot, FlightOptions, FlightRing, SnapshotData};
 use crate::metadata::MetadataState;
 use crate::outbox::Outbox;
@@ -22,13 +23,16 @@ use strata_ftrace::clock_offset::clock_offset_to_realtime;
 use strata_ftrace::{CpuReaders, Instance, Missed, Page, PageLayout, Tracefs};
 use strata_wire::{
     Clock, Compression, Control, ControlCommand, ControlResult, FormatPurpose, FormatText,
-    LossCause, Message, PageBatch, Statedump, ThreadRow,
+    LossCause, Message, PageBatch, Statedump, ThreadRow, VmHints,
 };
 
 /// Rows per state dump frame.
 const STATEDUMP_ROWS: usize = 8192;
 /// Snapshots a flight-mode agent holds at once.
 const MAX_PENDING_SNAPSHOTS: usize = 4;
+/// With a live feed, the flight ring reads its buffers at most this often:
+/// nobody waits for those pages, and fewer, fuller pages cost less.
+const RING_FLUSH: Duration = Duration::from_millis(100);
 
 /// The event spec that records `trace_marker` writes (`ftrace/print`).
 pub const MARKER_EVENT: &str = "ftrace:print";
@@ -62,6 +66,16 @@ pub struct LiveOptions {
     /// Flight-recorder mode: keep a recent window in memory, kernel
     /// buffers in overwrite mode, and send only snapshots.
     pub flight: Option<FlightOptions>,
+    /// Flight mode: event specs streamed live meanwhile, from a second
+    /// tracefs instance (`None`: nothing streams until a snapshot). See
+    /// [`crate::feed`].
+    pub live_events: Option<Vec<String>>,
+    /// Reads the VMs this host runs (QEMU names, UUIDs, vCPU threads);
+    /// called at the start and every `vm_hints_interval`, and sent when
+    /// the answer changes. `None`: no VM hints.
+    pub vm_hints: Option<fn() -> VmHints>,
+    /// How often `vm_hints` is called.
+    pub vm_hints_interval: Duration,
 }
 
 impl Default for LiveOptions {
@@ -78,6 +92,9 @@ impl Default for LiveOptions {
             compression: Compression::None,
             count_events: false,
             flight: None,
+            live_events: None,
+            vm_hints: None,
+            vm_hints_interval: Duration::from_secs(2),
         }
     }
 }
@@ -122,6 +139,11 @@ pub struct LiveSource {
     offset_ns: i64,
     /// How snapshots reach the relay (flight mode).
     snapshot_link: Option<SenderConfig>,
+    /// Flight mode with a live feed: the instance whose events stream.
+    feed: Option<Feed>,
+    /// Flight mode with a live feed: the metadata of the flight instance,
+    /// which snapshots carry (the shared one describes the feed).
+    flight_meta: Option<MetadataState>,
 }
 
 /// A snapshot asked for and not yet sent: its window, trace clock.
@@ -279,7 +301,34 @@ impl LiveSource {
         let cpus = instance.online_cpus()?;
         let readers = CpuReaders::open(&instance, &cpus)?;
         let layout = *readers.layout();
-        metadata.cpus = cpus;
+        metadata.cpus = cpus.clone();
+        let mut feed = None;
+        let mut flight_meta = None;
+        if let (Some(_), Some(specs)) = (&opts.flight, &opts.live_events) {
+            let sizes = FeedBuffers {
+                subbuf_kb,
+                // Streamed as it comes: a quarter of the ring's buffer is
+                // plenty for a few event groups.
+                buffer_kb: (kb / 4).max(subbuf_kb * 8),
+            };
+            let f = Feed::setup(
+                &tracefs,
+                specs,
+                &available,
+                &opts.clock,
+                sizes,
+                &cpus,
+                &layout,
+            )?;
+            flight_meta = Some(metadata.clone());
+            metadata.recorded.clear();
+            metadata.argument_names.clear();
+            metadata.add_recorded(format_texts(&f.instance, &f.selected)?);
+            if f.selected.iter().any(|(s, _)| s == "raw_syscalls") {
+                metadata.argument_names = syscall_argument_formats(&f.instance, &available);
+            }
+            feed = Some(f);
+        }
         Ok(LiveSource {
             opts,
             instance,
@@ -289,6 +338,8 @@ impl LiveSource {
             layout,
             offset_ns,
             snapshot_link: None,
+            feed,
+            flight_meta,
         })
     }
 
@@ -370,7 +421,8 @@ impl LiveSource {
             instance: self.instance.name().to_string(),
             ..LiveReport::default()
         };
-        if self.opts.statedump && self.opts.flight.is_none() {
+        let streams = self.opts.flight.is_none() || self.feed.is_some();
+        if self.opts.statedump && streams {
             let threads = strata_store::statedump::collect(Path::new("/proc"));
             report.statedump_threads = threads.len();
             let ts = self.clock_now();
@@ -394,9 +446,21 @@ impl LiveSource {
         let mut batches: Vec<PageBatch> = (0..=max_cpu as u32).map(PageBatch::new).collect();
         let mut kernel_reported = vec![0u64; max_cpu + 1];
         self.instance.set_tracing_on(true)?;
+        if let Some(f) = &self.feed {
+            f.instance.set_tracing_on(true)?;
+        }
         let mut tracing = true;
         let mut next_flush = Instant::now() + self.opts.flush_interval;
+        // Without a feed the ring (or the live stream) is read on the
+        // flush timer itself.
+        let ring_every = if self.feed.is_some() {
+            self.opts.flush_interval.max(RING_FLUSH)
+        } else {
+            self.opts.flush_interval
+        };
+        let mut next_ring = Instant::now() + ring_every;
         let mut next_stats = Instant::now() + self.opts.stats_interval;
+        let mut next_hints = Instant::now();
         let layout = self.layout;
         let batch_bytes = self.opts.batch_bytes;
         let compression = self.opts.compression;
@@ -444,25 +508,58 @@ impl LiveSource {
                 outbox.push_unsequenced(frame);
             }
             let now = Instant::now();
-            let wait = next_flush.saturating_duration_since(now);
-            let mut sink = |cpu: u32, page: &[u8]| sink_state.take(cpu, page);
-            if let Err(e) = self.readers.pump(wait, &mut sink) {
+            let pumped = match self.feed.as_mut() {
+                // The feed is what the relay's rules wait for: the loop
+                // sleeps on it, and looks at the ring's buffers without
+                // waiting.
+                Some(feed) => {
+                    let wait = next_flush.min(next_ring).saturating_duration_since(now);
+                    let mut stream = |cpu: u32, page: &[u8]| sink_state.stream(cpu, page);
+                    feed.readers.pump(wait, &mut stream).and_then(|_| {
+                        let mut hold = |cpu: u32, page: &[u8]| sink_state.take(cpu, page);
+                        self.readers.pump(Duration::ZERO, &mut hold)
+                    })
+                }
+                None => {
+                    let wait = next_ring.saturating_duration_since(now);
+                    let mut sink = |cpu: u32, page: &[u8]| sink_state.take(cpu, page);
+                    self.readers.pump(wait, &mut sink)
+                }
+            };
+            if let Err(e) = pumped {
                 failure = Some(AgentError::Capture(e.to_string()));
                 break;
             }
-            if Instant::now() >= next_flush {
+            if let Some(feed) = self.feed.as_mut() {
+                if Instant::now() >= next_flush {
+                    let mut stream = |cpu: u32, page: &[u8]| sink_state.stream(cpu, page);
+                    if let Err(e) = feed.readers.flush(&mut stream) {
+                        failure = Some(AgentError::Capture(e.to_string()));
+                        break;
+                    }
+                    sink_state.seal_all()?;
+                    next_flush = Instant::now() + self.opts.flush_interval;
+                }
+            }
+            if Instant::now() >= next_ring {
                 let mut sink = |cpu: u32, page: &[u8]| sink_state.take(cpu, page);
                 if let Err(e) = self.readers.flush(&mut sink) {
                     failure = Some(AgentError::Capture(e.to_string()));
                     break;
                 }
                 sink_state.seal_all()?;
-                next_flush = Instant::now() + self.opts.flush_interval;
+                next_ring = Instant::now() + ring_every;
                 if sink_state.flight.is_some() {
                     self.flight_tick(&mut sink_state, &mut pending, metadata, outbox);
                 }
             }
-            if sink_state.flight.is_none() && Instant::now() >= next_stats {
+            if streams && Instant::now() >= next_hints {
+                if let Some(read) = self.opts.vm_hints {
+                    send_vm_hints(read(), metadata, outbox)?;
+                }
+                next_hints = Instant::now() + self.opts.vm_hints_interval;
+            }
+            if streams && Instant::now() >= next_stats {
                 report.kernel_lost +=
                     self.report_kernel_losses(&cpus, &mut kernel_reported, outbox);
                 outbox.flush_losses()?;
@@ -470,9 +567,18 @@ impl LiveSource {
             }
         }
         let _ = self.instance.set_tracing_on(false);
+        if let Some(f) = &self.feed {
+            let _ = f.instance.set_tracing_on(false);
+        }
         if failure.is_none() {
             let mut sink = |cpu: u32, page: &[u8]| sink_state.take(cpu, page);
             if let Err(e) = self.readers.drain(&mut sink) {
+                failure = Some(AgentError::Capture(e.to_string()));
+            }
+        }
+        if let (None, Some(feed)) = (&failure, self.feed.as_mut()) {
+            let mut stream = |cpu: u32, page: &[u8]| sink_state.stream(cpu, page);
+            if let Err(e) = feed.readers.drain(&mut stream) {
                 failure = Some(AgentError::Capture(e.to_string()));
             }
         }
@@ -482,9 +588,10 @@ impl LiveSource {
         report.corrupt_pages = sink_state.corrupt;
         report.events_sent = sink_state.events;
         report.kernel_lost += self.report_kernel_losses(&cpus, &mut kernel_reported, outbox);
+        let streamed = self.feed.as_ref().map_or(&self.readers, |f| &f.readers);
         report.kernel_read_events = cpus
             .iter()
-            .filter_map(|&c| self.readers.cpu_stats(c).ok())
+            .filter_map(|&c| streamed.cpu_stats(c).ok())
             .map(|s| s.read_events)
             .sum();
         report.events = self.selected.clone();
@@ -548,7 +655,10 @@ impl LiveSource {
                 fail("this agent has no relay link for snapshots".into());
                 continue;
             };
-            let meta = metadata.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            let meta = match &self.flight_meta {
+                Some(m) => m.clone(),
+                None => metadata.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            };
             let layout = self.layout;
             let main = outbox.clone();
             let spawned = std::thread::Builder::new()
@@ -560,10 +670,13 @@ impl LiveSource {
         }
     }
 
+    /// Reports what the kernel lost in the buffers that stream (the
+    /// feed's, in flight mode) since the last call.
     fn report_kernel_losses(&self, cpus: &[u32], reported: &mut [u64], outbox: &Outbox) -> u64 {
+        let readers = self.feed.as_ref().map_or(&self.readers, |f| &f.readers);
         let mut new = 0;
         for &cpu in cpus {
-            let Ok(stats) = self.readers.cpu_stats(cpu) else {
+            let Ok(stats) = readers.cpu_stats(cpu) else {
                 continue;
             };
             let Some(r) = reported.get_mut(cpu as usize) else {
@@ -590,6 +703,9 @@ impl LiveSource {
         match cmd {
             ControlCommand::Start => {
                 self.instance.set_tracing_on(true)?;
+                if let Some(f) = &self.feed {
+                    f.instance.set_tracing_on(true)?;
+                }
                 *tracing = true;
                 Ok("tracing".into())
             }
@@ -600,6 +716,13 @@ impl LiveSource {
                 self.readers
                     .flush(&mut s)
                     .map_err(|e| AgentError::Capture(e.to_string()))?;
+                if let Some(f) = self.feed.as_mut() {
+                    f.instance.set_tracing_on(false)?;
+                    let mut s = |cpu: u32, page: &[u8]| sink.stream(cpu, page);
+                    f.readers
+                        .flush(&mut s)
+                        .map_err(|e| AgentError::Capture(e.to_string()))?;
+                }
                 sink.seal_all()?;
                 Ok("stopped; the connection stays up".into())
             }
@@ -607,15 +730,26 @@ impl LiveSource {
                 "snapshots are not implemented by this agent yet".into(),
             )),
             ControlCommand::SetEvents(specs) => {
+                // In flight mode with a feed, the relay's changes are about
+                // what streams; the ring keeps the events it started with.
+                let (instance, selected) = match self.feed.as_mut() {
+                    Some(f) => (&f.instance, &mut f.selected),
+                    None => (&self.instance, &mut self.selected),
+                };
                 let wanted = strata_ftrace::resolve_events(specs, &self.available)?;
-                let old: BTreeSet<_> = self.selected.iter().cloned().collect();
+                let old: BTreeSet<_> = selected.iter().cloned().collect();
                 let new: BTreeSet<_> = wanted.iter().cloned().collect();
                 let added: Vec<_> = new.difference(&old).cloned().collect();
                 let removed: Vec<_> = old.difference(&new).cloned().collect();
+                if added.is_empty() && removed.is_empty() {
+                    // Nothing to change: no new metadata, so the relay
+                    // keeps writing the same trace.
+                    return Ok(format!("unchanged: tracing {} events", selected.len()));
+                }
                 // Formats go out before any page that can hold the new
                 // events: they are queued ahead of every frame not yet
                 // pushed, and the events are enabled only afterwards.
-                let texts = format_texts(&self.instance, &added)?;
+                let texts = format_texts(instance, &added)?;
                 // Syscall argument names come with raw_syscalls, as at start.
                 let wants_names = wanted.iter().any(|(s, _)| s == "raw_syscalls");
                 let names = {
@@ -623,7 +757,7 @@ impl LiveSource {
                     wants_names && m.argument_names.is_empty()
                 };
                 let names = if names {
-                    syscall_argument_formats(&self.instance, &self.available)
+                    syscall_argument_formats(instance, &self.available)
                 } else {
                     Vec::new()
                 };
@@ -652,15 +786,15 @@ impl LiveSource {
                 };
                 outbox.push_unsequenced(frames);
                 for (s, n) in &added {
-                    self.instance.enable_event(s, n)?;
+                    instance.enable_event(s, n)?;
                 }
                 for (s, n) in &removed {
-                    self.instance.disable_event(s, n)?;
+                    instance.disable_event(s, n)?;
                 }
-                self.selected = wanted;
+                *selected = wanted;
                 Ok(format!(
                     "now tracing {} events ({} added, {} removed)",
-                    self.selected.len(),
+                    selected.len(),
                     added.len(),
                     removed.len()
                 ))
@@ -685,6 +819,8 @@ struct SinkState<'a> {
 }
 
 impl SinkState<'_> {
+    /// A page of the main instance: into the flight ring in flight mode,
+    /// else streamed.
     fn take(&mut self, cpu: u32, bytes: &[u8]) -> Result<(), AgentError> {
         if let Some(ring) = self.flight.as_mut() {
             if let Some((first, last)) = page_span(self.layout, bytes) {
@@ -697,6 +833,11 @@ impl SinkState<'_> {
             }
             return Ok(());
         }
+        self.stream(cpu, bytes)
+    }
+
+    /// A page to send to the relay now (batched per CPU).
+    fn stream(&mut self, cpu: u32, bytes: &[u8]) -> Result<(), AgentError> {
         let keep = match Page::parse(self.layout, bytes) {
             Ok(p) => {
                 self.data_bytes += p.data_len() as u64;
@@ -747,4 +888,23 @@ impl SinkState<'_> {
         }
         Ok(())
     }
+}
+
+/// Sends `hints` when they differ from the last ones sent, and keeps them
+/// in the metadata so every later connection starts with them.
+fn send_vm_hints(
+    hints: VmHints,
+    metadata: &Arc<Mutex<MetadataState>>,
+    outbox: &Outbox,
+) -> Result<(), AgentError> {
+    {
+        let mut m = metadata.lock().unwrap_or_else(|p| p.into_inner());
+        if m.vm_hints.as_ref() == Some(&hints) {
+            return Ok(());
+        }
+        m.vm_hints = Some(hints.clone());
+    }
+    let frame = Message::VmHints(hints).encode(0, Compression::None)?;
+    outbox.push_unsequenced(frame);
+    Ok(())
 }

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use strata_wire::{
     Clock, Compression, CtfMetadata, FormatPurpose, FormatText, Formats, Message, MetadataDone,
-    PageLayout, WireError,
+    PageLayout, VmHints, WireError,
 };
 
 /// Formats are sent in messages of about this many bytes, well under any
@@ -30,6 +30,8 @@ pub struct MetadataState {
     pub generation: u32,
     /// CPUs (live) or stream instances (replay) that stream.
     pub cpus: Vec<u32>,
+    /// The VMs the host runs, as last sent (live, when asked).
+    pub vm_hints: Option<VmHints>,
 }
 
 impl MetadataState {
@@ -73,6 +75,9 @@ impl MetadataState {
             compression,
             &mut out,
         )?;
+        if let Some(h) = &self.vm_hints {
+            Message::VmHints(h.clone()).encode_into(0, compression, &mut scratch, &mut out)?;
+        }
         self.done_frame(&mut out)?;
         Ok(out)
     }

@@ -3,6 +3,9 @@
 //! CA refused with a clear error, a wrong token refused, loops and
 //! compression.
 
+#[path = "../../../tests-support/shared_traces.rs"]
+mod shared_traces;
+use shared_traces::shared_trace;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -16,18 +19,7 @@ use strata_wire::{Compression, RefuseCode};
 const MANY_THREADS_EVENTS: u64 = 240_644;
 
 fn trace() -> Option<PathBuf> {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let found = [
-        manifest.join("../../../shared/traces"),
-        PathBuf::from("/work/shared/traces"),
-    ]
-    .into_iter()
-    .map(|p| p.join("tc-many-threads"))
-    .find(|p| p.join("metadata").is_file());
-    if found.is_none() {
-        println!("SKIP: shared traces not found beside the repository");
-    }
-    found
+    shared_trace("agent net tests", "tc-many-threads")
 }
 
 fn config(relay: &TestRelay, security: Security, token: &str) -> AgentConfig {

@@ -2,23 +2,15 @@
 //! bytes and truncated stream files of a real LTTng trace, and random text
 //! through the TSDL clock rewriter.
 
+#[path = "../../../tests-support/shared_traces.rs"]
+mod shared_traces;
 use proptest::prelude::*;
+use shared_traces::shared_trace;
 use std::path::{Path, PathBuf};
 use strata_agent::replay::{check_trace, shift_clock_offsets};
 
 fn rotation_trace() -> Option<PathBuf> {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let found = [
-        manifest.join("../../../shared/traces"),
-        PathBuf::from("/work/shared/traces"),
-    ]
-    .into_iter()
-    .map(|p| p.join("bt-lttng-tracefile-rotation/kernel"))
-    .find(|p| p.join("metadata").is_file());
-    if found.is_none() {
-        println!("SKIP: shared traces not found beside the repository");
-    }
-    found
+    shared_trace("replay bad input", "bt-lttng-tracefile-rotation/kernel")
 }
 
 fn copy_dir(from: &Path, to: &Path) {

@@ -17,6 +17,9 @@
 //! from CPU times, since other work on this 2-core machine makes wall
 //! times mostly a measure of waiting for a core.
 
+#[path = "../../../tests-support/shared_traces.rs"]
+mod shared_traces;
+use shared_traces::shared_traces;
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -29,13 +32,7 @@ use strata_ctf::read::{OpenOptions, TraceSet};
 const PEER: &str = "/opt/la/bin";
 
 fn traces() -> Option<PathBuf> {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    [
-        manifest.join("../../../shared/traces"),
-        PathBuf::from("/work/shared/traces"),
-    ]
-    .into_iter()
-    .find(|p| p.join("tc-many-threads/metadata").is_file())
+    shared_traces("analyze bench")
 }
 
 fn selection(mode: &str) -> Selection {

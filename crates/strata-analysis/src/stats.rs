@@ -116,10 +116,15 @@ pub struct StatsSummary {
 pub const HIST_SIGFIG: u8 = 2;
 
 /// A latency histogram: HDR, 2 significant digits, growing to the largest
-/// value seen (a few KiB for microsecond-to-second latencies).
+/// value seen (a few KiB for microsecond-to-second latencies). The exact
+/// smallest and largest values are kept beside it, so that a percentile,
+/// which HDR gives as its bucket's upper end, never reads above the maximum
+/// (a single 50.1 ms call must not have a p99 of 50.3 ms).
 #[derive(Debug, Clone)]
 pub struct Hist {
     h: Histogram<u64>,
+    min: u64,
+    max: u64,
 }
 
 impl Default for Hist {
@@ -133,19 +138,28 @@ impl Hist {
     pub fn new() -> Hist {
         let mut h = Histogram::new(HIST_SIGFIG).expect("2 significant digits is a valid precision");
         h.auto(true);
-        Hist { h }
+        Hist {
+            h,
+            min: u64::MAX,
+            max: 0,
+        }
     }
 
     /// Records one duration (ns); zero and negative values count as 1 ns.
     #[inline]
     pub fn add(&mut self, v: i64) {
+        let v = v.max(1) as u64;
         // Recording only fails past u64::MAX / 2, which a positive i64 never reaches.
-        let _ = self.h.record(v.max(1) as u64);
+        let _ = self.h.record(v);
+        self.min = self.min.min(v);
+        self.max = self.max.max(v);
     }
 
     /// Adds another histogram's counts.
     pub fn merge(&mut self, o: &Hist) {
         let _ = self.h.add(&o.h);
+        self.min = self.min.min(o.min);
+        self.max = self.max.max(o.max);
     }
 
     /// Number of values recorded.
@@ -160,7 +174,10 @@ impl Hist {
 
     /// The value at percentile `p` (0..=100), ns.
     pub fn percentile(&self, p: f64) -> u64 {
-        self.h.value_at_percentile(p)
+        if self.is_empty() {
+            return 0;
+        }
+        self.h.value_at_percentile(p).clamp(self.min, self.max)
     }
 
     /// The usual percentiles, `None` when empty.
@@ -282,5 +299,22 @@ mod tests {
         let buckets = h.log2_buckets();
         assert_eq!(buckets.iter().map(|b| b.count).sum::<u64>(), 100_000);
         assert!(buckets.windows(2).all(|w| w[1].le_ns == w[0].le_ns * 2));
+    }
+
+    #[test]
+    fn percentiles_stay_within_the_values_seen() {
+        let mut one = Hist::new();
+        one.add(50_109_888);
+        let p = one.percentiles().unwrap();
+        assert_eq!(
+            (p.p50_ns, p.p99_ns, p.p999_ns),
+            (50_109_888, 50_109_888, 50_109_888)
+        );
+        let mut two = Hist::new();
+        two.add(1_000);
+        two.merge(&one);
+        assert_eq!(two.percentile(99.9), 50_109_888);
+        assert_eq!(two.percentile(0.0), 1_000);
+        assert_eq!(Hist::new().percentile(50.0), 0);
     }
 }

@@ -3,6 +3,9 @@
 //! In `skip_corrupt` mode reading never fails either: bad packets are
 //! skipped and counted.
 
+#[path = "../../../tests-support/shared_traces.rs"]
+mod shared_traces;
+use shared_traces::shared_traces;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -10,13 +13,7 @@ use proptest::prelude::*;
 use strata_ctf::read::{tsdl, OpenOptions, TraceSet};
 
 fn traces() -> Option<PathBuf> {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    [
-        manifest.join("../../../shared/traces"),
-        PathBuf::from("/work/shared/traces"),
-    ]
-    .into_iter()
-    .find(|p| p.join("tc-many-threads/metadata").is_file())
+    shared_traces("read_proptest")
 }
 
 /// A trace loaded in memory: metadata and stream files (name, bytes).

@@ -3,26 +3,17 @@
 //! value, plus the typed accessors on a sample of fields, and babeltrace's
 //! own golden output for the tracefile-rotation trace.
 
+#[path = "../../../tests-support/shared_traces.rs"]
+mod shared_traces;
+use shared_traces::shared_traces;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use strata_ctf::read::{text, Event, OpenOptions, TraceSet, Value};
 
-/// The shared traces: beside the repository in CI, or the workspace copy.
 fn traces() -> Option<PathBuf> {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let candidates = [
-        manifest.join("../../../shared/traces"),
-        PathBuf::from("/work/shared/traces"),
-    ];
-    let found = candidates
-        .into_iter()
-        .find(|p| p.join("tc-many-threads/metadata").is_file());
-    if found.is_none() {
-        println!("shared traces not found beside the repository: skipping");
-    }
-    found
+    shared_traces("read_real_traces")
 }
 
 fn has_babeltrace2() -> bool {

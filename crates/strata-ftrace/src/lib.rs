@@ -3,6 +3,7 @@
 //!
 //! - [`format`](mod@format), [`header`], [`page`] and [`select`] are pure: they take bytes
 //!   and text and do no I/O, so they can be tested and fuzzed on their own.
+//!   [`encode`] is the page decoder in reverse, for making exact test inputs.
 //! - [`tracefs`] controls a private [`Instance`]; [`capture`] reads its
 //!   per-CPU `trace_pipe_raw` files; [`clock_offset`] ties trace clocks to
 //!   Unix time.
@@ -18,6 +19,7 @@
 
 pub mod capture;
 pub mod clock_offset;
+pub mod encode;
 pub mod format;
 pub mod header;
 pub mod page;

@@ -1,11 +1,15 @@
 //! Control of tracefs: finding or mounting it, and private trace instances.
 //!
-//! Strata records into its own instance (`instances/strata-<pid>-<n>[-purpose]`)
-//! and never writes to the top-level buffer or to another tool's instance. The
-//! instance is torn down on drop: tracing off, events off, then `rmdir`, which
-//! the kernel refuses with EBUSY while a reader still holds one of its files.
-//! Instances left by a killed process are found by the pid in their name and
-//! removed by [`Instance::cleanup_stale`].
+//! Strata records into its own instance
+//! (`instances/strata-<pid>-<n>-ns<pidns>[-purpose]`) and never writes to the
+//! top-level buffer or to another tool's instance. The instance is torn down
+//! on drop: tracing off, events off, then `rmdir`, which the kernel refuses
+//! with EBUSY while a reader still holds one of its files. Instances left by a
+//! killed process are found by the pid in their name and removed by
+//! [`Instance::cleanup_stale`]. The name carries the creator's PID namespace
+//! because containers on one host share one tracefs: a pid is only
+//! meaningful inside its own namespace, so an instance made in another one is
+//! never judged, whatever its pid looks like here.
 
 use crate::format::{self, EventFormat};
 use crate::header::{self, PageLayout};
@@ -427,7 +431,11 @@ impl Instance {
             .take(32)
             .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
             .collect();
-        let mut name = format!("{INSTANCE_PREFIX}{}-{n}", std::process::id());
+        let mut name = format!(
+            "{INSTANCE_PREFIX}{}-{n}-ns{}",
+            std::process::id(),
+            pid_namespace()
+        );
         if !label.is_empty() {
             name.push('-');
             name.push_str(&label);
@@ -442,11 +450,14 @@ impl Instance {
     /// named by Strata, are never touched.
     pub fn cleanup_stale(tracefs: &Tracefs) -> Result<Vec<String>, TracefsError> {
         let mut removed = Vec::new();
+        let ours = pid_namespace();
         for name in tracefs.instance_names()? {
-            let Some(pid) = owner_pid(&name) else {
+            let Some(InstanceOwner { pid, pid_ns }) = instance_owner(&name) else {
                 continue;
             };
-            if pid == std::process::id() || process_exists(pid) {
+            // Another namespace's pid says nothing here, and a name without
+            // one (an older Strata) cannot be proven dead: leave both.
+            if pid_ns != Some(ours) || pid == std::process::id() || process_exists(pid) {
                 continue;
             }
             let path = tracefs.root.join("instances").join(&name);
@@ -675,14 +686,35 @@ fn remove_dir_patiently(path: &Path) -> Result<(), TracefsError> {
     }
 }
 
-/// The owner pid in a Strata instance name, `None` for names not ours.
-pub fn owner_pid(name: &str) -> Option<u32> {
+/// Who made a Strata instance, from its name; `None` for names not ours.
+pub fn instance_owner(name: &str) -> Option<InstanceOwner> {
     let rest = name.strip_prefix(INSTANCE_PREFIX)?;
     let mut parts = rest.splitn(3, '-');
     let pid = parts.next()?.parse::<u32>().ok()?;
     // The counter must be there too, so `strata-123` alone is not ours.
     parts.next()?.parse::<u32>().ok()?;
-    Some(pid)
+    let pid_ns = parts
+        .next()
+        .and_then(|tail| tail.split('-').next())
+        .and_then(|t| t.strip_prefix("ns"))
+        .and_then(|t| t.parse::<u64>().ok());
+    Some(InstanceOwner { pid, pid_ns })
+}
+
+/// Who made a Strata instance, as its name says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InstanceOwner {
+    /// The creating process, in its own PID namespace.
+    pub pid: u32,
+    /// That namespace's inode number; `None` in names from older versions.
+    pub pid_ns: Option<u64>,
+}
+
+/// This process's PID namespace (the inode of `/proc/self/ns/pid`), or 0
+/// when /proc does not say.
+fn pid_namespace() -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata("/proc/self/ns/pid").map_or(0, |m| m.ino())
 }
 
 fn process_exists(pid: u32) -> bool {
@@ -727,12 +759,18 @@ mod tests {
 
     #[test]
     fn instance_names() {
-        assert_eq!(owner_pid("strata-1234-0"), Some(1234));
-        assert_eq!(owner_pid("strata-1234-7-record"), Some(1234));
-        assert_eq!(owner_pid("strata-1234"), None);
-        assert_eq!(owner_pid("strata-x-1"), None);
-        assert_eq!(owner_pid("mybuf"), None);
-        assert_eq!(owner_pid("stratax-1-1"), None);
+        let owner = |pid, pid_ns| Some(InstanceOwner { pid, pid_ns });
+        assert_eq!(instance_owner("strata-1234-0"), owner(1234, None));
+        assert_eq!(instance_owner("strata-1234-7-record"), owner(1234, None));
+        assert_eq!(instance_owner("strata-1234-7-ns42"), owner(1234, Some(42)));
+        assert_eq!(
+            instance_owner("strata-1234-7-ns4026531836-flight"),
+            owner(1234, Some(4026531836))
+        );
+        assert_eq!(instance_owner("strata-1234"), None);
+        assert_eq!(instance_owner("strata-x-1"), None);
+        assert_eq!(instance_owner("mybuf"), None);
+        assert_eq!(instance_owner("stratax-1-1"), None);
     }
 
     #[test]

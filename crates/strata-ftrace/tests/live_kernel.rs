@@ -2,6 +2,7 @@
 //! and returns when there is no tracefs or no root.
 
 use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -150,18 +151,32 @@ fn stale_instances_of_dead_processes_are_removed() {
     child.wait().unwrap();
     let dead = child.id();
     let instances = tracefs.root().join("instances");
-    let stale = instances.join(format!("strata-{dead}-0-stale"));
+    let ns = std::fs::metadata("/proc/self/ns/pid").unwrap().ino();
+    let stale_name = format!("strata-{dead}-0-ns{ns}-stale");
+    let stale = instances.join(&stale_name);
     let foreign = instances.join(format!("notstrata-{dead}-0"));
-    std::fs::create_dir(&stale).unwrap();
-    std::fs::create_dir(&foreign).unwrap();
+    // The same dead pid, but made in another PID namespace (another
+    // container on this host): that pid means nothing here.
+    let other_ns = instances.join(format!("strata-{dead}-0-ns{}-stale", ns + 1));
+    let legacy = instances.join(format!("strata-{dead}-0-legacy"));
+    for d in [&stale, &foreign, &other_ns, &legacy] {
+        std::fs::create_dir(d).unwrap();
+    }
     let mine = Instance::create(&tracefs, "alive").unwrap();
 
     let removed = Instance::cleanup_stale(&tracefs).unwrap();
-    let foreign_left = foreign.exists();
-    let _ = std::fs::remove_dir(&foreign);
-    assert!(removed.contains(&format!("strata-{dead}-0-stale")));
+    let left = [&foreign, &other_ns, &legacy].map(|d| d.exists());
+    for d in [&foreign, &other_ns, &legacy] {
+        let _ = std::fs::remove_dir(d);
+    }
+    assert!(removed.contains(&stale_name), "removed {removed:?}");
     assert!(!stale.exists());
-    assert!(foreign_left, "an instance not named by strata was removed");
+    assert!(left[0], "an instance not named by strata was removed");
+    assert!(left[1], "another PID namespace's instance was removed");
+    assert!(
+        left[2],
+        "an instance with no namespace in its name was removed"
+    );
     assert!(
         mine.path().exists(),
         "an instance of a live process was removed"

@@ -36,6 +36,12 @@ const QUEUE: usize = 64;
 pub const MAX_SNAPSHOT_WINDOW: Duration = Duration::from_secs(3600);
 /// How long a command waits for its result when nothing longer is needed.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The event groups the relay's live analyses need from every live agent:
+/// the scheduler's events name threads and processes and give their
+/// states, without which no other event can be attributed. System calls
+/// and the rest are analysed when agents send them (and rules ask for
+/// what their metrics use).
+pub const ANALYSIS_NEEDS: &[&str] = &["sched"];
 /// Temporary event changes kept per host (older ones must expire first).
 const MAX_OVERRIDES: usize = 64;
 
@@ -106,10 +112,12 @@ struct EventPlan {
 }
 
 impl EventPlan {
-    /// The full `SetEvents` list: the base, the enabled groups, and the
-    /// disabled ones as `-spec` removals (applied last by the agent).
-    fn specs(&self) -> Vec<String> {
+    /// The full `SetEvents` list: the base, what the relay's analyses and
+    /// rules need (`needs`), the enabled groups, and the disabled ones as
+    /// `-spec` removals (applied last by the agent).
+    fn specs(&self, needs: &[String]) -> Vec<String> {
         let mut out = self.base.clone();
+        out.extend(needs.iter().filter(|n| !covers(&self.base, n)).cloned());
         for o in self.overrides.iter().filter(|o| o.enable) {
             out.extend(o.specs.iter().cloned());
         }
@@ -120,12 +128,35 @@ impl EventPlan {
     }
 }
 
+/// Whether the `system:name` events of `base` already hold everything
+/// `spec` (a preset or an event spec) selects. A spec that is not a preset
+/// is covered when it is in `base` as written.
+fn covers(base: &[String], spec: &str) -> bool {
+    match strata_ftrace::PRESETS.iter().find(|p| p.name == spec) {
+        Some(p) => p
+            .events
+            .iter()
+            .all(|(s, n)| base.iter().any(|b| b.split_once(':') == Some((*s, *n)))),
+        None => base.iter().any(|b| b == spec),
+    }
+}
+
 #[derive(Default)]
 struct Inner {
     links: BTreeMap<(String, String), LinkSlot>,
     pending: HashMap<u64, oneshot::Sender<ControlResult>>,
     snapshots: BTreeMap<String, i64>,
     plans: BTreeMap<(String, String), EventPlan>,
+    /// Event groups each part of the relay needs from every live agent
+    /// (`analyses`, `rules`), as `--events` takes them.
+    needs: BTreeMap<&'static str, Vec<String>>,
+}
+
+impl Inner {
+    fn needs(&self) -> Vec<String> {
+        let all: std::collections::BTreeSet<&String> = self.needs.values().flatten().collect();
+        all.into_iter().cloned().collect()
+    }
 }
 
 /// The relay's control state, kept in the [`Registry`]; use it through
@@ -227,6 +258,37 @@ impl ControlState {
         if plan.overrides.is_empty() {
             plan.base = events;
         }
+    }
+
+    /// Sets the event groups `who` (`analyses`, `rules`) needs every live
+    /// agent to stream; returns whether the union changed. Hosts learn it
+    /// from [`Control::push_needs`].
+    pub fn set_needs(&self, who: &'static str, groups: Vec<String>) -> bool {
+        let mut g = lock(&self.inner);
+        let before = g.needs();
+        g.needs.insert(who, groups);
+        g.needs() != before
+    }
+
+    /// The union of what the relay's parts need, sorted.
+    pub fn needs(&self) -> Vec<String> {
+        lock(&self.inner).needs()
+    }
+
+    /// The needed groups `host`'s events (its base) lack; empty for hosts
+    /// with no ftrace events (replays), which cannot change them.
+    pub fn missing_needs(&self, session: &str, host: &str) -> Vec<String> {
+        let g = lock(&self.inner);
+        let Some(plan) = g.plans.get(&(session.to_string(), host.to_string())) else {
+            return Vec::new();
+        };
+        if plan.base.is_empty() {
+            return Vec::new();
+        }
+        g.needs()
+            .into_iter()
+            .filter(|n| !covers(&plan.base, n))
+            .collect()
     }
 
     /// The connected (non-snapshot) `(session, host)` pairs.
@@ -515,6 +577,7 @@ impl Control {
         let key = (session.clone(), host.to_string());
         let events = {
             let mut g = lock(&st.inner);
+            let needs = g.needs();
             let plan = g.plans.entry(key.clone()).or_default();
             if plan.overrides.len() >= MAX_OVERRIDES {
                 return Err(ControlError::BadRequest(format!(
@@ -526,7 +589,7 @@ impl Control {
                 enable,
                 specs: specs.to_vec(),
             });
-            plan.specs()
+            plan.specs(&needs)
         };
         let sent = self
             .send(
@@ -562,6 +625,80 @@ impl Control {
         })
     }
 
+    /// Tells `host` (in `session`) the event list its plan gives, when
+    /// what the relay's analyses and rules need is not all in the events it
+    /// connected with. Returns the agent's answer, `None` when nothing was
+    /// missing (or the host is a replay or a snapshot upload).
+    pub async fn push_needs(
+        &self,
+        session: &str,
+        host: &str,
+    ) -> Option<Result<EventsReport, ControlError>> {
+        let st = self.state();
+        if st.is_snapshot(session) {
+            return None;
+        }
+        let missing = st.missing_needs(session, host);
+        if missing.is_empty() {
+            return None;
+        }
+        let events = {
+            let g = lock(&st.inner);
+            let needs = g.needs();
+            g.plans
+                .get(&(session.to_string(), host.to_string()))
+                .map(|p| p.specs(&needs))?
+        };
+        let r = self
+            .send(
+                session,
+                host,
+                ControlCommand::SetEvents(events.clone()),
+                DEFAULT_TIMEOUT,
+            )
+            .await;
+        let what = match &r {
+            Ok(r) => r.message.clone(),
+            Err(e) => format!("failed: {e}"),
+        };
+        crate::ingest::log(format_args!(
+            "host {host} session {session}: the relay's analyses and rules need {}; {what}",
+            missing.join(",")
+        ));
+        Some(r.map(|r| EventsReport {
+            session: session.to_string(),
+            host: host.to_string(),
+            events,
+            message: r.message,
+            until_ms: None,
+        }))
+    }
+
+    /// [`Control::push_needs`] for every connected host, each in a task of
+    /// its own (when called inside a Tokio runtime).
+    pub fn push_needs_all(&self) {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        for (session, host) in self.state().connected() {
+            let this = self.clone();
+            rt.spawn(async move { this.push_needs(&session, &host).await });
+        }
+    }
+
+    /// [`Control::push_needs`] for one host, in a task of its own: for the
+    /// ingest, which learns a host's events in blocking code.
+    pub fn push_needs_later(&self, session: &str, host: &str) {
+        if self.state().missing_needs(session, host).is_empty() {
+            return;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (this, session, host) = (self.clone(), session.to_string(), host.to_string());
+        rt.spawn(async move { this.push_needs(&session, &host).await });
+    }
+
     /// Drops change `id` of `key` and sends the resulting event list.
     async fn revert(&self, key: &(String, String), id: u64) {
         let events = {
@@ -570,7 +707,11 @@ impl Control {
                 return;
             };
             plan.overrides.retain(|o| o.id != id);
-            plan.specs()
+            let needs = g.needs();
+            g.plans
+                .get(key)
+                .map(|p| p.specs(&needs))
+                .unwrap_or_default()
         };
         let r = self
             .send(
@@ -640,7 +781,48 @@ mod tests {
                 },
             ],
         };
-        assert_eq!(plan.specs(), ["sched:sched_switch", "syscalls", "-irq"]);
+        assert_eq!(plan.specs(&[]), ["sched:sched_switch", "syscalls", "-irq"]);
+        // A need the base lacks is added; one it covers is not repeated.
+        assert_eq!(
+            plan.specs(&["syscalls".into(), "sched:sched_switch".into()]),
+            ["sched:sched_switch", "syscalls", "syscalls", "-irq"]
+        );
+    }
+
+    #[test]
+    fn needs_are_a_union_and_missing_ones_are_found() {
+        let st = ControlState::default();
+        assert!(st.set_needs("analyses", vec!["sched".into()]));
+        assert!(st.set_needs("rules", vec!["sched".into(), "syscalls".into()]));
+        assert!(!st.set_needs("rules", vec!["syscalls".into(), "sched".into()]));
+        assert_eq!(st.needs(), ["sched", "syscalls"]);
+        let sched: Vec<String> = strata_ftrace::PRESETS
+            .iter()
+            .find(|p| p.name == "sched")
+            .unwrap()
+            .events
+            .iter()
+            .map(|(s, n)| format!("{s}:{n}"))
+            .collect();
+        st.set_base("s", "h", sched.clone());
+        assert_eq!(st.missing_needs("s", "h"), ["syscalls"]);
+        st.set_base(
+            "s",
+            "h",
+            [
+                sched,
+                vec![
+                    "raw_syscalls:sys_enter".into(),
+                    "raw_syscalls:sys_exit".into(),
+                ],
+            ]
+            .concat(),
+        );
+        assert!(st.missing_needs("s", "h").is_empty());
+        // A replay (no ftrace events) and an unknown host are never asked.
+        st.set_base("s", "replay", Vec::new());
+        assert!(st.missing_needs("s", "replay").is_empty());
+        assert!(st.missing_needs("s", "nobody").is_empty());
     }
 
     #[test]

@@ -115,6 +115,8 @@ pub struct Registry {
     pub control_state: crate::control::ControlState,
     /// The rules, when the relay runs with `--rules`.
     pub rules: OnceLock<Arc<crate::rules::RulesRuntime>>,
+    /// Guest hosts (agents that said they are a VM), by VM UUID.
+    pub guest_feeds: crate::analysis::vm_live::GuestFeeds,
 }
 
 impl Default for Registry {
@@ -133,6 +135,7 @@ impl Registry {
             next_conn: AtomicU64::new(1),
             control_state: Default::default(),
             rules: OnceLock::new(),
+            guest_feeds: Default::default(),
         }
     }
 

@@ -131,6 +131,13 @@ pub async fn run(
 
     let registry = Arc::new(Registry::new());
     registry.control_state.set_api_token(cfg.api_token.clone());
+    registry.control_state.set_needs(
+        "analyses",
+        crate::control::ANALYSIS_NEEDS
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+    );
     let rules_task = rules.map(|r| {
         let _ = registry.rules.set(Arc::clone(&r));
         r.actions()

@@ -201,9 +201,12 @@ impl Actions for RelayActions {
             .entry(fire.rule.clone())
             .or_insert(0) += 1;
         log(format_args!(
-            "ALERT rule {:?} on host {}{}: {} [{}] (fired {} times, reaction {:.1} ms)",
+            "ALERT rule {:?} on host {}{}{}: {} [{}] (fired {} times, reaction {:.1} ms)",
             fire.rule,
             fire.host,
+            fire.vm
+                .as_deref()
+                .map_or(String::new(), |v| format!(" VM {v:?}")),
             fire.process
                 .as_deref()
                 .map_or(String::new(), |p| format!(" process {p}")),
@@ -402,11 +405,16 @@ impl RulesRuntime {
                     hm.set_waker(Some(Arc::new(move || wake.notify_one())));
                     l.set_rules(Some(hm));
                 }
-                let (Some(hm), machine) = l.rules_and_machine() else {
+                let (Some(hm), machine, vms) = l.rules_machine_vms() else {
                     continue;
                 };
                 if let Some(n) = newest {
                     hm.advance(n);
+                    // VM windows are sampled on the timer only: pattern
+                    // evaluations do not look at them.
+                    if !patterns_only && hm.wants_vms() {
+                        hm.sample_vms(vms, n);
+                    }
                 }
                 fires.extend(engine.evaluate(&host, hm, Some(machine), now, patterns_only));
             }
@@ -548,7 +556,19 @@ impl RulesRuntime {
         mut shutdown: watch::Receiver<bool>,
     ) {
         let mut last_poll = std::time::Instant::now();
+        let mut needs_of = None;
         loop {
+            // Agents learn what the rules need at load and at each reload.
+            let (generation, needs) = {
+                let e = lock(&self.engine);
+                (e.generation(), e.rules().event_needs())
+            };
+            if needs_of != Some(generation) {
+                needs_of = Some(generation);
+                if registry.control_state.set_needs("rules", needs) {
+                    registry.control().push_needs_all();
+                }
+            }
             let interval = Duration::from_nanos(lock(&self.engine).rules().limits.eval_interval_ns);
             let patterns_only = tokio::select! {
                 _ = tokio::time::sleep(interval) => false,

@@ -18,6 +18,9 @@ pub struct Fire {
     pub process: Option<String>,
     /// The thread that matched a pattern, when one did.
     pub tid: Option<i32>,
+    /// The VM concerned: the one a VM metric named, or with no `vm=` the
+    /// one with the largest value.
+    pub vm: Option<String>,
     /// The condition as written.
     pub condition: String,
     /// Each metric call with its value, as `call = value`.
@@ -123,6 +126,9 @@ pub struct AlertBody<'a> {
     pub process: Option<&'a str>,
     /// The matching thread, for pattern rules.
     pub tid: Option<i32>,
+    /// The VM concerned, for VM metrics.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vm: Option<&'a str>,
     /// The condition.
     pub condition: &'a str,
     /// Metric values, `call = value`.
@@ -146,6 +152,7 @@ impl<'a> AlertBody<'a> {
             host: &f.host,
             process: f.process.as_deref(),
             tid: f.tid,
+            vm: f.vm.as_deref(),
             condition: &f.condition,
             values: &f.values,
             count: f.count,

@@ -27,8 +27,54 @@ pub enum Family {
     Runqueue,
     /// Threads in a given state, now.
     Threads,
-    /// vCPU preempted ratio: needs the VM analysis (an extension point).
+    /// vCPU time runnable but waiting for a host CPU (the VM analysis).
     VcpuPreempted,
+    /// vCPU time running guest code (under TCG: all its time on a CPU).
+    VcpuRunning,
+    /// vCPU time in the hypervisor (kernel exits and the VMM process).
+    VcpuHypervisor,
+    /// vCPU time blocked (halted guest).
+    VcpuIdle,
+    /// Preempted time against demand (on a CPU or waiting for one).
+    VmSteal,
+}
+
+impl Family {
+    /// Whether the family is computed from the VM analysis' vCPU states.
+    pub fn is_vm(self) -> bool {
+        matches!(
+            self,
+            Family::VcpuPreempted
+                | Family::VcpuRunning
+                | Family::VcpuHypervisor
+                | Family::VcpuIdle
+                | Family::VmSteal
+        )
+    }
+}
+
+impl Family {
+    /// The event groups (as `--events` takes them) an agent must stream
+    /// for this family's values: every family needs `sched`, which names
+    /// threads and processes; syscall families also need `syscalls`.
+    pub fn event_groups(self) -> &'static [&'static str] {
+        match self {
+            Family::SyscallLatency | Family::SyscallErrors | Family::PatternSyscall => {
+                &["sched", "syscalls"]
+            }
+            Family::Wakeup
+            | Family::CpuUsage
+            | Family::PatternWakeup
+            | Family::Runqueue
+            | Family::Threads => &["sched"],
+            // The VM analysis reads the host's KVM events.
+            Family::VcpuPreempted
+            | Family::VcpuRunning
+            | Family::VcpuHypervisor
+            | Family::VcpuIdle
+            | Family::VmSteal => &["sched", "kvm"],
+        }
+    }
 }
 
 /// The statistic a call asks of its family.
@@ -140,14 +186,49 @@ const FAMILIES: &[FamilyDef] = &[
         path: "vcpu.preempted",
         family: Family::VcpuPreempted,
         stats: &[("ratio", Stat::Ratio)],
-        args: &["vm", "window"],
+        args: VM_ARGS,
+        required: &[],
+    },
+    FamilyDef {
+        path: "vcpu.running",
+        family: Family::VcpuRunning,
+        stats: &[("ratio", Stat::Ratio)],
+        args: VM_ARGS,
+        required: &[],
+    },
+    FamilyDef {
+        path: "vcpu.hypervisor",
+        family: Family::VcpuHypervisor,
+        stats: &[("ratio", Stat::Ratio)],
+        args: VM_ARGS,
+        required: &[],
+    },
+    FamilyDef {
+        path: "vcpu.idle",
+        family: Family::VcpuIdle,
+        stats: &[("ratio", Stat::Ratio)],
+        args: VM_ARGS,
+        required: &[],
+    },
+    FamilyDef {
+        path: "vm.steal",
+        family: Family::VmSteal,
+        stats: &[("ratio", Stat::Ratio)],
+        args: VM_ARGS,
         required: &[],
     },
 ];
 
+const VM_ARGS: &[&str] = &["vm", "vcpu", "window"];
+
 /// The first names of metric paths: an identifier path starting with one
 /// of these and followed by `(` is a metric call.
-pub const ROOTS: &[&str] = &["syscall", "sched", "cpu", "pattern", "state", "vcpu"];
+pub const ROOTS: &[&str] = &["syscall", "sched", "cpu", "pattern", "state", "vcpu", "vm"];
+
+/// The longest VM name or UUID a condition may name, bytes.
+pub const MAX_VM_NAME: usize = 256;
+/// The highest vCPU number a condition may name.
+pub const MAX_VCPU_ID: u32 = 4095;
 
 /// Every `family.stat` name, for error messages.
 pub fn known_metrics() -> String {
@@ -195,6 +276,27 @@ pub struct StateQuery {
     pub state: Option<ThreadState>,
 }
 
+/// What a VM metric's sliding window samples: the same ring serves every
+/// VM family and every `vm=` of one window and vCPU choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct VmTrackKey {
+    /// Only this vCPU of each VM (`None`: all its vCPUs).
+    pub vcpu: Option<u32>,
+    /// The window, ns.
+    pub window_ns: u64,
+}
+
+/// A VM metric call, answered from the VM analysis' vCPU state times.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmQuery {
+    /// Which state (or steal) is measured.
+    pub family: Family,
+    /// The VM by name or UUID (`None`: every VM, the largest value counts).
+    pub vm: Option<String>,
+    /// The window and vCPU choice.
+    pub track: VmTrackKey,
+}
+
 /// One metric call of a condition, parsed and checked.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MetricCall {
@@ -204,8 +306,10 @@ pub struct MetricCall {
     pub stat: Stat,
     /// A windowed series, or...
     pub series: Option<SeriesKey>,
-    /// ...an instantaneous state query.
+    /// ...an instantaneous state query, or...
     pub state: Option<StateQuery>,
+    /// ...a VM state ratio.
+    pub vm: Option<VmQuery>,
 }
 
 impl MetricCall {
@@ -261,17 +365,13 @@ pub fn resolve(path: &str, args: &[(String, String)], text: &str) -> Result<Metr
                 .join(" ")
         ));
     };
-    if def.family == Family::VcpuPreempted {
-        return Err(format!(
-            "{path} needs the VM analysis (vCPU states), which the relay's live analysis does \
-             not have yet; see docs/rules.md, \"Extension points\""
-        ));
-    }
     let mut proc = None;
     let mut syscall = None;
     let mut longer = None;
     let mut window = DEFAULT_WINDOW_NS;
     let mut state = None;
+    let mut vm = None;
+    let mut vcpu = None;
     for (k, v) in args {
         if !def.args.contains(&k.as_str()) {
             return Err(format!(
@@ -306,6 +406,25 @@ pub fn resolve(path: &str, args: &[(String, String)], text: &str) -> Result<Metr
                 }
             }
             "state" => state = Some(parse_state(v)?),
+            "vm" => {
+                if v.is_empty() || v.len() > MAX_VM_NAME || v.chars().any(char::is_control) {
+                    return Err(format!(
+                        "vm={v:?}: name a VM by its name or UUID (1 to {MAX_VM_NAME} bytes), \
+                         or leave vm out for any VM"
+                    ));
+                }
+                vm = Some(v.clone());
+            }
+            "vcpu" => {
+                vcpu = Some(
+                    v.parse::<u32>()
+                        .ok()
+                        .filter(|&n| n <= MAX_VCPU_ID)
+                        .ok_or_else(|| {
+                            format!("vcpu={v:?} is not a vCPU number (0 to {MAX_VCPU_ID})")
+                        })?,
+                );
+            }
             _ => {}
         }
     }
@@ -323,6 +442,7 @@ pub fn resolve(path: &str, args: &[(String, String)], text: &str) -> Result<Metr
                 state,
             }),
         ),
+        fam if fam.is_vm() => (None, None),
         fam => (
             Some(SeriesKey {
                 family: fam,
@@ -334,11 +454,20 @@ pub fn resolve(path: &str, args: &[(String, String)], text: &str) -> Result<Metr
             None,
         ),
     };
+    let vm = def.family.is_vm().then_some(VmQuery {
+        family: def.family,
+        vm,
+        track: VmTrackKey {
+            vcpu,
+            window_ns: window,
+        },
+    });
     Ok(MetricCall {
         text: text.to_string(),
         stat,
         series,
         state: stateq,
+        vm,
     })
 }
 
@@ -374,9 +503,38 @@ mod tests {
         assert!(resolve("syscall.latency.max", &[a("color", "red")], "x")
             .unwrap_err()
             .contains("no argument"));
-        assert!(resolve("vcpu.preempted.ratio", &[], "x")
+        let v = resolve(
+            "vcpu.preempted.ratio",
+            &[a("vm", "vm-a"), a("vcpu", "1"), a("window", "10s")],
+            "x",
+        )
+        .unwrap();
+        let q = v.vm.unwrap();
+        assert_eq!(q.family, Family::VcpuPreempted);
+        assert_eq!(q.vm.as_deref(), Some("vm-a"));
+        assert_eq!(q.track.vcpu, Some(1));
+        assert_eq!(q.track.window_ns, 10_000_000_000);
+        assert!(v.series.is_none() && v.state.is_none());
+        let any = resolve("vm.steal.ratio", &[], "x").unwrap().vm.unwrap();
+        assert_eq!((any.vm, any.track.vcpu), (None, None));
+        assert_eq!(any.track.window_ns, DEFAULT_WINDOW_NS);
+        for bad in [
+            a("vcpu", "-1"),
+            a("vcpu", "x"),
+            a("vcpu", "99999"),
+            a("vm", ""),
+        ] {
+            assert!(
+                resolve("vcpu.idle.ratio", std::slice::from_ref(&bad), "x").is_err(),
+                "{bad:?}"
+            );
+        }
+        assert!(resolve("vcpu.idle.ratio", &[a("proc", "x")], "x")
             .unwrap_err()
-            .contains("VM analysis"));
+            .contains("no argument"));
+        assert!(resolve("vcpu.preempted.p99", &[], "x")
+            .unwrap_err()
+            .contains(".ratio"));
         let s = resolve("state.threads.count", &[a("state", "ready")], "x").unwrap();
         assert_eq!(s.state.unwrap().state, Some(ThreadState::Ready));
     }

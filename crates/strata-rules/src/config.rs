@@ -266,6 +266,39 @@ pub struct LoadContext {
 }
 
 impl RuleSet {
+    /// The event groups the agents must stream for these rules' metrics,
+    /// sorted and without repeats (what the relay asks agents for).
+    pub fn event_needs(&self) -> Vec<String> {
+        let mut out = std::collections::BTreeSet::new();
+        for r in &self.rules {
+            for c in &r.when.calls {
+                let family = c
+                    .series
+                    .as_ref()
+                    .map(|k| k.family)
+                    .or(c.state.as_ref().map(|q| q.family))
+                    .or(c.vm.as_ref().map(|q| q.family));
+                if let Some(f) = family {
+                    out.extend(f.event_groups().iter().map(|g| g.to_string()));
+                }
+            }
+        }
+        out.into_iter().collect()
+    }
+
+    /// The distinct VM windows (vCPU choice, window) the rules use.
+    pub fn vm_keys(&self) -> Vec<crate::catalog::VmTrackKey> {
+        let mut out = Vec::new();
+        for c in self.rules.iter().flat_map(|r| &r.when.calls) {
+            if let Some(q) = &c.vm {
+                if !out.contains(&q.track) {
+                    out.push(q.track);
+                }
+            }
+        }
+        out
+    }
+
     /// Reads and checks a rule file.
     pub fn load(path: &std::path::Path, cx: &LoadContext) -> Result<RuleSet, RuleError> {
         let shown = path.display().to_string();
@@ -558,6 +591,15 @@ then = [ { alert = {} } ]
         assert!(s.rules[1].event_driven);
         assert_eq!(s.keys.len(), 2);
         assert_eq!(s.limits.actions_per_minute, 10);
+    }
+
+    #[test]
+    fn event_needs_follow_the_metrics() {
+        let s = RuleSet::parse(GOOD, "r.toml", &cx()).unwrap();
+        assert_eq!(s.event_needs(), ["sched", "syscalls"]);
+        let t = "[[rule]]\nname = \"a\"\nwhen = \"cpu.usage.ratio(proc='x') > 0.5 || state.runqueue.length() > 3\"\nthen = [ { alert = {} } ]\n";
+        let s = RuleSet::parse(t, "r.toml", &cx()).unwrap();
+        assert_eq!(s.event_needs(), ["sched"]);
     }
 
     fn line(text: &str) -> usize {

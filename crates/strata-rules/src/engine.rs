@@ -146,6 +146,8 @@ pub struct Engine {
     states: HashMap<(usize, String), RuleStatus>,
     governor: Governor,
     values: Vec<Value>,
+    /// Per VM call of the rule being evaluated: the VM its value is about.
+    vm_names: Vec<(usize, Option<String>)>,
 }
 
 fn fmt_value(v: &Value) -> String {
@@ -179,6 +181,7 @@ impl Engine {
             generation: 1,
             states: HashMap::new(),
             values: Vec::new(),
+            vm_names: Vec::new(),
         }
     }
 
@@ -243,6 +246,7 @@ impl Engine {
     /// Metrics for a host, for the current rules.
     pub fn host_metrics(&self, syscall_names: &[Box<str>]) -> HostMetrics {
         HostMetrics::new(&self.set.keys, self.generation, syscall_names)
+            .with_vm_tracks(&self.set.vm_keys())
     }
 
     /// Evaluates the rules that watch `host` (only the pattern-driven ones
@@ -275,7 +279,18 @@ impl Engine {
             }
             self.values.clear();
             let mut trigger: Option<(i64, PatternMatch)> = None;
+            let mut vm_named: Option<String> = None;
+            self.vm_names.clear();
             for (ci, call) in rule.when.calls.iter().enumerate() {
+                if let Some(q) = &call.vm {
+                    let (v, name) = hm.vm_value(q);
+                    if vm_named.is_none() {
+                        vm_named = name.map(str::to_string);
+                    }
+                    self.vm_names.push((ci, name.map(str::to_string)));
+                    self.values.push(Value::Float(v));
+                    continue;
+                }
                 let v = match (rule.series[ci], &call.state) {
                     (Some(si), _) => {
                         let s = hm.series(si);
@@ -330,7 +345,18 @@ impl Engine {
                 .calls
                 .iter()
                 .zip(&self.values)
-                .map(|(c, v)| format!("{} = {}", c.text, fmt_value(v)))
+                .enumerate()
+                .map(|(ci, (c, v))| {
+                    let vm = self
+                        .vm_names
+                        .iter()
+                        .find(|(i, _)| *i == ci)
+                        .and_then(|(_, n)| n.as_deref());
+                    match vm {
+                        Some(n) => format!("{} = {} (VM {n})", c.text, fmt_value(v)),
+                        None => format!("{} = {}", c.text, fmt_value(v)),
+                    }
+                })
                 .collect();
             let holds = match result {
                 Ok(b) => {
@@ -353,6 +379,7 @@ impl Engine {
                 fires.push(Fire {
                     process: proc_,
                     tid: trigger.map(|(_, m)| m.tid),
+                    vm: vm_named,
                     ..f
                 });
             }
@@ -407,6 +434,7 @@ pub fn decide(
         host: st.host.clone(),
         process: None,
         tid: None,
+        vm: None,
         condition: rule.when.source.clone(),
         values: st.last_values.clone(),
         actions,

@@ -9,8 +9,11 @@ use strata_analysis::hash::{int_map, IntMap};
 use strata_analysis::observer::{Observer, RunSlice, SyscallDone, WakeupDone};
 use strata_analysis::state::{Idents, Machine, Serial, ThreadState};
 
-use crate::catalog::{Family, SeriesKey, StateQuery};
+use strata_analysis::vm::VmModel;
+
+use crate::catalog::{Family, SeriesKey, StateQuery, VmQuery, VmTrackKey};
 use crate::series::Series;
+use crate::vmstate::VmTracks;
 
 /// The latest begin/end pair a pattern matched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +54,7 @@ pub struct HostMetrics {
     generation: u64,
     newest: i64,
     waker: Option<Waker>,
+    vms: VmTracks,
 }
 
 impl std::fmt::Debug for HostMetrics {
@@ -82,6 +86,7 @@ impl HostMetrics {
             generation,
             newest: i64::MIN,
             waker: None,
+            vms: VmTracks::default(),
         };
         for (i, k) in keys.iter().enumerate() {
             let durations = matches!(k.family, Family::SyscallLatency | Family::Wakeup);
@@ -100,6 +105,36 @@ impl HostMetrics {
         }
         m.set_syscall_names(syscall_names);
         m
+    }
+
+    /// Adds the VM windows `keys` (a rule set's [`crate::RuleSet::vm_keys`]).
+    pub fn with_vm_tracks(mut self, keys: &[VmTrackKey]) -> HostMetrics {
+        self.vms = VmTracks::new(keys);
+        self
+    }
+
+    /// Whether some rule uses a VM metric (then [`HostMetrics::sample_vms`]
+    /// must be called before each evaluation).
+    pub fn wants_vms(&self) -> bool {
+        !self.vms.is_empty()
+    }
+
+    /// Samples the VM model's vCPU state times at event time `now`, for the
+    /// VM metrics' windows.
+    pub fn sample_vms(&mut self, model: &VmModel, now: i64) {
+        if !self.vms.is_empty() {
+            self.vms.sample(model, now);
+        }
+    }
+
+    /// The VM windows, to sample synthetic observations in tests.
+    pub fn vm_tracks_mut(&mut self) -> &mut VmTracks {
+        &mut self.vms
+    }
+
+    /// The value of a VM metric and the VM it is about.
+    pub fn vm_value(&self, q: &VmQuery) -> (f64, Option<&str>) {
+        self.vms.value(q)
     }
 
     /// Resolves syscall filters against new syscall names.

@@ -9,6 +9,8 @@
 //! - [`catalog`]: the metrics a condition may call.
 //! - [`series`] and [`host`]: the sliding windows per host, fed by the state
 //!   system's notifications ([`strata_analysis::observer::Observer`]).
+//! - [`vmstate`]: VM metrics (vCPU preempted, running, ... ratios), from
+//!   the VM analysis' cumulative vCPU state times sampled per evaluation.
 //! - [`engine`]: evaluation, `for`, `cooldown`, and the [`engine::Governor`].
 //! - [`actions`]: the [`actions::Actions`] trait the relay implements.
 //!
@@ -22,6 +24,7 @@ pub mod engine;
 pub mod expr;
 pub mod host;
 pub mod series;
+pub mod vmstate;
 
 pub use actions::{Actions, Fire};
 pub use config::{LoadContext, RuleError, RuleSet};

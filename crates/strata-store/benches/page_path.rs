@@ -20,6 +20,7 @@
 
 use std::path::Path;
 
+use strata_ftrace::encode::{pack_pages, RecordBuilder};
 use strata_ftrace::format::{self, EventFormat};
 use strata_ftrace::{Page, PageLayout};
 use strata_store::{StoreOptions, TraceWriter};
@@ -35,27 +36,15 @@ fn load(system: &str, name: &str) -> EventFormat {
     format::parse(system, &text).expect("fixture parses")
 }
 
-fn put(rec: &mut [u8], f: &EventFormat, field: &str, v: i64) {
-    let x = f.field(field).expect("field");
-    let o = x.offset as usize;
-    rec[o..o + x.size as usize].copy_from_slice(&v.to_le_bytes()[..x.size as usize]);
-}
-
 fn sys(f: &EventFormat, nr: i64, value_field: &str, value: i64) -> Vec<u8> {
-    let mut r = vec![0u8; f.min_record_len() as usize];
-    r[0..2].copy_from_slice(&f.id.to_le_bytes());
-    put(&mut r, f, "common_pid", 4242);
-    put(&mut r, f, "id", nr);
+    let r = RecordBuilder::new(f, 4242).int("id", nr);
     if value_field == "args" {
-        let args = f.field("args").expect("args").offset as usize;
-        for i in 0..6 {
-            let v = value + i as i64;
-            r[args + 8 * i..args + 8 * i + 8].copy_from_slice(&v.to_le_bytes());
-        }
+        (0..6)
+            .fold(r, |r, i| r.elem("args", i, (value + i as i64) as u64))
+            .finish()
     } else {
-        put(&mut r, f, value_field, value);
+        r.int(value_field, value).finish()
     }
-    r
 }
 
 /// One cycle of each mix.
@@ -68,15 +57,16 @@ fn mixes(sw: &EventFormat, enter: &EventFormat, exit: &EventFormat) -> [Vec<Vec<
             busy.push(sys(exit, nr, "ret", 4096));
         }
         if i == 9 {
-            let mut r = vec![0u8; sw.min_record_len() as usize];
-            r[0..2].copy_from_slice(&sw.id.to_le_bytes());
-            r[8..12].copy_from_slice(b"bash");
-            put(&mut r, sw, "prev_pid", 100);
-            put(&mut r, sw, "prev_prio", 120);
-            put(&mut r, sw, "next_pid", 200);
-            put(&mut r, sw, "next_prio", 120);
-            r[40..46].copy_from_slice(b"worker");
-            busy.push(r);
+            busy.push(
+                RecordBuilder::new(sw, 0)
+                    .str("prev_comm", "bash")
+                    .int("prev_pid", 100)
+                    .int("prev_prio", 120)
+                    .int("next_pid", 200)
+                    .int("next_prio", 120)
+                    .str("next_comm", "worker")
+                    .finish(),
+            );
         }
     }
     [getppid, busy]
@@ -85,46 +75,16 @@ fn mixes(sw: &EventFormat, enter: &EventFormat, exit: &EventFormat) -> [Vec<Vec<
 /// `events` records cycling through `mix`, 300 ns apart, packed into
 /// sub-buffers the way the kernel writes them.
 fn pages(mix: &[Vec<u8>], events: usize) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    let mut page = Vec::with_capacity(SUBBUF);
-    let mut ts = 1_000_000u64;
-    let mut first = ts;
-    let mut prev = ts;
-    for rec in mix.iter().cycle().take(events) {
-        let len = rec.len().div_ceil(4) * 4;
-        if page.is_empty() || page.len() + 4 + len > SUBBUF - 16 {
-            if !page.is_empty() {
-                out.push(seal(first, &page));
-                page.clear();
-            }
-            first = ts;
-            prev = ts;
-        }
-        let delta = (ts - prev) as u32;
-        prev = ts;
-        page.extend_from_slice(&(((len / 4) as u32) | (delta << 5)).to_le_bytes());
-        page.extend_from_slice(rec);
-        page.resize(page.len() + len - rec.len(), 0);
-        ts += 300;
-    }
-    if !page.is_empty() {
-        out.push(seal(first, &page));
-    }
-    out
+    let timed: Vec<(u64, Vec<u8>)> = mix
+        .iter()
+        .cycle()
+        .take(events)
+        .enumerate()
+        .map(|(i, r)| (1_000_000 + 300 * i as u64, r.clone()))
+        .collect();
+    pack_pages(&timed, SUBBUF)
 }
 
-/// A sub-buffer: the page timestamp, the commit word, the data, padding.
-fn seal(first_ts: u64, data: &[u8]) -> Vec<u8> {
-    let mut p = Vec::with_capacity(SUBBUF);
-    // The first event's delta counts from the page timestamp.
-    p.extend_from_slice(&first_ts.to_le_bytes());
-    p.extend_from_slice(&(data.len() as u64).to_le_bytes());
-    p.extend_from_slice(data);
-    p.resize(SUBBUF, 0);
-    p
-}
-
-/// User and system CPU seconds this process used so far.
 fn cpu_seconds() -> f64 {
     // SAFETY: rusage is plain data that getrusage fills.
     let mut u: libc::rusage = unsafe { std::mem::zeroed() };

@@ -3,11 +3,12 @@
 
 mod common;
 
-use common::{fixtures, format_of, Rec};
+use common::{fixtures, format_of};
 use proptest::prelude::*;
 use strata_ctf::write::{
     EventClassDesc, FieldType, HeaderKind, IntType, PacketBuilder, PacketConfig, PacketStart, Uuid,
 };
+use strata_ftrace::encode::RecordBuilder;
 use strata_store::convert::{ConvertOptions, Converter, Outcome, TidContext};
 
 /// Bytes of the header and context before the first event, and of an
@@ -82,7 +83,7 @@ fn sched_switch_takes_lttng_names_and_prio_minus_100() {
     );
     assert_eq!(sw.fields[3].ty, FieldType::Int(IntType::new(64, true)));
     let f = format_of(&events, "sched_switch");
-    let rec = Rec::new(f, 41)
+    let rec = RecordBuilder::new(f, 41)
         .str("prev_comm", "bash")
         .int("prev_pid", 41)
         .int("prev_prio", 120)
@@ -90,7 +91,7 @@ fn sched_switch_takes_lttng_names_and_prio_minus_100() {
         .str("next_comm", "kworker/0:1")
         .int("next_pid", 7)
         .int("next_prio", 98)
-        .done();
+        .finish();
     let (id, p) = convert_one(&c, &rec);
     assert_eq!(id, sw.id);
     assert_eq!(&p[0..5], b"bash\0");
@@ -121,12 +122,12 @@ fn data_loc_comms_become_lttng_char16() {
         ]
     );
     let f = format_of(&events, "sched_process_fork");
-    let rec = Rec::new(f, 10)
+    let rec = RecordBuilder::new(f, 10)
         .str("parent_comm", "a-very-long-parent-name")
         .int("parent_pid", 10)
         .str("child_comm", "kid")
         .int("child_pid", 11)
-        .done();
+        .finish();
     let (_, p) = convert_one(&c, &rec);
     assert_eq!(&p[0..16], b"a-very-long-pare");
     assert_eq!((i32_at(&p, 16), i32_at(&p, 20)), (10, 10));
@@ -136,11 +137,11 @@ fn data_loc_comms_become_lttng_char16() {
     let exec = class(&c, "sched_process_exec");
     assert_eq!(field_names(exec), ["filename", "tid", "old_tid"]);
     let f = format_of(&events, "sched_process_exec");
-    let rec = Rec::new(f, 11)
+    let rec = RecordBuilder::new(f, 11)
         .str("filename", "/bin/true")
         .int("pid", 11)
         .int("old_pid", 11)
-        .done();
+        .finish();
     let (_, p) = convert_one(&c, &rec);
     assert_eq!(&p[..10], b"/bin/true\0");
     assert_eq!(i32_at(&p, 10), 11);
@@ -167,13 +168,13 @@ fn syscalls_are_named_and_typed_from_their_formats() {
     assert_eq!(declared, strata_core::syscalls::x86_64_all().count() + 1);
 
     let enter = format_of(&events, "sys_enter");
-    let rec = Rec::new(enter, 99)
+    let rec = RecordBuilder::new(enter, 99)
         .int("id", 257)
         .elem("args", 0, (-100i64) as u64)
         .elem("args", 1, 0x7fff_0000_1234)
         .elem("args", 2, 0o2000000)
         .elem("args", 3, 0o644)
-        .done();
+        .finish();
     let (id, p) = convert_one(&c, &rec);
     assert_eq!(id, openat.id);
     assert_eq!(i32_at(&p, 0), -100, "AT_FDCWD as a signed int");
@@ -183,7 +184,10 @@ fn syscalls_are_named_and_typed_from_their_formats() {
     assert_eq!(p.len(), 18);
 
     let exit = format_of(&events, "sys_exit");
-    let rec = Rec::new(exit, 99).int("id", 0).int("ret", -11).done();
+    let rec = RecordBuilder::new(exit, 99)
+        .int("id", 0)
+        .int("ret", -11)
+        .finish();
     let (id, p) = convert_one(&c, &rec);
     assert_eq!(c.class_name(id), Some("syscall_exit_read"));
     assert_eq!(p, (-11i64).to_le_bytes());
@@ -194,17 +198,20 @@ fn unknown_syscalls_keep_their_number_and_arguments() {
     let (events, _) = fixtures();
     let c = converter();
     let enter = format_of(&events, "sys_enter");
-    let rec = Rec::new(enter, 1)
+    let rec = RecordBuilder::new(enter, 1)
         .int("id", 4000)
         .elem("args", 0, 1)
         .elem("args", 5, 6)
-        .done();
+        .finish();
     let (id, p) = convert_one(&c, &rec);
     assert_eq!(c.class_name(id), Some("syscall_entry_unknown"));
     assert_eq!(i32_at(&p, 0), 4000);
     assert_eq!((u64_at(&p, 4), u64_at(&p, 44)), (1, 6));
     let exit = format_of(&events, "sys_exit");
-    let rec = Rec::new(exit, 1).int("id", -1).int("ret", -38).done();
+    let rec = RecordBuilder::new(exit, 1)
+        .int("id", -1)
+        .int("ret", -38)
+        .finish();
     let (id, p) = convert_one(&c, &rec);
     assert_eq!(c.class_name(id), Some("syscall_exit_unknown"));
     assert_eq!(
@@ -256,14 +263,14 @@ fn other_mappings_and_generic_events() {
         ["dev", "sector", "nr_sector", "bytes", "tid", "rwbs", "comm"]
     );
     let f = format_of(&events, "block_rq_issue");
-    let rec = Rec::new(f, 321)
+    let rec = RecordBuilder::new(f, 321)
         .int("dev", 8 << 20)
         .int("sector", 2048)
         .int("nr_sector", 8)
         .int("bytes", 4096)
         .str("rwbs", "WS")
         .str("comm", "dd")
-        .done();
+        .finish();
     let (_, p) = convert_one(&c, &rec);
     assert_eq!(i32_at(&p, 0), 8 << 20);
     assert_eq!(u64_at(&p, 4), 2048);
@@ -284,10 +291,10 @@ fn other_mappings_and_generic_events() {
     for v in [0x1000u64, 0x2000] {
         addrs.extend_from_slice(&v.to_le_bytes());
     }
-    let rec = Rec::new(f, 1)
+    let rec = RecordBuilder::new(f, 1)
         .str("device", "nvme0")
         .dyn_bytes("phys_addrs", &addrs)
-        .done();
+        .finish();
     let (_, p) = convert_one(&c, &rec);
     assert_eq!(&p[..6], b"nvme0\0");
     // full_nents (4), full_ents (4), truncated (1), then the sequence.
@@ -315,7 +322,7 @@ fn tid_context_when_asked_or_without_sched_switch() {
     let c = Converter::new(&events, &syscalls, ConvertOptions::default());
     assert!(c.has_tid_context());
     let f = format_of(&events, "softirq_entry");
-    let rec = Rec::new(f, 4242).int("vec", 3).done();
+    let rec = RecordBuilder::new(f, 4242).int("vec", 3).finish();
     let (_, p) = convert_one(&c, &rec);
     assert_eq!((i32_at(&p, 0), i32_at(&p, 4)), (4242, 3));
 }
@@ -329,10 +336,10 @@ fn live_tracefs_formats_convert_too() {
     };
     let f = strata_ftrace::format::parse("sched", &text).unwrap();
     let c = Converter::new(std::slice::from_ref(&f), &[], NO_TID);
-    let rec = Rec::new(&f, 1)
+    let rec = RecordBuilder::new(&f, 1)
         .int("prev_prio", 139)
         .int("next_pid", 5)
-        .done();
+        .finish();
     let (_, p) = convert_one(&c, &rec);
     assert_eq!(i32_at(&p, 20), 39);
     assert_eq!(i32_at(&p, 48), 5);
@@ -352,7 +359,7 @@ proptest! {
         let (events, syscalls) = fixtures();
         let c = Converter::new(&events, &syscalls, ConvertOptions::default());
         let f = &events[pick % events.len()];
-        let mut rec = Rec::new(f, 1).done();
+        let mut rec = RecordBuilder::new(f, 1).finish();
         rec.extend_from_slice(&seed);
         rec.truncate(len.max(2));
         rec[0..2].copy_from_slice(&f.id.to_le_bytes());

@@ -6,8 +6,9 @@ mod common;
 
 use std::path::Path;
 
-use common::{clock, fixtures, format_of, host, Rec};
+use common::{clock, fixtures, format_of, host};
 use strata_ctf::write::Uuid;
+use strata_ftrace::encode::{pack_pages, RecordBuilder};
 use strata_ftrace::format::EventFormat;
 use strata_ftrace::{Page, PageError, PageLayout};
 use strata_store::{StoreOptions, TraceWriter};
@@ -27,44 +28,44 @@ fn records(events: &[EventFormat]) -> Vec<Vec<u8>> {
     for i in 0..300i64 {
         let nr = [0, 1, 110, 257, 3, 999, -1][i as usize % 7];
         out.push(
-            Rec::new(enter, 40 + i as i32)
+            RecordBuilder::new(enter, 40 + i as i32)
                 .int("id", nr)
                 .elem("args", 0, 3 + i as u64)
                 .elem("args", 1, 0xdead_0000 + i as u64)
                 .elem("args", 2, u64::MAX - i as u64)
-                .done(),
+                .finish(),
         );
         out.push(
-            Rec::new(exit, 40 + i as i32)
+            RecordBuilder::new(exit, 40 + i as i32)
                 .int("id", nr)
                 .int("ret", i - 5)
-                .done(),
+                .finish(),
         );
         if i % 25 == 0 {
             out.push(
-                Rec::new(switch, 7)
+                RecordBuilder::new(switch, 7)
                     .str("prev_comm", "bash")
                     .int("prev_pid", 7)
                     .int("prev_prio", 120)
                     .str("next_comm", "kworker/0:1")
                     .int("next_pid", 40 + i)
                     .int("next_prio", 100)
-                    .done(),
+                    .finish(),
             );
             out.push(
-                Rec::new(wakeup, 7)
+                RecordBuilder::new(wakeup, 7)
                     .str("comm", "sleeper")
                     .int("pid", 9)
                     .int("prio", 139)
-                    .done(),
+                    .finish(),
             );
             out.push(
-                Rec::new(exec, 9)
+                RecordBuilder::new(exec, 9)
                     .str("filename", "/usr/bin/true")
                     .int("pid", 9)
-                    .done(),
+                    .finish(),
             );
-            let mut short = Rec::new(wakeup, 7).done();
+            let mut short = RecordBuilder::new(wakeup, 7).finish();
             short.truncate(12);
             out.push(short);
         }
@@ -72,46 +73,14 @@ fn records(events: &[EventFormat]) -> Vec<Vec<u8>> {
     out
 }
 
-/// Packs records into kernel-layout sub-buffers of `size` bytes, 250 ns
-/// apart, each record behind a 4-byte header (or an 8-byte one when long).
+/// The records 250 ns apart, packed into kernel-layout sub-buffers.
 fn pages(records: &[Vec<u8>], size: usize) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    let mut data: Vec<u8> = Vec::new();
-    let mut first = T0;
-    let mut prev = T0;
-    for (i, rec) in records.iter().enumerate() {
-        let ts = T0 + 250 * i as u64;
-        let len = rec.len().div_ceil(4) * 4;
-        let header = if len <= 112 { 4 } else { 8 };
-        if data.len() + header + len > size - 16 {
-            out.push(seal(first, &data, size));
-            data.clear();
-        }
-        if data.is_empty() {
-            first = ts;
-            prev = ts;
-        }
-        let delta = ((ts - prev) as u32) << 5;
-        prev = ts;
-        if header == 4 {
-            data.extend_from_slice(&((len / 4) as u32 | delta).to_le_bytes());
-        } else {
-            data.extend_from_slice(&delta.to_le_bytes());
-            data.extend_from_slice(&((len + 4) as u32).to_le_bytes());
-        }
-        data.extend_from_slice(rec);
-        data.resize(data.len() + len - rec.len(), 0);
-    }
-    out.push(seal(first, &data, size));
-    out
-}
-
-fn seal(first_ts: u64, data: &[u8], size: usize) -> Vec<u8> {
-    let mut p = first_ts.to_le_bytes().to_vec();
-    p.extend_from_slice(&(data.len() as u64).to_le_bytes());
-    p.extend_from_slice(data);
-    p.resize(size, 0);
-    p
+    let timed: Vec<(u64, Vec<u8>)> = records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (T0 + 250 * i as u64, r.clone()))
+        .collect();
+    pack_pages(&timed, size)
 }
 
 fn writer(dir: &Path, events: &[EventFormat], syscalls: &[EventFormat]) -> TraceWriter {

@@ -6,7 +6,8 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{babeltrace2, clock, fixtures, format_of, host, run_babeltrace, Rec};
+use common::{babeltrace2, clock, fixtures, format_of, host, run_babeltrace};
+use strata_ftrace::encode::RecordBuilder;
 use strata_ftrace::format::EventFormat;
 use strata_store::{StoreError, StoreOptions, ThreadState, TraceWriter};
 
@@ -32,7 +33,7 @@ fn thread(tid: i32, pid: i32, name: &str, kernel: bool) -> ThreadState {
 }
 
 fn switch(events: &[EventFormat], prev: i32, next: i32, next_comm: &str) -> Vec<u8> {
-    Rec::new(format_of(events, "sched_switch"), prev)
+    RecordBuilder::new(format_of(events, "sched_switch"), prev)
         .str("prev_comm", "bash")
         .int("prev_pid", prev as i64)
         .int("prev_prio", 120)
@@ -40,7 +41,7 @@ fn switch(events: &[EventFormat], prev: i32, next: i32, next_comm: &str) -> Vec<
         .str("next_comm", next_comm)
         .int("next_pid", next as i64)
         .int("next_prio", 120)
-        .done()
+        .finish()
 }
 
 /// Lines of babeltrace2's output whose event name is `name`.
@@ -81,33 +82,39 @@ fn crafted_trace_reads_back_in_babeltrace2() {
     let exit = format_of(&events, "sys_exit");
     w.push_record(0, T0, &switch(&events, 41, 7, "kworker/0:1"))
         .unwrap();
-    let openat = Rec::new(enter, 7)
+    let openat = RecordBuilder::new(enter, 7)
         .int("id", 257)
         .elem("args", 0, (-100i64) as u64)
         .elem("args", 1, 0x1000)
         .elem("args", 2, 0)
         .elem("args", 3, 0o644)
-        .done();
+        .finish();
     w.push_record(0, T0 + 10, &openat).unwrap();
     w.push_record(
         0,
         T0 + 20,
-        &Rec::new(exit, 7).int("id", 257).int("ret", -11).done(),
+        &RecordBuilder::new(exit, 7)
+            .int("id", 257)
+            .int("ret", -11)
+            .finish(),
     )
     .unwrap();
     w.push_record(
         1,
         T0 + 5,
-        &Rec::new(enter, 9).int("id", 999).elem("args", 0, 5).done(),
+        &RecordBuilder::new(enter, 9)
+            .int("id", 999)
+            .elem("args", 0, 5)
+            .finish(),
     )
     .unwrap();
     // Loss on CPU 1 between its first and second event.
     w.note_lost(1, 5).unwrap();
     w.push_record(1, T0 + 30, &switch(&events, 9, 0, "swapper/1"))
         .unwrap();
-    let softirq = Rec::new(format_of(&events, "softirq_entry"), 0)
+    let softirq = RecordBuilder::new(format_of(&events, "softirq_entry"), 0)
         .int("vec", 9)
-        .done();
+        .finish();
     w.push_record(1, T0 + 40, &softirq).unwrap();
     // A record of a type no format describes is dropped and counted.
     w.push_record(1, T0 + 41, &[0xff, 0xff, 0, 0, 0, 0, 0, 0])

@@ -34,6 +34,7 @@ mod body;
 pub mod error;
 pub mod frame;
 pub mod message;
+pub mod vm_hints;
 
 pub use batch::{
     PacketBatch, PacketEntries, PacketIter, PageBatch, PageEntries, PageIter, PACKET_INFO_LEN,
@@ -49,3 +50,4 @@ pub use message::{
     MetadataDone, PacketInfo, Packets, PageLayout, Pages, RefuseCode, Refused, Source, Statedump,
     ThreadRow, Welcome, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, THREAD_ROW_LEN,
 };
+pub use vm_hints::{VcpuThread, VmHintEntry, VmHints, MAX_VM_HINTS, MAX_VM_HINT_VCPUS};

@@ -8,6 +8,7 @@ use crate::batch::{PacketEntries, PageEntries};
 use crate::body::{BodyReader, BodyWriter};
 use crate::error::WireError;
 use crate::frame::{encode_frame, Compression, FrameHeader};
+use crate::vm_hints::VmHints;
 use strata_core::{ClockDesc, HostInfo};
 
 /// The protocol versions this build speaks (negotiated in the handshake).
@@ -30,6 +31,9 @@ pub mod kind {
     pub const CTF_METADATA: u8 = 0x05;
     /// Agent: the metadata sent so far describes the data that follows.
     pub const METADATA_DONE: u8 = 0x06;
+    /// Agent: the VMs the host runs (names, UUIDs, vCPU threads);
+    /// ignorable, so older relays skip it.
+    pub const VM_HINTS: u8 = 0x07;
     /// Agent, sequenced: raw ring-buffer pages of one CPU.
     pub const PAGES: u8 = 0x10;
     /// Agent, sequenced: whole CTF packets of one stream (replay).
@@ -72,6 +76,7 @@ pub fn kind_name(k: u8) -> &'static str {
         kind::FORMATS => "Formats",
         kind::CTF_METADATA => "CtfMetadata",
         kind::METADATA_DONE => "MetadataDone",
+        kind::VM_HINTS => "VmHints",
         kind::PAGES => "Pages",
         kind::PACKETS => "Packets",
         kind::LOST => "Lost",
@@ -475,6 +480,8 @@ pub enum Message<'a> {
     CtfMetadata(CtfMetadata),
     /// See [`MetadataDone`].
     MetadataDone(MetadataDone),
+    /// See [`VmHints`].
+    VmHints(VmHints),
     /// See [`Pages`].
     Pages(Pages<'a>),
     /// See [`Packets`].
@@ -515,6 +522,7 @@ impl<'a> Message<'a> {
             Message::Formats(_) => kind::FORMATS,
             Message::CtfMetadata(_) => kind::CTF_METADATA,
             Message::MetadataDone(_) => kind::METADATA_DONE,
+            Message::VmHints(_) => kind::VM_HINTS,
             Message::Pages(_) => kind::PAGES,
             Message::Packets(_) => kind::PACKETS,
             Message::Lost(_) => kind::LOST,
@@ -559,7 +567,9 @@ impl<'a> Message<'a> {
         }
         scratch.clear();
         self.encode_body(scratch)?;
-        encode_frame(self.kind(), false, seq, compression, scratch, out)
+        // Kinds added after version 1 are ignorable: older peers skip them.
+        let ignorable = self.kind() == kind::VM_HINTS;
+        encode_frame(self.kind(), ignorable, seq, compression, scratch, out)
     }
 
     /// [`Message::encode_into`] with a fresh buffer.
@@ -624,6 +634,7 @@ impl<'a> Message<'a> {
                     w.u32(c);
                 }
             }
+            Message::VmHints(h) => h.write(&mut w)?,
             Message::Pages(p) => {
                 w.u32(p.cpu);
                 w.u32(p.pages.count());
@@ -781,6 +792,7 @@ impl<'a> Message<'a> {
                 }
                 Message::MetadataDone(MetadataDone { generation, cpus })
             }
+            kind::VM_HINTS => Message::VmHints(VmHints::read(&mut r)?),
             kind::PAGES => {
                 let cpu = r.u32("cpu")?;
                 let pages = PageEntries::read(&mut r)?;

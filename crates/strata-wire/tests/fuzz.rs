@@ -127,6 +127,32 @@ fn arb_message() -> impl Strategy<Value = (Message<'static>, u64)> {
             0
         )),
         any::<u64>().prop_map(|s| (Message::Ack(Ack { seq: s }), 0)),
+        prop::collection::vec(
+            (
+                arb_string(),
+                prop::string::string_regex("[A-Za-z0-9-]{0,40}").unwrap(),
+                any::<i32>(),
+                prop::collection::vec((any::<u32>(), any::<i32>()), 0..8)
+            ),
+            0..5
+        )
+        .prop_map(|vms| (
+            Message::VmHints(VmHints {
+                vms: vms
+                    .into_iter()
+                    .map(|(name, uuid, qemu_pid, v)| VmHintEntry {
+                        name,
+                        uuid,
+                        qemu_pid,
+                        vcpus: v
+                            .into_iter()
+                            .map(|(id, tid)| VcpuThread { id, tid })
+                            .collect(),
+                    })
+                    .collect(),
+            }),
+            0
+        )),
         (any::<i64>(), any::<u64>()).prop_map(|(t, s)| (
             Message::Heartbeat(Heartbeat {
                 unix_ns: t,

@@ -635,3 +635,79 @@ fn sealed_page_batches_equal_encoded_messages() {
     }
     assert!(PageBatch::new(0).seal(0, Compression::None).is_err());
 }
+
+fn sample_hints() -> VmHints {
+    VmHints {
+        vms: vec![
+            VmHintEntry {
+                name: "web1".into(),
+                uuid: "0f8fad5b-d9cb-469f-a165-70867728950e".into(),
+                qemu_pid: 4242,
+                vcpus: vec![
+                    VcpuThread { id: 0, tid: 4250 },
+                    VcpuThread { id: 1, tid: 4251 },
+                ],
+            },
+            VmHintEntry {
+                qemu_pid: 77,
+                ..VmHintEntry::default()
+            },
+        ],
+    }
+}
+
+#[test]
+fn vm_hints_round_trip_and_are_ignorable_for_older_relays() {
+    let msg = Message::VmHints(sample_hints());
+    let bytes = msg.encode(0, Compression::Lz4).unwrap();
+    let mut dec = FrameDecoder::new(DEFAULT_MAX_BODY);
+    dec.feed(&bytes);
+    let f = dec.next_frame().unwrap().unwrap();
+    // A relay that predates the kind skips the frame instead of failing.
+    assert!(f.header.ignorable);
+    assert_eq!(f.header.kind, kind::VM_HINTS);
+    assert_eq!(f.message().unwrap(), msg);
+    // A sequence number is refused: hints are metadata.
+    assert!(msg.encode(3, Compression::None).is_err());
+}
+
+#[test]
+fn vm_hints_bounds_are_checked_before_allocating() {
+    let mut body = Vec::new();
+    Message::VmHints(sample_hints())
+        .encode_body(&mut body)
+        .unwrap();
+    let decode = |body: &[u8]| {
+        let mut out = Vec::new();
+        encode_frame(kind::VM_HINTS, true, 0, Compression::None, body, &mut out).unwrap();
+        let mut dec = FrameDecoder::new(DEFAULT_MAX_BODY);
+        dec.feed(&out);
+        let f = dec.next_frame().unwrap().unwrap();
+        f.message().map(|m| format!("{m:?}"))
+    };
+    assert!(decode(&body).is_ok());
+    // A count larger than the body could hold.
+    let mut lying = body.clone();
+    lying[..4].copy_from_slice(&1_000_000u32.to_le_bytes());
+    assert!(decode(&lying).is_err());
+    // More VMs than allowed, even if the bytes were there.
+    let mut many = Vec::new();
+    many.extend_from_slice(&((MAX_VM_HINTS + 1) as u32).to_le_bytes());
+    many.resize(4 + 16 * (MAX_VM_HINTS + 1), 0);
+    let err = decode(&many).unwrap_err().to_string();
+    assert!(err.contains("at most"), "{err}");
+    // Every truncation fails cleanly.
+    for n in 0..body.len() {
+        assert!(decode(&body[..n]).is_err(), "truncated at {n} decoded");
+    }
+    // A UUID with a control character is refused.
+    let mut bad = sample_hints();
+    bad.vms[0].uuid = "a\u{7}b".into();
+    let mut body = Vec::new();
+    Message::VmHints(bad).encode_body(&mut body).unwrap();
+    assert!(decode(&body).is_err());
+    // The encoder refuses what the decoder would.
+    let mut big = sample_hints();
+    big.vms[0].vcpus = vec![VcpuThread { id: 0, tid: 1 }; MAX_VM_HINT_VCPUS + 1];
+    assert!(Message::VmHints(big).encode(0, Compression::None).is_err());
+}

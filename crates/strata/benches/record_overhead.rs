@@ -10,21 +10,16 @@
 //! Run as root: `cargo bench -p strata --bench record_overhead [-- ROUNDS CALLS]`
 
 use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+mod support {
+    pub mod overhead;
+}
+use support::overhead::{median, trace_cmd, wait_cpu, workload, Run};
 
 const STRATA: &str = env!("CARGO_BIN_EXE_strata");
 const BUFFER_KB: u64 = 8192;
-const TC_INSTANCE: &str = "/sys/kernel/tracing/instances/tcbench";
-
-/// One recorder run.
-#[derive(Debug, Default, Clone, Copy)]
-struct Run {
-    cpu_s: f64,
-    events: u64,
-    lost: u64,
-    workload_s: f64,
-}
 
 fn main() {
     // SAFETY: geteuid has no preconditions.
@@ -62,8 +57,20 @@ fn main() {
             let out = dir.path().join(format!("r{round}-{}", runs.len()));
             let run = match *name {
                 "strata record" => strata(&out, calls),
-                "trace-cmd record" => trace_cmd(&out, calls, false),
-                _ => trace_cmd(&out, calls, true),
+                "trace-cmd record" => trace_cmd(
+                    "tcbench",
+                    BUFFER_KB,
+                    &out.with_extension("dat"),
+                    calls,
+                    false,
+                ),
+                _ => trace_cmd(
+                    "tcbench",
+                    BUFFER_KB,
+                    &out.with_extension("dat"),
+                    calls,
+                    true,
+                ),
             };
             let _ = std::fs::remove_dir_all(&out);
             let _ = std::fs::remove_file(out.with_extension("dat"));
@@ -95,49 +102,6 @@ fn main() {
         per_million[0] / per_million[1],
         per_million[0] / per_million[2]
     );
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v.get(v.len() / 2).copied().unwrap_or(0.0)
-}
-
-/// Runs the workload in a child process; returns its wall time in seconds.
-fn workload(calls: u64) -> f64 {
-    let start = Instant::now();
-    // SAFETY: the child makes raw system calls only and leaves with _exit.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork failed");
-    if pid == 0 {
-        unsafe {
-            for _ in 0..calls {
-                libc::syscall(libc::SYS_getppid);
-            }
-            libc::_exit(0);
-        }
-    }
-    let mut status = 0;
-    // SAFETY: our own child.
-    unsafe { libc::waitpid(pid, &mut status, 0) };
-    start.elapsed().as_secs_f64()
-}
-
-/// CPU seconds of every child reaped so far (and of their reaped children).
-fn children_cpu() -> f64 {
-    // SAFETY: rusage is plain data that getrusage fills.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
-    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
-    t(usage.ru_utime) + t(usage.ru_stime)
-}
-
-/// Waits for `child` and returns its CPU time, children included. Every
-/// other child is already reaped, so the growth of the children's total is
-/// this one's.
-fn wait_cpu(child: &mut Child) -> f64 {
-    let before = children_cpu();
-    let _ = child.wait();
-    children_cpu() - before
 }
 
 /// Reads lines of `stream` until one contains `marker`, then drains the rest
@@ -203,85 +167,6 @@ fn strata(out: &std::path::Path, calls: u64) -> Run {
         cpu_s,
         events,
         lost,
-        workload_s,
-    }
-}
-
-fn trace_cmd(out: &std::path::Path, calls: u64, uncompressed: bool) -> Run {
-    let file = out.with_extension("dat");
-    let mut cmd = Command::new("trace-cmd");
-    cmd.args(["record", "-d", "--no-filter", "-B", "tcbench", "-C", "mono"])
-        .args([
-            "-b",
-            &BUFFER_KB.to_string(),
-            "-e",
-            "raw_syscalls",
-            "-e",
-            "sched:sched_switch",
-        ]);
-    if uncompressed {
-        cmd.args(["--compression", "none"]);
-    }
-    let mut child = cmd
-        .arg("-o")
-        .arg(&file)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("trace-cmd runs");
-    let drain = |stream: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = BufReader::new(stream).read_to_string(&mut s);
-            s
-        })
-    };
-    let stdout = drain(Box::new(child.stdout.take().expect("piped")));
-    let stderr = drain(Box::new(child.stderr.take().expect("piped")));
-    // trace-cmd's "Hit Ctrl^C" line sits in its stdout buffer until it
-    // exits, so readiness is read from its instance instead.
-    let tracing_on = format!("{TC_INSTANCE}/tracing_on");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while std::fs::read_to_string(&tracing_on).map_or(true, |s| s.trim() != "1") {
-        assert!(Instant::now() < deadline, "trace-cmd did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    // Its per-CPU recorder processes start right after.
-    std::thread::sleep(Duration::from_millis(500));
-    let workload_s = workload(calls);
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let cpu_s = wait_cpu(&mut child);
-    let _ = (stdout.join(), stderr.join());
-    // trace-cmd leaves its instance behind when it cannot write the
-    // function-tracer files of this locked-down kernel.
-    let _ = std::fs::remove_dir(TC_INSTANCE);
-    // The events that made it into the file, and the kernel's per-CPU
-    // statistics that trace-cmd stores in it.
-    let report = |extra: &[&str]| -> String {
-        Command::new("trace-cmd")
-            .args(["report", "-i"])
-            .arg(&file)
-            .args(extra)
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default()
-    };
-    let events = report(&[])
-        .lines()
-        .filter(|l| l.contains(": sys_") || l.contains(": sched_switch:"))
-        .count() as u64;
-    let stats = report(&["--stat"]);
-    let sum = |key: &str| -> u64 {
-        stats
-            .lines()
-            .filter_map(|l| l.trim().strip_prefix(key)?.trim().parse::<u64>().ok())
-            .sum()
-    };
-    Run {
-        cpu_s,
-        events,
-        lost: sum("overrun:") + sum("commit overrun:") + sum("dropped events:"),
         workload_s,
     }
 }

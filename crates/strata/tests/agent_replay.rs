@@ -2,25 +2,17 @@
 //! stream a recorded LTTng trace to one relay, and bad settings fail with
 //! clear messages.
 
-use std::path::{Path, PathBuf};
+#[path = "../../../tests-support/shared_traces.rs"]
+mod shared_traces;
+use shared_traces::shared_trace;
+use std::path::PathBuf;
 use std::process::Command;
 use strata_agent::testkit::{TestRelay, TestRelayOptions};
 
 const STRATA: &str = env!("CARGO_BIN_EXE_strata");
 
 fn trace() -> Option<PathBuf> {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let found = [
-        manifest.join("../../../shared/traces"),
-        PathBuf::from("/work/shared/traces"),
-    ]
-    .into_iter()
-    .map(|p| p.join("tc-many-threads"))
-    .find(|p| p.join("metadata").is_file());
-    if found.is_none() {
-        println!("SKIP: shared traces not found beside the repository");
-    }
-    found
+    shared_trace("agent replay tests", "tc-many-threads")
 }
 
 #[test]

@@ -1,24 +1,13 @@
 //! `strata analyze` end to end: the binary on the shared real traces, its
 //! JSON document, its time arguments and its errors on bad input.
 
-use std::path::{Path, PathBuf};
+#[path = "../../../tests-support/shared_traces.rs"]
+mod shared_traces;
+use shared_traces::shared_traces as traces;
+use std::path::Path;
 use std::process::{Command, Output};
 
 use serde_json::Value;
-
-fn traces(test: &str) -> Option<PathBuf> {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let found = [
-        manifest.join("../../../shared/traces"),
-        PathBuf::from("/work/shared/traces"),
-    ]
-    .into_iter()
-    .find(|p| p.join("tc-many-threads/metadata").is_file());
-    if found.is_none() {
-        println!("{test}: skipped: the shared traces (tc-many-threads) are not here");
-    }
-    found
-}
 
 fn strata(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_strata"))

@@ -137,6 +137,9 @@ fn flight_snapshot_holds_a_50ms_sleep() {
             "flight1",
             "--events",
             "syscalls,sched",
+            // No light live feed: nothing but snapshots leaves this agent.
+            "--live-events",
+            "none",
             "--buffer-size",
             "4M",
         ],

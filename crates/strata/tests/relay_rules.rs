@@ -44,28 +44,9 @@ fn http_post_with(addr: SocketAddr, path: &str, token: Option<&str>) -> (u16, St
     )
 }
 
-/// One live agent at a time in this file: two agents starting together
-/// can take each other's tracefs instance for a dead one's and remove it.
+/// One live agent at a time in this file: each traces the whole host, and
+/// the stalls these tests time want a quiet machine.
 static LIVE_AGENT: Mutex<()> = Mutex::new(());
-
-/// An agent stopped with SIGTERM when dropped (even when the test fails),
-/// so that it removes its tracefs instance itself.
-struct Graceful(Agent);
-
-impl Drop for Graceful {
-    fn drop(&mut self) {
-        // SAFETY: kill has no memory preconditions; the pid is our child's.
-        unsafe { libc::kill(self.0.child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        // Agent's own Drop kills it.
-    }
-}
 
 /// Token file without `*`, so that host names are checked.
 fn setup() -> Setup {
@@ -252,7 +233,7 @@ then = [ {{ alert = {{ webhook = "{url}" }} }} ]
     let path = s.dir.path().join("rules.toml");
     std::fs::write(&path, rules).unwrap();
     let relay = Relay::start(&s, &["--rules", &path.display().to_string()]);
-    let _agent = Graceful(Agent::start(
+    let _agent = Agent::start(
         relay.ingest,
         &s,
         &[
@@ -262,7 +243,7 @@ then = [ {{ alert = {{ webhook = "{url}" }} }} ]
             "--events",
             "syscalls,sched",
         ],
-    ));
+    );
     // Wait until the live analysis applies events and the rules watch
     // the host (from their first evaluation on it).
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -385,7 +366,7 @@ then = [ {{ alert = {{ webhook = "http://{}/hook" }} }} ]
     let path = s.dir.path().join("rules.toml");
     std::fs::write(&path, rules).unwrap();
     let relay = Relay::start(&s, &["--rules", &path.display().to_string()]);
-    let _agent = Graceful(Agent::start(
+    let _agent = Agent::start(
         relay.ingest,
         &s,
         &[
@@ -395,7 +376,7 @@ then = [ {{ alert = {{ webhook = "http://{}/hook" }} }} ]
             "--events",
             "syscalls",
         ],
-    ));
+    );
     // 4 s of evaluations every 100 ms: the cooldown alone would allow 8
     // firings, the limit allows 3 a minute.
     let deadline = Instant::now() + Duration::from_secs(20);

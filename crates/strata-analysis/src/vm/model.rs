@@ -20,6 +20,8 @@ use super::event::VmEvent;
 use super::fused::{ClockTransform, GuestView};
 use super::hints::VmHint;
 
+mod lifetime;
+
 /// A vCPU's state at an instant. The states are exclusive; their times add
 /// up to the period.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -203,6 +205,14 @@ impl Vcpu {
         &self.acc
     }
 
+    /// Time in each state up to event time `now`, the current state's
+    /// open interval included: live sampling without a flush or a clone.
+    pub fn times_at(&self, now: i64) -> [i64; STATES] {
+        let mut t = self.acc;
+        t[self.state() as usize] += now.saturating_sub(self.since).max(0);
+        t
+    }
+
     fn demands(&self) -> bool {
         matches!(self.loc, Loc::On(_) | Loc::Ready(_))
     }
@@ -249,6 +259,9 @@ pub struct Vm {
     pub(super) pio: u64,
     pub(super) pio_ports: Vec<(u32, u64)>,
     pub(super) guest: Option<GuestView>,
+    /// When its VMM process exited (or its hint disappeared): a live view
+    /// drops it a grace period later ([`VmModel::drop_gone`]).
+    pub gone_at: Option<i64>,
 }
 
 impl Vm {
@@ -493,6 +506,7 @@ impl VmModel {
                         vc.exit_at = None;
                     });
                 }
+                self.note_exit(ts, tid);
             }
             VmEvent::KvmEntry { vcpu_id } => {
                 if let Some(v) = self.kvm_thread(ts, cpu, ctx_tid, vcpu_id) {
@@ -713,6 +727,7 @@ impl VmModel {
                     pio: 0,
                     pio_ports: Vec::new(),
                     guest: None,
+                    gone_at: None,
                 });
                 self.vms.len() - 1
             }

@@ -4,8 +4,12 @@
 
 #![allow(dead_code)]
 
+#[path = "../../../../tests-support/shared_traces.rs"]
+mod shared_traces;
+/// The shared real traces, or `None` (with one line saying so) when absent.
+pub use shared_traces::shared_traces as traces;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::Value;
 use strata_analysis::analysis::{analyze, HostReport, Options, Report, Selection};
@@ -16,21 +20,6 @@ use strata_ctf::read::{OpenOptions, TraceSet};
 pub const BEGIN: i64 = 1_457_113_582_900_000_000;
 /// See [`BEGIN`].
 pub const END: i64 = 1_457_113_583_100_000_000;
-
-/// The shared real traces, or `None` (with one line saying so) when absent.
-pub fn traces(test: &str) -> Option<PathBuf> {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let found = [
-        manifest.join("../../../shared/traces"),
-        PathBuf::from("/work/shared/traces"),
-    ]
-    .into_iter()
-    .find(|p| p.join("tc-many-threads/metadata").is_file());
-    if found.is_none() {
-        println!("{test}: skipped: the shared traces (tc-many-threads) are not here");
-    }
-    found
-}
 
 /// The `results` tables of a peer fixture, by class (the per-tid syscall
 /// tables, which share a class, are in order under `per-tid`).

@@ -55,6 +55,10 @@ struct Entry {
     ready: bool,
     /// Its context or payload must be walked.
     walk: bool,
+    /// When only its payload is walked and that walk is flat (the common
+    /// walked event: a string or a sequence among fixed fields): its index
+    /// in `flats`, to walk it directly; otherwise `NO_SLOT`.
+    flat: u32,
     pay_align: u32,
     pay_bits: u32,
     pay_slot: u32,
@@ -110,6 +114,9 @@ pub(crate) struct Cursor<'s> {
     table: Vec<Entry>,
     /// The same for events whose header has no id.
     no_id: Entry,
+    /// Flat payload scopes of the stream class's classes, and where their
+    /// marks start.
+    flats: Vec<(&'s Scope, u32)>,
     /// The stream class `table` and `no_id` are for.
     table_sp: usize,
     /// The current event.
@@ -170,6 +177,7 @@ impl<'s> Cursor<'s> {
             failed: None,
             table: Vec::new(),
             no_id: Entry::default(),
+            flats: Vec::new(),
             table_sp: usize::MAX,
             cur: Current {
                 index: u32::MAX,
@@ -333,6 +341,7 @@ impl<'s> Cursor<'s> {
         self.sp = info.stream;
         if self.table_sp != self.sp {
             self.table.clear();
+            self.flats.clear();
             self.no_id = Entry::default();
             self.table_sp = self.sp;
         }
@@ -480,12 +489,23 @@ impl<'s> Cursor<'s> {
             }
             (sec_at, pay_at)
         } else {
-            match self.walk_event(sp, e, data, end, pos, clock) {
-                Ok((p, s, a)) => {
+            let flat = match self.flats.get(e.flat as usize) {
+                Some(&(scope, base)) => self.walk_flat_payload(scope, base, pos, clock),
+                None => None,
+            };
+            match flat {
+                Some((p, s)) => {
                     pos = p;
-                    (s, a)
+                    (s, 0)
                 }
-                Err(err) => return self.fail(err),
+                // Not flat, or a problem the generic walk describes.
+                None => match self.walk_event(sp, e, data, end, pos, clock) {
+                    Ok((p, s, a)) => {
+                        pos = p;
+                        (s, a)
+                    }
+                    Err(err) => return self.fail(err),
+                },
             }
         };
         if let Sec::Fast(_, slot) = self.sec {
@@ -550,9 +570,27 @@ impl<'s> Cursor<'s> {
             self.marks.resize(cp.marks_end, 0);
         }
         let fixed_payload = cp.pay_fast.is_some() || cp.payload.is_none();
+        // Only for entries the table keeps (see below), so that `flats`
+        // stays as small as the table.
+        let cached = id.is_none_or(|i| i < 1 << 16);
+        let flat = match (&cp.context, self.sec, &cp.payload) {
+            (None, Sec::None | Sec::Fast(..), Some(p))
+                if cached && p.flat && cp.pay_fast.is_none() =>
+            {
+                match (u32::try_from(cp.pay_base), u32::try_from(self.flats.len())) {
+                    (Ok(b), Ok(i)) => {
+                        self.flats.push((p, b));
+                        i
+                    }
+                    _ => NO_SLOT,
+                }
+            }
+            _ => NO_SLOT,
+        };
         let entry = Entry {
             ready: true,
             walk: !fixed_payload || cp.context.is_some() || matches!(self.sec, Sec::Walk(_)),
+            flat,
             pay_align: cp.pay_fast.map_or(1, |f| f.align),
             pay_bits: cp.pay_fast.map_or(0, |f| f.bits as u32),
             pay_slot: cp.pay_slot,
@@ -619,6 +657,39 @@ impl<'s> Cursor<'s> {
             pos = self.walk_into(s, cp.pay_base, m, data, end, pos, clock, "event payload")?;
         }
         Ok((pos, sec_at, pay_at))
+    }
+
+    /// Locates the event whose fixed stream event context (if any) starts
+    /// at or after `pos` and whose flat payload is `scope` (marks from
+    /// `base`): returns where it ends and where the context starts. `None`
+    /// on any problem, for `walk_event` to find and describe.
+    #[inline(never)]
+    fn walk_flat_payload(
+        &mut self,
+        scope: &Scope,
+        base: u32,
+        mut pos: u64,
+        clock: u64,
+    ) -> Option<(u64, u64)> {
+        let end = self.content_end;
+        let mut sec_at = 0;
+        if let Sec::Fast(f, _) = self.sec {
+            sec_at = align_up(pos, f.align);
+            pos = sec_at + f.bits;
+            if pos > end {
+                return None;
+            }
+        }
+        let base = base as usize;
+        let mut w = Walker {
+            data: self.pkt,
+            end,
+            regs: &mut self.regs,
+            marks: self.marks.get_mut(base..base + scope.marks as usize)?,
+            id: None,
+            clock,
+        };
+        Some((w.walk_flat(scope, pos)?, sec_at))
     }
 
     /// Walks a generic event header: returns where it ends, the event id

@@ -253,8 +253,9 @@ fn merge_orders_by_time_then_stream_with_few_and_many_streams() {
                  event.header := struct {{ uint64_clock_t timestamp; }}; }};
         event {{ name = e; fields := struct {{ uint32_t i; }}; }};"
     );
-    // Few streams are merged by scanning their keys, many with a heap.
-    for streams in [3usize, 5, 40] {
+    // Up to 16 streams are merged with a sorted list, more with a loser
+    // tree: both sides of the limit.
+    for streams in [3usize, 5, 16, 17, 40] {
         let mut seed = 0x2545_f491_4f6c_dd1du64 ^ streams as u64;
         let mut rand = move || {
             seed ^= seed << 13;

@@ -11,6 +11,7 @@ pub mod ftrace_bind;
 pub mod hist;
 pub mod merge;
 pub mod report;
+pub mod vm_live;
 pub mod window;
 
 use hdrhistogram::Histogram;
@@ -21,6 +22,9 @@ use strata_rules::HostMetrics;
 
 use event::{LiveEvent, LiveKind};
 use merge::Merger;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use vm_live::{GuestFeed, GuestFeeds, GuestLink};
 use window::Window;
 
 /// Choices for the live analyses.
@@ -37,6 +41,8 @@ pub struct LiveConfig {
     /// buffer under about 7 MiB. A quarter of that made draining twice as
     /// frequent and the relay's ingest 30% slower per event.
     pub merge_cap: usize,
+    /// How long a VM whose QEMU exited stays in the live view, ns.
+    pub vm_grace_ns: i64,
 }
 
 impl Default for LiveConfig {
@@ -46,6 +52,7 @@ impl Default for LiveConfig {
             buckets: 10,
             hold_ns: 20_000_000,
             merge_cap: 1 << 16,
+            vm_grace_ns: 10_000_000_000,
         }
     }
 }
@@ -56,6 +63,10 @@ const MAX_LATENCY_NS: u64 = 3_600_000_000_000;
 /// A new live-latency histogram: 1 ns to 1 h, 2 significant digits.
 pub fn latency_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, MAX_LATENCY_NS, 2).expect("constant bounds hdrhistogram accepts")
+}
+
+fn registry_lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    crate::registry::lock(m)
 }
 
 /// Nanoseconds since the Unix epoch, now.
@@ -80,6 +91,11 @@ pub struct LiveHost {
     bad_cpu: u64,
     /// The series the rules watch, when rules are loaded.
     rules: Option<HostMetrics>,
+    vm_grace_ns: i64,
+    /// This host is a VM: where its switches go for its host's fused view.
+    guest_feed: Option<Arc<GuestFeed>>,
+    /// Guests paired with this host's VMs.
+    guests: Vec<GuestLink>,
 }
 
 /// Feeds the window and the rules' series from one pass of the state system.
@@ -127,6 +143,9 @@ impl LiveHost {
             applied: 0,
             bad_cpu: 0,
             rules: None,
+            vm_grace_ns: cfg.vm_grace_ns,
+            guest_feed: None,
+            guests: Vec::new(),
         }
     }
 
@@ -151,6 +170,11 @@ impl LiveHost {
     /// The rules' series and the state system, for evaluation.
     pub fn rules_and_machine(&mut self) -> (Option<&mut HostMetrics>, &Machine) {
         (self.rules.as_mut(), &self.machine)
+    }
+
+    /// [`LiveHost::rules_and_machine`] with the VM model, for VM rules.
+    pub fn rules_machine_vms(&mut self) -> (Option<&mut HostMetrics>, &Machine, &VmModel) {
+        (self.rules.as_mut(), &self.machine, &self.vm)
     }
 
     /// Queues one decoded event.
@@ -182,11 +206,29 @@ impl LiveHost {
     /// time from its timestamp to the moment it was applied. Into `global`
     /// too, when given. Returns the events applied.
     pub fn drain(&mut self, now: i64, all: bool, mut global: Option<&mut Histogram<u64>>) -> u64 {
+        let host_now = self.newest();
         let machine = &mut self.machine;
         let vm = &mut self.vm;
         let window = &mut self.window;
         let latency = &mut self.latency;
         let mut rules = self.rules.as_mut();
+        let guest_feed = self.guest_feed.as_deref();
+        let guests = &mut self.guests;
+        for g in guests.iter_mut() {
+            g.feed.take_into(&mut g.pending);
+            // Switches older than the host's newest event can no longer be
+            // merged in time order: apply them now.
+            if let Some(now) = host_now {
+                while let Some(e) = g.pending.front().copied() {
+                    if g.clock.apply(e.ts) > now {
+                        break;
+                    }
+                    g.pending.pop_front();
+                    g.late += 1;
+                    vm_live::apply_guest(vm, g, &e);
+                }
+            }
+        }
         let mut applied = 0u64;
         // The clock is read every 256 events: the latency then includes
         // the time spent on the events before it in the batch.
@@ -209,12 +251,24 @@ impl LiveHost {
                     machine.handle(ev.ts, ev.cpu, &ev.kind.to_kernel(), &mut tee);
                 }
             }
+            for g in guests.iter_mut() {
+                while let Some(e) = g.pending.front().copied() {
+                    if g.clock.apply(e.ts) > ev.ts {
+                        break;
+                    }
+                    g.pending.pop_front();
+                    vm_live::apply_guest(vm, g, &e);
+                }
+            }
             vm.handle(
                 ev.ts,
                 ev.cpu,
                 (ev.tid >= 0).then_some(ev.tid),
                 &ev.kind.to_vm(),
             );
+            if let Some(f) = guest_feed {
+                f.offer(ev);
+            }
             applied += 1;
             if applied.is_multiple_of(256) {
                 clock = unix_now_ns();
@@ -250,7 +304,115 @@ impl LiveHost {
     /// up to the newest event; `top` bounds the preempter rows.
     pub fn vms_report(&self, hostname: &str, top: usize) -> VmHostReport {
         let now = self.newest().or(self.vm.begin()).unwrap_or(0);
-        self.vm.snapshot(hostname, now, top)
+        if self.guests.is_empty() {
+            return self.vm.snapshot(hostname, now, top);
+        }
+        let paired: Vec<(usize, String)> = self
+            .guests
+            .iter()
+            .filter_map(|g| Some((self.vm.find_vm(&g.uuid)?, "uuid".to_string())))
+            .collect();
+        let mut m = self.vm.clone();
+        m.flush(now);
+        let mut r = m.report(hostname, now, &paired, top);
+        for g in &self.guests {
+            if let Some(vm) = r
+                .vms
+                .iter_mut()
+                .find(|v| v.uuid.as_deref() == Some(&g.uuid))
+            {
+                if let Some(gr) = vm.guest.as_mut() {
+                    gr.clock_offset_ns = g.clock.offset_ns;
+                }
+            }
+        }
+        r
+    }
+
+    /// Makes this host a guest whose switches feed `feed` (its agent said
+    /// it is a VM, by UUID).
+    pub fn set_guest_feed(&mut self, feed: Arc<GuestFeed>) {
+        self.guest_feed = Some(feed);
+    }
+
+    /// Pairs this host's VMs that have a UUID with the guests of that UUID
+    /// streaming to the relay, and unpairs guests whose VM is gone. Call
+    /// it now and then (the hints that give UUIDs arrive over time).
+    pub fn pair_guests(&mut self, feeds: &GuestFeeds) {
+        let vm = &self.vm;
+        self.guests.retain(|g| {
+            let keep = vm.find_vm(&g.uuid).is_some();
+            if !keep {
+                g.feed.paired.store(false, Ordering::Relaxed);
+            }
+            keep
+        });
+        let feeds = registry_lock(feeds);
+        for i in 0..self.vm.vms().len() {
+            let Some(uuid) = self.vm.vms()[i].uuid.clone() else {
+                continue;
+            };
+            let Some(feed) = feeds.get(&uuid.to_ascii_lowercase()) else {
+                continue;
+            };
+            match self.guests.iter_mut().find(|g| g.uuid == uuid) {
+                // The guest reconnected: a new feed, the same fused view.
+                Some(g) if !Arc::ptr_eq(&g.feed, feed) => {
+                    g.feed.paired.store(false, Ordering::Relaxed);
+                    g.feed = Arc::clone(feed);
+                    g.pending.clear();
+                    feed.paired.store(true, Ordering::Relaxed);
+                }
+                Some(_) => {}
+                None => {
+                    if !self.vm.vms()[i].guest_attached() {
+                        self.vm.attach_guest(i, &format!("host {}", feed.label));
+                    }
+                    feed.paired.store(true, Ordering::Relaxed);
+                    self.guests.push(GuestLink {
+                        uuid,
+                        feed: Arc::clone(feed),
+                        clock: strata_analysis::vm::ClockTransform::default(),
+                        pending: std::collections::VecDeque::new(),
+                        late: 0,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Sets the guest-to-host clock of the guest paired with the VM of
+    /// UUID `uuid` (the hook for clock sync; the identity until then).
+    /// Returns whether such a guest is paired.
+    pub fn set_guest_clock(&mut self, uuid: &str, t: strata_analysis::vm::ClockTransform) -> bool {
+        let Some(g) = self
+            .guests
+            .iter_mut()
+            .find(|g| g.uuid.eq_ignore_ascii_case(uuid))
+        else {
+            return false;
+        };
+        g.clock = t;
+        if let Some(i) = self.vm.find_vm(&g.uuid) {
+            self.vm.set_guest_clock(i, t);
+        }
+        true
+    }
+
+    /// Paired guests: (VM UUID, guest host, switches applied late,
+    /// switches dropped).
+    pub fn guest_pairs(&self) -> Vec<(String, String, u64, u64)> {
+        self.guests
+            .iter()
+            .map(|g| {
+                (
+                    g.uuid.clone(),
+                    g.feed.label.clone(),
+                    g.late,
+                    g.feed.dropped.load(Ordering::Relaxed),
+                )
+            })
+            .collect()
     }
 
     /// Adds `n` lost events on `cpu`.
@@ -266,9 +428,21 @@ impl LiveHost {
         self.lost[c] = self.lost[c].saturating_add(n);
     }
 
-    /// Forgets thread names no longer in the window (call it now and then).
+    /// Forgets thread names no longer in the window, and VMs gone for
+    /// longer than the grace period (call it now and then).
     pub fn prune(&mut self) {
         self.window.prune();
+        if let Some(now) = self.newest() {
+            self.vm.drop_gone(now.saturating_sub(self.vm_grace_ns));
+        }
+    }
+
+    /// Replaces what the agent says of its VMs (names, UUIDs, vCPU
+    /// threads): VMs found already are renamed, and a VM no longer listed
+    /// is marked gone.
+    pub fn set_vm_hints(&mut self, hints: Vec<strata_analysis::vm::VmHint>) {
+        let now = self.newest().or(self.vm.begin()).unwrap_or(0);
+        self.vm.set_hints(hints, now);
     }
 
     /// Events applied so far.

@@ -305,8 +305,14 @@ pub fn render(reg: &Registry, top: usize) -> String {
 }
 
 /// Per-VM metrics of one host (the VM model fed live): cumulative vCPU
-/// time by state, exits by reason, steal, vCPU count.
+/// time by state (per VM and per vCPU), exits by reason, steal, who
+/// preempted whom, vCPU count and overcommit.
 fn vm_metrics(out: &mut Out, l: &str, r: &strata_analysis::vm::VmHostReport) {
+    out.head(
+        "strata_vm_info",
+        "gauge",
+        "One per live VM: its UUID, VMM pid and accelerator.",
+    );
     out.head(
         "strata_vm_vcpus",
         "gauge",
@@ -318,27 +324,67 @@ fn vm_metrics(out: &mut Out, l: &str, r: &strata_analysis::vm::VmHostReport) {
         "vCPU time of each VM by state (running, vmm, preempted, idle, unknown), all its vCPUs.",
     );
     out.head(
+        "strata_vm_vcpu_state_seconds_total",
+        "counter",
+        "Time of each vCPU by state (running, vmm, preempted, idle, unknown).",
+    );
+    out.head(
         "strata_vm_steal_ratio",
         "gauge",
         "Preempted share of the CPU time each VM wanted (running + vmm + preempted).",
+    );
+    out.head(
+        "strata_vm_vcpu_steal_ratio",
+        "gauge",
+        "Preempted share of the CPU time each vCPU wanted.",
     );
     out.head(
         "strata_vm_exits_total",
         "counter",
         "VM exits by reason (in-kernel, and user: for userspace exits).",
     );
-    for vm in &r.vms {
-        let vl = format!("{l},vm=\"{}\"", esc(&vm.name));
-        out.line("strata_vm_vcpus", &vl, vm.vcpus.len());
-        let t = &vm.times;
-        let states = [
+    out.head(
+        "strata_vm_preempted_by_seconds_total",
+        "counter",
+        "Time a VM's vCPUs waited for a host CPU, by what ran there (vm/vcpu, a host thread, idle).",
+    );
+    out.head(
+        "strata_vm_overcommit_seconds_total",
+        "counter",
+        "Time more vCPUs were runnable than the host has CPUs.",
+    );
+    out.head(
+        "strata_vm_runnable_vcpus_max",
+        "gauge",
+        "Most vCPUs runnable at once.",
+    );
+    let states = |t: &strata_analysis::vm::report::Times| {
+        [
             ("running", Some(t.running_ns)),
             ("vmm", t.vmm_ns),
             ("preempted", Some(t.preempted_ns)),
             ("idle", Some(t.idle_ns)),
             ("unknown", Some(t.unknown_ns)),
-        ];
-        for (name, ns) in states {
+        ]
+    };
+    for vm in &r.vms {
+        let vl = format!("{l},vm=\"{}\"", esc(&vm.name));
+        out.line(
+            "strata_vm_info",
+            &format!(
+                "{vl},uuid=\"{}\",pid=\"{}\",accel=\"{}\"",
+                esc(vm.uuid.as_deref().unwrap_or("")),
+                vm.pid.map_or(String::new(), |p| p.to_string()),
+                match vm.accel {
+                    strata_analysis::vm::model::Accel::Kvm => "kvm",
+                    strata_analysis::vm::model::Accel::Tcg => "tcg",
+                    strata_analysis::vm::model::Accel::Unknown => "unknown",
+                }
+            ),
+            1,
+        );
+        out.line("strata_vm_vcpus", &vl, vm.vcpus.len());
+        for (name, ns) in states(&vm.times) {
             if let Some(ns) = ns {
                 out.line(
                     "strata_vm_vcpu_seconds_total",
@@ -347,7 +393,22 @@ fn vm_metrics(out: &mut Out, l: &str, r: &strata_analysis::vm::VmHostReport) {
                 );
             }
         }
-        if let Some(st) = t.steal_pct {
+        for v in &vm.vcpus {
+            let cl = format!("{vl},vcpu=\"{}\"", v.id);
+            for (name, ns) in states(&v.times) {
+                if let Some(ns) = ns {
+                    out.line(
+                        "strata_vm_vcpu_state_seconds_total",
+                        &format!("{cl},state=\"{name}\""),
+                        ns as f64 / 1e9,
+                    );
+                }
+            }
+            if let Some(st) = v.times.steal_pct {
+                out.line("strata_vm_vcpu_steal_ratio", &cl, st / 100.0);
+            }
+        }
+        if let Some(st) = vm.times.steal_pct {
             out.line("strata_vm_steal_ratio", &vl, st / 100.0);
         }
         for e in vm.exits.iter().chain(&vm.userspace_exits) {
@@ -357,7 +418,26 @@ fn vm_metrics(out: &mut Out, l: &str, r: &strata_analysis::vm::VmHostReport) {
                 e.count,
             );
         }
+        for p in &vm.preempted_by {
+            let by = match (p.kind, &p.vm, p.vcpu) {
+                ("vcpu", Some(v), Some(n)) => format!("{v}/{n}"),
+                ("idle", _, _) => "idle".to_string(),
+                ("unknown", _, _) => "unknown".to_string(),
+                _ => format!("{} ({})", p.comm, p.tid.unwrap_or(-1)),
+            };
+            out.line(
+                "strata_vm_preempted_by_seconds_total",
+                &format!("{vl},kind=\"{}\",by=\"{}\"", p.kind, esc(&by)),
+                p.ns as f64 / 1e9,
+            );
+        }
     }
+    out.line(
+        "strata_vm_overcommit_seconds_total",
+        l,
+        r.overcommit.total_ns as f64 / 1e9,
+    );
+    out.line("strata_vm_runnable_vcpus_max", l, r.overcommit.max_runnable);
 }
 
 #[cfg(test)]

@@ -138,7 +138,7 @@ pub fn router(state: ApiState) -> Router {
 }
 
 async fn index() -> &'static str {
-    "strata relay: GET /api/hosts, /api/hosts/<host>/{cpus,threads,syscalls,lost}, /metrics (see docs/api.md)\n"
+    "strata relay: GET /api/hosts, /api/hosts/<host>/{cpus,threads,syscalls,lost,vms}, /metrics (see docs/api.md)\n"
 }
 
 async fn hosts(State(s): State<ApiState>) -> Json<HostsDoc> {

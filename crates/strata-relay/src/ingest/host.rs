@@ -116,6 +116,8 @@ pub struct HostIngest {
     commits: u64,
     /// Pages or packets that could not be decoded.
     pub corrupt: u64,
+    /// The agent's latest VM hints, for a live view created after them.
+    vm_hints: Option<Vec<strata_analysis::vm::VmHint>>,
 }
 
 impl HostIngest {
@@ -148,6 +150,7 @@ impl HostIngest {
             dirty: false,
             commits: 0,
             corrupt: 0,
+            vm_hints: None,
         }
     }
 
@@ -187,6 +190,13 @@ impl HostIngest {
             }
             Message::CtfMetadata(m) => self.tsdl = Some(m.tsdl.clone()),
             Message::MetadataDone(d) => self.metadata_done(d)?,
+            Message::VmHints(h) => {
+                let hints = crate::analysis::vm_live::hints_from_wire(h);
+                if let Some(l) = lock(&self.entry.live).as_mut() {
+                    l.set_vm_hints(hints.clone());
+                }
+                self.vm_hints = Some(hints);
+            }
             Message::Pages(_) | Message::Packets(_) | Message::Lost(_) | Message::Statedump(_) => {
                 if self.trace.is_none() {
                     return Err(IngestError::Protocol(format!(
@@ -321,6 +331,9 @@ impl HostIngest {
             self.registry
                 .control_state
                 .set_base(&self.hello.session, &self.hello.host_id, base);
+            self.registry
+                .control()
+                .push_needs_later(&self.hello.session, &self.hello.host_id);
             // The checkpoint is the truth: a Welcome answered from an older
             // state is corrected here (the agent's extra frames are then
             // dropped as duplicates).
@@ -341,6 +354,25 @@ impl HostIngest {
             match live.as_mut() {
                 Some(l) => l.set_syscall_names(names),
                 None => *live = Some(LiveHost::new(self.cfg.live, names)),
+            }
+            if let (Some(l), Some(h)) = (live.as_mut(), self.vm_hints.clone()) {
+                l.set_vm_hints(h);
+            }
+            if let (Some(l), Some(uuid)) = (live.as_mut(), self.hello.host.vm_uuid.as_deref()) {
+                // The same guest's feed is kept across reconnections, so
+                // its host's pairing stays.
+                let mut feeds = lock(&self.registry.guest_feeds);
+                let feed = match feeds.get(&uuid.to_ascii_lowercase()) {
+                    Some(f) if f.label == self.hello.host_id => Arc::clone(f),
+                    _ => {
+                        let f = Arc::new(crate::analysis::vm_live::GuestFeed::new(
+                            &self.hello.host_id,
+                        ));
+                        feeds.insert(uuid.to_ascii_lowercase(), Arc::clone(&f));
+                        f
+                    }
+                };
+                l.set_guest_feed(feed);
             }
         }
         self.trace = Some(trace);
@@ -579,6 +611,7 @@ impl HostIngest {
         if self.commits.is_multiple_of(10) {
             if let Some(live) = lock(&self.entry.live).as_mut() {
                 live.prune();
+                live.pair_guests(&self.registry.guest_feeds);
             }
         }
         self.publish(false);

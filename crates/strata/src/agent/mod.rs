@@ -2,6 +2,8 @@
 //! with `--replay`) to a relay. The work is done by the `strata-agent`
 //! library; this module turns the command line into its configuration.
 
+pub(crate) mod vm_hints;
+
 use crate::units::{parse_duration, parse_size};
 use anyhow::{bail, Context};
 use std::path::PathBuf;
@@ -94,9 +96,11 @@ pub struct AgentArgs {
     #[arg(long, default_value = "lz4")]
     compress: Compression,
 
-    /// Longest time a read page waits before it is sent.
-    #[arg(long, default_value = "100ms", value_parser = parse_duration)]
-    flush_interval: Duration,
+    /// Longest time a read page waits before it is sent. Default: 100ms;
+    /// 20ms for the light live feed of `--mode flight`, which rules wait
+    /// for (see docs/control.md).
+    #[arg(long, value_parser = parse_duration)]
+    flush_interval: Option<Duration>,
 
     /// Count the events in the pages sent, for an exact total in the final
     /// summary (walks every record header: a few percent more CPU).
@@ -153,12 +157,25 @@ pub struct AgentArgs {
     #[arg(long, default_value = "64M", value_parser = parse_size)]
     flight_max: u64,
 
+    /// Flight mode: events streamed live meanwhile (from a second tracefs
+    /// instance), for the relay's analyses and rules; `none` streams
+    /// nothing until a snapshot. Default: sched,syscalls. The relay adds
+    /// what its rules need.
+    #[arg(long, value_delimiter = ',', value_name = "LIST|none")]
+    live_events: Vec<String>,
+
     /// This host is a VM with this UUID (as its hypervisor knows it, e.g.
     /// QEMU's `-uuid`); `auto` reads the DMI `product_uuid`. It goes into
     /// the trace's env as `vm_uuid`, which pairs the guest's trace with its
     /// VM in the host's trace.
     #[arg(long, value_name = "UUID|auto")]
     vm_uuid: Option<String>,
+
+    /// Do not send VM hints (the QEMU processes' `-name`, `-uuid` and vCPU
+    /// threads, read from /proc and debugfs every 2 s) that name VMs live
+    /// in the relay.
+    #[arg(long)]
+    no_vm_hints: bool,
 }
 
 fn security(args: &AgentArgs) -> anyhow::Result<Security> {
@@ -179,6 +196,29 @@ fn security(args: &AgentArgs) -> anyhow::Result<Security> {
         client: args.cert.clone().zip(args.key.clone()),
         server_name: args.tls_name.clone(),
     })
+}
+
+/// The feed's event specs from `--live-events` (`None` for `none`).
+fn live_events(given: &[String]) -> Option<Vec<String>> {
+    match given {
+        [] => Some(
+            strata_agent::feed::DEFAULT_FEED
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        ),
+        [one] if one == "none" => None,
+        list => Some(list.to_vec()),
+    }
+}
+
+/// `--events` as given, or what it defaults to.
+fn events_shown(events: &[String]) -> String {
+    if events.is_empty() {
+        strata_ftrace::DEFAULT_SPECS.join(",")
+    } else {
+        events.join(",")
+    }
 }
 
 /// Runs `strata agent`.
@@ -222,6 +262,10 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
     config.compression = args.compress;
     config.final_ack_wait = args.final_wait;
     config.quiet = args.quiet;
+    let flight = args.mode == "flight";
+    if !flight && !args.live_events.is_empty() {
+        bail!("--live-events is for --mode flight; in live mode --events is what streams");
+    }
     let source = match &args.replay {
         Some(trace) => SourceConfig::Replay(ReplayOptions {
             trace: trace.clone(),
@@ -242,13 +286,19 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
                 subbuf_size: args.subbuf_size,
                 clock: args.clock.clone(),
                 statedump: !args.no_statedump,
-                flush_interval: args.flush_interval,
+                flush_interval: args.flush_interval.unwrap_or(if flight {
+                    Duration::from_millis(20)
+                } else {
+                    Duration::from_millis(100)
+                }),
                 compression: args.compress,
                 count_events: args.count_events,
+                vm_hints: (!args.no_vm_hints).then_some(vm_hints::read as fn() -> _),
                 flight: (args.mode == "flight").then_some(strata_agent::FlightOptions {
                     keep: args.keep,
                     max_bytes: args.flight_max.min(usize::MAX as u64) as usize,
                 }),
+                live_events: flight.then(|| live_events(&args.live_events)).flatten(),
                 ..LiveOptions::default()
             })
         }
@@ -281,12 +331,23 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
     if !args.quiet {
         eprintln!(
             "strata agent: streaming {} to {} as host '{}', session '{}' (Ctrl-C to stop)",
-            args.replay
-                .as_ref()
-                .map_or("this host's kernel".to_string(), |t| format!(
-                    "replay of {}",
-                    t.display()
-                )),
+            match (&args.replay, flight) {
+                (Some(t), _) => format!("replay of {}", t.display()),
+                (None, true) => match live_events(&args.live_events) {
+                    Some(feed) => format!(
+                        "a live feed of {} (flight recorder keeping {:?} of {} for snapshots)",
+                        feed.join(","),
+                        args.keep,
+                        events_shown(&args.events)
+                    ),
+                    None => format!(
+                        "nothing until a snapshot (flight recorder keeping {:?} of {})",
+                        args.keep,
+                        events_shown(&args.events)
+                    ),
+                },
+                (None, false) => "this host's kernel".to_string(),
+            },
             relay,
             config.host_id,
             config.session

@@ -80,6 +80,10 @@ pub struct RelayArgs {
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     window: std::time::Duration,
 
+    /// How long a VM whose QEMU process exited stays in the live VM view.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    vm_grace: std::time::Duration,
+
     /// How often stored data is committed, acknowledged and made visible
     /// to viewers.
     #[arg(long, default_value = "100ms", value_parser = parse_duration)]
@@ -122,6 +126,7 @@ pub fn run(args: RelayArgs) -> anyhow::Result<ExitCode> {
     cfg.sync = args.sync;
     cfg.analysis = LiveConfig {
         window_ns: args.window.as_nanos().clamp(1_000_000, i64::MAX as u128) as i64,
+        vm_grace_ns: args.vm_grace.as_nanos().min(i64::MAX as u128) as i64,
         ..LiveConfig::default()
     };
     cfg.commit_interval = args

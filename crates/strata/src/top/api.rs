@@ -179,9 +179,133 @@ pub struct Lost {
     pub late_events: u64,
 }
 
+/// Shares of a vCPU's (or VM's) time, % of the period.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct VmPcts {
+    /// Running guest code.
+    pub running: f64,
+    /// In the hypervisor (`None` under TCG: not observable).
+    pub vmm: Option<f64>,
+    /// Waiting for a host CPU.
+    pub preempted: f64,
+    /// Halted or blocked.
+    pub idle: f64,
+    /// Not known.
+    pub unknown: f64,
+}
+
+/// Where a vCPU's (or VM's) time went since the relay first saw the host.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct VmTimes {
+    /// Running, ns.
+    pub running_ns: i64,
+    /// Hypervisor, ns (`None`: not observable).
+    pub vmm_ns: Option<i64>,
+    /// Preempted, ns.
+    pub preempted_ns: i64,
+    /// Idle, ns.
+    pub idle_ns: i64,
+    /// Unknown, ns.
+    pub unknown_ns: i64,
+    /// Preempted share of the time it wanted a CPU, %.
+    pub steal_pct: Option<f64>,
+    /// The same as shares of the period.
+    pub pct: VmPcts,
+}
+
+/// Who ran while a vCPU waited.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Preempter {
+    /// `vcpu`, `thread`, `idle` or `unknown`.
+    pub kind: String,
+    /// For a vCPU: its VM.
+    pub vm: Option<String>,
+    /// For a vCPU: its index.
+    pub vcpu: Option<u32>,
+    /// Thread name.
+    pub comm: String,
+    /// Share of the preempted time, %.
+    pub pct: f64,
+}
+
+/// One vCPU.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Vcpu {
+    /// Index in its VM.
+    pub id: u32,
+    /// Host thread.
+    pub tid: i32,
+    /// Its times.
+    pub times: VmTimes,
+    /// Who preempted it, most first.
+    pub preempted_by: Vec<Preempter>,
+}
+
+/// One exit reason.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Exit {
+    /// Its name.
+    pub reason: String,
+    /// How many.
+    pub count: u64,
+}
+
+/// One VM.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Vm {
+    /// Name (`-name`, else `pid N`).
+    pub name: String,
+    /// UUID.
+    pub uuid: Option<String>,
+    /// `kvm`, `tcg` or `unknown`.
+    pub accel: String,
+    /// All vCPUs together.
+    pub times: VmTimes,
+    /// Per vCPU.
+    pub vcpus: Vec<Vcpu>,
+    /// In-kernel exits, most first.
+    pub exits: Vec<Exit>,
+    /// Userspace exits, most first.
+    pub userspace_exits: Vec<Exit>,
+    /// Who preempted its vCPUs.
+    pub preempted_by: Vec<Preempter>,
+}
+
+/// Overcommit of the host's CPUs by runnable vCPUs.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Overcommit {
+    /// Host CPUs.
+    pub physical_cpus: u32,
+    /// Most vCPUs runnable at once.
+    pub max_runnable: u32,
+    /// Time overcommitted, ns.
+    pub total_ns: i64,
+}
+
+/// `/api/hosts/<host>/vms`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Vms {
+    /// Period covered, ns.
+    pub duration_ns: i64,
+    /// Overcommit.
+    pub overcommit: Overcommit,
+    /// The VMs.
+    pub vms: Vec<Vm>,
+}
+
 /// Everything shown for the selected host.
 #[derive(Debug, Clone, Default)]
 pub struct HostView {
+    /// The VMs it runs (empty from a relay without the VM view).
+    pub vms: Vms,
     /// CPUs now.
     pub cpus: Cpus,
     /// Top threads and processes.
@@ -254,6 +378,7 @@ impl Client {
             threads: self.get(&format!("{base}/threads{q}"))?,
             syscalls: self.get(&format!("{base}/syscalls{q}"))?,
             lost: self.get(&format!("{base}/lost{q}"))?,
+            vms: self.get(&format!("{base}/vms{q}")).unwrap_or_default(),
         })
     }
 }

@@ -82,9 +82,12 @@ pub fn start() -> anyhow::Result<Embedded> {
     let agent = std::thread::Builder::new()
         .name("strata-agent".into())
         .spawn(move || {
-            if let Err(e) =
-                strata_agent::run(agent_cfg, SourceConfig::Live(LiveOptions::default()), stop)
-            {
+            // VM hints name the VMs of the VMs view.
+            let opts = LiveOptions {
+                vm_hints: Some(crate::agent::vm_hints::read as fn() -> _),
+                ..LiveOptions::default()
+            };
+            if let Err(e) = strata_agent::run(agent_cfg, SourceConfig::Live(opts), stop) {
                 eprintln!("strata top: the embedded agent stopped: {e}");
             }
         })

@@ -41,8 +41,8 @@ pub struct TopArgs {
     #[arg(long)]
     host: Option<String>,
 
-    /// Start on this view: cpu, syscalls or health.
-    #[arg(long, default_value = "cpu", value_parser = ["cpu", "syscalls", "health"])]
+    /// Start on this view: cpu, syscalls, health or vms.
+    #[arg(long, default_value = "cpu", value_parser = ["cpu", "syscalls", "health", "vms"])]
     view: String,
 
     /// Print one screen as text and exit, for scripts and tests.
@@ -85,6 +85,7 @@ pub fn run(args: TopArgs) -> anyhow::Result<ExitCode> {
     app.view = match args.view.as_str() {
         "syscalls" => View::Syscalls,
         "health" => View::Health,
+        "vms" => View::Vms,
         _ => View::Cpu,
     };
     if args.once {
@@ -142,7 +143,7 @@ fn apply(app: &mut App, update: Update, start_host: Option<&str>) {
         Err(e) => app.error = Some(e),
     }
     match update.view {
-        Some(Ok(v)) => app.data = Some(v),
+        Some(Ok(v)) => app.set_data(v),
         Some(Err(e)) => app.error = Some(e),
         None => {}
     }

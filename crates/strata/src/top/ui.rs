@@ -32,10 +32,11 @@ pub fn draw(f: &mut Frame, app: &App) {
         View::Cpu => draw_cpu(f, app, body),
         View::Syscalls => draw_syscalls(f, app, body),
         View::Health => draw_health(f, app, body),
+        View::Vms => draw_vms(f, app, body),
     }
     let help = match &app.error {
         Some(e) => Line::from(Span::styled(e.clone(), Style::new().fg(Color::Red))),
-        None => Line::from("q quit  ←/→ host  tab/1-3 view  s sort  r refresh"),
+        None => Line::from("q quit  ←/→ host  tab/1-4 view  s sort  r refresh"),
     };
     f.render_widget(Paragraph::new(help), keys);
 }
@@ -293,5 +294,76 @@ fn draw_health(f: &mut Frame, app: &App, area: Rect) {
     f.render_widget(
         Paragraph::new(text).block(Block::new().borders(Borders::ALL).title(title)),
         lost_area,
+    );
+}
+
+fn draw_vms(f: &mut Frame, app: &App, area: Rect) {
+    let rows: Vec<Row> = app
+        .vm_rows()
+        .into_iter()
+        .map(|r| {
+            let s = r.shares;
+            let row = Row::new(vec![
+                r.label,
+                r.tid.map_or(String::new(), |t| t.to_string()),
+                format!("{:5.1}", s.running),
+                s.vmm.map_or("    ?".into(), |v| format!("{v:5.1}")),
+                format!("{:5.1}", s.preempted),
+                format!("{:5.1}", s.idle),
+                s.steal.map_or("    -".into(), |v| format!("{v:5.1}")),
+                r.preempted_by,
+                r.exits,
+            ]);
+            if r.vm {
+                row.style(HEADER)
+            } else {
+                row
+            }
+        })
+        .collect();
+    let title = match app.data.as_ref().map(|d| &d.vms) {
+        Some(v) if !v.vms.is_empty() => format!(
+            " VMs — % {}; {} host CPUs, at most {} vCPUs runnable ",
+            if app.prev_vms.is_some() {
+                "of the last interval"
+            } else {
+                "since the relay saw the host"
+            },
+            v.overcommit.physical_cpus,
+            v.overcommit.max_runnable
+        ),
+        _ => " VMs — none seen on this host (trace it with --events sched,kvm) ".into(),
+    };
+    f.render_widget(
+        Table::new(
+            rows,
+            [
+                Constraint::Length(28),
+                Constraint::Length(8),
+                Constraint::Length(6),
+                Constraint::Length(6),
+                Constraint::Length(6),
+                Constraint::Length(6),
+                Constraint::Length(6),
+                Constraint::Length(36),
+                Constraint::Min(10),
+            ],
+        )
+        .header(
+            Row::new([
+                "VM / vCPU",
+                "TID",
+                "Run %",
+                "VMM %",
+                "Prmt %",
+                "Idle %",
+                "Steal",
+                "Preempted by",
+                "Top exits",
+            ])
+            .style(HEADER),
+        )
+        .block(Block::new().borders(Borders::ALL).title(title)),
+        area,
     );
 }

@@ -286,7 +286,15 @@ impl Agent {
 }
 
 impl Drop for Agent {
+    /// SIGTERM first, so a live agent removes its tracefs instance even
+    /// when the test failed; SIGKILL only if it has not exited in 5 s.
     fn drop(&mut self) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
