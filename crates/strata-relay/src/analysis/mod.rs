@@ -215,6 +215,12 @@ impl LiveHost {
         let guest_feed = self.guest_feed.as_deref();
         let guests = &mut self.guests;
         for g in guests.iter_mut() {
+            let sync = &mut g.sync;
+            let dirty = &mut g.sync_dirty;
+            g.feed.take_markers(|before, after| {
+                sync.guest_probe(before, after);
+                *dirty = true;
+            });
             g.feed.take_into(&mut g.pending);
             // Switches older than the host's newest event can no longer be
             // merged in time order: apply them now.
@@ -260,6 +266,11 @@ impl LiveHost {
                     vm_live::apply_guest(vm, g, &e);
                 }
             }
+            if !guests.is_empty() {
+                if let Some(src) = vm_live::host_sync_source(&ev.kind) {
+                    vm_live::feed_host_sync(vm, guests, ev, src);
+                }
+            }
             vm.handle(
                 ev.ts,
                 ev.cpu,
@@ -280,7 +291,23 @@ impl LiveHost {
             }
         });
         self.applied += applied;
+        self.update_guest_clocks();
         applied
+    }
+
+    /// Sets each paired guest's clock from its probes' sync, when new
+    /// probes or host events came since the last time and the sync gives
+    /// an estimate. The report is a hull fit: cheap next to a drain.
+    fn update_guest_clocks(&mut self) {
+        for g in self.guests.iter_mut().filter(|g| g.sync_dirty) {
+            g.sync_dirty = false;
+            let Some(r) = g.sync.report() else { continue };
+            g.clock = r.transform();
+            if let Some(i) = self.vm.find_vm(&g.uuid) {
+                self.vm.set_guest_clock(i, g.clock);
+            }
+            g.sync_report = Some(r);
+        }
     }
 
     /// Applies one event now, bypassing the reorder buffer: for the state
@@ -323,6 +350,7 @@ impl LiveHost {
             {
                 if let Some(gr) = vm.guest.as_mut() {
                     gr.clock_offset_ns = g.clock.offset_ns;
+                    gr.sync = g.sync_report.clone();
                 }
             }
         }
@@ -375,6 +403,9 @@ impl LiveHost {
                         clock: strata_analysis::vm::ClockTransform::default(),
                         pending: std::collections::VecDeque::new(),
                         late: 0,
+                        sync: strata_analysis::vm::sync::GuestSync::new(),
+                        sync_dirty: false,
+                        sync_report: None,
                     });
                 }
             }
