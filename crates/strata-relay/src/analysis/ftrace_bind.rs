@@ -643,4 +643,59 @@ mod tests {
         // The snapshot left the live model as it was.
         assert_eq!(host.vms_report("h", 10), r);
     }
+
+    /// A guest's probe marker becomes `SyncMarker` with its readings (other
+    /// print lines stay `Other`), and a write call's entry carries its
+    /// descriptor whether it comes as `raw_syscalls` or `syscalls`.
+    #[test]
+    fn decodes_sync_markers_and_write_descriptors() {
+        let (Some(print), Some(raw), Some(write), Some(read)) = (
+            real("ftrace", "print"),
+            real("raw_syscalls", "sys_enter"),
+            real("syscalls", "sys_enter_write"),
+            real("syscalls", "sys_enter_read"),
+        ) else {
+            eprintln!("skipped: tracefs print and syscall event formats are not readable here");
+            return;
+        };
+        let b = FtraceBinder::new(&[print.clone(), raw.clone(), write.clone(), read.clone()]);
+        let marker = |text: &[u8]| {
+            let mut rec = record(&print, &[]);
+            rec.extend_from_slice(text);
+            b.decode(&rec).1
+        };
+        assert_eq!(
+            marker(b"strata-sync 7 1000 1250\n\0"),
+            LiveKind::SyncMarker {
+                before: 1000,
+                after: 1250
+            }
+        );
+        assert_eq!(marker(b"hello\n\0"), LiveKind::Other);
+        assert_eq!(marker(b"strata-sync 7 1250 1000\n"), LiveKind::Other);
+        let mut args = [0u8; 48];
+        args[..8].copy_from_slice(&12u64.to_le_bytes());
+        let rec = record(&raw, &[("id", &20i64.to_le_bytes()), ("args", &args)]);
+        assert_eq!(b.decode(&rec).1, LiveKind::WriteEntry { id: 20, fd: 12 });
+        // Other calls keep only their number, whatever their arguments.
+        let rec = record(&raw, &[("id", &0i64.to_le_bytes()), ("args", &args)]);
+        assert_eq!(b.decode(&rec).1, LiveKind::SyscallEntry { id: 0 });
+        let rec = record(&write, &[("fd", &9u64.to_le_bytes())]);
+        assert_eq!(b.decode(&rec).1, LiveKind::WriteEntry { id: 1, fd: 9 });
+        let rec = record(&read, &[("fd", &9u64.to_le_bytes())]);
+        assert_eq!(b.decode(&rec).1, LiveKind::SyscallEntry { id: 0 });
+        // Readings on a nanosecond clock are not the trace's: unusable.
+        let m = LiveKind::SyncMarker {
+            before: 10,
+            after: 20,
+        };
+        assert_eq!(m.sync_marker_in_ns(false, |c| c as i64), LiveKind::Other);
+        assert_eq!(
+            m.sync_marker_in_ns(true, |c| c as i64 * 2 + 1),
+            LiveKind::SyncMarker {
+                before: 21,
+                after: 41
+            }
+        );
+    }
 }

@@ -96,7 +96,14 @@ pub struct LiveHost {
     guest_feed: Option<Arc<GuestFeed>>,
     /// Guests paired with this host's VMs.
     guests: Vec<GuestLink>,
+    /// When (wall ns) the guests' clocks were last set from their syncs.
+    guest_sync_at: i64,
 }
+
+/// How often (wall time) paired guests' clocks are re-estimated from their
+/// probes: the hull fit costs the cube of its few tens of points, too much
+/// for every packet's drain, and probes come every few ms.
+const GUEST_SYNC_INTERVAL_NS: i64 = 250_000_000;
 
 /// Feeds the window and the rules' series from one pass of the state system.
 struct Tee<'a>(&'a mut Window, &'a mut HostMetrics);
@@ -146,6 +153,7 @@ impl LiveHost {
             vm_grace_ns: cfg.vm_grace_ns,
             guest_feed: None,
             guests: Vec::new(),
+            guest_sync_at: 0,
         }
     }
 
@@ -291,13 +299,19 @@ impl LiveHost {
             }
         });
         self.applied += applied;
-        self.update_guest_clocks();
+        if !self.guests.is_empty() {
+            let wall = unix_now_ns();
+            if all || wall.saturating_sub(self.guest_sync_at) >= GUEST_SYNC_INTERVAL_NS {
+                self.guest_sync_at = wall;
+                self.update_guest_clocks();
+            }
+        }
         applied
     }
 
     /// Sets each paired guest's clock from its probes' sync, when new
     /// probes or host events came since the last time and the sync gives
-    /// an estimate. The report is a hull fit: cheap next to a drain.
+    /// an estimate.
     fn update_guest_clocks(&mut self) {
         for g in self.guests.iter_mut().filter(|g| g.sync_dirty) {
             g.sync_dirty = false;
