@@ -225,8 +225,10 @@ impl LiveHost {
         for g in guests.iter_mut() {
             let sync = &mut g.sync;
             let dirty = &mut g.sync_dirty;
+            let newest = &mut g.guest_sync_ns;
             g.feed.take_markers(|before, after| {
                 sync.guest_probe(before, after);
+                *newest = (*newest).max(i64::try_from(before).unwrap_or(i64::MAX));
                 *dirty = true;
             });
             g.feed.take_into(&mut g.pending);
@@ -299,6 +301,7 @@ impl LiveHost {
             }
         });
         self.applied += applied;
+        self.guests.iter_mut().for_each(vm_live::release_host_sync);
         if !self.guests.is_empty() {
             let wall = unix_now_ns();
             if all || wall.saturating_sub(self.guest_sync_at) >= GUEST_SYNC_INTERVAL_NS {
@@ -419,6 +422,8 @@ impl LiveHost {
                         late: 0,
                         sync: strata_analysis::vm::sync::GuestSync::new(),
                         sync_dirty: false,
+                        host_sync: std::collections::VecDeque::new(),
+                        guest_sync_ns: i64::MIN,
                         sync_report: None,
                     });
                 }

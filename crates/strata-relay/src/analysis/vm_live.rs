@@ -144,6 +144,11 @@ pub struct GuestLink {
     pub sync: GuestSync,
     /// New probes or host events since the last report.
     pub sync_dirty: bool,
+    /// Host events that may carry probes, held until the guest's markers
+    /// of about their time arrived (see [`release_host_sync`]).
+    pub host_sync: VecDeque<(HostSource, i64)>,
+    /// The newest probe reading of the guest (its ns), `i64::MIN` before.
+    pub guest_sync_ns: i64,
     /// The latest sync, whose transform `clock` is.
     pub sync_report: Option<GuestSyncReport>,
 }
@@ -175,9 +180,48 @@ pub fn feed_host_sync(
         .iter_mut()
         .find(|g| model.find_vm(&g.uuid) == Some(vm))
     {
+        if g.host_sync.len() >= HOST_SYNC_QUEUE_CAP {
+            g.host_sync.pop_front();
+        }
+        g.host_sync.push_back((src, ev.ts));
+    }
+}
+
+/// Host events held per guest for its sync, at most.
+pub const HOST_SYNC_QUEUE_CAP: usize = 8192;
+
+/// How far (ns) host events may run ahead of the guest's newest probe when
+/// fed to its sync. The matcher gives up on a source with hundreds more
+/// host events than probes, and a guest's stream (over a serial line, say)
+/// can lag its host's by seconds: held back, the two sides reach the
+/// matcher about in time order, as `vm report`'s merge by time feeds it.
+/// Both sides' times are their own Unix ns, a second or so apart.
+pub const HOST_SYNC_LEAD_NS: i64 = 1_000_000_000;
+
+/// Host events held per guest beyond which the oldest go to the sync
+/// whatever their time: a guest clock set seconds off the host's would
+/// otherwise hold them all. Half the matcher's slack.
+pub const HOST_SYNC_HOLD: usize = 256;
+
+/// Feeds guest `g`'s sync the held host events no later than its newest
+/// probe (in host time, once synced) plus [`HOST_SYNC_LEAD_NS`], and the
+/// oldest beyond [`HOST_SYNC_HOLD`].
+pub fn release_host_sync(g: &mut GuestLink) {
+    let limit = if g.guest_sync_ns == i64::MIN {
+        i64::MIN
+    } else {
+        g.clock
+            .apply(g.guest_sync_ns)
+            .saturating_add(HOST_SYNC_LEAD_NS)
+    };
+    while let Some(&(src, ts)) = g.host_sync.front() {
+        if ts > limit && g.host_sync.len() <= HOST_SYNC_HOLD {
+            break;
+        }
+        g.host_sync.pop_front();
         // The host's raw clock is not kept per event: the slope-free hull
         // applies, not the TSC method.
-        g.sync.host_event(src, ev.ts, 0, 0);
+        g.sync.host_event(src, ts, 0, 0);
         g.sync_dirty = true;
     }
 }
