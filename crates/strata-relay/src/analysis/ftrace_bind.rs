@@ -682,6 +682,11 @@ mod tests {
         assert_eq!(b.decode(&rec).1, LiveKind::SyscallEntry { id: 0 });
         let rec = record(&write, &[("fd", &9u64.to_le_bytes())]);
         assert_eq!(b.decode(&rec).1, LiveKind::WriteEntry { id: 1, fd: 9 });
+        if let Some(writev) = real("syscalls", "sys_enter_writev") {
+            let b = FtraceBinder::new(&[writev.clone(), write.clone()]);
+            let rec = record(&writev, &[("fd", &3u64.to_le_bytes())]);
+            assert_eq!(b.decode(&rec).1, LiveKind::WriteEntry { id: 20, fd: 3 });
+        }
         let rec = record(&read, &[("fd", &9u64.to_le_bytes())]);
         assert_eq!(b.decode(&rec).1, LiveKind::SyscallEntry { id: 0 });
         // Readings on a nanosecond clock are not the trace's: unusable.

@@ -98,6 +98,8 @@ pub struct LiveHost {
     guests: Vec<GuestLink>,
     /// When (wall ns) the guests' clocks were last set from their syncs.
     guest_sync_at: i64,
+    /// Host events for the sync of guests not paired yet, by VM UUID.
+    unpaired_sync: vm_live::UnpairedSync,
 }
 
 /// How often (wall time) paired guests' clocks are re-estimated from their
@@ -154,6 +156,7 @@ impl LiveHost {
             guest_feed: None,
             guests: Vec::new(),
             guest_sync_at: 0,
+            unpaired_sync: Vec::new(),
         }
     }
 
@@ -222,6 +225,7 @@ impl LiveHost {
         let mut rules = self.rules.as_mut();
         let guest_feed = self.guest_feed.as_deref();
         let guests = &mut self.guests;
+        let unpaired_sync = &mut self.unpaired_sync;
         for g in guests.iter_mut() {
             let sync = &mut g.sync;
             let dirty = &mut g.sync_dirty;
@@ -276,10 +280,8 @@ impl LiveHost {
                     vm_live::apply_guest(vm, g, &e);
                 }
             }
-            if !guests.is_empty() {
-                if let Some(src) = vm_live::host_sync_source(&ev.kind) {
-                    vm_live::feed_host_sync(vm, guests, ev, src);
-                }
+            if let Some(src) = vm_live::host_sync_source(&ev.kind) {
+                vm_live::feed_host_sync(vm, guests, unpaired_sync, ev, src);
             }
             vm.handle(
                 ev.ts,
@@ -392,6 +394,8 @@ impl LiveHost {
             }
             keep
         });
+        self.unpaired_sync
+            .retain(|(uuid, _)| vm.find_vm(uuid).is_some());
         let feeds = registry_lock(feeds);
         for i in 0..self.vm.vms().len() {
             let Some(uuid) = self.vm.vms()[i].uuid.clone() else {
@@ -414,6 +418,12 @@ impl LiveHost {
                         self.vm.attach_guest(i, &format!("host {}", feed.label));
                     }
                     feed.paired.store(true, Ordering::Relaxed);
+                    let host_sync = self
+                        .unpaired_sync
+                        .iter()
+                        .position(|(u, _)| *u == uuid)
+                        .map(|i| self.unpaired_sync.swap_remove(i).1)
+                        .unwrap_or_default();
                     self.guests.push(GuestLink {
                         uuid,
                         feed: Arc::clone(feed),
@@ -422,7 +432,7 @@ impl LiveHost {
                         late: 0,
                         sync: strata_analysis::vm::sync::GuestSync::new(),
                         sync_dirty: false,
-                        host_sync: std::collections::VecDeque::new(),
+                        host_sync,
                         guest_sync_ns: i64::MIN,
                         sync_report: None,
                     });

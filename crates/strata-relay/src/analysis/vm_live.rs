@@ -164,27 +164,48 @@ pub fn host_sync_source(kind: &LiveKind) -> Option<HostSource> {
     }
 }
 
-/// Feeds a host event that may carry a sync probe (`src`) to the guest
-/// paired with the VM whose vCPU thread made it.
+/// Host events that may carry sync probes of VMs (by UUID) no guest is
+/// paired with yet: a guest's stream can lag its host's by seconds, so
+/// its probes' host events come before the guest pairs.
+pub type UnpairedSync = Vec<(String, VecDeque<(HostSource, i64)>)>;
+
+/// Queues a host event that may carry a sync probe (`src`) for the guest
+/// paired with the VM whose vCPU thread made it, or for the guest of that
+/// VM's UUID still to pair (`unpaired`).
 #[inline]
 pub fn feed_host_sync(
     model: &strata_analysis::vm::VmModel,
     guests: &mut [GuestLink],
+    unpaired: &mut UnpairedSync,
     ev: &LiveEvent,
     src: HostSource,
 ) {
     let Some(vm) = model.vcpu_of_thread(ev.tid).map(|v| v.vm) else {
         return;
     };
-    if let Some(g) = guests
+    let q = match guests
         .iter_mut()
         .find(|g| model.find_vm(&g.uuid) == Some(vm))
     {
-        if g.host_sync.len() >= HOST_SYNC_QUEUE_CAP {
-            g.host_sync.pop_front();
+        Some(g) => &mut g.host_sync,
+        None => {
+            let Some(uuid) = model.vms().get(vm).and_then(|v| v.uuid.as_deref()) else {
+                return;
+            };
+            let i = match unpaired.iter().position(|(u, _)| u == uuid) {
+                Some(i) => i,
+                None => {
+                    unpaired.push((uuid.to_string(), VecDeque::new()));
+                    unpaired.len() - 1
+                }
+            };
+            &mut unpaired[i].1
         }
-        g.host_sync.push_back((src, ev.ts));
+    };
+    if q.len() >= HOST_SYNC_QUEUE_CAP {
+        q.pop_front();
     }
+    q.push_back((src, ev.ts));
 }
 
 /// Host events held per guest for its sync, at most.
