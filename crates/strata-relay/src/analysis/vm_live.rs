@@ -216,17 +216,15 @@ pub const HOST_SYNC_QUEUE_CAP: usize = 8192;
 /// host events than probes, and a guest's stream (over a serial line, say)
 /// can lag its host's by seconds: held back, the two sides reach the
 /// matcher about in time order, as `vm report`'s merge by time feeds it.
-/// Both sides' times are their own Unix ns, a second or so apart.
-pub const HOST_SYNC_LEAD_NS: i64 = 1_000_000_000;
-
-/// Host events held per guest beyond which the oldest go to the sync
-/// whatever their time: a guest clock set seconds off the host's would
-/// otherwise hold them all. Half the matcher's slack.
-pub const HOST_SYNC_HOLD: usize = 256;
+/// Both sides' times are their own Unix ns, about a second apart under
+/// QEMU TCG; a guest clock more than this behind its host's (before the
+/// first estimate) does not sync live.
+pub const HOST_SYNC_LEAD_NS: i64 = 2_000_000_000;
 
 /// Feeds guest `g`'s sync the held host events no later than its newest
-/// probe (in host time, once synced) plus [`HOST_SYNC_LEAD_NS`], and the
-/// oldest beyond [`HOST_SYNC_HOLD`].
+/// probe (in host time, once synced) plus [`HOST_SYNC_LEAD_NS`]. Held
+/// events beyond [`HOST_SYNC_QUEUE_CAP`] were dropped, oldest first: fed
+/// all at once they would run too far ahead of the probes for the matcher.
 pub fn release_host_sync(g: &mut GuestLink) {
     let limit = if g.guest_sync_ns == i64::MIN {
         i64::MIN
@@ -236,7 +234,7 @@ pub fn release_host_sync(g: &mut GuestLink) {
             .saturating_add(HOST_SYNC_LEAD_NS)
     };
     while let Some(&(src, ts)) = g.host_sync.front() {
-        if ts > limit && g.host_sync.len() <= HOST_SYNC_HOLD {
+        if ts > limit {
             break;
         }
         g.host_sync.pop_front();
@@ -395,8 +393,8 @@ mod tests {
         }));
         host.pair_guests(&feeds);
         assert!(feed.paired.load(Ordering::Relaxed));
-        // Guest clock behind by ~3.2 s and slower by 40 ppm.
-        let g0: i64 = h0 - 3_200_000_123;
+        // Guest clock behind by ~1.2 s and slower by 40 ppm.
+        let g0: i64 = h0 - 1_200_000_123;
         let true_host = |g: i64| h0 + 1_000_000 + (g - g0) + (g - g0) * 40 / 1_000_000;
         let ev = |ts: i64, tid: i32, kind: LiveKind| LiveEvent {
             ts,
