@@ -126,7 +126,40 @@ fn check_sync(vms: &[serde_json::Value], guests: &[serde_json::Value], max_bound
              C {c:.0} (hull {hull_c:.0}) vs console [{lo}, {hi}]",
             sync["hull"]["bound_ns"].as_f64().unwrap()
         );
+        check_live_sync(name, sync, &g["live_sync"]);
     }
+}
+
+/// The relay's live sync (from the events as they streamed) and the
+/// report's (from the stored traces) must give the same host time for the
+/// guest instant the live one is anchored at, within the sum of their
+/// bounds.
+fn check_live_sync(name: &str, offline: &serde_json::Value, live: &serde_json::Value) {
+    assert!(
+        !live.is_null(),
+        "{name}: the relay had no live sync of this guest"
+    );
+    let paired = live["paired"].as_u64().unwrap_or(0);
+    assert!(paired >= 20, "{name}: live sync paired {paired}: {live}");
+    let at = live["anchor_ns"].as_i64().unwrap();
+    let live_offset = live["offset_ns"].as_i64().unwrap() as f64;
+    let o_anchor = offline["anchor_ns"].as_i64().unwrap();
+    let o_offset = offline["offset_ns"].as_i64().unwrap() as f64;
+    let o_slope = offline["slope"].as_f64().unwrap();
+    // Both transforms give host minus guest; the offline one drifts from
+    // its own anchor.
+    let offline_at = o_offset + (at - o_anchor) as f64 * (o_slope - 1.0);
+    let diff = (live_offset - offline_at).abs();
+    let bounds = live["bound_ns"].as_f64().unwrap() + offline["bound_ns"].as_f64().unwrap();
+    assert!(
+        diff <= bounds + 1.0,
+        "{name}: live and offline syncs differ by {diff:.0} ns at the live anchor, \
+         more than their bounds' sum {bounds:.0} ns: live {live}, offline {offline}"
+    );
+    eprintln!(
+        "{name}: live sync {paired} pairs, bound {:.0} ns, {diff:.0} ns from the report's",
+        live["bound_ns"].as_f64().unwrap()
+    );
 }
 
 /// Asserts that no QEMU of the run is left.

@@ -145,6 +145,21 @@ pub enum LiveKind {
         write: bool,
         port: u32,
     },
+    /// A write system call entry (`write`, `writev`, `pwritev`) and its
+    /// descriptor: a guest sync probe's port write under QEMU TCG, when a
+    /// vCPU thread makes it. The state system sees a `SyscallEntry`.
+    WriteEntry {
+        id: SyscallId,
+        fd: i64,
+    },
+    /// A guest's sync probe marker (`strata-sync SEQ BEFORE AFTER` written
+    /// to `trace_marker`): its two clock readings. Raw clock values as
+    /// decoded; ns since the epoch once [`LiveKind::sync_marker_in_ns`]
+    /// converted them.
+    SyncMarker {
+        before: u64,
+        after: u64,
+    },
     /// An event the analyses do not use; only its thread context counts.
     Other,
 }
@@ -351,7 +366,9 @@ impl LiveKind {
                 name: name.as_bytes(),
                 status: *status,
             },
-            LiveKind::SyscallEntry { id } => KernelEvent::SyscallEntry { id: *id, io: None },
+            LiveKind::SyscallEntry { id } | LiveKind::WriteEntry { id, .. } => {
+                KernelEvent::SyscallEntry { id: *id, io: None }
+            }
             LiveKind::SyscallExit { ret } => KernelEvent::SyscallExit { ret: *ret },
             LiveKind::IrqEntry { irq, name } => KernelEvent::IrqEntry {
                 irq: *irq,
@@ -369,7 +386,31 @@ impl LiveKind {
             | LiveKind::KvmExit { .. }
             | LiveKind::KvmUserExit { .. }
             | LiveKind::KvmPio { .. }
+            | LiveKind::SyncMarker { .. }
             | LiveKind::Other => KernelEvent::Other,
+        }
+    }
+
+    /// A sync marker's readings converted to ns since the epoch with
+    /// `to_ns`, the trace clock's conversion: the probe reads the TSC, so
+    /// its values are the trace's own only on a cycle clock (`x86-tsc`,
+    /// `cycle_clock`); on another clock the marker cannot be used and
+    /// becomes `Other`. Other events are returned as they are.
+    #[inline]
+    pub fn sync_marker_in_ns(self, cycle_clock: bool, to_ns: impl Fn(u64) -> i64) -> LiveKind {
+        match self {
+            LiveKind::SyncMarker { before, after } => {
+                if !cycle_clock {
+                    return LiveKind::Other;
+                }
+                match (u64::try_from(to_ns(before)), u64::try_from(to_ns(after))) {
+                    (Ok(before), Ok(after)) if before <= after => {
+                        LiveKind::SyncMarker { before, after }
+                    }
+                    _ => LiveKind::Other,
+                }
+            }
+            k => k,
         }
     }
 

@@ -96,7 +96,16 @@ pub struct LiveHost {
     guest_feed: Option<Arc<GuestFeed>>,
     /// Guests paired with this host's VMs.
     guests: Vec<GuestLink>,
+    /// When (wall ns) the guests' clocks were last set from their syncs.
+    guest_sync_at: i64,
+    /// Host events for the sync of guests not paired yet, by VM UUID.
+    unpaired_sync: vm_live::UnpairedSync,
 }
+
+/// How often (wall time) paired guests' clocks are re-estimated from their
+/// probes: the hull fit costs the cube of its few tens of points, too much
+/// for every packet's drain, and probes come every few ms.
+const GUEST_SYNC_INTERVAL_NS: i64 = 250_000_000;
 
 /// Feeds the window and the rules' series from one pass of the state system.
 struct Tee<'a>(&'a mut Window, &'a mut HostMetrics);
@@ -146,6 +155,8 @@ impl LiveHost {
             vm_grace_ns: cfg.vm_grace_ns,
             guest_feed: None,
             guests: Vec::new(),
+            guest_sync_at: 0,
+            unpaired_sync: Vec::new(),
         }
     }
 
@@ -214,7 +225,16 @@ impl LiveHost {
         let mut rules = self.rules.as_mut();
         let guest_feed = self.guest_feed.as_deref();
         let guests = &mut self.guests;
+        let unpaired_sync = &mut self.unpaired_sync;
         for g in guests.iter_mut() {
+            let sync = &mut g.sync;
+            let dirty = &mut g.sync_dirty;
+            let newest = &mut g.guest_sync_ns;
+            g.feed.take_markers(|before, after| {
+                sync.guest_probe(before, after);
+                *newest = (*newest).max(i64::try_from(before).unwrap_or(i64::MAX));
+                *dirty = true;
+            });
             g.feed.take_into(&mut g.pending);
             // Switches older than the host's newest event can no longer be
             // merged in time order: apply them now.
@@ -260,6 +280,9 @@ impl LiveHost {
                     vm_live::apply_guest(vm, g, &e);
                 }
             }
+            if let Some(src) = vm_live::host_sync_source(&ev.kind) {
+                vm_live::feed_host_sync(vm, guests, unpaired_sync, ev, src);
+            }
             vm.handle(
                 ev.ts,
                 ev.cpu,
@@ -280,7 +303,30 @@ impl LiveHost {
             }
         });
         self.applied += applied;
+        self.guests.iter_mut().for_each(vm_live::release_host_sync);
+        if !self.guests.is_empty() {
+            let wall = unix_now_ns();
+            if all || wall.saturating_sub(self.guest_sync_at) >= GUEST_SYNC_INTERVAL_NS {
+                self.guest_sync_at = wall;
+                self.update_guest_clocks();
+            }
+        }
         applied
+    }
+
+    /// Sets each paired guest's clock from its probes' sync, when new
+    /// probes or host events came since the last time and the sync gives
+    /// an estimate.
+    fn update_guest_clocks(&mut self) {
+        for g in self.guests.iter_mut().filter(|g| g.sync_dirty) {
+            g.sync_dirty = false;
+            let Some(r) = g.sync.report() else { continue };
+            g.clock = r.transform();
+            if let Some(i) = self.vm.find_vm(&g.uuid) {
+                self.vm.set_guest_clock(i, g.clock);
+            }
+            g.sync_report = Some(r);
+        }
     }
 
     /// Applies one event now, bypassing the reorder buffer: for the state
@@ -323,6 +369,7 @@ impl LiveHost {
             {
                 if let Some(gr) = vm.guest.as_mut() {
                     gr.clock_offset_ns = g.clock.offset_ns;
+                    gr.sync = g.sync_report.clone();
                 }
             }
         }
@@ -347,6 +394,8 @@ impl LiveHost {
             }
             keep
         });
+        self.unpaired_sync
+            .retain(|(uuid, _)| vm.find_vm(uuid).is_some());
         let feeds = registry_lock(feeds);
         for i in 0..self.vm.vms().len() {
             let Some(uuid) = self.vm.vms()[i].uuid.clone() else {
@@ -369,12 +418,23 @@ impl LiveHost {
                         self.vm.attach_guest(i, &format!("host {}", feed.label));
                     }
                     feed.paired.store(true, Ordering::Relaxed);
+                    let host_sync = self
+                        .unpaired_sync
+                        .iter()
+                        .position(|(u, _)| *u == uuid)
+                        .map(|i| self.unpaired_sync.swap_remove(i).1)
+                        .unwrap_or_default();
                     self.guests.push(GuestLink {
                         uuid,
                         feed: Arc::clone(feed),
                         clock: strata_analysis::vm::ClockTransform::default(),
                         pending: std::collections::VecDeque::new(),
                         late: 0,
+                        sync: strata_analysis::vm::sync::GuestSync::new(),
+                        sync_dirty: false,
+                        host_sync,
+                        guest_sync_ns: i64::MIN,
+                        sync_report: None,
                     });
                 }
             }

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use strata_analysis::vm::hints::{VcpuHint, VmHint};
+use strata_analysis::vm::sync::{GuestSync, GuestSyncReport, HostSource};
 use strata_analysis::vm::ClockTransform;
 use strata_wire::VmHints;
 
@@ -52,6 +53,9 @@ pub struct GuestFeed {
     /// Set while a host's VM model consumes the feed.
     pub paired: AtomicBool,
     queue: Mutex<VecDeque<LiveEvent>>,
+    /// Sync probe readings (guest ns before, after) for the host's clock
+    /// sync, in the guest's time order.
+    markers: Mutex<VecDeque<(u64, u64)>>,
     /// Switches dropped because the queue was full.
     pub dropped: AtomicU64,
 }
@@ -63,14 +67,26 @@ impl GuestFeed {
             label: label.to_string(),
             paired: AtomicBool::new(false),
             queue: Mutex::new(VecDeque::new()),
+            markers: Mutex::new(VecDeque::new()),
             dropped: AtomicU64::new(0),
         }
     }
 
     /// Queues one guest event if a host consumes the feed and it is a
-    /// switch (the only guest event the fused view reads).
+    /// switch (the only guest event the fused view reads) or a sync probe
+    /// marker (for the host's clock sync).
     #[inline]
     pub fn offer(&self, ev: &LiveEvent) {
+        if let LiveKind::SyncMarker { before, after } = ev.kind {
+            if self.paired.load(Ordering::Relaxed) {
+                let mut q = lock(&self.markers);
+                if q.len() >= MARKER_QUEUE_CAP {
+                    q.pop_front();
+                }
+                q.push_back((before, after));
+            }
+            return;
+        }
         if !matches!(ev.kind, LiveKind::Switch { .. }) || !self.paired.load(Ordering::Relaxed) {
             return;
         }
@@ -91,7 +107,19 @@ impl GuestFeed {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
+
+    /// Hands every queued sync marker to `f`, oldest first.
+    pub fn take_markers(&self, mut f: impl FnMut(u64, u64)) {
+        let mut q = lock(&self.markers);
+        for (b, a) in q.drain(..) {
+            f(b, a);
+        }
+    }
 }
+
+/// The most sync markers waiting per guest: probes come every few ms at
+/// most, and the host takes them at every drain.
+pub const MARKER_QUEUE_CAP: usize = 4096;
 
 /// The guests that stream to this relay, by VM UUID (lowercase).
 pub type GuestFeeds = Mutex<HashMap<String, Arc<GuestFeed>>>;
@@ -111,6 +139,110 @@ pub struct GuestLink {
     /// Switches applied after host events of a later time (their vCPU
     /// state is the one at arrival, not at their time).
     pub late: u64,
+    /// The clock sync from the guest's probe markers and the host events
+    /// of its vCPU threads that may carry them.
+    pub sync: GuestSync,
+    /// New probes or host events since the last report.
+    pub sync_dirty: bool,
+    /// Host events that may carry probes, held until the guest's markers
+    /// of about their time arrived (see [`release_host_sync`]).
+    pub host_sync: VecDeque<(HostSource, i64)>,
+    /// The newest probe reading of the guest (its ns), `i64::MIN` before.
+    pub guest_sync_ns: i64,
+    /// The latest sync, whose transform `clock` is.
+    pub sync_report: Option<GuestSyncReport>,
+}
+
+/// The host event a guest's sync probe may show up as: a write by one of
+/// its vCPU threads (TCG's debug console) or a port write exit (KVM).
+#[inline]
+pub fn host_sync_source(kind: &LiveKind) -> Option<HostSource> {
+    match *kind {
+        LiveKind::WriteEntry { fd, .. } => Some(HostSource::Fd(fd)),
+        LiveKind::KvmPio { write: true, port } => Some(HostSource::Port(port)),
+        _ => None,
+    }
+}
+
+/// Host events that may carry sync probes of VMs (by UUID) no guest is
+/// paired with yet: a guest's stream can lag its host's by seconds, so
+/// its probes' host events come before the guest pairs.
+pub type UnpairedSync = Vec<(String, VecDeque<(HostSource, i64)>)>;
+
+/// Queues a host event that may carry a sync probe (`src`) for the guest
+/// paired with the VM whose vCPU thread made it, or for the guest of that
+/// VM's UUID still to pair (`unpaired`).
+#[inline]
+pub fn feed_host_sync(
+    model: &strata_analysis::vm::VmModel,
+    guests: &mut [GuestLink],
+    unpaired: &mut UnpairedSync,
+    ev: &LiveEvent,
+    src: HostSource,
+) {
+    let Some(vm) = model.vcpu_of_thread(ev.tid).map(|v| v.vm) else {
+        return;
+    };
+    let q = match guests
+        .iter_mut()
+        .find(|g| model.find_vm(&g.uuid) == Some(vm))
+    {
+        Some(g) => &mut g.host_sync,
+        None => {
+            let Some(uuid) = model.vms().get(vm).and_then(|v| v.uuid.as_deref()) else {
+                return;
+            };
+            let i = match unpaired.iter().position(|(u, _)| u == uuid) {
+                Some(i) => i,
+                None => {
+                    unpaired.push((uuid.to_string(), VecDeque::new()));
+                    unpaired.len() - 1
+                }
+            };
+            &mut unpaired[i].1
+        }
+    };
+    if q.len() >= HOST_SYNC_QUEUE_CAP {
+        q.pop_front();
+    }
+    q.push_back((src, ev.ts));
+}
+
+/// Host events held per guest for its sync, at most.
+pub const HOST_SYNC_QUEUE_CAP: usize = 8192;
+
+/// How far (ns) host events may run ahead of the guest's newest probe when
+/// fed to its sync. The matcher gives up on a source with hundreds more
+/// host events than probes, and a guest's stream (over a serial line, say)
+/// can lag its host's by seconds: held back, the two sides reach the
+/// matcher about in time order, as `vm report`'s merge by time feeds it.
+/// Both sides' times are their own Unix ns, about a second apart under
+/// QEMU TCG; a guest clock more than this behind its host's (before the
+/// first estimate) does not sync live.
+pub const HOST_SYNC_LEAD_NS: i64 = 2_000_000_000;
+
+/// Feeds guest `g`'s sync the held host events no later than its newest
+/// probe (in host time, once synced) plus [`HOST_SYNC_LEAD_NS`]. Held
+/// events beyond [`HOST_SYNC_QUEUE_CAP`] were dropped, oldest first: fed
+/// all at once they would run too far ahead of the probes for the matcher.
+pub fn release_host_sync(g: &mut GuestLink) {
+    let limit = if g.guest_sync_ns == i64::MIN {
+        i64::MIN
+    } else {
+        g.clock
+            .apply(g.guest_sync_ns)
+            .saturating_add(HOST_SYNC_LEAD_NS)
+    };
+    while let Some(&(src, ts)) = g.host_sync.front() {
+        if ts > limit {
+            break;
+        }
+        g.host_sync.pop_front();
+        // The host's raw clock is not kept per event: the slope-free hull
+        // applies, not the TSC method.
+        g.sync.host_event(src, ts, 0, 0);
+        g.sync_dirty = true;
+    }
 }
 
 /// Applies one guest switch to the fused view of its VM in `model`.
@@ -232,5 +364,103 @@ mod tests {
         ));
         let r = host.vms_report("hv", 10);
         assert_eq!(r.vms[0].guest.as_ref().unwrap().clock_offset_ns, 7);
+    }
+
+    /// The relay syncs a paired guest's clock live from its probe markers
+    /// and its vCPU thread's debug console writes: a known offset and
+    /// drift are recovered within the bound the sync reports, the guest
+    /// clock is set from it, and a busier descriptor of the same thread
+    /// is not taken for the probes'.
+    #[test]
+    fn a_paired_guest_clock_is_synced_live_from_its_probes() {
+        let uuid = "6c1b4c3e-8a3f-4f0e-9d2a-1b2c3d4e5f60";
+        let feeds: GuestFeeds = Default::default();
+        let feed = Arc::new(GuestFeed::new("g1"));
+        lock(&feeds).insert(uuid.into(), Arc::clone(&feed));
+        let mut host = LiveHost::new(LiveConfig::default(), Vec::new());
+        let mut guest = LiveHost::new(LiveConfig::default(), Vec::new());
+        guest.set_guest_feed(Arc::clone(&feed));
+        const VCPU: &[u8] = b"CPU 0/TCG";
+        let h0: i64 = 1_760_000_000_000_000_000;
+        feed_and_drain(&mut host, &[switch(h0, (0, b"swapper/0", 0), (101, VCPU))]);
+        host.set_vm_hints(hints_from_wire(&VmHints {
+            vms: vec![strata_wire::VmHintEntry {
+                name: "g1vm".into(),
+                uuid: uuid.into(),
+                qemu_pid: 0,
+                vcpus: vec![strata_wire::VcpuThread { id: 0, tid: 101 }],
+            }],
+        }));
+        host.pair_guests(&feeds);
+        assert!(feed.paired.load(Ordering::Relaxed));
+        // Guest clock behind by ~1.2 s and slower by 40 ppm.
+        let g0: i64 = h0 - 1_200_000_123;
+        let true_host = |g: i64| h0 + 1_000_000 + (g - g0) + (g - g0) * 40 / 1_000_000;
+        let ev = |ts: i64, tid: i32, kind: LiveKind| LiveEvent {
+            ts,
+            arrived: ts,
+            cpu: 0,
+            tid,
+            kind,
+        };
+        let probe_at = |k: i64| g0 + k * 6_500_000 + (k * k * 7919 % 3_000_000) - 1_500_000;
+        const PROBES: i64 = 240;
+        const WIDTH: i64 = 3_000;
+        let mut rng = 0x5eed_u64;
+        for chunk in 0..4 {
+            let (mut gev, mut hev) = (Vec::new(), Vec::new());
+            for k in chunk * PROBES / 4..(chunk + 1) * PROBES / 4 {
+                // Probes 3.5 to 9.5 ms apart (periodic ones would pair as well
+                // shifted by whole periods); the write lands at a varying
+                // point between the two readings.
+                let g = probe_at(k);
+                let before = g as u64;
+                let after = (g + WIDTH) as u64;
+                gev.push(ev(g, 50, LiveKind::SyncMarker { before, after }));
+                let at = g + 200 + (k * 104_729 % (WIDTH - 400));
+                hev.push(ev(
+                    true_host(at),
+                    101,
+                    LiveKind::WriteEntry { id: 1, fd: 12 },
+                ));
+                // The same thread writes another file as often, at times
+                // unrelated to the probes (a pseudo-random sequence).
+                for _ in 0..2 {
+                    rng = rng.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                    let t = true_host(g) + (rng >> 33) as i64 % 5_000_000;
+                    hev.push(ev(t, 101, LiveKind::WriteEntry { id: 20, fd: 7 }));
+                }
+                // Writes of threads that are no vCPU are no probes.
+                hev.push(ev(
+                    true_host(at) + 10,
+                    300,
+                    LiveKind::WriteEntry { id: 1, fd: 12 },
+                ));
+            }
+            hev.sort_by_key(|e| e.ts);
+            feed_and_drain(&mut guest, &gev);
+            feed_and_drain(&mut host, &hev);
+        }
+        let r = host.vms_report("hv", 10);
+        let g = r.vms[0].guest.as_ref().expect("a fused view");
+        let sync = g.sync.as_ref().expect("a live sync");
+        assert_eq!(sync.source, "fd 12");
+        assert_eq!(sync.guest_probes, PROBES as u64);
+        assert!(sync.paired >= PROBES as u64 - 10, "{sync:?}");
+        assert!(
+            sync.bound_ns > 0.0 && sync.bound_ns < WIDTH as f64,
+            "{sync:?}"
+        );
+        assert!((sync.drift_ppm - 40.0).abs() < 1.0, "{sync:?}");
+        assert_eq!(g.clock_offset_ns, sync.offset_ns);
+        let t = sync.transform();
+        for k in [0, PROBES / 3, PROBES - 1] {
+            let gt = probe_at(k) + 1_234;
+            let err = (t.apply(gt) - true_host(gt)).abs() as f64;
+            assert!(
+                err <= sync.bound_ns + 1.0,
+                "error {err} ns at probe {k}: {sync:?}"
+            );
+        }
     }
 }

@@ -358,6 +358,16 @@ fn vm_metrics(out: &mut Out, l: &str, r: &strata_analysis::vm::VmHostReport) {
         "gauge",
         "Most vCPUs runnable at once.",
     );
+    out.head(
+        "strata_vm_sync_bound_seconds",
+        "gauge",
+        "Accuracy bound of the live guest-to-host clock sync from the guest's probes.",
+    );
+    out.head(
+        "strata_vm_sync_pairs",
+        "gauge",
+        "Guest probes paired with a host event by the live clock sync.",
+    );
     let states = |t: &strata_analysis::vm::report::Times| {
         [
             ("running", Some(t.running_ns)),
@@ -384,6 +394,10 @@ fn vm_metrics(out: &mut Out, l: &str, r: &strata_analysis::vm::VmHostReport) {
             1,
         );
         out.line("strata_vm_vcpus", &vl, vm.vcpus.len());
+        if let Some(sy) = vm.guest.as_ref().and_then(|g| g.sync.as_ref()) {
+            out.line("strata_vm_sync_bound_seconds", &vl, sy.bound_ns / 1e9);
+            out.line("strata_vm_sync_pairs", &vl, sy.paired);
+        }
         for (name, ns) in states(&vm.times) {
             if let Some(ns) = ns {
                 out.line(

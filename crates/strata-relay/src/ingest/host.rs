@@ -434,6 +434,8 @@ impl HostIngest {
                         events += stored as u64;
                         *newest = (*newest).max(r.ts);
                         let (tid, kind) = binder.decode(r.data);
+                        let kind =
+                            kind.sync_marker_in_ns(offset_ns.is_none(), |c| clock.to_unix_ns(c));
                         let ts = match offset_ns {
                             Some(o) => (r.ts as i64).saturating_add(*o),
                             None => clock.to_unix_ns(r.ts),

@@ -130,6 +130,9 @@ struct GuestRecord {
     /// When the workload ran, on the host's clock (ns since the epoch).
     workload: console::WorkloadTimes,
     sync: Option<syncprobe::SyncReport>,
+    /// The relay's live sync of this guest (its VM API's `guest.sync`),
+    /// as last seen during the run.
+    live_sync: Option<serde_json::Value>,
 }
 
 impl GuestRecord {
@@ -284,6 +287,7 @@ pub fn run(args: TestbedArgs) -> anyhow::Result<ExitCode> {
             debugcon_fd: qemu::fd_of(g.process.pid(), &g.spec.debugcon_file),
             workload: Default::default(),
             sync: None,
+            live_sync: None,
         });
     }
 
@@ -294,8 +298,18 @@ pub fn run(args: TestbedArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|g| console::ConsoleWatch::new(g.spec.console_log.clone()))
         .collect();
+    let api = ureq::Agent::from(
+        ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(2)))
+            .build(),
+    );
+    let mut polled = Instant::now();
     while !guests.iter_mut().all(|g| g.process.exited()) {
         consoles.iter_mut().for_each(console::ConsoleWatch::poll);
+        if !args.no_host && polled.elapsed() >= Duration::from_secs(1) {
+            polled = Instant::now();
+            poll_live_sync(&api, http_addr, &mut records);
+        }
         if stop.load(Ordering::Relaxed) {
             interrupted = true;
             break;
@@ -353,6 +367,42 @@ pub fn run(args: TestbedArgs) -> anyhow::Result<ExitCode> {
         path.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Keeps the relay's live sync of each guest (the host's VM API), when it
+/// has one: the VMs leave the live view a while after their QEMU exits,
+/// so the last one seen while they ran is kept.
+fn poll_live_sync(api: &ureq::Agent, http: SocketAddr, records: &mut [GuestRecord]) {
+    let url = format!("http://{http}/api/hosts/host/vms");
+    let Ok(mut resp) = api.get(&url).call() else {
+        return;
+    };
+    let Ok(body) = resp
+        .body_mut()
+        .with_config()
+        .limit(16 << 20)
+        .read_to_string()
+    else {
+        return;
+    };
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(&body) else {
+        return;
+    };
+    for vm in v["vms"].as_array().into_iter().flatten() {
+        let sync = &vm["guest"]["sync"];
+        let Some(uuid) = vm["uuid"].as_str() else {
+            continue;
+        };
+        if sync.is_null() {
+            continue;
+        }
+        if let Some(r) = records
+            .iter_mut()
+            .find(|r| r.uuid.eq_ignore_ascii_case(uuid))
+        {
+            r.live_sync = Some(sync.clone());
+        }
+    }
 }
 
 fn sync_guests(host_trace: &Path, records: &mut [GuestRecord]) {
