@@ -28,15 +28,9 @@ use std::time::Instant;
 
 use strata_ctf::read::{FieldKind, FieldRef, OpenOptions, TraceSet};
 
-fn traces() -> Option<PathBuf> {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    [
-        manifest.join("../../../shared/traces"),
-        PathBuf::from("/work/shared/traces"),
-    ]
-    .into_iter()
-    .find(|p| p.join("tc-many-threads/metadata").is_file())
-}
+#[path = "../../../tests-support/shared_traces.rs"]
+mod shared_traces;
+use shared_traces::shared_traces;
 
 /// The fields of one class grouped by how they are read, resolved once: an
 /// analysis knows its field types up front, so reads need no dispatch.
@@ -323,8 +317,7 @@ fn main() {
             return;
         }
     }
-    let Some(root) = traces() else {
-        println!("read_decode: shared traces not found, nothing to measure");
+    let Some(root) = shared_traces("read_decode") else {
         return;
     };
     let copies: u64 = std::env::var("STRATA_BENCH_COPIES")

@@ -361,14 +361,15 @@ impl HostIngest {
             if let (Some(l), Some(uuid)) = (live.as_mut(), self.hello.host.vm_uuid.as_deref()) {
                 // The same guest's feed is kept across reconnections, so
                 // its host's pairing stays.
+                let uuid = uuid.to_ascii_lowercase();
                 let mut feeds = lock(&self.registry.guest_feeds);
-                let feed = match feeds.get(&uuid.to_ascii_lowercase()) {
+                let feed = match feeds.get(&uuid) {
                     Some(f) if f.label == self.hello.host_id => Arc::clone(f),
                     _ => {
                         let f = Arc::new(crate::analysis::vm_live::GuestFeed::new(
                             &self.hello.host_id,
                         ));
-                        feeds.insert(uuid.to_ascii_lowercase(), Arc::clone(&f));
+                        feeds.insert(uuid, Arc::clone(&f));
                         f
                     }
                 };
