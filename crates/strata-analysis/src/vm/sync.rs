@@ -134,6 +134,9 @@ struct Source {
     key: HostSource,
     sync: ProbeSync,
     tsc: Option<TscRange>,
+    /// The matcher's resets the range above has seen: a reset drops the
+    /// pairs it was narrowed by.
+    resets: u64,
 }
 
 impl GuestSyncReport {
@@ -216,6 +219,11 @@ impl GuestSync {
     fn absorb(&mut self, i: usize) {
         let refs = self.cycle_refs();
         let src = &mut self.sources[i];
+        let resets = src.sync.stats().resets;
+        if resets != src.resets {
+            src.resets = resets;
+            src.tsc = None;
+        }
         for (g, t) in src.sync.take_pairs() {
             let Some((gr, hr)) = refs else { continue };
             let Ok(t) = i64::try_from(t) else { continue };
@@ -283,6 +291,7 @@ impl GuestSync {
                     key: source,
                     sync: s,
                     tsc: None,
+                    resets: 0,
                 });
                 self.sources.len() - 1
             }

@@ -126,6 +126,7 @@ pub fn run(args: ProbeArgs) -> anyhow::Result<std::process::ExitCode> {
     let mut best: Option<(u64, u64, u64)> = None;
     // SAFETY: rdtsc has no side effects.
     let mut rng = unsafe { core::arch::x86_64::_rdtsc() } | 1;
+    let mut marker_failures: (u64, Option<std::io::Error>) = (0, None);
     while Instant::now() < end {
         seq += 1;
         // SAFETY: rdtsc has no side effects; the out instruction goes to
@@ -142,7 +143,10 @@ pub fn run(args: ProbeArgs) -> anyhow::Result<std::process::ExitCode> {
             // (EBADF) while the agent's buffer is off, before it starts
             // tracing or while it resizes: that probe is only lost.
             let line = format!("strata-sync {seq} {before} {after}\n");
-            let _ = m.write_all(line.as_bytes());
+            if let Err(e) = m.write_all(line.as_bytes()) {
+                marker_failures.0 += 1;
+                marker_failures.1.get_or_insert(e);
+            }
         }
         if best.is_none_or(|(_, b, a)| after.wrapping_sub(before) < a.wrapping_sub(b)) {
             best = Some((seq, before, after));
@@ -161,6 +165,9 @@ pub fn run(args: ProbeArgs) -> anyhow::Result<std::process::ExitCode> {
         rng ^= rng >> 7;
         rng ^= rng << 17;
         std::thread::sleep(gap.mul_f64(0.5 + (rng % 1024) as f64 / 1024.0));
+    }
+    if let (n, Some(first)) = marker_failures {
+        eprintln!("strata testbed-probe: {n} of {seq} trace marker writes failed (first: {first})");
     }
     Ok(std::process::ExitCode::SUCCESS)
 }
