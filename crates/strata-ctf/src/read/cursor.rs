@@ -35,11 +35,11 @@ const PAGE: u64 = 4096;
 /// No mark to set.
 const NO_SLOT: u32 = u32::MAX;
 
-/// The current event of a cursor: what accessors read.
+/// The current event of a cursor: what accessors read. Its raw clock
+/// value is the cursor's `clock`, which a decoded event leaves as it is.
 #[derive(Clone, Copy, Default)]
 pub(crate) struct Current {
     pub ts: i64,
-    pub cycles: u64,
     /// Bit where the event starts in the packet.
     pub start: u64,
     /// Class index in the trace, and in the set.
@@ -48,22 +48,57 @@ pub(crate) struct Current {
 }
 
 /// What decoding needs of an event class, resolved on its first event in
-/// this cursor: one load per event instead of a chain of lookups.
-#[derive(Clone, Copy, Default)]
+/// this cursor: one load per event instead of a chain of lookups. 16 bytes,
+/// so the table is indexed with a shift.
+#[derive(Clone, Copy)]
 struct Entry {
-    /// Resolved (the class exists and compiled).
-    ready: bool,
-    /// Its context or payload must be walked.
-    walk: bool,
-    /// When only its payload is walked and that walk is flat (the common
-    /// walked event: a string or a sequence among fixed fields): its index
-    /// in `flats`, to walk it directly; otherwise `NO_SLOT`.
-    flat: u32,
-    pay_align: u32,
-    pay_bits: u32,
+    /// `FIXED`, `WALK` or `UNRESOLVED`: one test in the fast path.
+    kind: u8,
+    /// `FIXED`: the payload's alignment in bits, minus one.
+    pay_mask: u8,
+    /// `FIXED`: the payload's size in bits. `WALK`: when only its payload
+    /// is walked and that walk is flat (the common walked event: a string
+    /// or a sequence among fixed fields), its index in `flats`, to walk it
+    /// directly; otherwise `NO_FLAT`.
+    arg: u16,
     pay_slot: u32,
     class: u32,
     index: u32,
+}
+
+/// No flat walk for this `WALK` entry.
+const NO_FLAT: u16 = u16::MAX;
+
+/// Entry kinds. Fixed: contexts and payload have static sizes (the stream
+/// event context, if any, is fixed too), so locating the event is
+/// arithmetic.
+const FIXED: u8 = 0;
+/// Its context or payload must be walked.
+const WALK: u8 = 1;
+/// Not resolved yet: the class has not been met in this stream class.
+const UNRESOLVED: u8 = 2;
+
+impl Default for Entry {
+    fn default() -> Self {
+        Entry {
+            kind: UNRESOLVED,
+            pay_mask: 0,
+            arg: NO_FLAT,
+            pay_slot: NO_SLOT,
+            class: 0,
+            index: 0,
+        }
+    }
+}
+
+/// The event header layout of the current packet's stream class, as the
+/// fast path sees it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Hdr {
+    Compact,
+    Large,
+    /// Generic, absent, or an unknown stream class: the general path.
+    Other,
 }
 
 /// How a stream's event context is located.
@@ -121,6 +156,21 @@ pub(crate) struct Cursor<'s> {
     table_sp: usize,
     /// The current event.
     pub cur: Current,
+    /// The current stream class's header layout, copied here at each
+    /// packet so the fast path does not go through the stream plan.
+    hdr: Hdr,
+    /// The fixed stream event context, if any: whether there is one, its
+    /// alignment minus one, its size in bits and its mark slot.
+    sec_on: bool,
+    sec_mask: u64,
+    sec_bits: u64,
+    sec_slot: u32,
+    /// Clock to nanoseconds in the fast path: `ns_zero + clock` when
+    /// `clock < ns_limit`; `ns_limit` is 0 when that does not apply (clock
+    /// not in ns, or a clock map set), sending every event to the general
+    /// path.
+    ns_zero: i64,
+    ns_limit: u64,
     /// Global index of the current packet's stream class.
     pub stream_global: u32,
     pub cpu: u32,
@@ -183,6 +233,13 @@ impl<'s> Cursor<'s> {
                 index: u32::MAX,
                 ..Current::default()
             },
+            hdr: Hdr::Other,
+            sec_on: false,
+            sec_mask: 0,
+            sec_bits: 0,
+            sec_slot: NO_SLOT,
+            ns_zero: 0,
+            ns_limit: 0,
             stream_global: u32::MAX,
             cpu: default_cpu,
             default_cpu,
@@ -365,6 +422,19 @@ impl<'s> Cursor<'s> {
                 }
             }
         };
+        self.hdr = match sp.map(|s| s.header_fast) {
+            Some(HeaderFast::Compact) => Hdr::Compact,
+            Some(HeaderFast::Large) => Hdr::Large,
+            _ => Hdr::Other,
+        };
+        (self.sec_on, self.sec_mask, self.sec_bits, self.sec_slot) = match self.sec {
+            Sec::Fast(f, slot) => (true, (f.align as u64).max(1) - 1, f.bits, slot),
+            _ => (false, 0, 0, NO_SLOT),
+        };
+        (self.ns_zero, self.ns_limit) = match (self.map, sp.and_then(|s| s.clock.ns_zero())) {
+            (None, Some(z)) => (z, 1 << 62),
+            _ => (0, 0),
+        };
         if let Some(t) = info.ts_begin {
             self.clock = t;
         }
@@ -387,8 +457,100 @@ impl<'s> Cursor<'s> {
     /// Decodes the event at `pos` and makes it current. On failure, keeps
     /// the error in `failed` (reading resumes or stops there) and returns
     /// false.
+    ///
+    /// This is the fast path, inlined into the merge loop: an LTTng
+    /// header, a class already resolved whose event has a static layout,
+    /// a clock in nanoseconds. It writes nothing until it knows it can
+    /// finish, and hands anything else, with the cursor untouched, to
+    /// `decode_general`, which decodes every case and describes errors.
     #[inline(always)]
     fn decode(&mut self) -> bool {
+        let data: &'s [u8] = self.pkt;
+        let end = self.content_end;
+        let start = self.pos;
+        let mut pos = (start + 7) & !7;
+        let b = (pos >> 3) as usize;
+        let clock;
+        let id;
+        match self.hdr {
+            Hdr::Compact => {
+                // One bounds check for the longest form (13 bytes).
+                let Some(h) = data.get(b..).and_then(|d| d.first_chunk::<13>()) else {
+                    return self.decode_general();
+                };
+                if pos + 104 > end {
+                    return self.decode_general();
+                }
+                let h: &[u8] = h;
+                let w = le32(h, 0).unwrap_or(0);
+                let ext_id = le32(h, 1).unwrap_or(0);
+                let ext_ts = le64(h, 5).unwrap_or(0);
+                // Masks rather than `if`: compact and extended headers
+                // interleave at random, so a branch would mispredict.
+                let ext = ((w & 31 == 31) as u64).wrapping_neg();
+                let short = update_clock(self.clock, (w >> 5) as u64, 27);
+                clock = (ext_ts & ext) | (short & !ext);
+                pos += 32 + (72 & ext);
+                id = (ext_id as u64 & ext) | ((w & 31) as u64 & !ext);
+            }
+            Hdr::Large => {
+                // Room for either form (14 bytes); events in a packet's last
+                // bytes go the general way.
+                let Some(h) = data.get(b..).and_then(|d| d.first_chunk::<14>()) else {
+                    return self.decode_general();
+                };
+                if pos + 112 > end {
+                    return self.decode_general();
+                }
+                let h: &[u8] = h;
+                let small = le16(h, 0).unwrap_or(0) as u64;
+                let v = le32(h, 2).unwrap_or(0) as u64;
+                let ext_ts = le64(h, 6).unwrap_or(0);
+                let ext = ((small == 65535) as u64).wrapping_neg();
+                let short = update_clock(self.clock, v, 32);
+                clock = (ext_ts & ext) | (short & !ext);
+                pos += 48 + (64 & ext);
+                id = (v & ext) | (small & !ext);
+            }
+            Hdr::Other => return self.decode_general(),
+        }
+        let Some(e) = self.table.get(id as usize).filter(|e| e.kind == FIXED) else {
+            return self.decode_general();
+        };
+        let mut sec_at = 0;
+        if self.sec_on {
+            sec_at = (pos + self.sec_mask) & !self.sec_mask;
+            pos = sec_at + self.sec_bits;
+        }
+        let m = e.pay_mask as u64;
+        let pay_at = (pos + m) & !m;
+        pos = pay_at + e.arg as u64;
+        if pos > end || clock >= self.ns_limit {
+            return self.decode_general();
+        }
+        let (pay_slot, class, index) = (e.pay_slot, e.class, e.index);
+        if self.sec_on {
+            if let Some(m) = self.marks.get_mut(self.sec_slot as usize) {
+                *m = sec_at;
+            }
+        }
+        if let Some(m) = self.marks.get_mut(pay_slot as usize) {
+            *m = pay_at;
+        }
+        self.cur = Current {
+            ts: self.ns_zero + clock as i64,
+            start,
+            class,
+            index,
+        };
+        self.pos = pos;
+        self.clock = clock;
+        true
+    }
+
+    /// Decodes the event at `pos`, whatever its layout, like `decode`.
+    #[inline(never)]
+    fn decode_general(&mut self) -> bool {
         let Some(sp) = self.stream else {
             return self.fail(unknown_stream(self.pos));
         };
@@ -470,26 +632,26 @@ impl<'s> Cursor<'s> {
             None => Some(&self.no_id),
         };
         let e = match cached {
-            Some(e) if e.ready => *e,
+            Some(e) if e.kind != UNRESOLVED => *e,
             _ => match self.resolve(sp, id, start) {
                 Ok(e) => e,
                 Err(e) => return self.fail(e),
             },
         };
-        let (sec_at, pay_at) = if !e.walk {
+        let (sec_at, pay_at) = if e.kind == FIXED {
             let mut sec_at = 0;
             if let Sec::Fast(f, _) = self.sec {
                 sec_at = align_up(pos, f.align);
                 pos = sec_at + f.bits;
             }
-            let pay_at = align_up(pos, e.pay_align);
-            pos = pay_at + e.pay_bits as u64;
+            let pay_at = align_up(pos, e.pay_mask as u32 + 1);
+            pos = pay_at + e.arg as u64;
             if pos > end {
-                return self.fail(past_content(self.sec, sec_at, pay_at, e.pay_bits, end));
+                return self.fail(past_content(self.sec, sec_at, pay_at, e.arg as u32, end));
             }
             (sec_at, pay_at)
         } else {
-            let flat = match self.flats.get(e.flat as usize) {
+            let flat = match self.flats.get(e.arg as usize) {
                 Some(&(scope, base)) => self.walk_flat_payload(scope, base, pos, clock),
                 None => None,
             };
@@ -521,7 +683,6 @@ impl<'s> Cursor<'s> {
                 None => sp.clock.to_ns(clock),
                 Some(m) => m.apply(sp.clock.to_ns(clock)),
             },
-            cycles: clock,
             start,
             class: e.class,
             index: e.index,
@@ -577,22 +738,25 @@ impl<'s> Cursor<'s> {
             (None, Sec::None | Sec::Fast(..), Some(p))
                 if cached && p.flat && cp.pay_fast.is_none() =>
             {
-                match (u32::try_from(cp.pay_base), u32::try_from(self.flats.len())) {
-                    (Ok(b), Ok(i)) => {
+                match (u32::try_from(cp.pay_base), u16::try_from(self.flats.len())) {
+                    (Ok(b), Ok(i)) if i != NO_FLAT => {
                         self.flats.push((p, b));
                         i
                     }
-                    _ => NO_SLOT,
+                    _ => NO_FLAT,
                 }
             }
-            _ => NO_SLOT,
+            _ => NO_FLAT,
         };
+        // A fixed payload the entry cannot describe is walked instead.
+        let (pay_align, pay_bits) = cp.pay_fast.map_or((1, 0), |f| (f.align.max(1), f.bits));
+        let fits = pay_align <= 256 && pay_bits < NO_FLAT as u64;
+        let walk =
+            !fixed_payload || !fits || cp.context.is_some() || matches!(self.sec, Sec::Walk(_));
         let entry = Entry {
-            ready: true,
-            walk: !fixed_payload || cp.context.is_some() || matches!(self.sec, Sec::Walk(_)),
-            flat,
-            pay_align: cp.pay_fast.map_or(1, |f| f.align),
-            pay_bits: cp.pay_fast.map_or(0, |f| f.bits as u32),
+            kind: if walk { WALK } else { FIXED },
+            pay_mask: if walk { 0 } else { (pay_align - 1) as u8 },
+            arg: if walk { flat } else { pay_bits as u16 },
             pay_slot: cp.pay_slot,
             class: local,
             index: ec.index,
@@ -761,6 +925,12 @@ impl<'s> Cursor<'s> {
         } else {
             0
         }
+    }
+
+    /// The raw clock value of the current event.
+    #[inline]
+    pub(crate) fn clock(&self) -> u64 {
+        self.clock
     }
 
     /// The content end of the current packet, in bits.

@@ -59,7 +59,7 @@ impl<'a> Event<'a> {
     /// The raw clock value.
     #[inline]
     pub fn cycles(&self) -> u64 {
-        self.c.cur.cycles
+        self.c.clock()
     }
     /// Index of the trace in the set.
     #[inline]

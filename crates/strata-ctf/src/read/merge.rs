@@ -26,8 +26,11 @@ pub struct Events<'s> {
     /// is the winner, the second holds the bound, and a new key for the
     /// winner moves it back past the entries now smaller. For a few
     /// streams that costs fewer instructions than replaying the tree's
-    /// matches and finding the bound again. Empty otherwise.
-    order: Vec<(u64, u32)>,
+    /// matches and finding the bound again. Each pair is packed as
+    /// `key << 32 | index` (one comparison orders both), and the list ends
+    /// with a `u128::MAX` sentinel that no pair reaches, so the move needs
+    /// no end test. Empty otherwise.
+    order: Vec<u128>,
     /// The overall winner: the current stream and its key.
     winner: (u64, u32),
     /// The smallest key of the streams other than the winner: while the
@@ -57,6 +60,12 @@ const DONE: u64 = u64::MAX;
 #[inline(always)]
 fn key(c: &Cursor<'_>) -> u64 {
     ((c.cur.ts as u64) ^ (1 << 63)).min(DONE - 1)
+}
+
+/// A (key, stream) pair as one number that orders the same way.
+#[inline(always)]
+fn pack(k: u64, leaf: u32) -> u128 {
+    (k as u128) << 32 | leaf as u128
 }
 
 impl<'s> Events<'s> {
@@ -91,7 +100,11 @@ impl<'s> Events<'s> {
                     let k = key(c);
                     // On a tie the tree decides by stream index.
                     if k >= self.bound {
-                        self.replay(ci, k);
+                        if self.order.is_empty() {
+                            self.replay(ci, k);
+                        } else {
+                            self.reinsert(ci, k);
+                        }
                         self.current = self.winner.1;
                     }
                 }
@@ -148,8 +161,10 @@ impl<'s> Events<'s> {
     #[inline(always)]
     fn reinsert(&mut self, leaf: u32, k: u64) {
         let o = &mut self.order[..];
-        let c = (k, leaf);
+        let c = pack(k, leaf);
         let mut j = 0;
+        // Stops at the sentinel at the latest, which is larger than any
+        // pair: `get` never fails while the list is well formed.
         while let Some(&next) = o.get(j + 1).filter(|&&n| n < c) {
             o[j] = next;
             j += 1;
@@ -157,8 +172,9 @@ impl<'s> Events<'s> {
         if let Some(x) = o.get_mut(j) {
             *x = c;
         }
-        self.winner = o.first().copied().unwrap_or((DONE, 0));
-        self.bound = o.get(1).map_or(DONE, |x| x.0);
+        let w = o.first().copied().unwrap_or(u128::MAX);
+        self.winner = ((w >> 32) as u64, w as u32);
+        self.bound = o.get(1).map_or(DONE, |x| (x >> 32) as u64);
     }
 
     /// The smallest key among the losers on `w`'s path to the root: the
@@ -190,10 +206,11 @@ impl<'s> Events<'s> {
         if !self.built && self.cursors.len() <= SMALL && !self.cursors.is_empty() {
             self.built = true;
             let n = self.cursors.len();
-            let mut o: Vec<(u64, u32)> = (0..n).map(|i| (self.first[i], i as u32)).collect();
+            let mut o: Vec<u128> = (0..n).map(|i| pack(self.first[i], i as u32)).collect();
             o.sort_unstable();
-            self.winner = o[0];
-            self.bound = o.get(1).map_or(DONE, |x| x.0);
+            o.push(u128::MAX);
+            self.winner = ((o[0] >> 32) as u64, o[0] as u32);
+            self.bound = (o[1] >> 32) as u64;
             self.order = o;
             self.first = Vec::new();
         }
