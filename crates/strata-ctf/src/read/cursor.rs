@@ -77,6 +77,8 @@ const FIXED: u8 = 0;
 const WALK: u8 = 1;
 /// Not resolved yet: the class has not been met in this stream class.
 const UNRESOLVED: u8 = 2;
+/// Walked, and only its payload, flat (`arg` is its index in `flats`).
+const FLAT: u8 = 3;
 
 impl Default for Entry {
     fn default() -> Self {
@@ -126,6 +128,10 @@ pub(crate) struct Cursor<'s> {
     released_to: u64,
     /// The current packet's bytes.
     pub pkt: &'s [u8],
+    /// Its content's whole bytes (a prefix of `pkt`, at most
+    /// `content_end / 8` bytes): a header that fits in it fits in the
+    /// content, so the fast path checks both bounds at once.
+    content: &'s [u8],
     pkt_off: u64,
     pkt_size: u64,
     content_end: u64,
@@ -214,6 +220,7 @@ impl<'s> Cursor<'s> {
             next_off: 0,
             released_to: 0,
             pkt: &[],
+            content: &[],
             pkt_off: 0,
             pkt_size: 0,
             content_end: 0,
@@ -282,7 +289,7 @@ impl<'s> Cursor<'s> {
     /// error (without `skip_corrupt`) the stream is finished.
     #[inline(always)]
     pub(crate) fn advance(&mut self) -> Result<bool, ReadError> {
-        if self.pos < self.content_end && self.decode() {
+        if self.decode_fast() {
             return Ok(true);
         }
         self.advance_slow()
@@ -342,6 +349,7 @@ impl<'s> Cursor<'s> {
 
     fn finish(&mut self) {
         self.file_i = self.files.len();
+        self.content = &[];
         self.content_end = 0;
         self.pos = 0;
     }
@@ -394,6 +402,8 @@ impl<'s> Cursor<'s> {
         self.pkt_size = info.size;
         self.next_off = off + info.size;
         self.content_end = info.content_bits;
+        let whole = usize::try_from(info.content_bits / 8).unwrap_or(usize::MAX);
+        self.content = self.pkt.get(..whole).unwrap_or(self.pkt);
         self.pos = info.events_bit;
         self.sp = info.stream;
         if self.table_sp != self.sp {
@@ -454,19 +464,18 @@ impl<'s> Cursor<'s> {
         }
     }
 
-    /// Decodes the event at `pos` and makes it current. On failure, keeps
-    /// the error in `failed` (reading resumes or stops there) and returns
-    /// false.
+    /// Decodes the event at `pos` and makes it current, if it is the
+    /// common case: an LTTng header that fits in the packet content, a
+    /// class already resolved whose event has a static layout (or a flat
+    /// payload walk), a clock in nanoseconds. It changes nothing the
+    /// current event shows until it knows it can finish; anything else
+    /// returns false with the cursor's position and clock untouched, for
+    /// `advance_slow` to decode (or report) with `decode`.
     ///
-    /// This is the fast path, inlined into the merge loop: an LTTng
-    /// header, a class already resolved whose event has a static layout,
-    /// a clock in nanoseconds. It writes nothing until it knows it can
-    /// finish, and hands anything else, with the cursor untouched, to
-    /// `decode_general`, which decodes every case and describes errors.
+    /// Inlined into the merge loop; everything uncommon is out of line.
     #[inline(always)]
-    fn decode(&mut self) -> bool {
-        let data: &'s [u8] = self.pkt;
-        let end = self.content_end;
+    fn decode_fast(&mut self) -> bool {
+        let data: &'s [u8] = self.content;
         let start = self.pos;
         let mut pos = (start + 7) & !7;
         let b = (pos >> 3) as usize;
@@ -474,13 +483,11 @@ impl<'s> Cursor<'s> {
         let id;
         match self.hdr {
             Hdr::Compact => {
-                // One bounds check for the longest form (13 bytes).
+                // The longest form (13 bytes) within the content's whole
+                // bytes; this also stops at the end of the packet's events.
                 let Some(h) = data.get(b..).and_then(|d| d.first_chunk::<13>()) else {
-                    return self.decode_general();
+                    return false;
                 };
-                if pos + 104 > end {
-                    return self.decode_general();
-                }
                 let h: &[u8] = h;
                 let w = le32(h, 0).unwrap_or(0);
                 let ext_id = le32(h, 1).unwrap_or(0);
@@ -494,14 +501,11 @@ impl<'s> Cursor<'s> {
                 id = (ext_id as u64 & ext) | ((w & 31) as u64 & !ext);
             }
             Hdr::Large => {
-                // Room for either form (14 bytes); events in a packet's last
-                // bytes go the general way.
+                // Room for either form (14 bytes); events in the content's
+                // last bytes go the general way.
                 let Some(h) = data.get(b..).and_then(|d| d.first_chunk::<14>()) else {
-                    return self.decode_general();
+                    return false;
                 };
-                if pos + 112 > end {
-                    return self.decode_general();
-                }
                 let h: &[u8] = h;
                 let small = le16(h, 0).unwrap_or(0) as u64;
                 let v = le32(h, 2).unwrap_or(0) as u64;
@@ -512,11 +516,14 @@ impl<'s> Cursor<'s> {
                 pos += 48 + (64 & ext);
                 id = (v & ext) | (small & !ext);
             }
-            Hdr::Other => return self.decode_general(),
+            Hdr::Other => return false,
         }
-        let Some(e) = self.table.get(id as usize).filter(|e| e.kind == FIXED) else {
-            return self.decode_general();
+        let Some(e) = self.table.get(id as usize) else {
+            return false;
         };
+        if e.kind != FIXED {
+            return e.kind == FLAT && self.fast_flat(id as usize, start, pos, clock);
+        }
         let mut sec_at = 0;
         if self.sec_on {
             sec_at = (pos + self.sec_mask) & !self.sec_mask;
@@ -525,32 +532,68 @@ impl<'s> Cursor<'s> {
         let m = e.pay_mask as u64;
         let pay_at = (pos + m) & !m;
         pos = pay_at + e.arg as u64;
-        if pos > end || clock >= self.ns_limit {
-            return self.decode_general();
+        if pos > self.content_end || clock >= self.ns_limit {
+            return false;
         }
-        let (pay_slot, class, index) = (e.pay_slot, e.class, e.index);
         if self.sec_on {
             if let Some(m) = self.marks.get_mut(self.sec_slot as usize) {
                 *m = sec_at;
             }
         }
-        if let Some(m) = self.marks.get_mut(pay_slot as usize) {
+        if let Some(m) = self.marks.get_mut(e.pay_slot as usize) {
             *m = pay_at;
         }
         self.cur = Current {
             ts: self.ns_zero + clock as i64,
             start,
-            class,
-            index,
+            class: e.class,
+            index: e.index,
         };
         self.pos = pos;
         self.clock = clock;
         true
     }
 
-    /// Decodes the event at `pos`, whatever its layout, like `decode`.
+    /// `decode_fast` for an event whose payload is walked flat, from the
+    /// end of its header at `pos`.
     #[inline(never)]
-    fn decode_general(&mut self) -> bool {
+    fn fast_flat(&mut self, id: usize, start: u64, pos: u64, clock: u64) -> bool {
+        let Some(&e) = self.table.get(id) else {
+            return false;
+        };
+        if clock >= self.ns_limit {
+            return false;
+        }
+        let Some(&(scope, base)) = self.flats.get(e.arg as usize) else {
+            return false;
+        };
+        let Some((pos, sec_at)) = self.walk_flat_payload(scope, base, pos, clock) else {
+            return false;
+        };
+        if self.sec_on {
+            if let Some(m) = self.marks.get_mut(self.sec_slot as usize) {
+                *m = sec_at;
+            }
+        }
+        if let Some(m) = self.marks.get_mut(e.pay_slot as usize) {
+            *m = 0;
+        }
+        self.cur = Current {
+            ts: self.ns_zero + clock as i64,
+            start,
+            class: e.class,
+            index: e.index,
+        };
+        self.pos = pos;
+        self.clock = clock;
+        true
+    }
+
+    /// Decodes the event at `pos`, whatever its layout, and makes it
+    /// current. On failure, keeps the error in `failed` (reading resumes or
+    /// stops there) and returns false.
+    #[inline(never)]
+    fn decode(&mut self) -> bool {
         let Some(sp) = self.stream else {
             return self.fail(unknown_stream(self.pos));
         };
@@ -679,10 +722,12 @@ impl<'s> Cursor<'s> {
             *m = pay_at;
         }
         self.cur = Current {
+            // Below `i64::MAX`, which the merge keeps for finished streams.
             ts: match self.map {
                 None => sp.clock.to_ns(clock),
                 Some(m) => m.apply(sp.clock.to_ns(clock)),
-            },
+            }
+            .min(i64::MAX - 1),
             start,
             class: e.class,
             index: e.index,
@@ -754,7 +799,11 @@ impl<'s> Cursor<'s> {
         let walk =
             !fixed_payload || !fits || cp.context.is_some() || matches!(self.sec, Sec::Walk(_));
         let entry = Entry {
-            kind: if walk { WALK } else { FIXED },
+            kind: match (walk, flat) {
+                (false, _) => FIXED,
+                (true, NO_FLAT) => WALK,
+                (true, _) => FLAT,
+            },
             pay_mask: if walk { 0 } else { (pay_align - 1) as u8 },
             arg: if walk { flat } else { pay_bits as u16 },
             pay_slot: cp.pay_slot,

@@ -27,10 +27,11 @@ pub struct Events<'s> {
     /// winner moves it back past the entries now smaller. For a few
     /// streams that costs fewer instructions than replaying the tree's
     /// matches and finding the bound again. Each pair is packed as
-    /// `key << 32 | index` (one comparison orders both), and the list ends
-    /// with a `u128::MAX` sentinel that no pair reaches, so the move needs
-    /// no end test. Empty otherwise.
-    order: Vec<u128>,
+    /// `key << 32 | index` (one comparison orders both). The array is
+    /// padded with `u128::MAX`, which no pair reaches: a move stops there
+    /// at the latest, and indices masked to the array's size need no
+    /// bounds check. `None` with more streams.
+    order: Option<Box<[u128; ORDER]>>,
     /// The overall winner: the current stream and its key.
     winner: (u64, u32),
     /// The smallest key of the streams other than the winner: while the
@@ -48,6 +49,9 @@ pub struct Events<'s> {
 /// Most streams merged with the sorted list rather than the tree.
 const SMALL: usize = 16;
 
+/// Size of the sorted list: a power of two above `SMALL`, for the padding.
+const ORDER: usize = 32;
+
 /// No event handed out waits to be advanced past.
 const IDLE: u32 = u32::MAX;
 
@@ -55,11 +59,28 @@ const IDLE: u32 = u32::MAX;
 const DONE: u64 = u64::MAX;
 
 /// A stream's key: its current timestamp, as an unsigned number that sorts
-/// the same way, kept below `DONE` (which only timestamps in year 2262
-/// would reach).
+/// the same way. Below `DONE`: cursors keep timestamps below `i64::MAX`.
 #[inline(always)]
 fn key(c: &Cursor<'_>) -> u64 {
-    ((c.cur.ts as u64) ^ (1 << 63)).min(DONE - 1)
+    (c.cur.ts as u64) ^ (1 << 63)
+}
+
+/// `replay` over the sorted list `o`: the winner, stream `leaf`, first in
+/// it, takes key `k` and moves back to its place. Returns the new winner.
+#[inline(always)]
+fn reinsert(o: &mut [u128; ORDER], leaf: u32, k: u64) -> u128 {
+    let c = pack(k, leaf);
+    // Ends at the padding at the latest, which is larger than any pair.
+    for j in 0..ORDER - 1 {
+        let next = o[j + 1];
+        if next >= c {
+            o[j] = c;
+            return o[0];
+        }
+        o[j] = next;
+    }
+    o[ORDER - 1] = c;
+    o[0]
 }
 
 /// A (key, stream) pair as one number that orders the same way.
@@ -74,7 +95,7 @@ impl<'s> Events<'s> {
         Events {
             cursors,
             nodes: vec![(DONE, 0); leaves],
-            order: Vec::new(),
+            order: None,
             winner: (DONE, 0),
             bound: DONE,
             current: IDLE,
@@ -100,10 +121,13 @@ impl<'s> Events<'s> {
                     let k = key(c);
                     // On a tie the tree decides by stream index.
                     if k >= self.bound {
-                        if self.order.is_empty() {
-                            self.replay(ci, k);
-                        } else {
-                            self.reinsert(ci, k);
+                        match &mut self.order {
+                            Some(o) => {
+                                let w = reinsert(o, ci, k);
+                                self.winner = ((w >> 32) as u64, w as u32);
+                                self.bound = (o[1] >> 32) as u64;
+                            }
+                            None => self.replay(ci, k),
                         }
                         self.current = self.winner.1;
                     }
@@ -140,8 +164,10 @@ impl<'s> Events<'s> {
     /// up to the root; then finds the new winner's bound.
     #[inline(never)]
     fn replay(&mut self, leaf: u32, k: u64) {
-        if !self.order.is_empty() {
-            self.reinsert(leaf, k);
+        if let Some(o) = &mut self.order {
+            let w = reinsert(o, leaf, k);
+            self.winner = ((w >> 32) as u64, w as u32);
+            self.bound = (o[1] >> 32) as u64;
             return;
         }
         let mut c = (k, leaf);
@@ -154,27 +180,6 @@ impl<'s> Events<'s> {
         }
         self.winner = c;
         self.bound = self.path_min(c.1);
-    }
-
-    /// `replay` over the sorted list: the winner, stream `leaf`, first in
-    /// it, takes key `k` and moves back to its place.
-    #[inline(always)]
-    fn reinsert(&mut self, leaf: u32, k: u64) {
-        let o = &mut self.order[..];
-        let c = pack(k, leaf);
-        let mut j = 0;
-        // Stops at the sentinel at the latest, which is larger than any
-        // pair: `get` never fails while the list is well formed.
-        while let Some(&next) = o.get(j + 1).filter(|&&n| n < c) {
-            o[j] = next;
-            j += 1;
-        }
-        if let Some(x) = o.get_mut(j) {
-            *x = c;
-        }
-        let w = o.first().copied().unwrap_or(u128::MAX);
-        self.winner = ((w >> 32) as u64, w as u32);
-        self.bound = o.get(1).map_or(DONE, |x| (x >> 32) as u64);
     }
 
     /// The smallest key among the losers on `w`'s path to the root: the
@@ -206,12 +211,14 @@ impl<'s> Events<'s> {
         if !self.built && self.cursors.len() <= SMALL && !self.cursors.is_empty() {
             self.built = true;
             let n = self.cursors.len();
-            let mut o: Vec<u128> = (0..n).map(|i| pack(self.first[i], i as u32)).collect();
-            o.sort_unstable();
-            o.push(u128::MAX);
+            let mut o = Box::new([u128::MAX; ORDER]);
+            for (i, x) in o.iter_mut().enumerate().take(n) {
+                *x = pack(self.first[i], i as u32);
+            }
+            o[..n].sort_unstable();
             self.winner = ((o[0] >> 32) as u64, o[0] as u32);
             self.bound = (o[1] >> 32) as u64;
-            self.order = o;
+            self.order = Some(o);
             self.first = Vec::new();
         }
         if !self.built {
