@@ -481,14 +481,15 @@ impl<'s> Cursor<'s> {
         let b = (pos >> 3) as usize;
         let clock;
         let id;
-        match self.hdr {
-            Hdr::Compact => {
-                // The longest form (13 bytes) within the content's whole
-                // bytes; this also stops at the end of the packet's events.
-                let Some(h) = data.get(b..).and_then(|d| d.first_chunk::<13>()) else {
-                    return false;
-                };
-                let h: &[u8] = h;
+        if self.hdr == Hdr::Compact {
+            // The longest form (13 bytes) within the content's whole
+            // bytes; this also stops at the end of the packet's events.
+            // (`b` is at most 2^61: the sum does not overflow.)
+            if b + 13 > data.len() {
+                return false;
+            }
+            {
+                let h = &data[b..b + 13];
                 let w = le32(h, 0).unwrap_or(0);
                 let ext_id = le32(h, 1).unwrap_or(0);
                 let ext_ts = le64(h, 5).unwrap_or(0);
@@ -500,13 +501,14 @@ impl<'s> Cursor<'s> {
                 pos += 32 + (72 & ext);
                 id = (ext_id as u64 & ext) | ((w & 31) as u64 & !ext);
             }
-            Hdr::Large => {
+        } else if self.hdr == Hdr::Large {
+            {
                 // Room for either form (14 bytes); events in the content's
                 // last bytes go the general way.
-                let Some(h) = data.get(b..).and_then(|d| d.first_chunk::<14>()) else {
+                if b + 14 > data.len() {
                     return false;
-                };
-                let h: &[u8] = h;
+                }
+                let h = &data[b..b + 14];
                 let small = le16(h, 0).unwrap_or(0) as u64;
                 let v = le32(h, 2).unwrap_or(0) as u64;
                 let ext_ts = le64(h, 6).unwrap_or(0);
@@ -516,13 +518,14 @@ impl<'s> Cursor<'s> {
                 pos += 48 + (64 & ext);
                 id = (v & ext) | (small & !ext);
             }
-            Hdr::Other => return false,
+        } else {
+            return false;
         }
         let Some(e) = self.table.get(id as usize) else {
             return false;
         };
         if e.kind != FIXED {
-            return e.kind == FLAT && self.fast_flat(id as usize, start, pos, clock);
+            return self.fast_flat(id as usize, start, pos, clock);
         }
         let mut sec_at = 0;
         if self.sec_on {
@@ -555,10 +558,10 @@ impl<'s> Cursor<'s> {
     }
 
     /// `decode_fast` for an event whose payload is walked flat, from the
-    /// end of its header at `pos`.
+    /// end of its header at `pos`; false for other kinds.
     #[inline(never)]
     fn fast_flat(&mut self, id: usize, start: u64, pos: u64, clock: u64) -> bool {
-        let Some(&e) = self.table.get(id) else {
+        let Some(&e) = self.table.get(id).filter(|e| e.kind == FLAT) else {
             return false;
         };
         if clock >= self.ns_limit {
