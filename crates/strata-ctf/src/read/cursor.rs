@@ -879,7 +879,7 @@ impl<'s> Cursor<'s> {
     /// at or after `pos` and whose flat payload is `scope` (marks from
     /// `base`): returns where it ends and where the context starts. `None`
     /// on any problem, for `walk_event` to find and describe.
-    #[inline(never)]
+    #[inline(always)]
     fn walk_flat_payload(
         &mut self,
         scope: &Scope,

@@ -77,7 +77,7 @@ impl Walker<'_> {
     /// program in one loop, strings and sequences inline. `None` on any
     /// problem, for the generic walk to find and describe it (registers
     /// and marks it set are then set again).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn walk_flat(&mut self, scope: &Scope, pos: u64) -> Option<u64> {
         if !scope.flat {
             return None;
