@@ -93,13 +93,17 @@ impl Default for Entry {
     }
 }
 
-/// The event header layout of the current packet's stream class, as the
-/// fast path sees it.
+/// Which copy of the fast path decodes the current packet's events: its
+/// stream class's event header layout, and whether it has a (fixed)
+/// stream event context.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Hdr {
+enum Mode {
     Compact,
+    CompactSec,
     Large,
-    /// Generic, absent, or an unknown stream class: the general path.
+    LargeSec,
+    /// A generic or absent header, a stream event context that is walked,
+    /// or an unknown stream class: the general path.
     Other,
 }
 
@@ -162,9 +166,9 @@ pub(crate) struct Cursor<'s> {
     table_sp: usize,
     /// The current event.
     pub cur: Current,
-    /// The current stream class's header layout, copied here at each
-    /// packet so the fast path does not go through the stream plan.
-    hdr: Hdr,
+    /// The fast path for the current stream class, set at each packet so
+    /// the fast path does not go through the stream plan.
+    mode: Mode,
     /// The fixed stream event context, if any: whether there is one, its
     /// alignment minus one, its size in bits and its mark slot.
     sec_on: bool,
@@ -240,7 +244,7 @@ impl<'s> Cursor<'s> {
                 index: u32::MAX,
                 ..Current::default()
             },
-            hdr: Hdr::Other,
+            mode: Mode::Other,
             sec_on: false,
             sec_mask: 0,
             sec_bits: 0,
@@ -432,10 +436,12 @@ impl<'s> Cursor<'s> {
                 }
             }
         };
-        self.hdr = match sp.map(|s| s.header_fast) {
-            Some(HeaderFast::Compact) => Hdr::Compact,
-            Some(HeaderFast::Large) => Hdr::Large,
-            _ => Hdr::Other,
+        self.mode = match (sp.map(|s| s.header_fast), self.sec) {
+            (Some(HeaderFast::Compact), Sec::None) => Mode::Compact,
+            (Some(HeaderFast::Compact), Sec::Fast(..)) => Mode::CompactSec,
+            (Some(HeaderFast::Large), Sec::None) => Mode::Large,
+            (Some(HeaderFast::Large), Sec::Fast(..)) => Mode::LargeSec,
+            _ => Mode::Other,
         };
         (self.sec_on, self.sec_mask, self.sec_bits, self.sec_slot) = match self.sec {
             Sec::Fast(f, slot) => (true, (f.align as u64).max(1) - 1, f.bits, slot),
@@ -472,54 +478,63 @@ impl<'s> Cursor<'s> {
     /// returns false with the cursor's position and clock untouched, for
     /// `advance_slow` to decode (or report) with `decode`.
     ///
-    /// Inlined into the merge loop; everything uncommon is out of line.
+    /// Inlined into the merge loop, one copy per header layout and
+    /// stream event context presence, so neither is tested per field;
+    /// everything uncommon is out of line.
     #[inline(always)]
     fn decode_fast(&mut self) -> bool {
+        match self.mode {
+            Mode::Compact => self.fast_event::<false, false>(),
+            Mode::CompactSec => self.fast_event::<false, true>(),
+            Mode::Large => self.fast_event::<true, false>(),
+            Mode::LargeSec => self.fast_event::<true, true>(),
+            Mode::Other => false,
+        }
+    }
+
+    /// `decode_fast` for the large (`LARGE`) or compact header, with or
+    /// without (`SEC`) a fixed stream event context.
+    #[inline(always)]
+    fn fast_event<const LARGE: bool, const SEC: bool>(&mut self) -> bool {
         let data: &'s [u8] = self.content;
         let start = self.pos;
         let mut pos = (start + 7) & !7;
         let b = (pos >> 3) as usize;
         let clock;
         let id;
-        if self.hdr == Hdr::Compact {
+        if !LARGE {
             // The longest form (13 bytes) within the content's whole
             // bytes; this also stops at the end of the packet's events.
             // (`b` is at most 2^61: the sum does not overflow.)
             if b + 13 > data.len() {
                 return false;
             }
-            {
-                let h = &data[b..b + 13];
-                let w = le32(h, 0).unwrap_or(0);
-                let ext_id = le32(h, 1).unwrap_or(0);
-                let ext_ts = le64(h, 5).unwrap_or(0);
-                // Masks rather than `if`: compact and extended headers
-                // interleave at random, so a branch would mispredict.
-                let ext = ((w & 31 == 31) as u64).wrapping_neg();
-                let short = update_clock(self.clock, (w >> 5) as u64, 27);
-                clock = (ext_ts & ext) | (short & !ext);
-                pos += 32 + (72 & ext);
-                id = (ext_id as u64 & ext) | ((w & 31) as u64 & !ext);
-            }
-        } else if self.hdr == Hdr::Large {
-            {
-                // Room for either form (14 bytes); events in the content's
-                // last bytes go the general way.
-                if b + 14 > data.len() {
-                    return false;
-                }
-                let h = &data[b..b + 14];
-                let small = le16(h, 0).unwrap_or(0) as u64;
-                let v = le32(h, 2).unwrap_or(0) as u64;
-                let ext_ts = le64(h, 6).unwrap_or(0);
-                let ext = ((small == 65535) as u64).wrapping_neg();
-                let short = update_clock(self.clock, v, 32);
-                clock = (ext_ts & ext) | (short & !ext);
-                pos += 48 + (64 & ext);
-                id = (v & ext) | (small & !ext);
-            }
+            let h = &data[b..b + 13];
+            let w = le32(h, 0).unwrap_or(0);
+            let ext_id = le32(h, 1).unwrap_or(0);
+            let ext_ts = le64(h, 5).unwrap_or(0);
+            // Masks rather than `if`: compact and extended headers
+            // interleave at random, so a branch would mispredict.
+            let ext = ((w & 31 == 31) as u64).wrapping_neg();
+            let short = update_clock(self.clock, (w >> 5) as u64, 27);
+            clock = (ext_ts & ext) | (short & !ext);
+            pos += 32 + (72 & ext);
+            id = (ext_id as u64 & ext) | ((w & 31) as u64 & !ext);
         } else {
-            return false;
+            // Room for either form (14 bytes); events in the content's
+            // last bytes go the general way.
+            if b + 14 > data.len() {
+                return false;
+            }
+            let h = &data[b..b + 14];
+            let small = le16(h, 0).unwrap_or(0) as u64;
+            let v = le32(h, 2).unwrap_or(0) as u64;
+            let ext_ts = le64(h, 6).unwrap_or(0);
+            let ext = ((small == 65535) as u64).wrapping_neg();
+            let short = update_clock(self.clock, v, 32);
+            clock = (ext_ts & ext) | (short & !ext);
+            pos += 48 + (64 & ext);
+            id = (v & ext) | (small & !ext);
         }
         let Some(e) = self.table.get(id as usize) else {
             return false;
@@ -528,7 +543,7 @@ impl<'s> Cursor<'s> {
             return self.fast_flat(id as usize, start, pos, clock);
         }
         let mut sec_at = 0;
-        if self.sec_on {
+        if SEC {
             sec_at = (pos + self.sec_mask) & !self.sec_mask;
             pos = sec_at + self.sec_bits;
         }
@@ -538,7 +553,7 @@ impl<'s> Cursor<'s> {
         if pos > self.content_end || clock >= self.ns_limit {
             return false;
         }
-        if self.sec_on {
+        if SEC {
             if let Some(m) = self.marks.get_mut(self.sec_slot as usize) {
                 *m = sec_at;
             }

@@ -119,15 +119,8 @@ impl<'s> Events<'s> {
             match c.advance() {
                 Ok(true) => {
                     let k = key(c);
-                    if k < self.bound {
-                        // The same stream again (two events in three):
-                        // `ci` is known to be in range here.
-                        return Some(Ok(Event {
-                            c: &self.cursors[ci as usize],
-                        }));
-                    }
                     // On a tie the tree decides by stream index.
-                    {
+                    if k >= self.bound {
                         match &mut self.order {
                             Some(o) => {
                                 let w = reinsert(o, ci, k);
