@@ -500,6 +500,7 @@ impl<'s> Cursor<'s> {
         let start = self.pos;
         let mut pos = (start + 7) & !7;
         let b = (pos >> 3) as usize;
+        prefetch(data, b + PREFETCH);
         let clock;
         let id;
         if !LARGE {
@@ -1003,6 +1004,27 @@ impl<'s> Cursor<'s> {
     /// The content end of the current packet, in bits.
     pub(crate) fn content_end(&self) -> u64 {
         self.content_end
+    }
+}
+
+/// How far ahead of the event being decoded its stream's bytes are
+/// prefetched: the streams are read in turns, so the hardware prefetcher
+/// alone leaves the first load of each event waiting on memory.
+const PREFETCH: usize = 256;
+
+/// Asks the CPU to start loading the cache line at byte `at` of `d`; no
+/// effect past its end or off x86-64.
+#[inline(always)]
+fn prefetch(d: &[u8], at: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if at < d.len() {
+        // SAFETY: a prefetch is a hint that never faults, and the address
+        // is within `d`.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                d.as_ptr().add(at) as *const i8,
+            )
+        };
     }
 }
 
