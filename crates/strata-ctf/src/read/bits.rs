@@ -35,21 +35,19 @@ pub(crate) fn read_int(data: &[u8], pos: u64, spec: &IntSpec) -> Option<i64> {
     let shift = (pos & 7) as u32;
     let bits = spec.bits as u32;
     // (`byte` is at most 2^61: the sum does not overflow.)
-    if byte + 8 <= data.len() {
-        if shift + bits <= 64 && bits > 0 {
-            let w = u64::from_le_bytes(data[byte..byte + 8].try_into().unwrap_or([0; 8]));
-            let top = if spec.be {
-                w.swap_bytes() << shift
-            } else {
-                w << (64 - shift - bits)
-            };
-            let down = 64 - bits;
-            return Some(if spec.signed {
-                (top as i64) >> down
-            } else {
-                (top >> down) as i64
-            });
-        }
+    if byte + 8 <= data.len() && shift + bits <= 64 && bits > 0 {
+        let w = u64::from_le_bytes(data[byte..byte + 8].try_into().unwrap_or([0; 8]));
+        let top = if spec.be {
+            w.swap_bytes() << shift
+        } else {
+            w << (64 - shift - bits)
+        };
+        let down = 64 - bits;
+        return Some(if spec.signed {
+            (top as i64) >> down
+        } else {
+            (top >> down) as i64
+        });
     }
     Some(to_i64(
         read_bits_slow(data, byte, shift, bits, spec.be)?,
