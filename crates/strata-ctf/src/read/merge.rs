@@ -27,7 +27,10 @@ pub struct Events<'s> {
     /// winner moves it back past the entries now smaller. For a few
     /// streams that costs fewer instructions than replaying the tree's
     /// matches and finding the bound again. Each pair is packed as
-    /// `key << 32 | index` (one comparison orders both). The array is
+    /// `key << 64 | index` (one comparison orders both; the key fills the
+    /// upper half, so reading back a key or an index just stored loads
+    /// what one 8-byte store wrote, which the CPU forwards from its store
+    /// buffer: across the two halves it cannot, and stalls). The array is
     /// padded with `u128::MAX`, which no pair reaches: a move stops there
     /// at the latest, and indices masked to the array's size need no
     /// bounds check. `None` with more streams.
@@ -86,7 +89,7 @@ fn reinsert(o: &mut [u128; ORDER], leaf: u32, k: u64) -> u128 {
 /// A (key, stream) pair as one number that orders the same way.
 #[inline(always)]
 fn pack(k: u64, leaf: u32) -> u128 {
-    (k as u128) << 32 | leaf as u128
+    (k as u128) << 64 | leaf as u128
 }
 
 impl<'s> Events<'s> {
@@ -124,8 +127,8 @@ impl<'s> Events<'s> {
                         match &mut self.order {
                             Some(o) => {
                                 let w = reinsert(o, ci, k);
-                                self.winner = ((w >> 32) as u64, w as u32);
-                                self.bound = (o[1] >> 32) as u64;
+                                self.winner = ((w >> 64) as u64, w as u32);
+                                self.bound = (o[1] >> 64) as u64;
                             }
                             None => self.replay(ci, k),
                         }
@@ -166,8 +169,8 @@ impl<'s> Events<'s> {
     fn replay(&mut self, leaf: u32, k: u64) {
         if let Some(o) = &mut self.order {
             let w = reinsert(o, leaf, k);
-            self.winner = ((w >> 32) as u64, w as u32);
-            self.bound = (o[1] >> 32) as u64;
+            self.winner = ((w >> 64) as u64, w as u32);
+            self.bound = (o[1] >> 64) as u64;
             return;
         }
         let mut c = (k, leaf);
@@ -216,8 +219,8 @@ impl<'s> Events<'s> {
                 *x = pack(self.first[i], i as u32);
             }
             o[..n].sort_unstable();
-            self.winner = ((o[0] >> 32) as u64, o[0] as u32);
-            self.bound = (o[1] >> 32) as u64;
+            self.winner = ((o[0] >> 64) as u64, o[0] as u32);
+            self.bound = (o[1] >> 64) as u64;
             self.order = Some(o);
             self.first = Vec::new();
         }
