@@ -1012,20 +1012,22 @@ impl<'s> Cursor<'s> {
 /// alone leaves the first load of each event waiting on memory.
 const PREFETCH: usize = 256;
 
-/// Asks the CPU to start loading the cache line at byte `at` of `d`; no
-/// effect past its end or off x86-64.
+/// Asks the CPU to start loading the cache line at byte `at` of `d`
+/// (nothing off x86-64).
 #[inline(always)]
 fn prefetch(d: &[u8], at: usize) {
     #[cfg(target_arch = "x86_64")]
-    if at < d.len() {
-        // SAFETY: a prefetch is a hint that never faults, and the address
-        // is within `d`.
-        unsafe {
-            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
-                d.as_ptr().add(at) as *const i8,
-            )
-        };
-    }
+    // SAFETY: a prefetch is a hint that never faults, whatever the address
+    // (past the end of `d`, it may load a line of no use, or nothing); the
+    // address is computed with `wrapping_add`, which is defined for any
+    // offset, and never dereferenced.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+            d.as_ptr().wrapping_add(at) as *const i8,
+        )
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (d, at);
 }
 
 /// Little-endian integers at byte `at`, `None` past the end: one load each.

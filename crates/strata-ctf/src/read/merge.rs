@@ -124,15 +124,20 @@ impl<'s> Events<'s> {
                     let k = key(c);
                     // On a tie the tree decides by stream index.
                     if k >= self.bound {
-                        match &mut self.order {
+                        // (`winner` is only read where a stream ends, which
+                        // goes through `replay`: the list's first entry is
+                        // the winner until then.)
+                        self.current = match &mut self.order {
                             Some(o) => {
                                 let w = reinsert(o, ci, k);
-                                self.winner = ((w >> 64) as u64, w as u32);
                                 self.bound = (o[1] >> 64) as u64;
+                                w as u32
                             }
-                            None => self.replay(ci, k),
-                        }
-                        self.current = self.winner.1;
+                            None => {
+                                self.replay(ci, k);
+                                self.winner.1
+                            }
+                        };
                     }
                 }
                 Ok(false) => {
