@@ -2,9 +2,12 @@
 //! tracefiles in order), decodes each event header, contexts and payload,
 //! and keeps the state field accessors need (marks, registers, clock).
 //!
-//! The common event (LTTng header, fixed-size payload) takes one load of a
-//! per-cursor table entry, indexed by event id, that holds what decoding it
-//! needs; events with strings, sequences or variants are walked.
+//! The common event (LTTng header, fixed-size payload) is decoded by a fast
+//! path inlined into the merge loop, one copy per header layout: one load
+//! of a per-cursor table entry, indexed by event id, holds what decoding it
+//! needs. Payloads with strings or sequences among fixed fields are walked
+//! from there by their flat program; anything else (generic headers,
+//! variants, errors) goes through the general decoder.
 
 use std::path::Path;
 
@@ -766,7 +769,7 @@ impl<'s> Cursor<'s> {
 
     /// Resolves the class of event id `id` (or the stream's only class):
     /// compiles it if needed, makes room for its marks, and remembers what
-    /// the batch loop needs of it.
+    /// the fast path needs of it.
     #[cold]
     #[inline(never)]
     fn resolve(
