@@ -30,29 +30,28 @@ pub(crate) fn read_bits(data: &[u8], pos: u64, spec: IntSpec) -> Option<u64> {
 /// One load and two shifts in the common case: the value is moved to the
 /// top of the word, then shifted down, arithmetically for signed ones.
 #[inline(always)]
-pub(crate) fn read_int(data: &[u8], pos: u64, spec: IntSpec) -> Option<i64> {
+pub(crate) fn read_int(data: &[u8], pos: u64, spec: &IntSpec) -> Option<i64> {
     let byte = (pos >> 3) as usize;
     let shift = (pos & 7) as u32;
     let bits = spec.bits as u32;
-    if let Some(w) = data.get(byte..).and_then(|s| s.first_chunk::<8>()) {
-        if shift + bits <= 64 && bits > 0 {
-            let w = u64::from_le_bytes(*w);
-            let top = if spec.be {
-                w.swap_bytes() << shift
-            } else {
-                w << (64 - shift - bits)
-            };
-            let down = 64 - bits;
-            return Some(if spec.signed {
-                (top as i64) >> down
-            } else {
-                (top >> down) as i64
-            });
-        }
+    // (`byte` is at most 2^61: the sum does not overflow.)
+    if byte + 8 <= data.len() && shift + bits <= 64 && bits > 0 {
+        let w = u64::from_le_bytes(data[byte..byte + 8].try_into().unwrap_or([0; 8]));
+        let top = if spec.be {
+            w.swap_bytes() << shift
+        } else {
+            w << (64 - shift - bits)
+        };
+        let down = 64 - bits;
+        return Some(if spec.signed {
+            (top as i64) >> down
+        } else {
+            (top >> down) as i64
+        });
     }
     Some(to_i64(
         read_bits_slow(data, byte, shift, bits, spec.be)?,
-        spec,
+        *spec,
     ))
 }
 
@@ -157,7 +156,7 @@ mod tests {
                     for pos in 0..(24 * 8 - bits as u64 + 8) {
                         let spec = IntSpec { bits, signed, be };
                         let want = read_bits(&bytes, pos, spec).map(|r| to_i64(r, spec));
-                        assert_eq!(read_int(&bytes, pos, spec), want, "{spec:?} at {pos}");
+                        assert_eq!(read_int(&bytes, pos, &spec), want, "{spec:?} at {pos}");
                     }
                 }
             }

@@ -408,6 +408,11 @@ impl ClockConv {
             .filter(|z| z.unsigned_abs() < 1 << 62);
         ClockConv { desc, ns_zero }
     }
+    /// The Unix time of clock value 0, in ns, when the clock ticks in ns
+    /// (then `to_ns(c)` is `zero + c` for `c < 2^62`).
+    pub(crate) fn ns_zero(&self) -> Option<i64> {
+        self.ns_zero
+    }
     #[inline(always)]
     pub(crate) fn to_ns(&self, cycles: u64) -> i64 {
         match self.ns_zero {

@@ -2,9 +2,12 @@
 //! tracefiles in order), decodes each event header, contexts and payload,
 //! and keeps the state field accessors need (marks, registers, clock).
 //!
-//! The common event (LTTng header, fixed-size payload) takes one load of a
-//! per-cursor table entry, indexed by event id, that holds what decoding it
-//! needs; events with strings, sequences or variants are walked.
+//! The common event (LTTng header, fixed-size payload) is decoded by a fast
+//! path inlined into the merge loop, one copy per header layout: one load
+//! of a per-cursor table entry, indexed by event id, holds what decoding it
+//! needs. Payloads with strings or sequences among fixed fields are walked
+//! from there by their flat program; anything else (generic headers,
+//! variants, errors) goes through the general decoder.
 
 use std::path::Path;
 
@@ -35,11 +38,11 @@ const PAGE: u64 = 4096;
 /// No mark to set.
 const NO_SLOT: u32 = u32::MAX;
 
-/// The current event of a cursor: what accessors read.
+/// The current event of a cursor: what accessors read. Its raw clock
+/// value is the cursor's `clock`, which a decoded event leaves as it is.
 #[derive(Clone, Copy, Default)]
 pub(crate) struct Current {
     pub ts: i64,
-    pub cycles: u64,
     /// Bit where the event starts in the packet.
     pub start: u64,
     /// Class index in the trace, and in the set.
@@ -48,22 +51,63 @@ pub(crate) struct Current {
 }
 
 /// What decoding needs of an event class, resolved on its first event in
-/// this cursor: one load per event instead of a chain of lookups.
-#[derive(Clone, Copy, Default)]
+/// this cursor: one load per event instead of a chain of lookups. 16 bytes,
+/// so the table is indexed with a shift.
+#[derive(Clone, Copy)]
 struct Entry {
-    /// Resolved (the class exists and compiled).
-    ready: bool,
-    /// Its context or payload must be walked.
-    walk: bool,
-    /// When only its payload is walked and that walk is flat (the common
-    /// walked event: a string or a sequence among fixed fields): its index
-    /// in `flats`, to walk it directly; otherwise `NO_SLOT`.
-    flat: u32,
-    pay_align: u32,
-    pay_bits: u32,
+    /// `FIXED`, `WALK` or `UNRESOLVED`: one test in the fast path.
+    kind: u8,
+    /// `FIXED`: the payload's alignment in bits, minus one.
+    pay_mask: u8,
+    /// `FIXED`: the payload's size in bits. `WALK`: when only its payload
+    /// is walked and that walk is flat (the common walked event: a string
+    /// or a sequence among fixed fields), its index in `flats`, to walk it
+    /// directly; otherwise `NO_FLAT`.
+    arg: u16,
     pay_slot: u32,
     class: u32,
     index: u32,
+}
+
+/// No flat walk for this `WALK` entry.
+const NO_FLAT: u16 = u16::MAX;
+
+/// Entry kinds. Fixed: contexts and payload have static sizes (the stream
+/// event context, if any, is fixed too), so locating the event is
+/// arithmetic.
+const FIXED: u8 = 0;
+/// Its context or payload must be walked.
+const WALK: u8 = 1;
+/// Not resolved yet: the class has not been met in this stream class.
+const UNRESOLVED: u8 = 2;
+/// Walked, and only its payload, flat (`arg` is its index in `flats`).
+const FLAT: u8 = 3;
+
+impl Default for Entry {
+    fn default() -> Self {
+        Entry {
+            kind: UNRESOLVED,
+            pay_mask: 0,
+            arg: NO_FLAT,
+            pay_slot: NO_SLOT,
+            class: 0,
+            index: 0,
+        }
+    }
+}
+
+/// Which copy of the fast path decodes the current packet's events: its
+/// stream class's event header layout, and whether it has a (fixed)
+/// stream event context.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Compact,
+    CompactSec,
+    Large,
+    LargeSec,
+    /// A generic or absent header, a stream event context that is walked,
+    /// or an unknown stream class: the general path.
+    Other,
 }
 
 /// How a stream's event context is located.
@@ -91,6 +135,10 @@ pub(crate) struct Cursor<'s> {
     released_to: u64,
     /// The current packet's bytes.
     pub pkt: &'s [u8],
+    /// Its content's whole bytes (a prefix of `pkt`, at most
+    /// `content_end / 8` bytes): a header that fits in it fits in the
+    /// content, so the fast path checks both bounds at once.
+    content: &'s [u8],
     pkt_off: u64,
     pkt_size: u64,
     content_end: u64,
@@ -121,6 +169,21 @@ pub(crate) struct Cursor<'s> {
     table_sp: usize,
     /// The current event.
     pub cur: Current,
+    /// The fast path for the current stream class, set at each packet so
+    /// the fast path does not go through the stream plan.
+    mode: Mode,
+    /// The fixed stream event context, if any: whether there is one, its
+    /// alignment minus one, its size in bits and its mark slot.
+    sec_on: bool,
+    sec_mask: u64,
+    sec_bits: u64,
+    sec_slot: u32,
+    /// Clock to nanoseconds in the fast path: `ns_zero + clock` when
+    /// `clock < ns_limit`; `ns_limit` is 0 when that does not apply (clock
+    /// not in ns, or a clock map set), sending every event to the general
+    /// path.
+    ns_zero: i64,
+    ns_limit: u64,
     /// Global index of the current packet's stream class.
     pub stream_global: u32,
     pub cpu: u32,
@@ -164,6 +227,7 @@ impl<'s> Cursor<'s> {
             next_off: 0,
             released_to: 0,
             pkt: &[],
+            content: &[],
             pkt_off: 0,
             pkt_size: 0,
             content_end: 0,
@@ -183,6 +247,13 @@ impl<'s> Cursor<'s> {
                 index: u32::MAX,
                 ..Current::default()
             },
+            mode: Mode::Other,
+            sec_on: false,
+            sec_mask: 0,
+            sec_bits: 0,
+            sec_slot: NO_SLOT,
+            ns_zero: 0,
+            ns_limit: 0,
             stream_global: u32::MAX,
             cpu: default_cpu,
             default_cpu,
@@ -225,7 +296,7 @@ impl<'s> Cursor<'s> {
     /// error (without `skip_corrupt`) the stream is finished.
     #[inline(always)]
     pub(crate) fn advance(&mut self) -> Result<bool, ReadError> {
-        if self.pos < self.content_end && self.decode() {
+        if self.decode_fast() {
             return Ok(true);
         }
         self.advance_slow()
@@ -285,6 +356,7 @@ impl<'s> Cursor<'s> {
 
     fn finish(&mut self) {
         self.file_i = self.files.len();
+        self.content = &[];
         self.content_end = 0;
         self.pos = 0;
     }
@@ -337,6 +409,8 @@ impl<'s> Cursor<'s> {
         self.pkt_size = info.size;
         self.next_off = off + info.size;
         self.content_end = info.content_bits;
+        let whole = usize::try_from(info.content_bits / 8).unwrap_or(usize::MAX);
+        self.content = self.pkt.get(..whole).unwrap_or(self.pkt);
         self.pos = info.events_bit;
         self.sp = info.stream;
         if self.table_sp != self.sp {
@@ -365,6 +439,21 @@ impl<'s> Cursor<'s> {
                 }
             }
         };
+        self.mode = match (sp.map(|s| s.header_fast), self.sec) {
+            (Some(HeaderFast::Compact), Sec::None) => Mode::Compact,
+            (Some(HeaderFast::Compact), Sec::Fast(..)) => Mode::CompactSec,
+            (Some(HeaderFast::Large), Sec::None) => Mode::Large,
+            (Some(HeaderFast::Large), Sec::Fast(..)) => Mode::LargeSec,
+            _ => Mode::Other,
+        };
+        (self.sec_on, self.sec_mask, self.sec_bits, self.sec_slot) = match self.sec {
+            Sec::Fast(f, slot) => (true, (f.align as u64).max(1) - 1, f.bits, slot),
+            _ => (false, 0, 0, NO_SLOT),
+        };
+        (self.ns_zero, self.ns_limit) = match (self.map, sp.and_then(|s| s.clock.ns_zero())) {
+            (None, Some(z)) => (z, 1 << 62),
+            _ => (0, 0),
+        };
         if let Some(t) = info.ts_begin {
             self.clock = t;
         }
@@ -384,10 +473,148 @@ impl<'s> Cursor<'s> {
         }
     }
 
-    /// Decodes the event at `pos` and makes it current. On failure, keeps
-    /// the error in `failed` (reading resumes or stops there) and returns
-    /// false.
+    /// Decodes the event at `pos` and makes it current, if it is the
+    /// common case: an LTTng header that fits in the packet content, a
+    /// class already resolved whose event has a static layout (or a flat
+    /// payload walk), a clock in nanoseconds. It changes nothing the
+    /// current event shows until it knows it can finish; anything else
+    /// returns false with the cursor's position and clock untouched, for
+    /// `advance_slow` to decode (or report) with `decode`.
+    ///
+    /// Inlined into the merge loop, one copy per header layout and
+    /// stream event context presence, so neither is tested per field;
+    /// everything uncommon is out of line.
     #[inline(always)]
+    fn decode_fast(&mut self) -> bool {
+        match self.mode {
+            Mode::Compact => self.fast_event::<false, false>(),
+            Mode::CompactSec => self.fast_event::<false, true>(),
+            Mode::Large => self.fast_event::<true, false>(),
+            Mode::LargeSec => self.fast_event::<true, true>(),
+            Mode::Other => false,
+        }
+    }
+
+    /// `decode_fast` for the large (`LARGE`) or compact header, with or
+    /// without (`SEC`) a fixed stream event context.
+    #[inline(always)]
+    fn fast_event<const LARGE: bool, const SEC: bool>(&mut self) -> bool {
+        let data: &'s [u8] = self.content;
+        let start = self.pos;
+        let mut pos = (start + 7) & !7;
+        let b = (pos >> 3) as usize;
+        prefetch(data, b + PREFETCH);
+        let clock;
+        let id;
+        if !LARGE {
+            // The longest form (13 bytes) within the content's whole
+            // bytes; this also stops at the end of the packet's events.
+            // (`b` is at most 2^61: the sum does not overflow.)
+            if b + 13 > data.len() {
+                return false;
+            }
+            let h = &data[b..b + 13];
+            let w = le32(h, 0).unwrap_or(0);
+            let ext_id = le32(h, 1).unwrap_or(0);
+            let ext_ts = le64(h, 5).unwrap_or(0);
+            // Masks rather than `if`: compact and extended headers
+            // interleave at random, so a branch would mispredict.
+            let ext = ((w & 31 == 31) as u64).wrapping_neg();
+            let short = update_clock(self.clock, (w >> 5) as u64, 27);
+            clock = (ext_ts & ext) | (short & !ext);
+            pos += 32 + (72 & ext);
+            id = (ext_id as u64 & ext) | ((w & 31) as u64 & !ext);
+        } else {
+            // Room for either form (14 bytes); events in the content's
+            // last bytes go the general way.
+            if b + 14 > data.len() {
+                return false;
+            }
+            let h = &data[b..b + 14];
+            let small = le16(h, 0).unwrap_or(0) as u64;
+            let v = le32(h, 2).unwrap_or(0) as u64;
+            let ext_ts = le64(h, 6).unwrap_or(0);
+            let ext = ((small == 65535) as u64).wrapping_neg();
+            let short = update_clock(self.clock, v, 32);
+            clock = (ext_ts & ext) | (short & !ext);
+            pos += 48 + (64 & ext);
+            id = (v & ext) | (small & !ext);
+        }
+        let Some(e) = self.table.get(id as usize) else {
+            return false;
+        };
+        if e.kind != FIXED {
+            return self.fast_flat(id as usize, start, pos, clock);
+        }
+        let mut sec_at = 0;
+        if SEC {
+            sec_at = (pos + self.sec_mask) & !self.sec_mask;
+            pos = sec_at + self.sec_bits;
+        }
+        let m = e.pay_mask as u64;
+        let pay_at = (pos + m) & !m;
+        pos = pay_at + e.arg as u64;
+        if pos > self.content_end || clock >= self.ns_limit {
+            return false;
+        }
+        if SEC {
+            if let Some(m) = self.marks.get_mut(self.sec_slot as usize) {
+                *m = sec_at;
+            }
+        }
+        if let Some(m) = self.marks.get_mut(e.pay_slot as usize) {
+            *m = pay_at;
+        }
+        self.cur = Current {
+            ts: self.ns_zero + clock as i64,
+            start,
+            class: e.class,
+            index: e.index,
+        };
+        self.pos = pos;
+        self.clock = clock;
+        true
+    }
+
+    /// `decode_fast` for an event whose payload is walked flat, from the
+    /// end of its header at `pos`; false for other kinds.
+    #[inline(never)]
+    fn fast_flat(&mut self, id: usize, start: u64, pos: u64, clock: u64) -> bool {
+        let Some(&e) = self.table.get(id).filter(|e| e.kind == FLAT) else {
+            return false;
+        };
+        if clock >= self.ns_limit {
+            return false;
+        }
+        let Some(&(scope, base)) = self.flats.get(e.arg as usize) else {
+            return false;
+        };
+        let Some((pos, sec_at)) = self.walk_flat_payload(scope, base, pos, clock) else {
+            return false;
+        };
+        if self.sec_on {
+            if let Some(m) = self.marks.get_mut(self.sec_slot as usize) {
+                *m = sec_at;
+            }
+        }
+        if let Some(m) = self.marks.get_mut(e.pay_slot as usize) {
+            *m = 0;
+        }
+        self.cur = Current {
+            ts: self.ns_zero + clock as i64,
+            start,
+            class: e.class,
+            index: e.index,
+        };
+        self.pos = pos;
+        self.clock = clock;
+        true
+    }
+
+    /// Decodes the event at `pos`, whatever its layout, and makes it
+    /// current. On failure, keeps the error in `failed` (reading resumes or
+    /// stops there) and returns false.
+    #[inline(never)]
     fn decode(&mut self) -> bool {
         let Some(sp) = self.stream else {
             return self.fail(unknown_stream(self.pos));
@@ -470,26 +697,26 @@ impl<'s> Cursor<'s> {
             None => Some(&self.no_id),
         };
         let e = match cached {
-            Some(e) if e.ready => *e,
+            Some(e) if e.kind != UNRESOLVED => *e,
             _ => match self.resolve(sp, id, start) {
                 Ok(e) => e,
                 Err(e) => return self.fail(e),
             },
         };
-        let (sec_at, pay_at) = if !e.walk {
+        let (sec_at, pay_at) = if e.kind == FIXED {
             let mut sec_at = 0;
             if let Sec::Fast(f, _) = self.sec {
                 sec_at = align_up(pos, f.align);
                 pos = sec_at + f.bits;
             }
-            let pay_at = align_up(pos, e.pay_align);
-            pos = pay_at + e.pay_bits as u64;
+            let pay_at = align_up(pos, e.pay_mask as u32 + 1);
+            pos = pay_at + e.arg as u64;
             if pos > end {
-                return self.fail(past_content(self.sec, sec_at, pay_at, e.pay_bits, end));
+                return self.fail(past_content(self.sec, sec_at, pay_at, e.arg as u32, end));
             }
             (sec_at, pay_at)
         } else {
-            let flat = match self.flats.get(e.flat as usize) {
+            let flat = match self.flats.get(e.arg as usize) {
                 Some(&(scope, base)) => self.walk_flat_payload(scope, base, pos, clock),
                 None => None,
             };
@@ -517,11 +744,12 @@ impl<'s> Cursor<'s> {
             *m = pay_at;
         }
         self.cur = Current {
+            // Below `i64::MAX`, which the merge keeps for finished streams.
             ts: match self.map {
                 None => sp.clock.to_ns(clock),
                 Some(m) => m.apply(sp.clock.to_ns(clock)),
-            },
-            cycles: clock,
+            }
+            .min(i64::MAX - 1),
             start,
             class: e.class,
             index: e.index,
@@ -541,7 +769,7 @@ impl<'s> Cursor<'s> {
 
     /// Resolves the class of event id `id` (or the stream's only class):
     /// compiles it if needed, makes room for its marks, and remembers what
-    /// the batch loop needs of it.
+    /// the fast path needs of it.
     #[cold]
     #[inline(never)]
     fn resolve(
@@ -577,22 +805,29 @@ impl<'s> Cursor<'s> {
             (None, Sec::None | Sec::Fast(..), Some(p))
                 if cached && p.flat && cp.pay_fast.is_none() =>
             {
-                match (u32::try_from(cp.pay_base), u32::try_from(self.flats.len())) {
-                    (Ok(b), Ok(i)) => {
+                match (u32::try_from(cp.pay_base), u16::try_from(self.flats.len())) {
+                    (Ok(b), Ok(i)) if i != NO_FLAT => {
                         self.flats.push((p, b));
                         i
                     }
-                    _ => NO_SLOT,
+                    _ => NO_FLAT,
                 }
             }
-            _ => NO_SLOT,
+            _ => NO_FLAT,
         };
+        // A fixed payload the entry cannot describe is walked instead.
+        let (pay_align, pay_bits) = cp.pay_fast.map_or((1, 0), |f| (f.align.max(1), f.bits));
+        let fits = pay_align <= 256 && pay_bits < NO_FLAT as u64;
+        let walk =
+            !fixed_payload || !fits || cp.context.is_some() || matches!(self.sec, Sec::Walk(_));
         let entry = Entry {
-            ready: true,
-            walk: !fixed_payload || cp.context.is_some() || matches!(self.sec, Sec::Walk(_)),
-            flat,
-            pay_align: cp.pay_fast.map_or(1, |f| f.align),
-            pay_bits: cp.pay_fast.map_or(0, |f| f.bits as u32),
+            kind: match (walk, flat) {
+                (false, _) => FIXED,
+                (true, NO_FLAT) => WALK,
+                (true, _) => FLAT,
+            },
+            pay_mask: if walk { 0 } else { (pay_align - 1) as u8 },
+            arg: if walk { flat } else { pay_bits as u16 },
             pay_slot: cp.pay_slot,
             class: local,
             index: ec.index,
@@ -663,7 +898,7 @@ impl<'s> Cursor<'s> {
     /// at or after `pos` and whose flat payload is `scope` (marks from
     /// `base`): returns where it ends and where the context starts. `None`
     /// on any problem, for `walk_event` to find and describe.
-    #[inline(never)]
+    #[inline(always)]
     fn walk_flat_payload(
         &mut self,
         scope: &Scope,
@@ -763,10 +998,39 @@ impl<'s> Cursor<'s> {
         }
     }
 
+    /// The raw clock value of the current event.
+    #[inline]
+    pub(crate) fn clock(&self) -> u64 {
+        self.clock
+    }
+
     /// The content end of the current packet, in bits.
     pub(crate) fn content_end(&self) -> u64 {
         self.content_end
     }
+}
+
+/// How far ahead of the event being decoded its stream's bytes are
+/// prefetched: the streams are read in turns, so the hardware prefetcher
+/// alone leaves the first load of each event waiting on memory.
+const PREFETCH: usize = 256;
+
+/// Asks the CPU to start loading the cache line at byte `at` of `d`
+/// (nothing off x86-64).
+#[inline(always)]
+fn prefetch(d: &[u8], at: usize) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is a hint that never faults, whatever the address
+    // (past the end of `d`, it may load a line of no use, or nothing); the
+    // address is computed with `wrapping_add`, which is defined for any
+    // offset, and never dereferenced.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+            d.as_ptr().wrapping_add(at) as *const i8,
+        )
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (d, at);
 }
 
 /// Little-endian integers at byte `at`, `None` past the end: one load each.

@@ -59,7 +59,7 @@ impl<'a> Event<'a> {
     /// The raw clock value.
     #[inline]
     pub fn cycles(&self) -> u64 {
-        self.c.cur.cycles
+        self.c.clock()
     }
     /// Index of the trace in the set.
     #[inline]
@@ -121,7 +121,7 @@ impl<'a> Event<'a> {
     /// then reinterpreted (two's complement).
     #[inline]
     pub fn u64(&self, f: FieldRef) -> Option<u64> {
-        let Shape::Int(spec) = f.shape else {
+        let Shape::Int(spec) = &f.shape else {
             return None;
         };
         Some(read_int(self.c.pkt, self.start(f)?, spec)? as u64)
@@ -131,7 +131,7 @@ impl<'a> Event<'a> {
     /// `i64::MAX` wrap.
     #[inline]
     pub fn i64(&self, f: FieldRef) -> Option<i64> {
-        let Shape::Int(spec) = f.shape else {
+        let Shape::Int(spec) = &f.shape else {
             return None;
         };
         read_int(self.c.pkt, self.start(f)?, spec)
@@ -226,7 +226,7 @@ impl<'a> Event<'a> {
         if pos.saturating_add(elem.bits as u64) > self.c.content_end() {
             return None;
         }
-        read_int(self.c.pkt, pos, elem)
+        read_int(self.c.pkt, pos, &elem)
     }
 
     /// Any field as a generic value (nested structs, variants, floats, enum

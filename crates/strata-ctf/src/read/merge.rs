@@ -26,8 +26,15 @@ pub struct Events<'s> {
     /// is the winner, the second holds the bound, and a new key for the
     /// winner moves it back past the entries now smaller. For a few
     /// streams that costs fewer instructions than replaying the tree's
-    /// matches and finding the bound again. Empty otherwise.
-    order: Vec<(u64, u32)>,
+    /// matches and finding the bound again. Each pair is packed as
+    /// `key << 64 | index` (one comparison orders both; the key fills the
+    /// upper half, so reading back a key or an index just stored loads
+    /// what one 8-byte store wrote, which the CPU forwards from its store
+    /// buffer: across the two halves it cannot, and stalls). The array is
+    /// padded with `u128::MAX`, which no pair reaches: a move stops there
+    /// at the latest, and indices masked to the array's size need no
+    /// bounds check. `None` with more streams.
+    order: Option<Box<[u128; ORDER]>>,
     /// The overall winner: the current stream and its key.
     winner: (u64, u32),
     /// The smallest key of the streams other than the winner: while the
@@ -45,6 +52,9 @@ pub struct Events<'s> {
 /// Most streams merged with the sorted list rather than the tree.
 const SMALL: usize = 16;
 
+/// Size of the sorted list: a power of two above `SMALL`, for the padding.
+const ORDER: usize = 32;
+
 /// No event handed out waits to be advanced past.
 const IDLE: u32 = u32::MAX;
 
@@ -52,11 +62,34 @@ const IDLE: u32 = u32::MAX;
 const DONE: u64 = u64::MAX;
 
 /// A stream's key: its current timestamp, as an unsigned number that sorts
-/// the same way, kept below `DONE` (which only timestamps in year 2262
-/// would reach).
+/// the same way. Below `DONE`: cursors keep timestamps below `i64::MAX`.
 #[inline(always)]
 fn key(c: &Cursor<'_>) -> u64 {
-    ((c.cur.ts as u64) ^ (1 << 63)).min(DONE - 1)
+    (c.cur.ts as u64) ^ (1 << 63)
+}
+
+/// `replay` over the sorted list `o`: the winner, stream `leaf`, first in
+/// it, takes key `k` and moves back to its place. Returns the new winner.
+#[inline(always)]
+fn reinsert(o: &mut [u128; ORDER], leaf: u32, k: u64) -> u128 {
+    let c = pack(k, leaf);
+    // Ends at the padding at the latest, which is larger than any pair.
+    for j in 0..ORDER - 1 {
+        let next = o[j + 1];
+        if next >= c {
+            o[j] = c;
+            return o[0];
+        }
+        o[j] = next;
+    }
+    o[ORDER - 1] = c;
+    o[0]
+}
+
+/// A (key, stream) pair as one number that orders the same way.
+#[inline(always)]
+fn pack(k: u64, leaf: u32) -> u128 {
+    (k as u128) << 64 | leaf as u128
 }
 
 impl<'s> Events<'s> {
@@ -65,7 +98,7 @@ impl<'s> Events<'s> {
         Events {
             cursors,
             nodes: vec![(DONE, 0); leaves],
-            order: Vec::new(),
+            order: None,
             winner: (DONE, 0),
             bound: DONE,
             current: IDLE,
@@ -91,8 +124,20 @@ impl<'s> Events<'s> {
                     let k = key(c);
                     // On a tie the tree decides by stream index.
                     if k >= self.bound {
-                        self.replay(ci, k);
-                        self.current = self.winner.1;
+                        // (`winner` is only read where a stream ends, which
+                        // goes through `replay`: the list's first entry is
+                        // the winner until then.)
+                        self.current = match &mut self.order {
+                            Some(o) => {
+                                let w = reinsert(o, ci, k);
+                                self.bound = (o[1] >> 64) as u64;
+                                w as u32
+                            }
+                            None => {
+                                self.replay(ci, k);
+                                self.winner.1
+                            }
+                        };
                     }
                 }
                 Ok(false) => {
@@ -127,8 +172,10 @@ impl<'s> Events<'s> {
     /// up to the root; then finds the new winner's bound.
     #[inline(never)]
     fn replay(&mut self, leaf: u32, k: u64) {
-        if !self.order.is_empty() {
-            self.reinsert(leaf, k);
+        if let Some(o) = &mut self.order {
+            let w = reinsert(o, leaf, k);
+            self.winner = ((w >> 64) as u64, w as u32);
+            self.bound = (o[1] >> 64) as u64;
             return;
         }
         let mut c = (k, leaf);
@@ -141,24 +188,6 @@ impl<'s> Events<'s> {
         }
         self.winner = c;
         self.bound = self.path_min(c.1);
-    }
-
-    /// `replay` over the sorted list: the winner, stream `leaf`, first in
-    /// it, takes key `k` and moves back to its place.
-    #[inline(always)]
-    fn reinsert(&mut self, leaf: u32, k: u64) {
-        let o = &mut self.order[..];
-        let c = (k, leaf);
-        let mut j = 0;
-        while let Some(&next) = o.get(j + 1).filter(|&&n| n < c) {
-            o[j] = next;
-            j += 1;
-        }
-        if let Some(x) = o.get_mut(j) {
-            *x = c;
-        }
-        self.winner = o.first().copied().unwrap_or((DONE, 0));
-        self.bound = o.get(1).map_or(DONE, |x| x.0);
     }
 
     /// The smallest key among the losers on `w`'s path to the root: the
@@ -190,11 +219,14 @@ impl<'s> Events<'s> {
         if !self.built && self.cursors.len() <= SMALL && !self.cursors.is_empty() {
             self.built = true;
             let n = self.cursors.len();
-            let mut o: Vec<(u64, u32)> = (0..n).map(|i| (self.first[i], i as u32)).collect();
-            o.sort_unstable();
-            self.winner = o[0];
-            self.bound = o.get(1).map_or(DONE, |x| x.0);
-            self.order = o;
+            let mut o = Box::new([u128::MAX; ORDER]);
+            for (i, x) in o.iter_mut().enumerate().take(n) {
+                *x = pack(self.first[i], i as u32);
+            }
+            o[..n].sort_unstable();
+            self.winner = ((o[0] >> 64) as u64, o[0] as u32);
+            self.bound = (o[1] >> 64) as u64;
+            self.order = Some(o);
             self.first = Vec::new();
         }
         if !self.built {

@@ -158,6 +158,43 @@ pub(crate) struct Scope {
     /// sequences of plain scalars or fixed arrays: walked by
     /// `Walker::walk_flat`, without recursion.
     pub flat: bool,
+    /// When `flat`: the root's alignment and its steps as a flat program,
+    /// so the walk reads one small record per step and no nodes.
+    pub flat_align: u32,
+    pub flat_ops: Vec<FlatOp>,
+    /// The integers the program's `Fixed` ops read, by index range.
+    pub flat_loads: Vec<Load>,
+}
+
+/// One step of a flat walk (see `Scope::flat_ops`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FlatOp {
+    pub kind: FlatKind,
+    /// Alignment in bits of the step's start.
+    pub align: u32,
+    /// Mark set to the step's start.
+    pub mark: Option<u16>,
+    /// `Fixed`, `Skip`: size in bits. `Seq`: the element stride in bits.
+    pub bits: u64,
+    /// `Seq`: the element's own size in bits (the last one is not padded).
+    pub elem_bits: u64,
+    /// `Seq`: the register holding the length.
+    pub len_reg: u16,
+    /// `Fixed`: its loads, `flat_loads[loads.0..loads.1]`.
+    pub loads: (u32, u32),
+}
+
+/// What a flat step is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FlatKind {
+    /// A run of fixed-size fields, some of which are read.
+    Fixed,
+    /// A member of static size only stepped over (a fixed array).
+    Skip,
+    /// A NUL-terminated string.
+    Str,
+    /// A sequence of plain scalars.
+    Seq,
 }
 
 impl Scope {
@@ -572,6 +609,13 @@ impl Builder {
                 _ => None,
             };
             scope.flat = is_flat(scope);
+            if scope.flat {
+                if let Some((align, ops, loads)) = flat_program(scope) {
+                    (scope.flat_align, scope.flat_ops, scope.flat_loads) = (align, ops, loads);
+                } else {
+                    scope.flat = false;
+                }
+            }
         }
         Ok((self.scopes, self.regs))
     }
@@ -596,6 +640,66 @@ fn is_flat(scope: &Scope) -> bool {
             _ => false,
         }
     })
+}
+
+/// The flat program of a scope `is_flat` accepts: its root's alignment,
+/// ops and loads. `None` if something does not fit (then it is walked).
+fn flat_program(scope: &Scope) -> Option<(u32, Vec<FlatOp>, Vec<Load>)> {
+    let root = scope.node(scope.root)?;
+    let Kind::Struct { steps, .. } = &root.kind else {
+        return None;
+    };
+    let (mut ops, mut loads) = (Vec::new(), Vec::new());
+    for step in steps {
+        let op = match step {
+            Step::Fixed {
+                align,
+                bits,
+                mark,
+                loads: l,
+                ..
+            } => {
+                let from = u32::try_from(loads.len()).ok()?;
+                loads.extend_from_slice(l);
+                FlatOp {
+                    kind: FlatKind::Fixed,
+                    align: *align,
+                    mark: *mark,
+                    bits: *bits,
+                    elem_bits: 0,
+                    len_reg: 0,
+                    loads: (from, u32::try_from(loads.len()).ok()?),
+                }
+            }
+            Step::Var { member, mark } => {
+                let m = scope.node(*member)?;
+                let mut op = FlatOp {
+                    kind: FlatKind::Skip,
+                    align: m.align,
+                    mark: *mark,
+                    bits: 0,
+                    elem_bits: 0,
+                    len_reg: 0,
+                    loads: (0, 0),
+                };
+                match &m.kind {
+                    Kind::Str => op.kind = FlatKind::Str,
+                    Kind::Seq { elem, len_reg } => {
+                        let e = scope.node(*elem)?;
+                        let ef = e.fixed?;
+                        op.kind = FlatKind::Seq;
+                        op.bits = align_up(ef, e.align);
+                        op.elem_bits = ef;
+                        op.len_reg = *len_reg;
+                    }
+                    _ => op.bits = m.fixed?,
+                }
+                op
+            }
+        };
+        ops.push(op);
+    }
+    Some((root.align, ops, loads))
 }
 
 /// A fixed-size integer or float the walker only steps over.

@@ -5,7 +5,7 @@
 use memchr::memchr;
 
 use super::bits::{read_bits, to_i128};
-use super::plan::{align_up, Action, IntSpec, Kind, NodeId, Scope, Step};
+use super::plan::{align_up, Action, FlatKind, IntSpec, Kind, NodeId, Scope, Step};
 
 /// A decoding failure at a bit offset of the packet.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,73 +73,45 @@ impl Walker<'_> {
         }
     }
 
-    /// Walks a scope whose `flat` flag is set, from bit `pos`: the root's
-    /// steps in one loop, strings and sequences inline. `None` on any
+    /// Walks a scope whose `flat` flag is set, from bit `pos`: its flat
+    /// program in one loop, strings and sequences inline. `None` on any
     /// problem, for the generic walk to find and describe it (registers
     /// and marks it set are then set again).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn walk_flat(&mut self, scope: &Scope, pos: u64) -> Option<u64> {
-        let n = scope.node(scope.root)?;
-        let Kind::Struct { steps, .. } = &n.kind else {
+        if !scope.flat {
             return None;
-        };
-        let mut pos = align_up(pos, n.align);
-        for step in steps {
-            match step {
-                Step::Fixed {
-                    align,
-                    bits,
-                    mark,
-                    loads,
-                    ..
-                } => {
-                    pos = align_up(pos, *align);
-                    let end = pos + bits;
-                    if end > self.end {
-                        return None;
-                    }
-                    if let Some(m) = mark {
-                        *self.marks.get_mut(*m as usize)? = pos;
-                    }
-                    for l in loads {
+        }
+        let end = self.end;
+        let mut pos = align_up(pos, scope.flat_align);
+        for op in &scope.flat_ops {
+            pos = align_up(pos, op.align);
+            if let Some(m) = op.mark {
+                *self.marks.get_mut(m as usize)? = pos;
+            }
+            let bits = match op.kind {
+                FlatKind::Fixed => {
+                    let (a, b) = op.loads;
+                    for l in scope.flat_loads.get(a as usize..b as usize)? {
                         let v = read_bits(self.data, pos + l.rel as u64, l.spec)?;
                         self.apply(v, l.spec, l.reg, l.action);
                     }
-                    pos = end;
+                    op.bits
                 }
-                Step::Var { member, mark } => {
-                    let m = scope.node(*member)?;
-                    pos = align_up(pos, m.align);
-                    if let Some(mk) = mark {
-                        *self.marks.get_mut(*mk as usize)? = pos;
-                    }
-                    let room = self.end.checked_sub(pos)?;
-                    let bits = match &m.kind {
-                        Kind::Str => {
-                            let from = (pos / 8) as usize;
-                            let hay = self.data.get(from..(self.end / 8) as usize)?;
-                            (nul(hay)? as u64 + 1) * 8
-                        }
-                        Kind::Seq { elem, len_reg } => {
-                            let len = *self.regs.get(*len_reg as usize)?;
-                            if len == 0 {
-                                0
-                            } else {
-                                let e = scope.node(*elem)?;
-                                let ef = e.fixed?;
-                                align_up(ef, e.align)
-                                    .checked_mul(len - 1)?
-                                    .checked_add(ef)?
-                            }
-                        }
-                        _ => m.fixed?,
-                    };
-                    if bits > room {
-                        return None;
-                    }
-                    pos += bits;
+                FlatKind::Skip => op.bits,
+                FlatKind::Str => {
+                    let hay = self.data.get((pos / 8) as usize..(end / 8) as usize)?;
+                    (nul(hay)? as u64 + 1) * 8
                 }
+                FlatKind::Seq => match *self.regs.get(op.len_reg as usize)? {
+                    0 => 0,
+                    len => op.bits.checked_mul(len - 1)?.checked_add(op.elem_bits)?,
+                },
+            };
+            if bits > end.checked_sub(pos)? {
+                return None;
             }
+            pos += bits;
         }
         Some(pos)
     }
