@@ -137,6 +137,9 @@ pub struct LiveSource {
     selected: Vec<(String, String)>,
     layout: PageLayout,
     offset_ns: i64,
+    /// The trace clock as the metadata declares it: a snapshot's instant
+    /// (trace ns) and window (ns) become raw clock values through it.
+    clock: ClockDesc,
     /// How snapshots reach the relay (flight mode).
     snapshot_link: Option<SenderConfig>,
     /// Flight mode with a live feed: the instance whose events stream.
@@ -196,6 +199,15 @@ fn syscall_argument_formats(
             })
         })
         .collect()
+}
+
+/// A snapshot's window as the relay asked for it.
+#[derive(Debug, Clone, Copy)]
+struct SnapshotWindow {
+    before_ns: u64,
+    after_ns: u64,
+    /// The instant, trace ns; `None`: now.
+    at_ns: Option<i64>,
 }
 
 impl LiveSource {
@@ -277,6 +289,7 @@ impl LiveSource {
                 ClockDesc::nanoseconds(ctf_name, about, offset_ns),
             )
         };
+        let clock_desc = desc.clone();
         metadata.clock = Some(Clock {
             trace_clock: opts.clock.clone(),
             desc,
@@ -337,6 +350,7 @@ impl LiveSource {
             readers,
             layout,
             offset_ns,
+            clock: clock_desc,
             snapshot_link: None,
             feed,
             flight_meta,
@@ -352,11 +366,15 @@ impl LiveSource {
     fn queue_snapshot(
         &self,
         request: u64,
-        before_ns: u64,
-        after_ns: u64,
+        window: SnapshotWindow,
         name: &str,
         pending: &mut Vec<PendingSnapshot>,
     ) -> Result<(), AgentError> {
+        let SnapshotWindow {
+            before_ns,
+            after_ns,
+            at_ns,
+        } = window;
         let Some(keep) = self.opts.flight.map(|f| f.keep) else {
             return Err(AgentError::Config(
                 "this agent is not in flight-recorder mode (start it with --mode flight)".into(),
@@ -369,7 +387,12 @@ impl LiveSource {
                 "{MAX_PENDING_SNAPSHOTS} snapshots are already waiting to be sent; try again in a moment"
             )));
         }
-        let now = self.clock_now();
+        // The instant in raw clock values: the relay's (through this
+        // host's clock, and a guest's sync), or now.
+        let at = match at_ns {
+            Some(ns) => self.clock.from_unix_ns(ns),
+            None => self.clock_now(),
+        };
         if before_ns > keep.as_nanos() as u64 {
             eprintln!(
                 "strata agent: snapshot {name} asks for {:?} of history; this agent keeps {keep:?}",
@@ -379,8 +402,8 @@ impl LiveSource {
         pending.push(PendingSnapshot {
             request,
             name: name.to_string(),
-            from: now.saturating_sub(before_ns),
-            to: now.saturating_add(after_ns),
+            from: at.saturating_sub(self.clock.cycles_in(before_ns)),
+            to: at.saturating_add(self.clock.cycles_in(after_ns)),
         });
         Ok(())
     }
@@ -484,11 +507,16 @@ impl LiveSource {
                     before_ns,
                     after_ns,
                     name,
+                    at_ns,
                 } = &c.command
                 {
+                    let window = SnapshotWindow {
+                        before_ns: *before_ns,
+                        after_ns: *after_ns,
+                        at_ns: *at_ns,
+                    };
                     // Answered once the snapshot is stored.
-                    match self.queue_snapshot(c.request, *before_ns, *after_ns, name, &mut pending)
-                    {
+                    match self.queue_snapshot(c.request, window, name, &mut pending) {
                         Ok(()) => continue,
                         Err(e) => Err(e),
                     }

@@ -50,6 +50,27 @@ impl ClockDesc {
         let ns = ns + self.offset_s as i128 * NS_PER_S as i128;
         ns.clamp(i64::MIN as i128, i64::MAX as i128) as i64
     }
+
+    /// The raw value of this clock at `unix_ns` nanoseconds since the Unix
+    /// epoch (the inverse of [`ClockDesc::to_unix_ns`], to the cycle);
+    /// 0 before the clock's zero.
+    pub fn from_unix_ns(&self, unix_ns: i64) -> u64 {
+        let ns = unix_ns as i128 - self.offset_s as i128 * NS_PER_S as i128;
+        let total = if self.freq == NS_PER_S || self.freq == 0 {
+            ns
+        } else {
+            ns * self.freq as i128 / NS_PER_S as i128
+        };
+        (total - self.offset as i128).clamp(0, u64::MAX as i128) as u64
+    }
+
+    /// `ns` nanoseconds in cycles of this clock.
+    pub fn cycles_in(&self, ns: u64) -> u64 {
+        if self.freq == NS_PER_S || self.freq == 0 {
+            return ns;
+        }
+        (ns as u128 * self.freq as u128 / NS_PER_S as u128).min(u64::MAX as u128) as u64
+    }
 }
 
 #[cfg(test)]
@@ -74,6 +95,27 @@ mod tests {
             offset: 2,
         };
         assert_eq!(c.to_unix_ns(4), 10 * NS_PER_S as i64 + 3);
+    }
+
+    #[test]
+    fn unix_ns_converts_back_to_raw() {
+        let c = ClockDesc {
+            name: "x86-tsc".into(),
+            description: String::new(),
+            freq: 2_900_000_000,
+            offset_s: 1_795_700_000,
+            offset: 1_234_567,
+        };
+        for raw in [0u64, 1, 987_654_321_000, 94_149_005_951_883] {
+            let back = c.from_unix_ns(c.to_unix_ns(raw));
+            // One ns is 2.9 cycles: the round trip is good to 3 cycles.
+            assert!(back.abs_diff(raw) <= 3, "{raw} -> {back}");
+        }
+        assert_eq!(c.from_unix_ns(0), 0);
+        assert_eq!(c.cycles_in(1_000), 2_900);
+        let n = ClockDesc::nanoseconds("monotonic", "", 1_700_000_000_123_456_789);
+        assert_eq!(n.from_unix_ns(1_700_000_001_123_456_789), 1_000_000_000);
+        assert_eq!(n.cycles_in(5), 5);
     }
 
     #[test]

@@ -313,6 +313,13 @@ pub struct SnapshotHost {
     pub message: String,
     /// The CTF trace directory, when stored.
     pub path: Option<String>,
+    /// The instant the window is around, in this host's trace time (ns
+    /// since the epoch as its trace gives them).
+    pub at_ns: i64,
+    /// Whether `at_ns` came through the host's guest clock sync (this
+    /// host is a VM whose host streams here): its window then covers the
+    /// same moment as its host's to within the sync's bound.
+    pub guest_synced: bool,
 }
 
 /// The outcome of [`Control::snapshot`].
@@ -441,8 +448,11 @@ impl Control {
 
     /// Takes one snapshot across `hosts` (empty: every connected host):
     /// each agent sends its data from `before` before now to `after` after
-    /// it, stored under `DATA/snapshots/<id>/<host>/kernel`. Waits until
-    /// every host has answered (or failed); one id covers all of them.
+    /// it, stored under `DATA/snapshots/<id>/<host>/kernel`. Now is one
+    /// instant for all: the relay's clock, and for a VM whose host streams
+    /// here with a clock sync, that instant in the guest's clock. Waits
+    /// until every host has answered (or failed); one id covers all of
+    /// them.
     pub async fn snapshot(
         &self,
         hosts: &[String],
@@ -469,17 +479,20 @@ impl Control {
                 "no agent is connected: nothing to snapshot".into(),
             ));
         }
-        let requested_ms = unix_ms();
+        let requested_ns = crate::analysis::unix_now_ns();
+        let requested_ms = requested_ns / 1_000_000;
         let id = format!("snap-{requested_ms}-{}", st.next());
         lock(&st.inner).snapshots.insert(id.clone(), requested_ms);
         // The agent waits `after`, then sends its window on a connection
         // of its own; the result comes once the relay acknowledged it all.
         let timeout = after + Duration::from_secs(60);
         let jobs = targets.iter().map(|(session, host)| {
+            let (at_ns, guest_synced) = self.instant_for(host, requested_ns);
             let cmd = ControlCommand::Snapshot {
                 before_ns: before.as_nanos() as u64,
                 after_ns: after.as_nanos() as u64,
                 name: id.clone(),
+                at_ns: Some(at_ns),
             };
             let this = self.clone();
             let id = id.clone();
@@ -496,6 +509,8 @@ impl Control {
                                 format!("{}; but the relay holds no stored trace for it", r.message)
                             },
                             path,
+                            at_ns,
+                            guest_synced,
                         }
                     }
                     Err(e) => SnapshotHost {
@@ -503,6 +518,8 @@ impl Control {
                         ok: false,
                         message: e.to_string(),
                         path: None,
+                        at_ns,
+                        guest_synced,
                     },
                 }
             }
@@ -513,6 +530,21 @@ impl Control {
             requested_ms,
             hosts,
         })
+    }
+
+    /// Relay time `now_ns` in `host`'s trace time, and whether a guest
+    /// clock sync converted it: a VM whose host streams here and synced
+    /// its clock gets the guest instant its host's `now_ns` maps from;
+    /// other hosts trace in wall-clock ns already.
+    fn instant_for(&self, host: &str, now_ns: i64) -> (i64, bool) {
+        let clock = lock(&self.registry.guest_feeds)
+            .values()
+            .filter(|f| f.label == host)
+            .find_map(|f| *lock(&f.clock));
+        match clock {
+            Some(c) => (c.invert(now_ns), true),
+            None => (now_ns, false),
+        }
     }
 
     /// The trace directory of snapshot `id` for `host` once its connection
@@ -787,6 +819,28 @@ mod tests {
             plan.specs(&["syscalls".into(), "sched:sched_switch".into()]),
             ["sched:sched_switch", "syscalls", "syscalls", "-irq"]
         );
+    }
+
+    /// A synced guest's snapshot instant is its host's, in the guest's
+    /// clock; other hosts get the relay's.
+    #[test]
+    fn a_synced_guest_gets_its_hosts_instant_in_its_own_clock() {
+        let registry = Arc::new(Registry::new());
+        let feed = Arc::new(crate::analysis::vm_live::GuestFeed::new("guest1"));
+        lock(&registry.guest_feeds).insert("0f8f".into(), Arc::clone(&feed));
+        let control = registry.control();
+        let now = 1_795_710_537_000_000_000;
+        assert_eq!(control.instant_for("guest1", now), (now, false));
+        let clock = strata_analysis::vm::ClockTransform {
+            anchor_ns: now - 10_000_000_000,
+            offset_ns: 346_621_109,
+            drift_ppb: -7_319,
+        };
+        *lock(&feed.clock) = Some(clock);
+        let (at, synced) = control.instant_for("guest1", now);
+        assert!(synced);
+        assert!((clock.apply(at) - now).abs() <= 1, "{at}");
+        assert_eq!(control.instant_for("host1", now), (now, false));
     }
 
     #[test]

@@ -441,15 +441,22 @@ pub enum ControlCommand {
     Start,
     /// Stop tracing; the connection stays up (tag 3).
     Stop,
-    /// Keep a snapshot: the data from `before_ns` before the command to
-    /// `after_ns` after it (tag 4).
+    /// Keep a snapshot: the data from `before_ns` before the instant
+    /// `at_ns` (or the command's arrival) to `after_ns` after it (tag 4).
     Snapshot {
-        /// Nanoseconds of history before now.
+        /// Nanoseconds of history before the instant.
         before_ns: u64,
-        /// Nanoseconds after now.
+        /// Nanoseconds after the instant.
         after_ns: u64,
         /// A name for the snapshot.
         name: String,
+        /// The instant, in the agent's own trace time (ns since the epoch
+        /// as its trace gives them): the relay converts one instant through
+        /// each host's clock (a guest's through its sync), so that every
+        /// host's window covers the same moment. `None`: when the agent
+        /// receives the command. Optional on the wire (a trailing i64,
+        /// absent from older relays).
+        at_ns: Option<i64>,
     },
 }
 
@@ -719,11 +726,15 @@ impl<'a> Message<'a> {
                         before_ns,
                         after_ns,
                         name,
+                        at_ns,
                     } => {
                         w.u8(4);
                         w.u64(*before_ns);
                         w.u64(*after_ns);
                         w.str("name", name)?;
+                        if let Some(at) = at_ns {
+                            w.u64(*at as u64);
+                        }
                     }
                 }
             }
@@ -892,6 +903,11 @@ impl<'a> Message<'a> {
                         before_ns: r.u64("before_ns")?,
                         after_ns: r.u64("after_ns")?,
                         name: r.string("name")?,
+                        at_ns: if r.remaining() >= 8 {
+                            Some(r.u64("at_ns")? as i64)
+                        } else {
+                            None
+                        },
                     },
                     v => return Err(r.bad("command", at, format!("unknown command tag {v}"))),
                 };

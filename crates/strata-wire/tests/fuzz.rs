@@ -108,17 +108,24 @@ fn arb_message() -> impl Strategy<Value = (Message<'static>, u64)> {
                 }),
                 1
             )),
-        (any::<u64>(), any::<u64>(), arb_string()).prop_map(|(b, a, n)| (
-            Message::Control(Control {
-                request: b,
-                command: ControlCommand::Snapshot {
-                    before_ns: b,
-                    after_ns: a,
-                    name: n
-                },
-            }),
-            0
-        )),
+        (
+            any::<u64>(),
+            any::<u64>(),
+            arb_string(),
+            any::<Option<i64>>()
+        )
+            .prop_map(|(b, a, n, at)| (
+                Message::Control(Control {
+                    request: b,
+                    command: ControlCommand::Snapshot {
+                        before_ns: b,
+                        after_ns: a,
+                        name: n,
+                        at_ns: at,
+                    },
+                }),
+                0
+            )),
         prop::collection::vec(arb_string(), 0..6).prop_map(|specs| (
             Message::Control(Control {
                 request: 1,

@@ -209,6 +209,19 @@ fn samples() -> Vec<(Message<'static>, u64)> {
                     before_ns: 5_000_000_000,
                     after_ns: 1_000_000_000,
                     name: "incident-42".into(),
+                    at_ns: None,
+                },
+            }),
+            0,
+        ),
+        (
+            Message::Control(Control {
+                request: 5,
+                command: ControlCommand::Snapshot {
+                    before_ns: 2_000_000_000,
+                    after_ns: 0,
+                    name: "aligned".into(),
+                    at_ns: Some(1_795_710_537_123_456_789),
                 },
             }),
             0,

@@ -213,6 +213,7 @@ fn control_commands_change_the_event_set_with_formats_first() {
             before_ns: 1,
             after_ns: 1,
             name: "s".into(),
+            at_ns: None,
         },
     });
     assert!(

@@ -118,7 +118,8 @@ fn flight_snapshot_holds_a_50ms_sleep() {
             "4M",
         ],
     );
-    // A second host in flight mode: one snapshot id covers both.
+    // A second host in flight mode, on a cycle clock: one snapshot id and
+    // one instant cover both, each window taken in its own clock.
     let mut agent2 = Agent::start(
         relay.ingest,
         &s,
@@ -134,6 +135,8 @@ fn flight_snapshot_holds_a_50ms_sleep() {
             "sched",
             "--buffer-size",
             "1M",
+            "--clock",
+            "x86-tsc",
         ],
     );
     wait_connected(&relay, "flight1");
@@ -161,6 +164,7 @@ fn flight_snapshot_holds_a_50ms_sleep() {
         &relay,
         Some(&token),
         &[
+            "--json",
             "snapshot",
             "--host",
             "flight1,flight2",
@@ -171,8 +175,22 @@ fn flight_snapshot_holds_a_50ms_sleep() {
         ],
     );
     assert!(ok, "ctl snapshot failed: {err}\nagent: {}", agent.log());
-    let paths: Vec<PathBuf> = stdout.lines().map(PathBuf::from).collect();
-    assert_eq!(paths.len(), 2, "{stdout}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("snapshot JSON");
+    let parts = report["hosts"].as_array().expect("hosts");
+    assert_eq!(parts.len(), 2, "{stdout}");
+    let paths: Vec<PathBuf> = parts
+        .iter()
+        .map(|h| PathBuf::from(h["path"].as_str().unwrap_or_else(|| panic!("{h}"))))
+        .collect();
+    // One instant for both hosts, taken by the relay when asked (neither
+    // is a VM: no guest clock converts it).
+    let at = parts[0]["at_ns"].as_i64().expect("at_ns");
+    assert_eq!(parts[1]["at_ns"].as_i64(), Some(at), "{stdout}");
+    assert!(
+        (asked_ns..asked_ns + 5_000_000_000).contains(&at),
+        "the snapshot's instant is {} ms after ctl ran",
+        (at - asked_ns) / 1_000_000
+    );
     assert_eq!(
         paths[0].parent().and_then(Path::parent),
         paths[1].parent().and_then(Path::parent),
@@ -191,6 +209,23 @@ fn flight_snapshot_holds_a_50ms_sleep() {
         other.iter().any(|e| e.name == "sched_switch"),
         "flight2's part holds no sched_switch"
     );
+    // flight2's window, cut in TSC cycles from the same instant, covers
+    // it on both sides like flight1's (an instant or a window taken in the
+    // wrong unit would miss it by a factor of the TSC's GHz).
+    let times2: Vec<i64> = timed_events(&paths[1])
+        .into_iter()
+        .map(|(t, _)| t)
+        .collect();
+    let (first2, last2) = (
+        *times2.iter().min().expect("events"),
+        *times2.iter().max().expect("events"),
+    );
+    assert!(
+        first2 < at - 400_000_000 && last2 > at + 300_000_000 && last2 < at + 3_000_000_000,
+        "flight2 (x86-tsc) holds {} ms before the instant to {} ms after",
+        (at - first2) / 1_000_000,
+        (last2 - at) / 1_000_000
+    );
     let path = paths[0].clone();
     // The window reaches back before the request and on past it by
     // --after: pages produced while the agent waited are in.
@@ -200,14 +235,14 @@ fn flight_snapshot_holds_a_50ms_sleep() {
         *times.iter().max().expect("events"),
     );
     assert!(
-        first < asked_ns - 400_000_000,
-        "history starts {} ms before the request",
-        (asked_ns - first) / 1_000_000
+        first < at - 400_000_000,
+        "history starts {} ms before the instant",
+        (at - first) / 1_000_000
     );
     assert!(
-        last > asked_ns + 300_000_000,
-        "the snapshot ends {} ms after the request, not about 500",
-        (last - asked_ns) / 1_000_000
+        last > at + 300_000_000,
+        "the snapshot ends {} ms after the instant, not about 500",
+        (last - at) / 1_000_000
     );
     assert!(
         path.starts_with(relay.data.join("snapshots")) && path.ends_with("flight1/kernel"),

@@ -30,6 +30,39 @@ impl ClockTransform {
         t.saturating_add(self.offset_ns)
             .saturating_add(drift as i64)
     }
+
+    /// The guest time of host time `h` (the inverse of [`apply`], to a ns
+    /// for any drift a clock can have).
+    ///
+    /// [`apply`]: ClockTransform::apply
+    pub fn invert(&self, h: i64) -> i64 {
+        let g = h.saturating_sub(self.offset_ns);
+        // One correction: the drift over the error of the first guess is
+        // below a ns.
+        g.saturating_sub(self.apply(g).saturating_sub(h))
+    }
+}
+
+#[cfg(test)]
+mod transform_tests {
+    use super::ClockTransform;
+
+    #[test]
+    fn invert_undoes_apply() {
+        let t = ClockTransform {
+            anchor_ns: 1_795_710_000_000_000_000,
+            offset_ns: 346_621_109,
+            drift_ppb: -7_319,
+        };
+        for g in [
+            t.anchor_ns,
+            t.anchor_ns + 30_000_000_000,
+            t.anchor_ns - 5_000_000_000,
+        ] {
+            assert!((t.invert(t.apply(g)) - g).abs() <= 1, "{g}");
+        }
+        assert_eq!(ClockTransform::default().invert(42), 42);
+    }
 }
 
 /// The most guest threads kept per guest (others are summed under tid -1).

@@ -322,6 +322,7 @@ impl LiveHost {
             g.sync_dirty = false;
             let Some(r) = g.sync.report() else { continue };
             g.clock = r.transform();
+            *registry_lock(&g.feed.clock) = Some(g.clock);
             if let Some(i) = self.vm.find_vm(&g.uuid) {
                 self.vm.set_guest_clock(i, g.clock);
             }
@@ -453,6 +454,7 @@ impl LiveHost {
             return false;
         };
         g.clock = t;
+        *registry_lock(&g.feed.clock) = Some(t);
         if let Some(i) = self.vm.find_vm(&g.uuid) {
             self.vm.set_guest_clock(i, t);
         }

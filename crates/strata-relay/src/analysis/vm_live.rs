@@ -58,6 +58,9 @@ pub struct GuestFeed {
     markers: Mutex<VecDeque<(u64, u64)>>,
     /// Switches dropped because the queue was full.
     pub dropped: AtomicU64,
+    /// The guest-to-host clock its host's sync last set (`None` before):
+    /// snapshots convert their instant through it.
+    pub clock: Mutex<Option<ClockTransform>>,
 }
 
 impl GuestFeed {
@@ -69,6 +72,7 @@ impl GuestFeed {
             queue: Mutex::new(VecDeque::new()),
             markers: Mutex::new(VecDeque::new()),
             dropped: AtomicU64::new(0),
+            clock: Mutex::new(None),
         }
     }
 
