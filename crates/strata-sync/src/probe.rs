@@ -434,6 +434,11 @@ mod tests {
             .collect()
     }
 
+    /// The estimate's host time of guest time `g`.
+    fn host_at(e: &SyncEstimate, g: u64) -> f64 {
+        e.anchor.1 as f64 + e.anchor_offset + e.transform.slope * (g as f64 - e.anchor.0 as f64)
+    }
+
     fn truth(g: u64, offset: i64, ppm: f64) -> f64 {
         g as f64 * (1.0 + ppm * 1e-6) + offset as f64
     }
@@ -460,9 +465,7 @@ mod tests {
         assert_eq!(s.stats().paired, 300, "{:?}", s.stats());
         let e = s.estimate().unwrap();
         for (g, _) in pairs.iter().step_by(17) {
-            let est = e.anchor.1 as f64
-                + e.anchor_offset
-                + e.transform.slope * (g.before as f64 - e.anchor.0 as f64);
+            let est = host_at(&e, g.before);
             let err = (est - truth(g.before, offset, ppm)).abs();
             assert!(err <= e.bound + 1.0, "error {err} > bound {}", e.bound);
         }
@@ -491,9 +494,7 @@ mod tests {
         assert_eq!(s.stats().paired, 118);
         let e = s.estimate().unwrap();
         let mid = pairs[60].0.before;
-        let est = e.anchor.1 as f64
-            + e.anchor_offset
-            + e.transform.slope * (mid as f64 - e.anchor.0 as f64);
+        let est = host_at(&e, mid);
         assert!((est - truth(mid, -40_000_000, 0.0)).abs() <= e.bound + 1.0);
     }
 
@@ -570,9 +571,7 @@ mod tests {
                 .estimate()
                 .unwrap_or_else(|e| panic!("lost {lost}: {e} {st:?}"));
             for (g, _) in pairs.iter().skip(lost).step_by(23) {
-                let est = e.anchor.1 as f64
-                    + e.anchor_offset
-                    + e.transform.slope * (g.before as f64 - e.anchor.0 as f64);
+                let est = host_at(&e, g.before);
                 // The write came after `before`, before `after`.
                 let err = est - (g.before as f64 + offset as f64);
                 assert!(err >= -e.bound - 1.0, "lost {lost}: {err} {e:?}");
@@ -623,9 +622,7 @@ mod tests {
             assert!(st.paired >= 380, "offset {offset}: {st:?}");
             let e = s.estimate().unwrap();
             for (g, h) in pairs.iter().skip(5).step_by(37) {
-                let est = e.anchor.1 as f64
-                    + e.anchor_offset
-                    + e.transform.slope * (g.before as f64 - e.anchor.0 as f64);
+                let est = host_at(&e, g.before);
                 // The estimate of BEFORE comes at most the bound after the
                 // write, and at least the span plus the bound before it.
                 let d = *h as f64 - est;

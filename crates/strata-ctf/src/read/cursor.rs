@@ -540,7 +540,7 @@ impl<'s> Cursor<'s> {
             pos += 48 + (64 & ext);
             id = (v & ext) | (small & !ext);
         }
-        let Some(e) = self.table.get(id as usize) else {
+        let Some(&e) = self.table.get(id as usize) else {
             return false;
         };
         if e.kind != FIXED {
@@ -557,9 +557,26 @@ impl<'s> Cursor<'s> {
         if pos > self.content_end || clock >= self.ns_limit {
             return false;
         }
-        if SEC {
+        self.commit_fast(e, start, pos, clock, SEC.then_some(sec_at), pay_at);
+        true
+    }
+
+    /// Makes the event the fast path decoded current: its marks (the
+    /// stream event context's, when there is one, and the payload's), the
+    /// event, and where the next one starts.
+    #[inline(always)]
+    fn commit_fast(
+        &mut self,
+        e: Entry,
+        start: u64,
+        pos: u64,
+        clock: u64,
+        sec_at: Option<u64>,
+        pay_at: u64,
+    ) {
+        if let Some(at) = sec_at {
             if let Some(m) = self.marks.get_mut(self.sec_slot as usize) {
-                *m = sec_at;
+                *m = at;
             }
         }
         if let Some(m) = self.marks.get_mut(e.pay_slot as usize) {
@@ -573,7 +590,6 @@ impl<'s> Cursor<'s> {
         };
         self.pos = pos;
         self.clock = clock;
-        true
     }
 
     /// `decode_fast` for an event whose payload is walked flat, from the
@@ -592,22 +608,7 @@ impl<'s> Cursor<'s> {
         let Some((pos, sec_at)) = self.walk_flat_payload(scope, base, pos, clock) else {
             return false;
         };
-        if self.sec_on {
-            if let Some(m) = self.marks.get_mut(self.sec_slot as usize) {
-                *m = sec_at;
-            }
-        }
-        if let Some(m) = self.marks.get_mut(e.pay_slot as usize) {
-            *m = 0;
-        }
-        self.cur = Current {
-            ts: self.ns_zero + clock as i64,
-            start,
-            class: e.class,
-            index: e.index,
-        };
-        self.pos = pos;
-        self.clock = clock;
+        self.commit_fast(e, start, pos, clock, self.sec_on.then_some(sec_at), 0);
         true
     }
 
