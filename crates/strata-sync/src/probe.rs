@@ -88,8 +88,9 @@ const CANDIDATES: usize = 8;
 /// end on the host's timer ticks), where it is a gap or more off and the
 /// gaps' jitter shows.
 const LOCK_SLACK: u64 = 10_000;
-/// Clock rate difference allowed while guessing, parts per million.
-const LOCK_DRIFT_PPM: u64 = 20;
+/// Clock rate difference allowed while guessing, parts per million: two
+/// unsynced crystals differ by up to about 100.
+const LOCK_DRIFT_PPM: u64 = 150;
 /// The runner-up guess (one more than the lock's slack away from the best)
 /// must pair fewer than the best by this factor: with no clear winner the
 /// guess waits for more events.
@@ -139,8 +140,9 @@ impl ProbeSync {
     /// most `window` (host clock units) outside the probe's span once the
     /// offset is known. Probes must be more than `2 · window` apart, and
     /// the clocks must drift less than `window` between two narrow probes
-    /// (spans under `window / 4`), and less than `window / 8` over the
-    /// first pending ones.
+    /// (spans under `window / 4`); their rates may differ by at most
+    /// 150 ppm, and the probes' gaps must be irregular, for the offset to
+    /// be guessed.
     pub fn new(window: u64) -> ProbeSync {
         ProbeSync {
             window: window.max(1),

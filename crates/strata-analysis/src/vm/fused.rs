@@ -36,10 +36,13 @@ impl ClockTransform {
     ///
     /// [`apply`]: ClockTransform::apply
     pub fn invert(&self, h: i64) -> i64 {
-        let g = h.saturating_sub(self.offset_ns);
-        // One correction: the drift over the error of the first guess is
-        // below a ns.
-        g.saturating_sub(self.apply(g).saturating_sub(h))
+        let mut g = h.saturating_sub(self.offset_ns);
+        // Each correction shrinks the error by the drift rate (ppm): two
+        // leave well under a ns.
+        for _ in 0..2 {
+            g = g.saturating_sub(self.apply(g).saturating_sub(h));
+        }
+        g
     }
 }
 
