@@ -27,6 +27,9 @@ pub struct Feed {
     pub instance: Instance,
     /// The events traced now.
     pub selected: Vec<(String, String)>,
+    /// Whether `ftrace:print` (the instance's `trace_marker` writes) was
+    /// asked for: it has no enable file, but its format must be sent.
+    pub markers: bool,
 }
 
 /// How to size the feed's kernel buffers.
@@ -52,11 +55,18 @@ impl Feed {
         cpus: &[u32],
         layout: &PageLayout,
     ) -> Result<Feed, AgentError> {
-        let selected = strata_ftrace::resolve_events(specs, available)?;
-        if selected.is_empty() {
+        let (markers, specs): (Vec<&String>, Vec<&String>) = specs
+            .iter()
+            .partition(|e| e.trim() == crate::live::MARKER_EVENT);
+        let selected = strata_ftrace::resolve_events(&specs, available)?;
+        if selected.is_empty() && markers.is_empty() {
             return Err(AgentError::Config(format!(
                 "--live-events {} selects no event on this kernel; give none to stream nothing",
-                specs.join(",")
+                specs
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",")
             )));
         }
         let instance = Instance::create(tracefs, "feed")?;
@@ -82,6 +92,7 @@ impl Feed {
             readers,
             instance,
             selected,
+            markers: !markers.is_empty(),
         })
     }
 }

@@ -84,6 +84,10 @@ pub struct AgentConfig {
     pub max_backoff: Duration,
     /// No progress messages on stderr.
     pub quiet: bool,
+    /// Flight mode: where snapshots go, each on a connection of its own
+    /// (`None`: `relay`). A VM whose only link to the relay is a serial
+    /// port, held by the main connection, gives a second port here.
+    pub snapshot_relay: Option<String>,
 }
 
 impl AgentConfig {
@@ -104,6 +108,7 @@ impl AgentConfig {
             final_ack_wait: Duration::from_secs(5),
             max_backoff: Duration::from_secs(10),
             quiet: false,
+            snapshot_relay: None,
         }
     }
 }
@@ -241,7 +246,11 @@ pub fn run(
         quiet: config.quiet,
     };
     if let Prepared::Live(src) = &mut prepared {
-        src.set_snapshot_link(sender_cfg.clone());
+        let mut link = sender_cfg.clone();
+        if let Some(r) = &config.snapshot_relay {
+            link.relay = r.clone();
+        }
+        src.set_snapshot_link(link);
     }
     let (ctl_tx, ctl_rx) = mpsc::channel();
     let stats = Arc::new(Mutex::new(SenderStats::default()));

@@ -201,6 +201,9 @@ fn syscall_argument_formats(
         .collect()
 }
 
+/// How long a stopping agent waits for snapshots still being sent.
+const SNAPSHOT_DRAIN: Duration = Duration::from_secs(60);
+
 /// A snapshot's window as the relay asked for it.
 #[derive(Debug, Clone, Copy)]
 struct SnapshotWindow {
@@ -337,6 +340,10 @@ impl LiveSource {
             metadata.recorded.clear();
             metadata.argument_names.clear();
             metadata.add_recorded(format_texts(&f.instance, &f.selected)?);
+            if f.markers {
+                let print = [("ftrace".to_string(), "print".to_string())];
+                metadata.add_recorded(format_texts(&f.instance, &print)?);
+            }
             if f.selected.iter().any(|(s, _)| s == "raw_syscalls") {
                 metadata.argument_names = syscall_argument_formats(&f.instance, &available);
             }
@@ -501,6 +508,7 @@ impl LiveSource {
             flight: self.opts.flight.map(|f| FlightRing::new(max_cpu as u32, f)),
         };
         let mut pending: Vec<PendingSnapshot> = Vec::new();
+        let mut senders: Vec<std::thread::JoinHandle<()>> = Vec::new();
         while !stop.load(Ordering::Relaxed) && !abort.load(Ordering::Relaxed) {
             while let Ok(c) = controls.try_recv() {
                 let result = if let ControlCommand::Snapshot {
@@ -578,7 +586,13 @@ impl LiveSource {
                 sink_state.seal_all()?;
                 next_ring = Instant::now() + ring_every;
                 if sink_state.flight.is_some() {
-                    self.flight_tick(&mut sink_state, &mut pending, metadata, outbox);
+                    self.flight_tick(
+                        &mut sink_state,
+                        &mut pending,
+                        &mut senders,
+                        metadata,
+                        outbox,
+                    );
                 }
             }
             if streams && Instant::now() >= next_hints {
@@ -623,6 +637,13 @@ impl LiveSource {
             .map(|s| s.read_events)
             .sum();
         report.events = self.selected.clone();
+        // Snapshots still on their way (a slow link: a VM's serial port)
+        // are finished before the agent goes, so that their answers too
+        // reach the relay.
+        let deadline = Instant::now() + SNAPSHOT_DRAIN;
+        while senders.iter().any(|h| !h.is_finished()) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
         outbox.close();
         // Dropping the readers then the instance removes it from tracefs.
         drop(self);
@@ -638,6 +659,7 @@ impl LiveSource {
         &self,
         sink: &mut SinkState<'_>,
         pending: &mut Vec<PendingSnapshot>,
+        senders: &mut Vec<std::thread::JoinHandle<()>>,
         metadata: &Arc<Mutex<MetadataState>>,
         outbox: &Outbox,
     ) {
@@ -692,8 +714,12 @@ impl LiveSource {
             let spawned = std::thread::Builder::new()
                 .name("strata-snapshot".into())
                 .spawn(move || send_snapshot(link, meta, layout, snap, main));
-            if let Err(e) = spawned {
-                fail(format!("cannot start the snapshot sender thread: {e}"));
+            match spawned {
+                Ok(h) => {
+                    senders.retain(|h| !h.is_finished());
+                    senders.push(h);
+                }
+                Err(e) => fail(format!("cannot start the snapshot sender thread: {e}")),
             }
         }
     }

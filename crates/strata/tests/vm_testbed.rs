@@ -550,3 +550,86 @@ fn unpinned_guests_barely_preempt_each_other() {
     no_qemu_left(guests);
     eprintln!("test body took {:.1} s", t0.elapsed().as_secs_f64());
 }
+
+/// Flight recorders on the host and in a guest: one snapshot of both,
+/// asked of the relay while the guest's workload runs, covers the same
+/// instant. The relay converts its instant through the guest's live clock
+/// sync; `strata vm report` on the snapshot alone syncs the guest again,
+/// from the probes inside the two snapshot traces, and maps the guest's
+/// instant back onto the host's within the two syncs' bounds.
+#[test]
+fn a_guest_and_its_host_snapshot_the_same_instant() {
+    if !testbed_ready() {
+        return;
+    }
+    let _one = ONE_TESTBED.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let Some(manifest) = testbed(
+        &[
+            "--guests",
+            "1",
+            "--workload",
+            "cpu",
+            "--duration",
+            "10s",
+            "--memory",
+            "192",
+            "--host-events",
+            "sched,syscalls:sys_enter_write,syscalls:sys_enter_writev",
+            "--flight",
+            "--snapshot-after",
+            "3s",
+        ],
+        dir.path(),
+    ) else {
+        return;
+    };
+    let snap = &manifest["snapshot"];
+    let parts = snap["hosts"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no snapshot: {snap}"));
+    let part = |name: &str| {
+        parts
+            .iter()
+            .find(|p| p["host"] == name)
+            .unwrap_or_else(|| panic!("no part of {name}: {snap}"))
+    };
+    let (host, guest) = (part("host"), part("strata-g0"));
+    for p in [host, guest] {
+        assert_eq!(p["ok"], true, "{p}");
+    }
+    assert_eq!(host["guest_synced"], false, "{host}");
+    assert_eq!(guest["guest_synced"], true, "{guest}");
+    let at_host = host["at_ns"].as_i64().unwrap();
+    let at_guest = guest["at_ns"].as_i64().unwrap();
+
+    let snap_dir = Path::new(host["path"].as_str().unwrap())
+        .ancestors()
+        .nth(2)
+        .unwrap()
+        .to_path_buf();
+    let vms = vm_report(&snap_dir);
+    assert_eq!(vms.len(), 1, "{vms:?}");
+    let sync = &vms[0]["guest"]["sync"];
+    assert!(
+        sync["paired"].as_u64().unwrap_or(0) >= 20,
+        "the snapshot's own probes do not sync the guest: {sync}"
+    );
+    let anchor = sync["anchor_ns"].as_i64().unwrap();
+    let offset = sync["offset_ns"].as_i64().unwrap();
+    let slope = sync["slope"].as_f64().unwrap();
+    let mapped = at_guest + offset + ((at_guest - anchor) as f64 * (slope - 1.0)).round() as i64;
+    let live_bound = manifest["guests"][0]["live_sync"]["bound_ns"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no live sync: {}", manifest["guests"][0]));
+    let bounds = sync["bound_ns"].as_f64().unwrap() + live_bound;
+    let diff = (mapped - at_host).abs();
+    assert!(
+        diff as f64 <= bounds + 1_000.0,
+        "the guest's instant maps {diff} ns from the host's, more than the bounds {bounds:.0} ns: {sync}"
+    );
+    eprintln!(
+        "snapshot instants: guest {at_guest} maps to {diff} ns from the host's ({bounds:.0} ns bounds)"
+    );
+    no_qemu_left(manifest["guests"].as_array().unwrap());
+}

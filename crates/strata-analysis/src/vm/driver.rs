@@ -38,6 +38,8 @@ enum Role {
         keys: Vec<(String, &'static str)>,
         paired: Option<(usize, usize, &'static str)>,
         tries: u32,
+        /// VMs the hosts had found at the last try.
+        vms_seen: usize,
         label: String,
     },
 }
@@ -294,6 +296,7 @@ fn run_pass(
                 keys,
                 paired: None,
                 tries: 0,
+                vms_seen: 0,
                 label: t.path().display().to_string(),
             });
             continue;
@@ -348,13 +351,18 @@ fn run_pass(
                 keys,
                 paired,
                 tries,
+                vms_seen,
                 label,
             } => {
                 if paired.is_none() && matches!(vev, super::VmEvent::Switch { .. }) {
-                    // Retry now and then: VMs are found as the host's
-                    // events reveal them.
+                    // Retry now and then, and whenever a host found another
+                    // VM: VMs are found as the host's events reveal them,
+                    // which a guest trace read ahead of its host's (a
+                    // snapshot, a guest clock behind) can outlast.
                     *tries += 1;
-                    if *tries <= 64 || *tries % 1024 == 0 {
+                    let vms: usize = hosts.iter().map(|h| h.model.vms().len()).sum();
+                    if *tries <= 64 || *tries % 1024 == 0 || vms != *vms_seen {
+                        *vms_seen = vms;
                         *paired = pair(&mut hosts, keys, label, guest_count);
                     }
                 }

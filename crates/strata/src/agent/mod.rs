@@ -157,6 +157,13 @@ pub struct AgentArgs {
     #[arg(long, default_value = "64M", value_parser = parse_size)]
     flight_max: u64,
 
+    /// Flight mode: send snapshots here instead of --relay (`host:port`,
+    /// or a serial port such as a VM's `/dev/ttyS2`: each snapshot is a
+    /// connection of its own, which a serial port held by the main
+    /// connection cannot carry).
+    #[arg(long, value_name = "ADDR")]
+    snapshot_relay: Option<String>,
+
     /// Flight mode: events streamed live meanwhile (from a second tracefs
     /// instance), for the relay's analyses and rules; `none` streams
     /// nothing until a snapshot. Default: sched,syscalls. The relay adds
@@ -262,9 +269,13 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
     config.compression = args.compress;
     config.final_ack_wait = args.final_wait;
     config.quiet = args.quiet;
+    config.snapshot_relay = args.snapshot_relay.clone();
     let flight = args.mode == "flight";
     if !flight && !args.live_events.is_empty() {
         bail!("--live-events is for --mode flight; in live mode --events is what streams");
+    }
+    if !flight && args.snapshot_relay.is_some() {
+        bail!("--snapshot-relay is for --mode flight; only a flight recorder sends snapshots");
     }
     let source = match &args.replay {
         Some(trace) => SourceConfig::Replay(ReplayOptions {

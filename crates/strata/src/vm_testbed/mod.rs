@@ -9,6 +9,7 @@ mod image;
 pub mod probe;
 mod procs;
 mod qemu;
+mod snapshot;
 mod syncprobe;
 
 use crate::units::parse_duration;
@@ -71,6 +72,19 @@ pub struct TestbedArgs {
     /// Where the guest image is cached.
     #[arg(long, default_value = "/var/cache/strata-testbed")]
     cache: PathBuf,
+    /// Run the host's and the guests' agents as flight recorders
+    /// (`--mode flight`): each keeps a ring for snapshots and streams what
+    /// it records as a light live feed (the stored traces stay the same).
+    #[arg(long)]
+    flight: bool,
+    /// With --flight: once every guest's workload has run this long, take
+    /// one snapshot of the host and every guest through the relay (as
+    /// `strata ctl snapshot`), stored under OUTPUT/snapshots/<id>/.
+    #[arg(long, value_parser = parse_duration, requires = "flight")]
+    snapshot_after: Option<Duration>,
+    /// How much history the snapshot holds.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    snapshot_before: Duration,
     /// The strata binary to put in the guests (default: this one).
     #[arg(long, hide = true)]
     guest_strata: Option<PathBuf>,
@@ -116,6 +130,11 @@ struct Manifest {
     workload: String,
     duration_s: f64,
     guests: Vec<GuestRecord>,
+    /// With --snapshot-after: the relay's answer to the snapshot request
+    /// (`id`, and per host its `path` and the instant `at_ns` in its own
+    /// trace time), or the error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    snapshot: Option<serde_json::Value>,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -183,6 +202,9 @@ pub fn run(args: TestbedArgs) -> anyhow::Result<ExitCode> {
     std::fs::write(&token_file, format!("* {token}\n"))?;
     let agent_token = out.join("agent.token");
     std::fs::write(&agent_token, &token)?;
+    let api_token = format!("{:016x}", rand_u64());
+    let api_token_file = out.join("api.token");
+    std::fs::write(&api_token_file, &api_token)?;
     let relay_addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
     let http_addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
     let mut relay = ChildGuard::spawn(
@@ -197,6 +219,8 @@ pub fn run(args: TestbedArgs) -> anyhow::Result<ExitCode> {
             .arg(&out)
             .arg("--token-file")
             .arg(&token_file)
+            .arg("--api-token-file")
+            .arg(&api_token_file)
             .args(["--insecure", "--no-live"])
             .stdout(Stdio::null()),
     )?;
@@ -223,6 +247,10 @@ pub fn run(args: TestbedArgs) -> anyhow::Result<ExitCode> {
             ])
             .arg("--events")
             .arg(&args.host_events);
+        if args.flight {
+            c.args(["--mode", "flight", "--keep", "30s", "--live-events"])
+                .arg(&args.host_events);
+        }
         Some(ChildGuard::spawn("host agent", &mut c)?)
     };
     // Let the host agent set up its instance before the guests start.
@@ -231,9 +259,15 @@ pub fn run(args: TestbedArgs) -> anyhow::Result<ExitCode> {
     let secs = args.duration.as_secs().max(1);
     let mut guests = Vec::new();
     let mut bridges = Vec::new();
+    let mut snapshot_bridges = Vec::new();
     for i in 0..args.guests {
         let name = format!("strata-g{i}");
         let serial_port = free_port()?;
+        let snapshot_port = if args.flight {
+            Some(free_port()?)
+        } else {
+            None
+        };
         let spec = qemu::GuestSpec {
             name: name.clone(),
             uuid: random_uuid(),
@@ -248,13 +282,23 @@ pub fn run(args: TestbedArgs) -> anyhow::Result<ExitCode> {
             debugcon_file: debugcon_path(&out, &name),
             probes: !args.no_probes,
             token: token.clone(),
+            snapshot_port,
         };
         let guest = spec.start()?;
         bridges.push(bridge::start(
-            name,
+            name.clone(),
             SocketAddr::from(([127, 0, 0, 1], serial_port)),
             relay_addr,
         ));
+        if let Some(port) = snapshot_port {
+            // Snapshots connect on their own: a bridge of their own, which
+            // counts as no guest's stream.
+            snapshot_bridges.push(bridge::start(
+                format!("{name}-snapshots"),
+                SocketAddr::from(([127, 0, 0, 1], port)),
+                relay_addr,
+            ));
+        }
         guests.push(guest);
     }
     let mut records = Vec::new();
@@ -304,8 +348,23 @@ pub fn run(args: TestbedArgs) -> anyhow::Result<ExitCode> {
             .build(),
     );
     let mut polled = Instant::now();
+    let mut snapshot_at: Option<Instant> = None;
+    let mut snapshot: Option<snapshot::Pending> = None;
     while !guests.iter_mut().all(|g| g.process.exited()) {
         consoles.iter_mut().for_each(console::ConsoleWatch::poll);
+        if let Some(after) = args.snapshot_after.filter(|_| snapshot.is_none()) {
+            if snapshot_at.is_none() && consoles.iter().all(|c| c.times.begin_ns.is_some()) {
+                snapshot_at = Some(Instant::now() + after);
+            }
+            if snapshot_at.is_some_and(|t| Instant::now() >= t) {
+                eprintln!("testbed: taking a snapshot of every host");
+                snapshot = Some(snapshot::request(
+                    http_addr,
+                    &api_token,
+                    args.snapshot_before,
+                ));
+            }
+        }
         if !args.no_host && polled.elapsed() >= Duration::from_secs(1) {
             polled = Instant::now();
             poll_live_sync(&api, http_addr, &mut records);
@@ -327,11 +386,21 @@ pub fn run(args: TestbedArgs) -> anyhow::Result<ExitCode> {
         r.workload = c.times;
     }
     drop(guests);
+    let snapshot = snapshot.map(|p| match p.finish() {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("testbed: the snapshot failed: {e}");
+            serde_json::json!({ "error": e })
+        }
+    });
     for (h, stats) in bridges {
         let _ = h.join();
         if stats.connections.load(Ordering::Relaxed) == 0 {
             eprintln!("testbed: a guest agent never sent anything (see the guest console logs)");
         }
+    }
+    for (h, _) in snapshot_bridges {
+        let _ = h.join();
     }
     if let Some(mut a) = host_agent {
         a.stop(libc::SIGINT, Duration::from_secs(15));
@@ -353,6 +422,7 @@ pub fn run(args: TestbedArgs) -> anyhow::Result<ExitCode> {
         workload: format!("{:?}", args.workload).to_lowercase(),
         duration_s: args.duration.as_secs_f64(),
         guests: records,
+        snapshot,
     };
     let path = out.join("testbed.json");
     std::fs::write(&path, serde_json::to_string_pretty(&manifest)?)?;
@@ -361,6 +431,9 @@ pub fn run(args: TestbedArgs) -> anyhow::Result<ExitCode> {
     let hints_path = out.join(crate::vm::report::HINTS_FILE);
     std::fs::write(&hints_path, serde_json::to_string_pretty(&hints)?)
         .with_context(|| format!("cannot write {}", hints_path.display()))?;
+    if let Some(s) = &manifest.snapshot {
+        snapshot::add_hints(&out, s, &hints_path);
+    }
     eprintln!(
         "testbed: done; traces under {}, summary in {}",
         out.join(SESSION).display(),

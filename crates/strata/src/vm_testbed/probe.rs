@@ -35,7 +35,8 @@ pub struct ProbeArgs {
     tries: u32,
     /// The `trace_marker` file to write every probe into; default: the
     /// guest agent's instance (`instances/strata-*-agent`), waited for up
-    /// to 10 s. `none`: console only.
+    /// to 10 s, and its live feed's (`strata-*-feed`, flight mode) when one
+    /// shows up. `none`: console only.
     #[arg(long)]
     marker: Option<std::path::PathBuf>,
 }
@@ -43,8 +44,10 @@ pub struct ProbeArgs {
 /// The tracefs root in the guest.
 const TRACEFS: &str = "/sys/kernel/tracing";
 
-/// The `trace_marker` of the agent's tracefs instance, once it exists.
-fn find_agent_marker(wait: Duration) -> Option<std::path::PathBuf> {
+/// The `trace_marker` of the agent's tracefs instance whose name ends in
+/// `suffix` (`-agent`, or `-feed` for a flight agent's live feed), once it
+/// exists.
+fn find_agent_marker(suffix: &str, wait: Duration) -> Option<std::path::PathBuf> {
     let deadline = Instant::now() + wait;
     loop {
         let found = std::fs::read_dir(Path::new(TRACEFS).join("instances"))
@@ -52,7 +55,7 @@ fn find_agent_marker(wait: Duration) -> Option<std::path::PathBuf> {
             .flatten()
             .filter_map(Result::ok)
             .map(|e| e.file_name().to_string_lossy().into_owned())
-            .find(|n| n.starts_with("strata-") && n.ends_with("-agent"));
+            .find(|n| n.starts_with("strata-") && n.ends_with(suffix));
         // The directory shows before the kernel has filled it.
         let marker = found.map(|n| {
             Path::new(TRACEFS)
@@ -95,8 +98,13 @@ pub fn run(args: ProbeArgs) -> anyhow::Result<std::process::ExitCode> {
     let marker_path = match &args.marker {
         Some(p) if p.as_os_str() == "none" => None,
         Some(p) => Some(p.clone()),
-        None => find_agent_marker(Duration::from_secs(10)),
+        None => find_agent_marker("-agent", Duration::from_secs(10)),
     };
+    // A flight-mode agent streams a live feed from a second instance: the
+    // markers go there too, for the relay's live sync, while its ring
+    // keeps them for snapshots. The feed shows up just after the ring.
+    let mut feed_marker: Option<std::fs::File> = None;
+    let feed_search_until = Instant::now() + Duration::from_secs(10);
     let mut marker = match &marker_path {
         Some(p) => match std::fs::OpenOptions::new().write(true).open(p) {
             Ok(f) => Some(f),
@@ -147,11 +155,19 @@ pub fn run(args: ProbeArgs) -> anyhow::Result<std::process::ExitCode> {
                 marker_failures.0 += 1;
                 marker_failures.1.get_or_insert(e);
             }
+            if let Some(f) = feed_marker.as_mut() {
+                let _ = f.write_all(line.as_bytes());
+            }
         }
         if best.is_none_or(|(_, b, a)| after.wrapping_sub(before) < a.wrapping_sub(b)) {
             best = Some((seq, before, after));
         }
         if Instant::now() >= next_print {
+            if args.marker.is_none() && feed_marker.is_none() && Instant::now() < feed_search_until
+            {
+                feed_marker = find_agent_marker("-feed", Duration::ZERO)
+                    .and_then(|p| std::fs::OpenOptions::new().write(true).open(p).ok());
+            }
             if let Some((seq, before, after)) = best.take() {
                 writeln!(out, "strata-sync {seq} {before} {after}")?;
                 out.flush()?;

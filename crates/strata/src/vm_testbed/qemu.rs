@@ -39,6 +39,10 @@ pub struct GuestSpec {
     pub probes: bool,
     /// The agent's token for the relay.
     pub token: String,
+    /// Flight mode: the guest agent keeps a ring for snapshots and streams
+    /// a light feed; its snapshots go over a third serial port, bridged
+    /// from this local TCP port.
+    pub snapshot_port: Option<u16>,
 }
 
 /// A running guest.
@@ -71,6 +75,9 @@ impl GuestSpec {
         );
         if self.probes {
             s.push_str(&format!(" strata.probe=0x{PROBE_PORT:x}"));
+        }
+        if self.snapshot_port.is_some() {
+            s.push_str(" strata.mode=flight");
         }
         s
     }
@@ -109,10 +116,15 @@ impl GuestSpec {
         .args([
             "-device",
             &format!("isa-debugcon,iobase=0x{PROBE_PORT:x},chardev=probe"),
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
+        ]);
+        if let Some(port) = self.snapshot_port {
+            c.arg("-serial").arg(format!(
+                "tcp:127.0.0.1:{port},server=on,wait=off,nodelay=on"
+            ));
+        }
+        c.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
         c
     }
 
