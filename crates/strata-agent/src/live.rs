@@ -136,7 +136,6 @@ pub struct LiveSource {
     available: Vec<(String, String)>,
     selected: Vec<(String, String)>,
     layout: PageLayout,
-    offset_ns: i64,
     /// The trace clock as the metadata declares it: a snapshot's instant
     /// (trace ns) and window (ns) become raw clock values through it.
     clock: ClockDesc,
@@ -272,14 +271,11 @@ impl LiveSource {
         // wake-up; the periodic flush bounds the latency.
         instance.set_buffer_percent(50)?;
         let (ctf_name, about) = clock_names(&opts.clock);
-        let (offset_ns, desc) = if opts.clock == "x86-tsc" {
+        let desc = if opts.clock == "x86-tsc" {
             // Raw cycles: a TSC does not count nanoseconds, so its rate is
             // measured and declared instead.
-            let desc = crate::tsc_clock::describe(ctf_name, Duration::from_millis(200))
-                .ok_or_else(|| {
-                    AgentError::Config("cannot measure the x86-tsc clock rate".into())
-                })?;
-            (0, desc)
+            crate::tsc_clock::describe(ctf_name, Duration::from_millis(200))
+                .ok_or_else(|| AgentError::Config("cannot measure the x86-tsc clock rate".into()))?
         } else {
             let offset_ns = clock_offset_to_realtime(&opts.clock).map_err(|e| {
                 AgentError::Config(format!(
@@ -287,10 +283,7 @@ impl LiveSource {
                     opts.clock
                 ))
             })?;
-            (
-                offset_ns,
-                ClockDesc::nanoseconds(ctf_name, about, offset_ns),
-            )
+            ClockDesc::nanoseconds(ctf_name, about, offset_ns)
         };
         let clock_desc = desc.clone();
         metadata.clock = Some(Clock {
@@ -356,7 +349,6 @@ impl LiveSource {
             selected,
             readers,
             layout,
-            offset_ns,
             clock: clock_desc,
             snapshot_link: None,
             feed,
@@ -432,7 +424,7 @@ impl LiveSource {
         let unix = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as i64);
-        unix.saturating_sub(self.offset_ns).max(0) as u64
+        self.clock.from_unix_ns(unix)
     }
 
     /// Streams until `stop` or `abort`, then drains the buffers, reports the

@@ -412,13 +412,7 @@ mod tests {
     /// 5-30 µs; the host sees each write `lag` after BEFORE, on a clock
     /// `host = guest · (1 + ppm·1e-6) + offset`.
     fn scenario(n: u64, offset: i64, ppm: f64) -> Vec<(GuestProbe, u64)> {
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut rand = move |m: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % m
-        };
+        let mut rand = xorshift(0x9e37_79b9_7f4a_7c15u64);
         let mut t = 5_000_000_000u64;
         (0..n)
             .map(|_| {
@@ -434,6 +428,17 @@ mod tests {
                 (g, h as u64)
             })
             .collect()
+    }
+
+    /// A small deterministic generator: `rand(m)` is in `0..m`.
+    fn xorshift(seed: u64) -> impl FnMut(u64) -> u64 {
+        let mut seed = seed | 1;
+        move |m| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % m
+        }
     }
 
     /// The estimate's host time of guest time `g`.
@@ -507,13 +512,7 @@ mod tests {
     /// the agent's buffer is on) while the host saw them all. Returns the
     /// pairs; the host is `offset` ahead.
     fn testbed_probes(n: u64, offset: i64, seed: u64) -> Vec<(GuestProbe, u64)> {
-        let mut seed = seed | 1;
-        let mut rand = move |m: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % m
-        };
+        let mut rand = xorshift(seed);
         let mut t = 30_000_000_000u64;
         (0..n)
             .map(|_| {
@@ -594,13 +593,7 @@ mod tests {
             (-300_000_000, 22),
             (965_000_000, 23),
         ] {
-            let mut seed = seed;
-            let mut rand = move |m: u64| {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                seed % m
-            };
+            let mut rand = xorshift(seed);
             let mut t = 40_000_000_000u64;
             let pairs: Vec<(GuestProbe, u64)> = (0..400)
                 .map(|_| {
