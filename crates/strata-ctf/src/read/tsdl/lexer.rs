@@ -163,12 +163,11 @@ impl<'a> Lexer<'a> {
         self.text.get(self.i..).unwrap_or("")
     }
 
-    /// Skips `n` bytes of the text not lexed yet, counting their lines.
-    pub(crate) fn skip(&mut self, n: usize) {
-        let end = (self.i + n).min(self.text.len());
-        let skipped = self.text.as_bytes().get(self.i..end).unwrap_or(&[]);
-        self.line += memchr_iter(b'\n', skipped).count() as u32;
-        self.i = end;
+    /// Skips `n` bytes of the text not lexed yet that hold `lines` newlines,
+    /// counted by the caller before.
+    pub(crate) fn skip_counted(&mut self, n: usize, lines: u32) {
+        self.i = (self.i + n).min(self.text.len());
+        self.line += lines;
     }
 
     /// The error behind a [`Tok::Error`] token.

@@ -41,6 +41,31 @@ impl Hasher for Fnv {
     }
 }
 
+/// A hash taking eight bytes a step, for the integer-body cache whose keys
+/// are whole `{ ... }` bodies (about 60 bytes): FNV's byte-at-a-time loop
+/// cost more than the parse it saves. Same trust argument as [`Fnv`].
+#[derive(Default)]
+struct WordHash(u64);
+
+impl Hasher for WordHash {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x517c_c1b7_2722_0a95;
+        let mut h = self.0;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let w = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+            h = (h.rotate_left(5) ^ w).wrapping_mul(K);
+        }
+        for &b in chunks.remainder() {
+            h = (h.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
+        }
+        self.0 = h;
+    }
+}
+
 type Map<T> = HashMap<String, T, BuildHasherDefault<Fnv>>;
 
 #[derive(Default)]
@@ -83,9 +108,14 @@ pub(crate) struct Parser<'a> {
     md: Metadata,
     /// Reused buffer for multi-word type names.
     name_buf: String,
+    /// Fields of the struct and variant bodies being parsed, innermost
+    /// last: one growing list instead of one per body.
+    fields: Vec<(String, Type)>,
+    /// Entries of the block being parsed, reused from block to block.
+    entries: Vec<Entry<'a>>,
     /// Integer types by the text of their body: LTTng metadata spells out
     /// thousands of identical `integer { ... }` fields.
-    int_cache: HashMap<&'a str, IntType, BuildHasherDefault<Fnv>>,
+    int_cache: HashMap<&'a str, (IntType, u32), BuildHasherDefault<WordHash>>,
 }
 
 const TYPE_KEYWORDS: &[&str] = &[
@@ -112,6 +142,8 @@ impl<'a> Parser<'a> {
             depth: 0,
             md: Metadata::default(),
             name_buf: String::new(),
+            fields: Vec::new(),
+            entries: Vec::new(),
             int_cache: HashMap::default(),
         }
     }
@@ -273,15 +305,13 @@ impl<'a> Parser<'a> {
                 return self.block(kw);
             }
         }
-        self.declaration(None)
+        self.declaration(false)
     }
 
     /// A declaration that is not a block: `typealias`, `typedef`, a named
-    /// struct/variant/enum, or (inside a struct body, `fields` is Some) a field.
-    fn declaration(
-        &mut self,
-        fields: Option<&mut Vec<(String, Type)>>,
-    ) -> Result<(), MetadataError> {
+    /// struct/variant/enum, or (inside a struct or variant body, `in_body`)
+    /// a field, which goes on [`Parser::fields`].
+    fn declaration(&mut self, in_body: bool) -> Result<(), MetadataError> {
         match self.peek_ident() {
             Some("typealias") => {
                 self.bump();
@@ -290,48 +320,47 @@ impl<'a> Parser<'a> {
             Some("typedef") => {
                 self.bump();
                 let ty = self.type_spec(true)?;
-                for (name, t) in self.declarators(ty)? {
-                    self.scope().aliases.insert(name, t);
-                }
+                self.declarators(ty, true)?;
                 return self.expect_punct(P::Semi, "after a typedef");
             }
             Some(_) => {}
             None => return self.err("a declaration"),
         }
-        let ty = self.type_spec(fields.is_some())?;
+        let ty = self.type_spec(in_body)?;
         if self.eat_punct(P::Semi) {
             return Ok(()); // a named type declaration alone
         }
-        let Some(fields) = fields else {
+        if !in_body {
             return self.err("`;` after a type declaration");
-        };
-        fields.extend(self.declarators(ty)?);
+        }
+        self.declarators(ty, false)?;
         self.expect_punct(P::Semi, "after a field declaration")
     }
 
-    /// One or more comma-separated declarators of type `ty`. The type is
-    /// cloned only when there are several.
-    fn declarators(&mut self, ty: Type) -> Result<Vec<(String, Type)>, MetadataError> {
-        let mut names = Vec::with_capacity(1);
+    /// One or more comma-separated declarators of type `ty`: type names of
+    /// the current scope when `typedef`, else fields pushed on
+    /// [`Parser::fields`]. The type is cloned only for declarators that a
+    /// comma follows, so the usual single one costs no copy and no list.
+    fn declarators(&mut self, ty: Type, typedef: bool) -> Result<(), MetadataError> {
+        let mut ty = Some(ty);
         loop {
             while self.eat_punct(P::Star) {}
             let name = self.ident("a field name")?;
             let dims = self.dims()?;
-            names.push((name, dims));
-            if !self.eat_punct(P::Comma) {
-                break;
-            }
-        }
-        let n = names.len();
-        let mut out = Vec::with_capacity(n);
-        let mut ty = Some(ty);
-        for (i, (name, dims)) in names.into_iter().enumerate() {
-            let t = if i + 1 == n { ty.take() } else { ty.clone() };
+            let more = self.eat_punct(P::Comma);
+            let t = if more { ty.clone() } else { ty.take() };
             if let Some(t) = t {
-                out.push((name.to_string(), apply_dims(t, dims)));
+                let t = apply_dims(t, dims);
+                if typedef {
+                    self.scope().aliases.insert(name.to_string(), t);
+                } else {
+                    self.fields.push((name.to_string(), t));
+                }
+            }
+            if !more {
+                return Ok(());
             }
         }
-        Ok(out)
     }
 
     fn typealias(&mut self) -> Result<(), MetadataError> {
@@ -505,24 +534,26 @@ impl<'a> Parser<'a> {
         let body = match (&self.cur.tok, &self.next) {
             (Tok::Punct(P::LBrace), None) => {
                 let rest = self.lex.rest();
-                memchr::memchr(b'}', rest.as_bytes())
-                    .and_then(|end| rest.get(..end))
-                    .filter(|b| memchr::memchr3(b'"', b'\'', b'/', b.as_bytes()).is_none())
+                memchr::memchr(b'}', rest.as_bytes()).and_then(|end| rest.get(..end))
             }
             _ => None,
         };
-        if let Some(b) = body {
-            if let Some(t) = self.int_cache.get(b) {
-                let t = t.clone();
-                self.lex.skip(b.len() + 1);
-                self.last_line = self.lex.line();
-                self.cur = self.lex.next();
-                return Ok(t);
-            }
+        let Some(b) = body else {
+            return self.integer_body_parsed();
+        };
+        // A cached body passed the test below when it was stored, and its
+        // line count was taken then.
+        if let Some((t, lines)) = self.int_cache.get(b) {
+            let t = t.clone();
+            self.lex.skip_counted(b.len() + 1, *lines);
+            self.last_line = self.lex.line();
+            self.cur = self.lex.next();
+            return Ok(t);
         }
         let t = self.integer_body_parsed()?;
-        if let Some(b) = body {
-            self.int_cache.insert(b, t.clone());
+        if memchr::memchr3(b'"', b'\'', b'/', b.as_bytes()).is_none() {
+            let lines = memchr::memchr_iter(b'\n', b.as_bytes()).count() as u32;
+            self.int_cache.insert(b, (t.clone(), lines));
         }
         Ok(t)
     }
@@ -624,20 +655,33 @@ impl<'a> Parser<'a> {
         Some(n)
     }
 
+    /// The fields of a struct or variant body, after its `{` up to and
+    /// including its `}`, in their own scope. They are gathered on the
+    /// shared [`Parser::fields`] stack (nested bodies stack above) and moved
+    /// into one list of exactly their number.
+    fn body_fields(&mut self) -> Result<Vec<(String, Type)>, MetadataError> {
+        self.push_scope();
+        let start = self.fields.len();
+        let r = (|| {
+            while !self.eat_punct(P::RBrace) {
+                self.declaration(true)?;
+            }
+            Ok(())
+        })();
+        self.pop_scope();
+        let out = match r {
+            Ok(()) => Ok(self.fields.drain(start..).collect()),
+            Err(e) => Err(e),
+        };
+        self.fields.truncate(start);
+        out
+    }
+
     fn struct_spec(&mut self) -> Result<Type, MetadataError> {
         let line = self.line();
         let name = self.type_name();
         let mut st = if self.eat_punct(P::LBrace) {
-            self.push_scope();
-            let mut fields = Vec::new();
-            let r = (|| {
-                while !self.eat_punct(P::RBrace) {
-                    self.declaration(Some(&mut fields))?;
-                }
-                Ok(())
-            })();
-            self.pop_scope();
-            r?;
+            let fields = self.body_fields()?;
             StructType {
                 fields,
                 min_align: 1,
@@ -675,16 +719,7 @@ impl<'a> Parser<'a> {
             self.expect_punct(P::Gt, "to close a variant tag")?;
         }
         let mut v = if self.eat_punct(P::LBrace) {
-            self.push_scope();
-            let mut options = Vec::new();
-            let r = (|| {
-                while !self.eat_punct(P::RBrace) {
-                    self.declaration(Some(&mut options))?;
-                }
-                Ok(())
-            })();
-            self.pop_scope();
-            r?;
+            let options = self.body_fields()?;
             let v = VariantType { tag: None, options };
             if let Some(n) = name {
                 self.scope().variants.insert(n.to_string(), v.clone());
@@ -811,7 +846,9 @@ impl<'a> Parser<'a> {
         self.bump(); // keyword
         self.expect_punct(P::LBrace, "after the block keyword")?;
         self.push_scope();
-        let mut entries: Vec<Entry<'a>> = Vec::new();
+        // Blocks do not nest, so one list serves them all.
+        let mut entries = std::mem::take(&mut self.entries);
+        entries.clear();
         let r = (|| {
             while !self.eat_punct(P::RBrace) {
                 let is_decl = match self.peek_ident() {
@@ -826,7 +863,7 @@ impl<'a> Parser<'a> {
                     None => return self.err(format!("an entry of the `{kw}` block or `}}`")),
                 };
                 if is_decl {
-                    self.declaration(None)?;
+                    self.declaration(false)?;
                     continue;
                 }
                 let line = self.line();
@@ -850,18 +887,21 @@ impl<'a> Parser<'a> {
         if !self.eat_punct(P::Semi) {
             return self.err(format!("`;` after the `{kw}` block"));
         }
-        match kw {
-            "trace" => self.trace_block(entries),
-            "env" => self.env_block(entries),
-            "clock" => self.clock_block(entries, start),
-            "stream" => self.stream_block(entries),
-            "event" => self.event_block(entries, start),
+        let r = match kw {
+            "trace" => self.trace_block(&mut entries),
+            "env" => self.env_block(&mut entries),
+            "clock" => self.clock_block(&mut entries, start),
+            "stream" => self.stream_block(&mut entries),
+            "event" => self.event_block(&mut entries, start),
             _ => Ok(()), // callsite: nothing a reader needs
-        }
+        };
+        entries.clear();
+        self.entries = entries;
+        r
     }
 
-    fn trace_block(&mut self, entries: Vec<Entry<'a>>) -> Result<(), MetadataError> {
-        for (key, rhs, line) in entries {
+    fn trace_block(&mut self, entries: &mut Vec<Entry<'a>>) -> Result<(), MetadataError> {
+        for (key, rhs, line) in entries.drain(..) {
             match (&*key, rhs) {
                 ("major", Rhs::Val(v)) => {
                     self.md.major = Some(uint_in(&v, line, "major", 0, u32::MAX as u64)?)
@@ -894,8 +934,8 @@ impl<'a> Parser<'a> {
         Ok(())
     }
 
-    fn env_block(&mut self, entries: Vec<Entry<'a>>) -> Result<(), MetadataError> {
-        for (key, rhs, _) in entries {
+    fn env_block(&mut self, entries: &mut Vec<Entry<'a>>) -> Result<(), MetadataError> {
+        for (key, rhs, _) in entries.drain(..) {
             let v = match rhs {
                 Rhs::Val(Val::Int(i)) => {
                     EnvValue::Int(i.clamp(i64::MIN as i128, i64::MAX as i128) as i64)
@@ -909,7 +949,11 @@ impl<'a> Parser<'a> {
         Ok(())
     }
 
-    fn clock_block(&mut self, entries: Vec<Entry<'a>>, start: u32) -> Result<(), MetadataError> {
+    fn clock_block(
+        &mut self,
+        entries: &mut Vec<Entry<'a>>,
+        start: u32,
+    ) -> Result<(), MetadataError> {
         let mut c = ClockDecl {
             desc: ClockDesc {
                 name: String::new(),
@@ -921,7 +965,7 @@ impl<'a> Parser<'a> {
             uuid: None,
             absolute: false,
         };
-        for (key, rhs, line) in entries {
+        for (key, rhs, line) in entries.drain(..) {
             let Rhs::Val(v) = rhs else { continue };
             match &*key {
                 "name" => c.desc.name = text(&v),
@@ -941,9 +985,9 @@ impl<'a> Parser<'a> {
         Ok(())
     }
 
-    fn stream_block(&mut self, entries: Vec<Entry<'a>>) -> Result<(), MetadataError> {
+    fn stream_block(&mut self, entries: &mut Vec<Entry<'a>>) -> Result<(), MetadataError> {
         let mut s = StreamDecl::default();
-        for (key, rhs, line) in entries {
+        for (key, rhs, line) in entries.drain(..) {
             match (&*key, rhs) {
                 ("id", Rhs::Val(v)) => s.id = Some(uint_in(&v, line, "id", 0, u64::MAX)?),
                 ("packet.context", Rhs::Type(t)) => s.packet_context = Some(t),
@@ -956,10 +1000,14 @@ impl<'a> Parser<'a> {
         Ok(())
     }
 
-    fn event_block(&mut self, entries: Vec<Entry<'a>>, start: u32) -> Result<(), MetadataError> {
+    fn event_block(
+        &mut self,
+        entries: &mut Vec<Entry<'a>>,
+        start: u32,
+    ) -> Result<(), MetadataError> {
         let mut e = EventDecl::default();
         let mut named = false;
-        for (key, rhs, line) in entries {
+        for (key, rhs, line) in entries.drain(..) {
             match (&*key, rhs) {
                 ("name", Rhs::Val(v)) => {
                     e.name = text(&v);
