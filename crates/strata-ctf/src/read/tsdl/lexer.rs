@@ -179,7 +179,9 @@ impl<'a> Lexer<'a> {
     /// (for good: the lexer stops there) on characters TSDL does not use,
     /// unterminated comments or strings, and integer literals that do not
     /// fit 64 bits.
-    #[inline]
+    // One out-of-line copy: inlined at each of the parser's call sites it
+    // pushed the blank skipping out of line and cost more than the call.
+    #[inline(never)]
     pub(crate) fn next(&mut self) -> Token<'a> {
         if self.error.is_some() {
             return Token {
@@ -187,19 +189,17 @@ impl<'a> Lexer<'a> {
                 line: self.line,
             };
         }
-        match self.next_token() {
-            Ok(Some(t)) => t,
-            Ok(None) => Token {
-                tok: Tok::End,
-                line: self.line,
-            },
-            Err(e) => {
-                self.error = Some(e);
-                Token {
-                    tok: Tok::Error,
-                    line: self.line,
-                }
-            }
+        self.next_token()
+    }
+
+    /// Keeps `e` as the lexer's error and gives the [`Tok::Error`] token:
+    /// errors stay out of the token's path, which is then a plain value.
+    #[cold]
+    fn fail(&mut self, e: MetadataError) -> Token<'a> {
+        self.error = Some(e);
+        Token {
+            tok: Tok::Error,
+            line: self.line,
         }
     }
 
@@ -235,13 +235,19 @@ impl<'a> Lexer<'a> {
         Ok(())
     }
 
-    /// The next token, `None` at the end of the text.
+    /// The next token: [`Tok::End`] at the end of the text, [`Tok::Error`]
+    /// with the error kept on a lexing error.
     #[inline(always)]
-    fn next_token(&mut self) -> Result<Option<Token<'a>>, MetadataError> {
-        self.skip_blanks()?;
+    fn next_token(&mut self) -> Token<'a> {
+        if let Err(e) = self.skip_blanks() {
+            return self.fail(e);
+        }
         let bytes = self.text.as_bytes();
         let Some(&c) = bytes.get(self.i) else {
-            return Ok(None);
+            return Token {
+                tok: Tok::End,
+                line: self.line,
+            };
         };
         let line = self.line;
         let start = self.i;
@@ -255,19 +261,28 @@ impl<'a> Lexer<'a> {
             }
             b'0'..=b'9' => {
                 let j = word_end(bytes, start + 1);
-                let v = parse_int(self.text.get(start..j).unwrap_or(""), line)?;
+                let v = match parse_int(self.text.get(start..j).unwrap_or(""), line) {
+                    Ok(v) => v,
+                    Err(e) => return self.fail(e),
+                };
                 self.i = j;
                 Tok::Int(v)
             }
             b'"' => {
-                let (s, next, lines) = lex_quoted(self.text, start + 1, line, b'"')?;
+                let (s, next, lines) = match lex_quoted(self.text, start + 1, line, b'"') {
+                    Ok(r) => r,
+                    Err(e) => return self.fail(e),
+                };
                 self.i = next;
                 self.line += lines;
                 Tok::Str(s)
             }
             b'\'' => {
                 // A character literal: TSDL allows them as integer values.
-                let (s, next, lines) = lex_quoted(self.text, start + 1, line, b'\'')?;
+                let (s, next, lines) = match lex_quoted(self.text, start + 1, line, b'\'') {
+                    Ok(r) => r,
+                    Err(e) => return self.fail(e),
+                };
                 self.i = next;
                 self.line += lines;
                 Tok::Int(s.chars().next().map(u64::from).unwrap_or(0))
@@ -297,7 +312,7 @@ impl<'a> Lexer<'a> {
                     b'-' => (P::Minus, 1),
                     _ => {
                         let ch = self.text[start..].chars().next().unwrap_or('?');
-                        return Err(MetadataError::syntax(
+                        return self.fail(MetadataError::syntax(
                             line,
                             format!("unexpected character {ch:?}"),
                         ));
@@ -307,7 +322,7 @@ impl<'a> Lexer<'a> {
                 Tok::Punct(p)
             }
         };
-        Ok(Some(Token { tok, line }))
+        Token { tok, line }
     }
 }
 
@@ -316,10 +331,19 @@ impl<'a> Lexer<'a> {
 pub(crate) fn tokenize(text: &str) -> Result<Vec<Token<'_>>, MetadataError> {
     let mut lx = Lexer::new(text);
     let mut out = Vec::new();
-    while let Some(t) = lx.next_token()? {
-        out.push(t);
+    loop {
+        let t = lx.next();
+        match t.tok {
+            Tok::End => return Ok(out),
+            Tok::Error => {
+                return Err(lx
+                    .error()
+                    .cloned()
+                    .unwrap_or_else(|| MetadataError::syntax(t.line, "lexing failed")))
+            }
+            _ => out.push(t),
+        }
     }
-    Ok(out)
 }
 
 /// Reads a quoted literal body starting at byte `i` (just after the opening
