@@ -32,11 +32,18 @@ fn testbed_ready() -> bool {
     true
 }
 
-/// Runs `strata vm testbed` with `args` into `dir`; `None` (after one line
-/// saying why) when the guest kernel cannot be downloaded here.
+/// Runs `strata vm testbed` with `args` into `dir`, CPU hogs in small
+/// guests, the host recording what the checks need and little more:
+/// scheduling for cputop, and the write syscalls that carry the sync
+/// probes. `None` (after one line saying why) when the guest kernel cannot
+/// be downloaded here.
 fn testbed(args: &[&str], dir: &Path) -> Option<serde_json::Value> {
     let out = Command::new(STRATA)
-        .args(["vm", "testbed"])
+        .args(["vm", "testbed", "--workload", "cpu", "--memory", "192"])
+        .args([
+            "--host-events",
+            "sched,syscalls:sys_enter_write,syscalls:sys_enter_writev",
+        ])
         .args(args)
         .arg("-o")
         .arg(dir)
@@ -255,23 +262,8 @@ fn two_pinned_guests_share_one_cpu() {
     let _one = ONE_TESTBED.lock().unwrap_or_else(|e| e.into_inner());
     let t0 = Instant::now();
     let dir = tempfile::tempdir().unwrap();
-    // The host records what the checks need and little more: scheduling for
-    // cputop, and the write syscalls that carry the sync probes.
     let Some(manifest) = testbed(
-        &[
-            "--guests",
-            "2",
-            "--pin",
-            "0",
-            "--workload",
-            "cpu",
-            "--duration",
-            "6s",
-            "--memory",
-            "192",
-            "--host-events",
-            "sched,syscalls:sys_enter_write,syscalls:sys_enter_writev",
-        ],
+        &["--guests", "2", "--pin", "0", "--duration", "6s"],
         dir.path(),
     ) else {
         return;
@@ -426,21 +418,7 @@ fn unpinned_guests_barely_preempt_each_other() {
     let _one = ONE_TESTBED.lock().unwrap_or_else(|e| e.into_inner());
     let t0 = Instant::now();
     let dir = tempfile::tempdir().unwrap();
-    let Some(manifest) = testbed(
-        &[
-            "--guests",
-            "2",
-            "--workload",
-            "cpu",
-            "--duration",
-            "6s",
-            "--memory",
-            "192",
-            "--host-events",
-            "sched,syscalls:sys_enter_write,syscalls:sys_enter_writev",
-        ],
-        dir.path(),
-    ) else {
+    let Some(manifest) = testbed(&["--guests", "2", "--duration", "6s"], dir.path()) else {
         return;
     };
     let guests = manifest["guests"].as_array().unwrap();
@@ -568,14 +546,8 @@ fn a_guest_and_its_host_snapshot_the_same_instant() {
         &[
             "--guests",
             "1",
-            "--workload",
-            "cpu",
             "--duration",
             "10s",
-            "--memory",
-            "192",
-            "--host-events",
-            "sched,syscalls:sys_enter_write,syscalls:sys_enter_writev",
             "--flight",
             "--snapshot-after",
             "3s",

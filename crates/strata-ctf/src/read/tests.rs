@@ -245,14 +245,20 @@ fn stream_bytes(ts: &[u64]) -> Vec<u8> {
     data
 }
 
-#[test]
-fn merge_orders_by_time_then_stream_with_few_and_many_streams() {
-    let md = format!(
+/// The metadata of the streams `stream_bytes` builds: one event class
+/// with a `u32` field `i`, a 64-bit timestamp per event.
+fn one_field_metadata() -> String {
+    format!(
         "{HEAD} trace {{ major = 1; minor = 8; byte_order = le; }};
         stream {{ packet.context := struct {{ uint64_t content_size; }};
                  event.header := struct {{ uint64_clock_t timestamp; }}; }};
         event {{ name = e; fields := struct {{ uint32_t i; }}; }};"
-    );
+    )
+}
+
+#[test]
+fn merge_orders_by_time_then_stream_with_few_and_many_streams() {
+    let md = one_field_metadata();
     // Up to 16 streams are merged with a sorted list, more with a loser
     // tree: both sides of the limit.
     for streams in [3usize, 5, 16, 17, 40] {
@@ -314,12 +320,7 @@ fn merge_orders_by_time_then_stream_with_few_and_many_streams() {
 
 #[test]
 fn a_clock_map_moves_one_stream_in_the_merge() {
-    let md = format!(
-        "{HEAD} trace {{ major = 1; minor = 8; byte_order = le; }};
-        stream {{ packet.context := struct {{ uint64_t content_size; }};
-                 event.header := struct {{ uint64_clock_t timestamp; }}; }};
-        event {{ name = e; fields := struct {{ uint32_t i; }}; }};"
-    );
+    let md = one_field_metadata();
     // Stream 0 is a "host" at 100, 200, 300; stream 1 a "guest" whose clock
     // runs 150 behind, so its 10, 60 are host times 160, 210.
     let host = stream_bytes(&[100, 200, 300]);
