@@ -321,11 +321,7 @@ impl LiveHost {
         for g in self.guests.iter_mut().filter(|g| g.sync_dirty) {
             g.sync_dirty = false;
             let Some(r) = g.sync.report() else { continue };
-            g.clock = r.transform();
-            *registry_lock(&g.feed.clock) = Some(g.clock);
-            if let Some(i) = self.vm.find_vm(&g.uuid) {
-                self.vm.set_guest_clock(i, g.clock);
-            }
+            vm_live::set_clock(&mut self.vm, g, r.transform());
             g.sync_report = Some(r);
         }
     }
@@ -453,11 +449,7 @@ impl LiveHost {
         else {
             return false;
         };
-        g.clock = t;
-        *registry_lock(&g.feed.clock) = Some(t);
-        if let Some(i) = self.vm.find_vm(&g.uuid) {
-            self.vm.set_guest_clock(i, t);
-        }
+        vm_live::set_clock(&mut self.vm, g, t);
         true
     }
 

@@ -249,6 +249,16 @@ pub fn release_host_sync(g: &mut GuestLink) {
     }
 }
 
+/// Sets guest `g`'s guest-to-host clock: for its switches, for its VM's
+/// fused view in `model`, and on its feed, for snapshots.
+pub fn set_clock(model: &mut strata_analysis::vm::VmModel, g: &mut GuestLink, t: ClockTransform) {
+    g.clock = t;
+    *lock(&g.feed.clock) = Some(t);
+    if let Some(i) = model.find_vm(&g.uuid) {
+        model.set_guest_clock(i, t);
+    }
+}
+
 /// Applies one guest switch to the fused view of its VM in `model`.
 pub fn apply_guest(model: &mut strata_analysis::vm::VmModel, g: &GuestLink, ev: &LiveEvent) {
     if let Some(vm) = model.find_vm(&g.uuid) {
