@@ -77,7 +77,8 @@ pub struct TestbedArgs {
     /// it records as a light live feed (the stored traces stay the same).
     #[arg(long)]
     flight: bool,
-    /// With --flight: once every guest's workload has run this long, take
+    /// With --flight: once every guest's workload has run this long (and
+    /// the relay synced every guest's clock live, or 5 s more passed), take
     /// one snapshot of the host and every guest through the relay (as
     /// `strata ctl snapshot`), stored under OUTPUT/snapshots/<id>/.
     #[arg(long, value_parser = parse_duration, requires = "flight")]
@@ -89,6 +90,10 @@ pub struct TestbedArgs {
     #[arg(long, hide = true)]
     guest_strata: Option<PathBuf>,
 }
+
+/// How long `--snapshot-after` waits, past its delay, for every guest's
+/// live clock sync.
+const SNAPSHOT_SYNC_WAIT: Duration = Duration::from_secs(5);
 
 /// The session name the relay files everything under.
 pub const SESSION: &str = "testbed";
@@ -356,7 +361,18 @@ pub fn run(args: TestbedArgs) -> anyhow::Result<ExitCode> {
             if snapshot_at.is_none() && consoles.iter().all(|c| c.times.begin_ns.is_some()) {
                 snapshot_at = Some(Instant::now() + after);
             }
-            if snapshot_at.is_some_and(|t| Instant::now() >= t) {
+            // The guests' instants come through their live clock sync:
+            // wait for it (a guest's stream over its serial port can lag),
+            // a while at most.
+            let synced =
+                args.no_host || args.no_probes || records.iter().all(|r| r.live_sync.is_some());
+            let due = snapshot_at.is_some_and(|t| {
+                Instant::now() >= t && (synced || Instant::now() >= t + SNAPSHOT_SYNC_WAIT)
+            });
+            if due {
+                if !synced {
+                    eprintln!("testbed: a guest has no live clock sync yet; its snapshot instant is not converted");
+                }
                 eprintln!("testbed: taking a snapshot of every host");
                 snapshot = Some(snapshot::request(
                     http_addr,
