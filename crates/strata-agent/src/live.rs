@@ -584,6 +584,7 @@ impl LiveSource {
                         &mut senders,
                         metadata,
                         outbox,
+                        false,
                     );
                 }
             }
@@ -617,6 +618,19 @@ impl LiveSource {
             }
         }
         sink_state.seal_all()?;
+        // A stopping agent sends the snapshots still waiting for their
+        // window to close with what it holds, rather than leave the relay
+        // without an answer.
+        if sink_state.flight.is_some() {
+            self.flight_tick(
+                &mut sink_state,
+                &mut pending,
+                &mut senders,
+                metadata,
+                outbox,
+                true,
+            );
+        }
         report.pages = sink_state.pages;
         report.data_bytes = sink_state.data_bytes;
         report.corrupt_pages = sink_state.corrupt;
@@ -646,7 +660,8 @@ impl LiveSource {
     }
 
     /// Prunes the ring (sparing what a waiting snapshot needs) and sends
-    /// the snapshots whose window has closed.
+    /// the snapshots whose window has closed, or all of them when
+    /// `stopping`.
     fn flight_tick(
         &self,
         sink: &mut SinkState<'_>,
@@ -654,6 +669,7 @@ impl LiveSource {
         senders: &mut Vec<std::thread::JoinHandle<()>>,
         metadata: &Arc<Mutex<MetadataState>>,
         outbox: &Outbox,
+        stopping: bool,
     ) {
         let now = self.clock_now();
         let Some(ring) = sink.flight.as_mut() else {
@@ -666,7 +682,7 @@ impl LiveSource {
         while i < pending.len() {
             // The last flush ran just now: every event up to `to` is in
             // the ring once the clock passed it.
-            if pending.get(i).is_some_and(|p| now < p.to) {
+            if !stopping && pending.get(i).is_some_and(|p| now < p.to) {
                 i += 1;
                 continue;
             }

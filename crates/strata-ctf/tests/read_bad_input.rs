@@ -70,10 +70,34 @@ fn packet(first: u32) -> Vec<u8> {
     p
 }
 
-fn trace(name: &str, packets: usize) -> (PathBuf, Vec<u8>) {
-    let d = std::env::temp_dir().join(format!("strata-ctfread-bad-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
+/// A test's trace directory, removed when the test ends (passed or not).
+struct TraceDir(PathBuf);
+
+impl TraceDir {
+    fn new(name: &str) -> TraceDir {
+        let d =
+            std::env::temp_dir().join(format!("strata-ctfread-bad-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        TraceDir(d)
+    }
+}
+
+impl std::ops::Deref for TraceDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TraceDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn trace(name: &str, packets: usize) -> (TraceDir, Vec<u8>) {
+    let d = TraceDir::new(name);
     std::fs::write(d.join("metadata"), METADATA).unwrap();
     let data: Vec<u8> = (0..packets)
         .flat_map(|i| packet(i as u32 * EVENTS))
@@ -137,9 +161,7 @@ fn a_valid_trace_reads() {
 
 #[test]
 fn missing_metadata() {
-    let d = std::env::temp_dir().join(format!("strata-ctfread-bad-{}-nometa", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
+    let d = TraceDir::new("nometa");
     std::fs::write(d.join("chan_0"), packet(0)).unwrap();
     let Err(e) = TraceSet::open(&d, &OpenOptions::default()) else {
         panic!("opened a trace without metadata")

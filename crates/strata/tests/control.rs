@@ -328,6 +328,76 @@ fn find_nanosleep_max(v: &serde_json::Value) -> Option<i64> {
     }
 }
 
+/// A flight agent stopped while a snapshot waits for its window to close
+/// sends what it holds instead of leaving the relay without an answer.
+#[test]
+fn a_stopping_agent_sends_its_waiting_snapshot() {
+    if !common::skip_unless_root_with_tracefs() || !common::have_babeltrace() {
+        return;
+    }
+    let s = Setup::new();
+    let token = api_token(&s);
+    let relay = Relay::start(&s, &["--api-token-file", token.to_str().unwrap()]);
+    let mut agent = Agent::start(
+        relay.ingest,
+        &s,
+        &[
+            "--insecure",
+            "--mode",
+            "flight",
+            "--keep",
+            "5s",
+            "--host-id",
+            "stopping1",
+            "--events",
+            "sched",
+            "--buffer-size",
+            "1M",
+        ],
+    );
+    wait_connected(&relay, "stopping1");
+    std::thread::sleep(Duration::from_millis(500));
+    let ctl_snapshot = Command::new(STRATA)
+        .args(["ctl", "--relay", &format!("http://{}", relay.http)])
+        .arg("--token-file")
+        .arg(&token)
+        .args(["--json", "snapshot", "--host", "stopping1"])
+        .args(["--before", "2s", "--after", "40s"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("strata ctl runs");
+    // Long before its window closes, the agent is told to stop.
+    std::thread::sleep(Duration::from_millis(1500));
+    let stopped = Instant::now();
+    stop_agent(&mut agent);
+    let out = ctl_snapshot.wait_with_output().expect("strata ctl ends");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        out.status.success(),
+        "ctl snapshot failed: {stderr}\nagent: {}",
+        agent.log()
+    );
+    assert!(
+        stopped.elapsed() < Duration::from_secs(20),
+        "the answer came {:?} after the agent stopped",
+        stopped.elapsed()
+    );
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("snapshot JSON");
+    let part = &report["hosts"][0];
+    assert_eq!(part["ok"], true, "{stdout}");
+    let path = PathBuf::from(part["path"].as_str().expect("path"));
+    let events = common::babeltrace_events(&path);
+    assert!(
+        events.iter().any(|e| e.name == "sched_switch"),
+        "the snapshot holds no sched_switch ({} events)",
+        events.len()
+    );
+}
+
 #[test]
 fn events_enabled_for_two_seconds_then_revert() {
     if !common::skip_unless_root_with_tracefs() || !common::have_babeltrace() {
