@@ -65,13 +65,18 @@ pub struct ProbeStats {
     /// Times the pairs were thrown away and the offset guessed again,
     /// after refusals showed the guess wrong.
     pub resets: u64,
+    /// Offset guesses made (each tries many candidate pairs).
+    pub guesses: u64,
 }
 
 /// Unpaired events kept per side: enough for the two traces to be read
 /// seconds apart in time order before their clocks are synced.
 const PENDING_MAX: usize = 1024;
 /// Events of a side waited for before guessing the clocks' offset.
-const LOCK_AFTER: usize = 8;
+const LOCK_AFTER: u64 = 8;
+/// Once past 256 events queued, the offset is guessed again after every
+/// this many more.
+const GUESS_EVERY: u64 = 256;
 /// Pairs the guessed offset must make to be believed: with a few hundred
 /// guesses tried, fewer could come from chance.
 const LOCK_MIN_PAIRS: usize = 8;
@@ -133,6 +138,10 @@ pub struct ProbeSync {
     fresh: Vec<(GuestProbe, u64)>,
     /// Pairs refused since the last one made.
     refused_in_a_row: u32,
+    /// Events queued since the offset was last unknown, and the count at
+    /// which the next guess is made.
+    queued: u64,
+    next_guess: u64,
 }
 
 impl ProbeSync {
@@ -154,6 +163,8 @@ impl ProbeSync {
             dead: false,
             fresh: Vec::new(),
             refused_in_a_row: 0,
+            queued: 0,
+            next_guess: LOCK_AFTER,
         }
     }
 
@@ -189,14 +200,7 @@ impl ProbeSync {
             }
         }
         push_bounded(&mut self.guest, g);
-        if self.offset.is_none() {
-            let n = self.guest.len();
-            // Retried at 8, 16, 32, ... pending probes, then every 256: a
-            // guess costs O(CANDIDATES · pending²).
-            if n >= LOCK_AFTER && (n.is_power_of_two() || n.is_multiple_of(256)) {
-                self.try_lock();
-            }
-        }
+        self.queued_one();
     }
 
     /// A host probe event (the port write as the host saw it), host clock.
@@ -228,12 +232,25 @@ impl ProbeSync {
             }
         }
         push_bounded(&mut self.host, t);
-        if self.offset.is_none() {
-            // The host side may come last (a guest clock read ahead).
-            let n = self.host.len();
-            if n >= LOCK_AFTER && (n.is_power_of_two() || n.is_multiple_of(256)) {
-                self.try_lock();
-            }
+        self.queued_one();
+    }
+
+    /// Counts an event queued while the offset is unknown, and guesses it
+    /// after 8, 16, 32, ... 256 of them, then after every 256 more: a
+    /// guess costs O(CANDIDATES · pending²), and counting queue lengths
+    /// instead would guess on every event once a queue is full.
+    fn queued_one(&mut self) {
+        if self.offset.is_some() {
+            return;
+        }
+        self.queued += 1;
+        if self.queued >= self.next_guess {
+            self.next_guess = if self.next_guess < GUESS_EVERY {
+                self.next_guess * 2
+            } else {
+                self.next_guess + GUESS_EVERY
+            };
+            self.try_lock();
         }
     }
 
@@ -281,6 +298,8 @@ impl ProbeSync {
         self.refused_in_a_row = 0;
         self.stats.paired = 0;
         self.stats.resets += 1;
+        self.queued = 0;
+        self.next_guess = LOCK_AFTER;
     }
 
     /// Guesses the offset: each of a few pending host events, spread over
@@ -291,22 +310,60 @@ impl ProbeSync {
     /// chance coincidences and a comb of regular probes one gap off are
     /// not believed. Then pairs what it can.
     fn try_lock(&mut self) {
+        self.stats.guesses += 1;
+        if self.guest.len().min(self.host.len()) < LOCK_MIN_PAIRS {
+            return;
+        }
         let narrow = self.window / NARROW_DIVISOR;
         let step = self.host.len().div_ceil(CANDIDATES).max(1);
-        // (pairs, spread, offset, tolerance) per guess.
-        let mut guesses: Vec<(usize, u128, i128, u64)> = Vec::new();
-        for &h in self.host.iter().step_by(step) {
+        // Every (candidate host event, narrow probe) gives an offset; the
+        // right one comes from most candidates, a wrong one by chance. Only
+        // offsets that two candidates agree on are worth counting the pairs
+        // of, at O(pending) each.
+        let mut offsets: Vec<(i128, usize, Lock)> = Vec::new();
+        for (c, &h) in self.host.iter().step_by(step).enumerate() {
             for g in self.guest.iter().filter(|g| g.span() <= narrow) {
-                let off = i128::from(h) - g.mid();
                 let lock = Lock {
-                    off,
+                    off: i128::from(h) - g.mid(),
                     mid: g.mid(),
                     slack: g.span() / 2 + LOCK_SLACK,
                 };
-                let (n, spread) = count_pairs(&self.guest, &self.host, lock);
-                guesses.push((n, spread, off, lock.slack));
+                offsets.push((lock.off, c, lock));
             }
         }
+        offsets.sort_unstable_by_key(|o| o.0);
+        let guest_span = match (self.guest.front(), self.guest.back()) {
+            (Some(a), Some(b)) => (b.mid() - a.mid()).unsigned_abs(),
+            _ => 0,
+        };
+        let reach = 2 * i128::from(narrow / 2 + LOCK_SLACK)
+            + (guest_span * u128::from(LOCK_DRIFT_PPM) / 1_000_000) as i128;
+        let mut agreed = vec![false; offsets.len()];
+        for i in 0..offsets.len() {
+            let (off, c, lock) = offsets[i];
+            for j in i + 1..offsets.len() {
+                let (other, d, other_lock) = offsets[j];
+                if other - off > reach {
+                    break;
+                }
+                let close = (other - off).unsigned_abs()
+                    <= lock.tolerance(other_lock.mid) + u128::from(other_lock.slack);
+                if d != c && close {
+                    agreed[i] = true;
+                    agreed[j] = true;
+                }
+            }
+        }
+        // (pairs, spread, offset, tolerance) per guess.
+        let guesses: Vec<(usize, u128, i128, u64)> = offsets
+            .iter()
+            .zip(&agreed)
+            .filter(|(_, &a)| a)
+            .map(|(&(off, _, lock), _)| {
+                let (n, spread) = count_pairs(&self.guest, &self.host, lock);
+                (n, spread, off, lock.slack)
+            })
+            .collect();
         let Some(&(n, _, off, slack)) = guesses
             .iter()
             .max_by_key(|&&(n, spread, _, _)| (n, std::cmp::Reverse(spread)))
@@ -670,6 +727,35 @@ mod tests {
         }
         assert!(s.is_dead());
         assert!(s.estimate().is_err());
+    }
+
+    /// A source that never pairs (here: another descriptor's rare writes)
+    /// keeps its queues full; the offset is guessed again only every 256
+    /// events, not on each one (a guess there costs millions of steps:
+    /// guessing per event stalled a relay's ingest for a minute).
+    #[test]
+    fn full_queues_are_not_guessed_on_every_event() {
+        let mut s = ProbeSync::new(1_000_000);
+        let mut rand = xorshift(7);
+        let (mut g, mut h) = (1_000_000_000u64, 9_000_000_000_000u64);
+        let n = 5_000u64;
+        for i in 0..n {
+            g += 5_000_000 + rand(3_000_000);
+            s.guest_probe(g, g + 10_000);
+            if i % 3 == 0 {
+                h += 13_000_000 + rand(9_000_000);
+                s.host_probe(h);
+            }
+        }
+        let st = s.stats();
+        assert_eq!(st.paired, 0, "{st:?}");
+        assert!(!s.is_dead());
+        let events = st.guest + st.host;
+        assert!(
+            st.guesses <= 6 + events / 256,
+            "{} guesses for {events} events",
+            st.guesses
+        );
     }
 
     #[test]
