@@ -536,9 +536,6 @@ fn unpinned_guests_barely_preempt_each_other() {
 /// from the probes inside the two snapshot traces, and maps the guest's
 /// instant back onto the host's within the two syncs' bounds.
 #[test]
-#[ignore = "flaky, an open bug of issue 6: in about 1 of 3 runs the guest has no live clock sync 8 s into \
-            its workload, or the host's flight agent does not answer its snapshot within 60 s; run it by \
-            hand with --ignored"]
 fn a_guest_and_its_host_snapshot_the_same_instant() {
     if !testbed_ready() {
         return;
