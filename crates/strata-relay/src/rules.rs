@@ -384,10 +384,14 @@ impl RulesRuntime {
         {
             let mut engine = lock(&self.engine);
             for entry in registry.hosts() {
-                let (host, up) = {
+                let (host, up, session) = {
                     let st = lock(&entry.status);
-                    (st.host.clone(), st.state == "connected")
+                    (st.host.clone(), st.state == "connected", st.session.clone())
                 };
+                // Rules watch what happens now, not a snapshot's history.
+                if registry.control_state.is_snapshot(&session) {
+                    continue;
+                }
                 if up {
                     connected.push(host.clone());
                 }

@@ -196,6 +196,17 @@ fn flight_snapshot_holds_a_50ms_sleep() {
         paths[1].parent().and_then(Path::parent),
         "one snapshot id for both hosts"
     );
+    // The host's live view stays its live session's, not the snapshot's
+    // (history, connected later).
+    let cpus = relay.json("/api/hosts/flight2/cpus");
+    assert!(
+        !cpus["session"]
+            .as_str()
+            .unwrap_or("snap-")
+            .starts_with("snap-"),
+        "the live view shows {}",
+        cpus["session"]
+    );
     let (ok, sessions, err) = ctl(&relay, Some(&token), &["sessions"]);
     assert!(ok, "{err}");
     assert!(

@@ -163,8 +163,16 @@ fn per_host<T: Serialize>(
     f: impl FnOnce(&crate::analysis::LiveHost, usize) -> T,
 ) -> Response {
     let mut found = s.registry.find(host, q.session.as_deref());
-    // The most recently connected session first.
-    found.sort_by_key(|e| std::cmp::Reverse(lock(&e.status).connected_since_ms));
+    // The most recently connected session first, a snapshot's (history)
+    // only when asked for by name.
+    found.sort_by_cached_key(|e| {
+        let (session, since) = {
+            let st = lock(&e.status);
+            (st.session.clone(), st.connected_since_ms)
+        };
+        let snapshot = s.registry.control_state.is_snapshot(&session);
+        (snapshot, std::cmp::Reverse(since))
+    });
     let Some(e) = found.first() else {
         return not_found(format!("no host {host:?} is known to this relay"));
     };

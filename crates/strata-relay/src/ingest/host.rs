@@ -358,7 +358,11 @@ impl HostIngest {
             if let (Some(l), Some(h)) = (live.as_mut(), self.vm_hints.clone()) {
                 l.set_vm_hints(h);
             }
-            if let (Some(l), Some(uuid)) = (live.as_mut(), self.hello.host.vm_uuid.as_deref()) {
+            // A snapshot is history: its guest events must not reach the
+            // live view of the guest's VM, nor its clock sync.
+            let snapshot = self.is_snapshot();
+            let guest = self.hello.host.vm_uuid.as_deref().filter(|_| !snapshot);
+            if let (Some(l), Some(uuid)) = (live.as_mut(), guest) {
                 // The same guest's feed is kept across reconnections, so
                 // its host's pairing stays.
                 let uuid = uuid.to_ascii_lowercase();
@@ -381,6 +385,11 @@ impl HostIngest {
         self.source = Some(source);
         self.publish(false);
         Ok(())
+    }
+
+    /// Whether this connection carries a snapshot the relay asked for.
+    fn is_snapshot(&self) -> bool {
+        self.registry.control_state.is_snapshot(&self.hello.session)
     }
 
     fn data(&mut self, msg: &Message<'_>) -> Result<(), IngestError> {
@@ -612,9 +621,12 @@ impl HostIngest {
         // second (at the default commit interval), which bounds them by
         // the threads that ran recently.
         if self.commits.is_multiple_of(10) {
+            let snapshot = self.is_snapshot();
             if let Some(live) = lock(&self.entry.live).as_mut() {
                 live.prune();
-                live.pair_guests(&self.registry.guest_feeds);
+                if !snapshot {
+                    live.pair_guests(&self.registry.guest_feeds);
+                }
             }
         }
         self.publish(false);
