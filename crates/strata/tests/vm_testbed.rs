@@ -591,9 +591,16 @@ fn a_guest_and_its_host_snapshot_the_same_instant() {
     let offset = sync["offset_ns"].as_i64().unwrap();
     let slope = sync["slope"].as_f64().unwrap();
     let mapped = at_guest + offset + ((at_guest - anchor) as f64 * (slope - 1.0)).round() as i64;
-    let live_bound = manifest["guests"][0]["live_sync"]["bound_ns"]
+    let live = &manifest["guests"][0]["live_sync"];
+    let live_bound = live["bound_ns"]
         .as_f64()
         .unwrap_or_else(|| panic!("no live sync: {}", manifest["guests"][0]));
+    // The live sync (the testbed's last look at the live session) went on
+    // past the snapshot, pairing more probes than the snapshot holds.
+    assert!(
+        live["paired"].as_u64().unwrap_or(0) > sync["guest_probes"].as_u64().unwrap_or(0),
+        "the live sync paired fewer probes than the snapshot holds: {live}"
+    );
     let bounds = sync["bound_ns"].as_f64().unwrap() + live_bound;
     let diff = (mapped - at_host).abs();
     assert!(
