@@ -4,6 +4,7 @@
 mod lexer;
 pub mod model;
 mod parser;
+mod skip;
 
 pub use model::*;
 
@@ -152,6 +153,99 @@ pub fn parse(bytes: &[u8]) -> Result<Metadata, MetadataError> {
 /// Parses TSDL text into [`Metadata`].
 pub fn parse_text(text: &str) -> Result<Metadata, MetadataError> {
     parser::Parser::new(text).parse()
+}
+
+/// Parses metadata bytes (plain or packetized) like [`parse`], except the
+/// types of most event blocks (`context`, `fields`), which are only
+/// delimited: their events have `None` there, and [`LazyTypes`] parses
+/// them on demand. Errors inside those types surface then, not here.
+pub(crate) fn parse_lazy(bytes: &[u8]) -> Result<(Metadata, LazyTypes), MetadataError> {
+    let text = match metadata_bytes(bytes)? {
+        Cow::Owned(v) => String::from_utf8(v)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+        Cow::Borrowed(b) => String::from_utf8_lossy(b).into_owned(),
+    };
+    let (md, top, deferred, ints) = parser::Parser::new(&text).parse_lazy()?;
+    Ok((
+        md,
+        LazyTypes {
+            text,
+            top,
+            deferred,
+            ints: std::sync::Mutex::new(ints),
+        },
+    ))
+}
+
+/// The event types [`parse_lazy`] left unparsed, and what parsing them
+/// needs: the TSDL text and the type names of its top level.
+pub(crate) struct LazyTypes {
+    text: String,
+    top: parser::Scope,
+    /// In text order, hence by event.
+    deferred: Vec<parser::Deferred>,
+    /// Integer bodies parsed so far: LTTng spells out the same few in
+    /// every event, so each class need not parse them again.
+    ints: std::sync::Mutex<Vec<parser::IntEntry>>,
+}
+
+impl std::fmt::Debug for LazyTypes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LazyTypes")
+            .field("text_bytes", &self.text.len())
+            .field("deferred", &self.deferred.len())
+            .finish()
+    }
+}
+
+/// An event's `context` and `fields` types.
+pub(crate) type EventTypes = (Option<Type>, Option<Type>);
+
+impl LazyTypes {
+    /// The deferred entries of event `event` (an index into
+    /// [`Metadata::events`]).
+    fn of(&self, event: usize) -> &[parser::Deferred] {
+        let lo = self
+            .deferred
+            .partition_point(|d| (d.event as usize) < event);
+        let n = self.deferred[lo..]
+            .iter()
+            .take_while(|d| d.event as usize == event)
+            .count();
+        &self.deferred[lo..lo + n]
+    }
+
+    /// Whether the types of event `event` wait here rather than in its
+    /// declaration.
+    pub(crate) fn is_deferred(&self, event: usize) -> bool {
+        !self.of(event).is_empty()
+    }
+
+    /// Parses the deferred types of event `event`, in the order written
+    /// (a later `fields` replaces an earlier one, as in [`parse`]). Errors
+    /// are those [`parse`] would have given for them, with their line.
+    pub(crate) fn event_types(&self, event: usize) -> Result<EventTypes, MetadataError> {
+        let items = self.of(event);
+        // A poisoned lock only means another parse panicked: the cache is
+        // still a valid list.
+        let mut ints = self.ints.lock().unwrap_or_else(|e| e.into_inner());
+        let (types, _) = parser::parse_deferred(
+            &self.text,
+            &self.top,
+            items.iter().map(|d| (d.key.text(), d.pos, d.line)),
+            Some(&mut ints),
+        )?;
+        drop(ints);
+        let (mut context, mut fields) = (None, None);
+        for (d, t) in items.iter().zip(types) {
+            match d.key {
+                parser::TypeKey::Context => context = Some(t),
+                parser::TypeKey::Fields => fields = Some(t),
+                parser::TypeKey::Other(_) => {}
+            }
+        }
+        Ok((context, fields))
+    }
 }
 
 #[cfg(test)]
