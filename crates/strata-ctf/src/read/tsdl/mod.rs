@@ -166,12 +166,22 @@ pub(crate) fn parse_lazy(bytes: &[u8]) -> Result<(Metadata, LazyTypes), Metadata
         Cow::Borrowed(b) => String::from_utf8_lossy(b).into_owned(),
     };
     let (md, top, deferred, ints) = parser::Parser::new(&text).parse_lazy()?;
+    // Where each event's entries start, and one past the last event.
+    let mut starts = Vec::with_capacity(md.events.len() + 1);
+    let mut at = 0;
+    for e in 0..=md.events.len() {
+        while deferred.get(at).is_some_and(|d| (d.event as usize) < e) {
+            at += 1;
+        }
+        starts.push(at as u32);
+    }
     Ok((
         md,
         LazyTypes {
             text,
             top,
             deferred,
+            starts,
             ints: std::sync::Mutex::new(ints),
         },
     ))
@@ -184,9 +194,11 @@ pub(crate) struct LazyTypes {
     top: parser::Scope,
     /// In text order, hence by event.
     deferred: Vec<parser::Deferred>,
+    /// Index in `deferred` of each event's first entry, and its end last.
+    starts: Vec<u32>,
     /// Integer bodies parsed so far: LTTng spells out the same few in
     /// every event, so each class need not parse them again.
-    ints: std::sync::Mutex<Vec<parser::IntEntry>>,
+    ints: std::sync::Mutex<parser::SharedInts>,
 }
 
 impl std::fmt::Debug for LazyTypes {
@@ -205,14 +217,10 @@ impl LazyTypes {
     /// The deferred entries of event `event` (an index into
     /// [`Metadata::events`]).
     fn of(&self, event: usize) -> &[parser::Deferred] {
-        let lo = self
-            .deferred
-            .partition_point(|d| (d.event as usize) < event);
-        let n = self.deferred[lo..]
-            .iter()
-            .take_while(|d| d.event as usize == event)
-            .count();
-        &self.deferred[lo..lo + n]
+        match (self.starts.get(event), self.starts.get(event + 1)) {
+            (Some(&a), Some(&b)) => self.deferred.get(a as usize..b as usize).unwrap_or(&[]),
+            _ => &[],
+        }
     }
 
     /// Whether the types of event `event` wait here rather than in its

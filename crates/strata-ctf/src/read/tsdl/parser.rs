@@ -45,7 +45,7 @@ impl Hasher for Fnv {
 /// are whole `{ ... }` bodies (about 60 bytes): FNV's byte-at-a-time loop
 /// cost more than the parse it saves. Same trust argument as [`Fnv`].
 #[derive(Default)]
-struct WordHash(u64);
+pub(crate) struct WordHash(u64);
 
 impl Hasher for WordHash {
     fn finish(&self) -> u64 {
@@ -90,10 +90,12 @@ enum Val<'a> {
 enum Rhs<'a> {
     Val(Val<'a>),
     Type(Type),
-    /// An event's type, not parsed yet: it starts at byte `pos`, on `line`.
+    /// An event's type, not parsed yet: it starts at byte `pos`, on `line`,
+    /// and its `;` is at byte `end`.
     Deferred {
         pos: u32,
         line: u32,
+        end: u32,
     },
 }
 
@@ -134,6 +136,8 @@ pub(crate) struct Deferred {
     /// Byte offset of the text right after `:=`, and its line.
     pub pos: u32,
     pub line: u32,
+    /// Byte offset of the `;` after it.
+    pub end: u32,
 }
 
 /// One `key = value;` or `key := type;` entry of a block, with its line.
@@ -173,6 +177,9 @@ pub(crate) struct Parser<'a> {
     /// Integer types by the text of their body: LTTng metadata spells out
     /// thousands of identical `integer { ... }` fields.
     int_cache: HashMap<&'a str, (IntType, u32), BuildHasherDefault<WordHash>>,
+    /// Used instead of `int_cache` when given: parsing deferred types, one
+    /// class at a time, shares one cache.
+    shared_ints: Option<&'a mut SharedInts>,
 }
 
 const TYPE_KEYWORDS: &[&str] = &[
@@ -213,6 +220,7 @@ impl<'a> Parser<'a> {
             fields: Vec::new(),
             entries: Vec::new(),
             int_cache: HashMap::default(),
+            shared_ints: None,
         }
     }
 
@@ -234,7 +242,12 @@ impl<'a> Parser<'a> {
     pub(crate) fn parse_lazy(mut self) -> Result<Lazy, MetadataError> {
         self.lazy = self.text.len() < u32::MAX as usize;
         self.parse_all()?;
-        let ints = self.ints();
+        self.undefer_named()?;
+        let ints = self
+            .int_cache
+            .iter()
+            .map(|(b, v)| (Box::from(*b), v.clone()))
+            .collect();
         let top = self.scopes.drain(..).next().unwrap_or_default();
         Ok((self.md, top, self.deferred, ints))
     }
@@ -257,10 +270,18 @@ impl<'a> Parser<'a> {
         self.cur = self.lex.next();
     }
 
-    /// Parses every type deferred so far into its event: the top-level
-    /// scope is about to change.
-    fn flush_deferred(&mut self) -> Result<(), MetadataError> {
-        let deferred = std::mem::take(&mut self.deferred);
+    /// Parses every type deferred so far into its event (or those of the
+    /// events in `only`, sorted): the top-level scope is about to change,
+    /// or they name a type that refers to other fields.
+    fn flush_deferred(&mut self, only: Option<&[u32]>) -> Result<(), MetadataError> {
+        let mut deferred = std::mem::take(&mut self.deferred);
+        if let Some(only) = only {
+            let (now, later) = deferred
+                .into_iter()
+                .partition(|d| only.binary_search(&d.event).is_ok());
+            self.deferred = later;
+            deferred = now;
+        }
         let Some(top) = self.scopes.first() else {
             return Ok(());
         };
@@ -289,6 +310,34 @@ impl<'a> Parser<'a> {
         Ok(())
     }
 
+    /// Parses now the deferred types that mention a top-level type with a
+    /// sequence or variant ([`Parser::note_decl`]): one search of the text
+    /// per such name rather than one per type. Every type still deferred
+    /// comes after the last top-level declaration, so these are all the
+    /// names it can see.
+    fn undefer_named(&mut self) -> Result<(), MetadataError> {
+        if self.top_refers.is_empty() || self.deferred.is_empty() {
+            return Ok(());
+        }
+        let mut hit = Vec::new();
+        for (_, f) in &self.top_refers {
+            for p in f.find_iter(self.text.as_bytes()) {
+                let k = self.deferred.partition_point(|d| d.pos as usize <= p);
+                if let Some(d) = k.checked_sub(1).and_then(|k| self.deferred.get(k)) {
+                    if p < d.end as usize {
+                        hit.push(d.event);
+                    }
+                }
+            }
+        }
+        if hit.is_empty() {
+            return Ok(());
+        }
+        hit.sort_unstable();
+        hit.dedup();
+        self.flush_deferred(Some(&hit))
+    }
+
     /// Parses the deferred entries of the block being read, in place: the
     /// block is about to declare a type name, or has a type the scan could
     /// not delimit. Named structs they declare go into the block's scope.
@@ -299,7 +348,7 @@ impl<'a> Parser<'a> {
         let items: Vec<(&str, u32, u32)> = entries
             .iter()
             .filter_map(|(k, r, _)| match r {
-                Rhs::Deferred { pos, line } => Some((&**k, *pos, *line)),
+                Rhs::Deferred { pos, line, .. } => Some((&**k, *pos, *line)),
                 _ => None,
             })
             .collect();
@@ -448,7 +497,10 @@ impl<'a> Parser<'a> {
     }
     /// Notes a type name about to be declared in the current scope: at
     /// the top level, one whose type has a sequence or variant makes the
-    /// event types that mention it parse at once (see [`defer_ok`]).
+    /// event types that mention it parse at once (see
+    /// [`Parser::undefer_named`]): references (sequence lengths, variant
+    /// tags) may reach into the stream's scopes, whose registers are set
+    /// when the trace is opened, so classes with them are compiled then.
     fn note_decl(&mut self, name: &str, t: Option<&Type>) {
         if self.scopes.len() == 1 && self.base.is_none() && t.is_none_or(refers) {
             for w in name.split(' ') {
@@ -484,7 +536,7 @@ impl<'a> Parser<'a> {
             }
         }
         if !self.deferred.is_empty() {
-            self.flush_deferred()?;
+            self.flush_deferred(None)?;
         }
         self.declaration(false)
     }
@@ -726,7 +778,11 @@ impl<'a> Parser<'a> {
         };
         // A cached body passed the test below when it was stored, and its
         // line count was taken then.
-        if let Some((t, lines)) = self.int_cache.get(b) {
+        let cached = match &self.shared_ints {
+            Some(m) => m.get(b),
+            None => self.int_cache.get(b),
+        };
+        if let Some((t, lines)) = cached {
             let t = t.clone();
             self.lex.skip_counted(b.len() + 1, *lines);
             self.last_line = self.lex.line();
@@ -736,7 +792,14 @@ impl<'a> Parser<'a> {
         let t = self.integer_body_parsed()?;
         if memchr::memchr3(b'"', b'\'', b'/', b.as_bytes()).is_none() {
             let lines = memchr::memchr_iter(b'\n', b.as_bytes()).count() as u32;
-            self.int_cache.insert(b, (t.clone(), lines));
+            match &mut self.shared_ints {
+                Some(m) => {
+                    m.insert(b.into(), (t.clone(), lines));
+                }
+                None => {
+                    self.int_cache.insert(b, (t.clone(), lines));
+                }
+            }
         }
         Ok(t)
     }
@@ -1077,10 +1140,7 @@ impl<'a> Parser<'a> {
                     let span = (defer && self.next.is_none())
                         .then(|| super::skip::type_span(self.text.as_bytes(), pos))
                         .flatten()
-                        .filter(|t| {
-                            !t.refers
-                                && defer_ok(&self.text.as_bytes()[pos..t.end], &self.top_refers)
-                        });
+                        .filter(|t| !t.refers);
                     match span {
                         Some(super::skip::TypeSpan { end, lines, .. }) => {
                             self.lex.skip_counted(end - pos, lines);
@@ -1088,6 +1148,7 @@ impl<'a> Parser<'a> {
                             Rhs::Deferred {
                                 pos: pos as u32,
                                 line: at,
+                                end: end as u32,
                             }
                         }
                         None => {
@@ -1139,22 +1200,21 @@ impl<'a> Parser<'a> {
         ) {
             return Ok(false);
         }
-        let names = &self.top_refers;
-        let Some(ev) =
-            super::skip::event_block(self.text, self.lex.pos(), self.lex.line(), |span| {
-                defer_ok(span, names)
-            })
-        else {
+        let (pos, line) = (self.lex.pos(), self.lex.line());
+        let fast = super::skip::lttng_event_block(self.text, pos, line)
+            .or_else(|| super::skip::event_block(self.text, pos, line));
+        let Some(ev) = fast else {
             return Ok(false);
         };
         let event = u32::try_from(self.md.events.len())
             .map_err(|_| MetadataError::syntax(self.line(), "more than 2^32 event blocks"))?;
-        for &(key, pos, line) in &ev.types {
+        for &(key, pos, line, end) in &ev.types[..ev.ntypes] {
             self.deferred.push(Deferred {
                 event,
                 key: TypeKey::new(key),
                 pos,
                 line,
+                end,
             });
         }
         self.md.events.push(EventDecl {
@@ -1289,7 +1349,7 @@ impl<'a> Parser<'a> {
                 ("loglevel", Rhs::Val(v)) => e.loglevel = Some(sint(&v, line, "loglevel")?),
                 ("context", Rhs::Type(t)) => e.context = Some(t),
                 ("fields", Rhs::Type(t)) => e.fields = Some(t),
-                (k, Rhs::Deferred { pos, line }) => {
+                (k, Rhs::Deferred { pos, line, end }) => {
                     let event = u32::try_from(self.md.events.len())
                         .map_err(|_| MetadataError::syntax(line, "more than 2^32 event blocks"))?;
                     self.deferred.push(Deferred {
@@ -1297,6 +1357,7 @@ impl<'a> Parser<'a> {
                         key: TypeKey::new(k),
                         pos,
                         line,
+                        end,
                     })
                 }
                 _ => {}
@@ -1317,31 +1378,15 @@ impl<'a> Parser<'a> {
 /// with `base` as the top level. Returns them and the block's scope
 /// (named structs they declared).
 ///
-/// `ints` is the integer-body cache (by position), used and grown when
-/// given.
+/// `ints` is the integer-body cache, used and grown when given.
 pub(crate) fn parse_deferred<'b, 'k>(
     text: &'b str,
     base: &'b Scope,
     items: impl IntoIterator<Item = (&'k str, u32, u32)>,
-    ints: Option<&mut Vec<IntEntry>>,
+    ints: Option<&'b mut SharedInts>,
 ) -> Result<(Vec<Type>, Scope), MetadataError> {
     let mut p = Parser::at(text, 0, 1, Some(base));
-    if let Some(ints) = ints {
-        p.seed_ints(ints);
-        let seeded = p.int_cache.len();
-        let r = parse_items(&mut p, items);
-        if p.int_cache.len() > seeded {
-            *ints = p.ints();
-        }
-        return r;
-    }
-    parse_items(&mut p, items)
-}
-
-fn parse_items<'b, 'k>(
-    p: &mut Parser<'b>,
-    items: impl IntoIterator<Item = (&'k str, u32, u32)>,
-) -> Result<(Vec<Type>, Scope), MetadataError> {
+    p.shared_ints = ints;
     let mut out = Vec::new();
     for (key, pos, line) in items {
         p.seek(pos as usize, line);
@@ -1355,47 +1400,11 @@ fn parse_items<'b, 'k>(
 }
 
 /// What [`Parser::parse_lazy`] gives.
-pub(crate) type Lazy = (Metadata, Scope, Vec<Deferred>, Vec<IntEntry>);
+pub(crate) type Lazy = (Metadata, Scope, Vec<Deferred>, SharedInts);
 
-/// Whether an event type (its text, which [`super::skip::type_span`] found
-/// refers to nothing by itself) can wait for its class's first use: when it
-/// mentions none of the `names` of top-level types with a sequence or
-/// variant ([`Parser::note_decl`]). References (sequence lengths, variant
-/// tags) may reach into the stream's scopes, whose registers are set when
-/// the trace is opened, so classes with them are parsed and compiled then.
-fn defer_ok(span: &[u8], names: &[(Box<str>, memchr::memmem::Finder<'static>)]) -> bool {
-    names.iter().all(|(_, f)| f.find(span).is_none())
-}
-
-/// A cached integer body: where it is in the text, its length, its type
-/// and its line count (what [`Parser::int_cache`] holds, by position).
-pub(crate) type IntEntry = (u32, u32, IntType, u32);
-
-impl<'a> Parser<'a> {
-    /// Fills the integer-body cache from `ints`, positions in the text.
-    fn seed_ints(&mut self, ints: &[IntEntry]) {
-        for (pos, len, t, lines) in ints {
-            if let Some(b) = self.text.get(*pos as usize..(*pos + *len) as usize) {
-                self.int_cache.insert(b, (t.clone(), *lines));
-            }
-        }
-    }
-    /// The integer-body cache, by position in the text.
-    fn ints(&self) -> Vec<IntEntry> {
-        let base = self.text.as_ptr() as usize;
-        self.int_cache
-            .iter()
-            .map(|(b, (t, lines))| {
-                (
-                    (b.as_ptr() as usize - base) as u32,
-                    b.len() as u32,
-                    t.clone(),
-                    *lines,
-                )
-            })
-            .collect()
-    }
-}
+/// Integer types by the text of their body, owned: the cache kept with
+/// deferred event types for parsing them later.
+pub(crate) type SharedInts = HashMap<Box<str>, (IntType, u32), BuildHasherDefault<WordHash>>;
 
 /// Whether a type holds a sequence or a variant.
 fn refers(t: &Type) -> bool {
