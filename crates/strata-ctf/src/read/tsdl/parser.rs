@@ -190,6 +190,8 @@ const TYPE_KEYWORDS: &[&str] = &[
     "variant",
     "enum",
 ];
+/// What separates LTTng's event blocks, up to the next one's `{`.
+const NEXT_EVENT: &[u8] = b"\n\nevent {";
 const BLOCKS: &[&str] = &["trace", "env", "clock", "stream", "event", "callsite"];
 
 impl<'a> Parser<'a> {
@@ -1200,33 +1202,49 @@ impl<'a> Parser<'a> {
         ) {
             return Ok(false);
         }
-        let (pos, line) = (self.lex.pos(), self.lex.line());
-        let fast = super::skip::lttng_event_block(self.text, pos, line)
-            .or_else(|| super::skip::event_block(self.text, pos, line));
-        let Some(ev) = fast else {
-            return Ok(false);
-        };
-        let event = u32::try_from(self.md.events.len())
-            .map_err(|_| MetadataError::syntax(self.line(), "more than 2^32 event blocks"))?;
-        for &(key, pos, line, end) in &ev.types[..ev.ntypes] {
-            self.deferred.push(Deferred {
-                event,
-                key: TypeKey::new(key),
-                pos,
-                line,
-                end,
+        let (mut pos, mut line) = (self.lex.pos(), self.lex.line());
+        let mut first = true;
+        loop {
+            let fast = super::skip::lttng_event_block(self.text, pos, line)
+                .or_else(|| super::skip::event_block(self.text, pos, line));
+            let Some(ev) = fast else {
+                if first {
+                    return Ok(false);
+                }
+                // The lexer takes over at this block's `event`.
+                self.seek(pos - NEXT_EVENT.len() + 2, line);
+                return Ok(true);
+            };
+            first = false;
+            let event = u32::try_from(self.md.events.len())
+                .map_err(|_| MetadataError::syntax(line, "more than 2^32 event blocks"))?;
+            for &(key, pos, line, end) in &ev.types[..ev.ntypes] {
+                self.deferred.push(Deferred {
+                    event,
+                    key: TypeKey::new(key),
+                    pos,
+                    line,
+                    end,
+                });
+            }
+            self.md.events.push(EventDecl {
+                name: ev.name.to_string(),
+                id: ev.id,
+                stream_id: ev.stream_id,
+                loglevel: ev.loglevel,
+                context: None,
+                fields: None,
             });
+            // LTTng puts one blank line between blocks: the next one is
+            // read here too, without a round through the lexer.
+            if self.text.as_bytes()[ev.end..].starts_with(NEXT_EVENT) {
+                pos = ev.end + NEXT_EVENT.len();
+                line = ev.end_line + 2;
+                continue;
+            }
+            self.seek(ev.end, ev.end_line);
+            return Ok(true);
         }
-        self.md.events.push(EventDecl {
-            name: ev.name.to_string(),
-            id: ev.id,
-            stream_id: ev.stream_id,
-            loglevel: ev.loglevel,
-            context: None,
-            fields: None,
-        });
-        self.seek(ev.end, ev.end_line);
-        Ok(true)
     }
 
     fn trace_block(&mut self, entries: &mut Vec<Entry<'a>>) -> Result<(), MetadataError> {
