@@ -145,7 +145,9 @@ pub struct EventClass {
     /// Index of its declaration in the metadata's events.
     pub(crate) decl: u32,
     pub(crate) shared: Arc<Shared>,
-    pub(crate) plan: OnceLock<ClassPlan>,
+    /// Boxed: most classes are never compiled, and a trace declares over a
+    /// thousand of them (424 bytes each unboxed).
+    pub(crate) plan: OnceLock<Box<ClassPlan>>,
 }
 
 impl std::fmt::Debug for EventClass {
@@ -257,7 +259,7 @@ impl EventClass {
     pub(crate) fn plan(&self) -> &ClassPlan {
         match self.plan.get() {
             Some(p) => p,
-            None => self.plan.get_or_init(|| self.compile()),
+            None => self.plan.get_or_init(|| Box::new(self.compile())),
         }
     }
 
@@ -800,7 +802,7 @@ pub(crate) fn compile_lazy(
             let decl = &shared.md.events[local];
             let cell = OnceLock::new();
             if let Some(p) = p {
-                let _ = cell.set(p);
+                let _ = cell.set(Box::new(p));
             }
             EventClass {
                 id: c.id,

@@ -6,7 +6,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use memmap2::Mmap;
+use memmap2::{Mmap, MmapOptions};
 
 use super::class::{compile_lazy, EventClass, Shared, TracePlan};
 use super::cursor::{Cursor, Release, Source};
@@ -298,7 +298,7 @@ fn open_trace(
 ) -> Result<Trace, ReadError> {
     let mpath = dir.join("metadata");
     let bytes = std::fs::read(&mpath).map_err(io(&mpath))?;
-    let (metadata, lazy) = tsdl::parse_lazy(&bytes).map_err(|source| ReadError::Metadata {
+    let (metadata, lazy) = tsdl::parse_lazy(bytes).map_err(|source| ReadError::Metadata {
         path: mpath.clone(),
         source,
     })?;
@@ -321,7 +321,12 @@ fn open_trace(
         .filter(|e| {
             let n = e.file_name();
             let n = n.to_string_lossy();
-            n != "metadata" && !n.starts_with('.') && e.path().is_file()
+            // The directory listing gives the type: only symlinks need a
+            // look at what they point to.
+            n != "metadata"
+                && !n.starts_with('.')
+                && e.file_type()
+                    .is_ok_and(|t| t.is_file() || (t.is_symlink() && e.path().is_file()))
         })
         .map(|e| e.path())
         .collect();
@@ -336,7 +341,8 @@ fn open_trace(
         let map = if len == 0 {
             None
         } else {
-            Some(unsafe { Mmap::map(&f) }.map_err(io(&p))?)
+            // The length is known: without it the mapping asks again.
+            Some(unsafe { MmapOptions::new().len(len as usize).map(&f) }.map_err(io(&p))?)
         };
         if let Some(m) = &map {
             let _ = m.advise(memmap2::Advice::Sequential);

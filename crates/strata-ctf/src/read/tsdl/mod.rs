@@ -61,6 +61,37 @@ pub fn metadata_text(bytes: &[u8]) -> Result<String, MetadataError> {
 
 /// The TSDL bytes of a metadata file: borrowed when it is plain text.
 fn metadata_bytes(bytes: &[u8]) -> Result<Cow<'_, [u8]>, MetadataError> {
+    Ok(match packet_bodies(bytes)? {
+        None => Cow::Borrowed(bytes),
+        Some(bodies) => {
+            let mut text = Vec::with_capacity(bytes.len());
+            for r in bodies {
+                text.extend_from_slice(&bytes[r]);
+            }
+            Cow::Owned(text)
+        }
+    })
+}
+
+/// [`metadata_bytes`] of an owned file, unwrapped in place: no second
+/// buffer of the file's size to fill.
+fn metadata_owned(mut bytes: Vec<u8>) -> Result<Vec<u8>, MetadataError> {
+    if let Some(bodies) = packet_bodies(&bytes)? {
+        let mut w = 0;
+        // Each body moves down by at least the headers before it.
+        for r in bodies {
+            let n = r.len();
+            bytes.copy_within(r, w);
+            w += n;
+        }
+        bytes.truncate(w);
+    }
+    Ok(bytes)
+}
+
+/// Where the TSDL text of each packet of packetized metadata is, checking
+/// every header; `None` when the file is plain text.
+fn packet_bodies(bytes: &[u8]) -> Result<Option<Vec<std::ops::Range<usize>>>, MetadataError> {
     let magic_le = bytes
         .get(..4)
         .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
@@ -72,9 +103,9 @@ fn metadata_bytes(bytes: &[u8]) -> Result<Cow<'_, [u8]>, MetadataError> {
     } else if magic_be == Some(METADATA_PACKET_MAGIC) {
         false
     } else {
-        return Ok(Cow::Borrowed(bytes));
+        return Ok(None);
     };
-    let mut text = Vec::with_capacity(bytes.len());
+    let mut bodies = Vec::new();
     let mut off = 0usize;
     while off < bytes.len() {
         let Some(h) = bytes.get(off..off + METADATA_HEADER_LEN) else {
@@ -124,7 +155,7 @@ fn metadata_bytes(bytes: &[u8]) -> Result<Cow<'_, [u8]>, MetadataError> {
             });
         }
         let end = off + content_bits / 8;
-        let Some(body) = bytes.get(off + METADATA_HEADER_LEN..end) else {
+        if bytes.get(off + METADATA_HEADER_LEN..end).is_none() {
             return Err(MetadataError::Packet {
                 offset: off,
                 msg: format!(
@@ -132,13 +163,13 @@ fn metadata_bytes(bytes: &[u8]) -> Result<Cow<'_, [u8]>, MetadataError> {
                     bytes.len()
                 ),
             });
-        };
-        text.extend_from_slice(body);
+        }
+        bodies.push(off + METADATA_HEADER_LEN..end);
         // A final packet may be cut short after its content (a file still
         // being written); the content is all that matters.
         off = (off + packet_bits / 8).min(bytes.len());
     }
-    Ok(Cow::Owned(text))
+    Ok(Some(bodies))
 }
 
 /// Parses metadata bytes (plain or packetized) into [`Metadata`].
@@ -159,12 +190,9 @@ pub fn parse_text(text: &str) -> Result<Metadata, MetadataError> {
 /// types of most event blocks (`context`, `fields`), which are only
 /// delimited: their events have `None` there, and [`LazyTypes`] parses
 /// them on demand. Errors inside those types surface then, not here.
-pub(crate) fn parse_lazy(bytes: &[u8]) -> Result<(Metadata, LazyTypes), MetadataError> {
-    let text = match metadata_bytes(bytes)? {
-        Cow::Owned(v) => String::from_utf8(v)
-            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
-        Cow::Borrowed(b) => String::from_utf8_lossy(b).into_owned(),
-    };
+pub(crate) fn parse_lazy(bytes: Vec<u8>) -> Result<(Metadata, LazyTypes), MetadataError> {
+    let text = String::from_utf8(metadata_owned(bytes)?)
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
     let (md, top, deferred, ints) = parser::Parser::new(&text).parse_lazy()?;
     // Where each event's entries start, and one past the last event.
     let mut starts = Vec::with_capacity(md.events.len() + 1);

@@ -243,6 +243,9 @@ impl<'a> Parser<'a> {
     /// Also returns the integer-body cache, for parsing the rest.
     pub(crate) fn parse_lazy(mut self) -> Result<Lazy, MetadataError> {
         self.lazy = self.text.len() < u32::MAX as usize;
+        // One search saves growing the (large) list of events step by step.
+        let blocks = memchr::memmem::find_iter(self.text.as_bytes(), b"event {").count();
+        self.md.events.reserve_exact(blocks);
         self.parse_all()?;
         self.undefer_named()?;
         let ints = self
