@@ -221,10 +221,31 @@ fn corrupt_and_unsupported_metadata() {
         METADATA.replace("_x; string _s", "_x; uint8_t _s[_nope]"),
     )
     .unwrap();
+    // A sequence refers to another field: its class is compiled when the
+    // trace is opened, and a bad reference fails the opening.
     let Err(e) = TraceSet::open(&d, &OpenOptions::default()) else {
         panic!()
     };
     assert!(e.to_string().contains("`_nope`"), "{e}");
+    // Other event types are parsed and compiled at the class's first
+    // event: a syntax error inside one lets the trace open, fails its first
+    // event naming the metadata file, with the error and line that parsing
+    // the whole metadata gives, and fails the full check.
+    let bad = METADATA.replace("uint32_t _x; string _s", "uint32_t _x; strin _s");
+    std::fs::write(d.join("metadata"), &bad).unwrap();
+    let want = strata_ctf::read::tsdl::parse_text(&bad)
+        .unwrap_err()
+        .to_string();
+    assert!(want.contains(&format!("line {line}:")), "{want}");
+    let set = TraceSet::open(&d, &OpenOptions::default()).unwrap();
+    let e = set.events().next().unwrap().err().unwrap().to_string();
+    assert!(e.contains(&want) && e.contains("metadata:"), "{e}");
+    let e = set.check_metadata().unwrap_err();
+    assert!(
+        matches!(&e, ReadError::Metadata { path, .. } if path.ends_with("metadata"))
+            && e.to_string().contains(&want),
+        "{e}"
+    );
 }
 
 #[test]

@@ -3,17 +3,22 @@
 //!
 //! Stream classes are compiled when the trace is opened. Event classes are
 //! compiled on their first use: LTTng kernel metadata declares over a
-//! thousand of them and a trace uses a few dozen. Classes whose fields refer
-//! to other fields (sequences, variants) or that need checks only the
-//! compiler makes are compiled up front with the stream classes, so that
-//! what can be wrong in the metadata is still reported when it is opened.
+//! thousand of them and a trace uses a few dozen. When the metadata was
+//! parsed lazily ([`super::tsdl::parse_lazy`]), most event types are also
+//! parsed then; what is wrong in them is reported at the first event of the
+//! class (as a decode error naming the metadata file and line), or by
+//! [`EventClass::check`] for a full check. With metadata parsed whole,
+//! classes whose fields refer to other fields (sequences, variants) or
+//! that need checks only the compiler makes are compiled up front with the
+//! stream classes, so that what can be wrong is reported at opening.
 
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use strata_core::ClockDesc;
 
 use super::plan::{Builder, Chain, ClassMap, FastScope, IntSpec, Kind, NodeId, Scope, ScopeKind};
-use super::tsdl::{ByteOrder, Metadata, MetadataError, Type};
+use super::tsdl::{ByteOrder, LazyTypes, Metadata, MetadataError, Type};
 
 /// A resolved field of an event class: pass it to `Event` accessors.
 ///
@@ -87,6 +92,10 @@ pub(crate) type Lookup = (Box<str>, Box<str>, FieldRef, FieldKind);
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub md: Metadata,
+    /// The event types the metadata's parse left for first use.
+    pub lazy: Option<LazyTypes>,
+    /// The metadata file, named in the errors of those types.
+    pub origin: Option<PathBuf>,
     pub trace_be: bool,
     /// Per stream class, in plan order.
     pub streams: Vec<StreamFields>,
@@ -121,6 +130,8 @@ pub(crate) struct ClassPlan {
     /// Why the class could not be compiled, for classes compiled on demand
     /// (those compiled up front fail the opening instead).
     pub error: Option<String>,
+    /// The same, as the metadata error behind it.
+    pub cause: Option<MetadataError>,
 }
 
 /// One event class: its name, id and where its fields are.
@@ -134,7 +145,9 @@ pub struct EventClass {
     /// Index of its declaration in the metadata's events.
     pub(crate) decl: u32,
     pub(crate) shared: Arc<Shared>,
-    pub(crate) plan: OnceLock<ClassPlan>,
+    /// Boxed: most classes are never compiled, and a trace declares over a
+    /// thousand of them (424 bytes each unboxed).
+    pub(crate) plan: OnceLock<Box<ClassPlan>>,
 }
 
 impl std::fmt::Debug for EventClass {
@@ -207,11 +220,35 @@ impl EventClass {
     }
     /// Whether the class declares an event context.
     pub(crate) fn has_context(&self) -> bool {
+        if self.deferred() {
+            return self.plan().context.is_some();
+        }
         self.decl().is_some_and(|d| d.context.is_some())
     }
     /// Whether the class declares a payload.
     pub(crate) fn has_payload(&self) -> bool {
+        if self.deferred() {
+            return self.plan().payload.is_some();
+        }
         self.decl().is_some_and(|d| d.fields.is_some())
+    }
+    /// Whether the class's types wait in the lazily parsed metadata.
+    fn deferred(&self) -> bool {
+        self.shared
+            .lazy
+            .as_ref()
+            .is_some_and(|l| l.is_deferred(self.decl as usize))
+    }
+    /// Parses and compiles the class now if it was not yet, and says what
+    /// is wrong with its declaration, if anything: what its first event
+    /// would report. For a full check of metadata opened lazily.
+    pub fn check(&self) -> Result<(), MetadataError> {
+        let p = self.plan();
+        match (&p.cause, &p.error) {
+            (Some(e), _) => Err(e.clone()),
+            (None, Some(e)) => Err(MetadataError::Invalid(e.clone())),
+            (None, None) => Ok(()),
+        }
     }
     fn decl(&self) -> Option<&super::tsdl::EventDecl> {
         self.shared.md.events.get(self.decl as usize)
@@ -222,7 +259,7 @@ impl EventClass {
     pub(crate) fn plan(&self) -> &ClassPlan {
         match self.plan.get() {
             Some(p) => p,
-            None => self.plan.get_or_init(|| self.compile()),
+            None => self.plan.get_or_init(|| Box::new(self.compile())),
         }
     }
 
@@ -236,12 +273,40 @@ impl EventClass {
         };
         let mut b = Builder::with_order(self.shared.trace_be);
         let none = Chain { before: &[] };
+        let parsed;
+        let (context, fields) = match &self.shared.lazy {
+            Some(l) if l.is_deferred(self.decl as usize) => {
+                match l.event_types(self.decl as usize) {
+                    Ok(t) => {
+                        parsed = t;
+                        (&parsed.0, &parsed.1)
+                    }
+                    Err(e) => {
+                        let at = self
+                            .shared
+                            .origin
+                            .as_deref()
+                            .map_or_else(String::new, |p| format!("{}: ", p.display()));
+                        return ClassPlan {
+                            error: Some(format!(
+                                "event class `{}` (id {}): its declaration is invalid: {at}{e}",
+                                self.name(),
+                                self.id
+                            )),
+                            cause: Some(e),
+                            ..ClassPlan::default()
+                        };
+                    }
+                }
+            }
+            _ => (&decl.context, &decl.fields),
+        };
         let built = (|| {
-            let ctx = match &decl.context {
+            let ctx = match context {
                 Some(t) => Some(b.scope(ScopeKind::EventContext, t, Chain { before: &[] })?),
                 None => None,
             };
-            let pay = match &decl.fields {
+            let pay = match fields {
                 Some(t) => Some(b.scope(ScopeKind::Payload, t, none)?),
                 None => None,
             };
@@ -253,6 +318,7 @@ impl EventClass {
             Ok((ctx, pay)) => class_plan(self.index, sf, ctx, pay),
             Err(e) => ClassPlan {
                 error: Some(format!("event class `{}`: {e}", self.name())),
+                cause: Some(e),
                 ..ClassPlan::default()
             },
         }
@@ -308,6 +374,7 @@ fn class_plan(
         lookup,
         payload_fields,
         error: None,
+        cause: None,
     }
 }
 
@@ -476,6 +543,20 @@ pub(crate) fn compile(
     class_base: u32,
     stream_base: u32,
 ) -> Result<(TracePlan, Vec<EventClass>, Arc<Shared>), MetadataError> {
+    compile_lazy(md, None, None, trace, class_base, stream_base)
+}
+
+/// [`compile`] for metadata parsed lazily: event classes also parse their
+/// types from `lazy`, the types the parse left, on first use. `origin` is
+/// the metadata file, for error messages.
+pub(crate) fn compile_lazy(
+    md: Metadata,
+    lazy: Option<LazyTypes>,
+    origin: Option<&Path>,
+    trace: u32,
+    class_base: u32,
+    stream_base: u32,
+) -> Result<(TracePlan, Vec<EventClass>, Arc<Shared>), MetadataError> {
     let mut b = Builder::new(&md);
     let ph = match &md.packet_header {
         Some(t) => Some(b.scope(ScopeKind::PacketHeader, t, Chain { before: &[] })?),
@@ -576,8 +657,10 @@ pub(crate) fn compile(
         let id = e.id.unwrap_or(0);
         let local = cbs.len() as u32;
         per_stream[si].push((id, local));
-        let lazy = e.context.as_ref().is_none_or(lazy_ok) && e.fields.as_ref().is_none_or(lazy_ok);
-        let eager = if lazy {
+        let deferred = lazy.as_ref().is_some_and(|l| l.is_deferred(local as usize));
+        let later = deferred
+            || e.context.as_ref().is_none_or(lazy_ok) && e.fields.as_ref().is_none_or(lazy_ok);
+        let eager = if later {
             None
         } else {
             let mut chain = sbs[si].chain.clone();
@@ -707,6 +790,8 @@ pub(crate) fn compile(
     let shared = Arc::new(Shared {
         trace_be: md.byte_order == Some(ByteOrder::Be),
         md,
+        lazy,
+        origin: origin.map(Path::to_path_buf),
         streams: stream_fields,
     });
     let classes = cbs
@@ -717,7 +802,7 @@ pub(crate) fn compile(
             let decl = &shared.md.events[local];
             let cell = OnceLock::new();
             if let Some(p) = p {
-                let _ = cell.set(p);
+                let _ = cell.set(Box::new(p));
             }
             EventClass {
                 id: c.id,

@@ -6,9 +6,9 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use memmap2::Mmap;
+use memmap2::{Mmap, MmapOptions};
 
-use super::class::{compile, EventClass, Shared, TracePlan};
+use super::class::{compile_lazy, EventClass, Shared, TracePlan};
 use super::cursor::{Cursor, Release, Source};
 use super::error::ReadError;
 use super::merge::Events;
@@ -96,7 +96,11 @@ impl Trace {
     pub fn path(&self) -> &Path {
         &self.path
     }
-    /// The parsed metadata.
+    /// The parsed metadata. The `context` and `fields` of most events are
+    /// `None` here: their types are parsed when their class is first used
+    /// (see [`TraceSet::check_metadata`]); read fields through
+    /// [`EventClass`], or parse the whole file with
+    /// [`super::tsdl::parse`].
     pub fn metadata(&self) -> &Metadata {
         &self.shared.md
     }
@@ -186,6 +190,23 @@ impl TraceSet {
     /// Every event class of every trace, in index order.
     pub fn event_classes(&self) -> impl Iterator<Item = &EventClass> {
         self.traces.iter().flat_map(|t| t.classes.iter())
+    }
+    /// Parses and compiles every event class of every trace now, and gives
+    /// the first problem found in their declarations, naming the metadata
+    /// file: [`TraceSet::open`] leaves the types of event classes until
+    /// their first event (most never occur in a trace), so a bad unused
+    /// declaration does not stop a trace from being read. Costs what
+    /// parsing all the metadata does (a few ms for LTTng kernel traces).
+    pub fn check_metadata(&self) -> Result<(), ReadError> {
+        for t in &self.traces {
+            for c in &t.classes {
+                c.check().map_err(|source| ReadError::Metadata {
+                    path: t.path.join("metadata"),
+                    source,
+                })?;
+            }
+        }
+        Ok(())
     }
     /// Total size of all stream files, for progress reporting.
     pub fn total_bytes(&self) -> u64 {
@@ -277,15 +298,22 @@ fn open_trace(
 ) -> Result<Trace, ReadError> {
     let mpath = dir.join("metadata");
     let bytes = std::fs::read(&mpath).map_err(io(&mpath))?;
-    let metadata = tsdl::parse(&bytes).map_err(|source| ReadError::Metadata {
+    let (metadata, lazy) = tsdl::parse_lazy(bytes).map_err(|source| ReadError::Metadata {
         path: mpath.clone(),
         source,
     })?;
-    let (plan, classes, shared) =
-        compile(metadata, ti, class_base, stream_base).map_err(|source| ReadError::Metadata {
-            path: mpath.clone(),
-            source,
-        })?;
+    let (plan, classes, shared) = compile_lazy(
+        metadata,
+        Some(lazy),
+        Some(&mpath),
+        ti,
+        class_base,
+        stream_base,
+    )
+    .map_err(|source| ReadError::Metadata {
+        path: mpath.clone(),
+        source,
+    })?;
 
     let mut names: Vec<PathBuf> = std::fs::read_dir(&dir)
         .map_err(io(&dir))?
@@ -293,7 +321,12 @@ fn open_trace(
         .filter(|e| {
             let n = e.file_name();
             let n = n.to_string_lossy();
-            n != "metadata" && !n.starts_with('.') && e.path().is_file()
+            // The directory listing gives the type: only symlinks need a
+            // look at what they point to.
+            n != "metadata"
+                && !n.starts_with('.')
+                && e.file_type()
+                    .is_ok_and(|t| t.is_file() || (t.is_symlink() && e.path().is_file()))
         })
         .map(|e| e.path())
         .collect();
@@ -308,7 +341,8 @@ fn open_trace(
         let map = if len == 0 {
             None
         } else {
-            Some(unsafe { Mmap::map(&f) }.map_err(io(&p))?)
+            // The length is known: without it the mapping asks again.
+            Some(unsafe { MmapOptions::new().len(len as usize).map(&f) }.map_err(io(&p))?)
         };
         if let Some(m) = &map {
             let _ = m.advise(memmap2::Advice::Sequential);

@@ -204,6 +204,13 @@ pub fn run(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
     // The reader's messages name the file (and byte offset); its error
     // chain would repeat them, so only its text is kept.
     let set = TraceSet::open(&args.trace, &opts).map_err(|e| anyhow::anyhow!("{e}"))?;
+    // Opening leaves event classes' types until their first event; the
+    // summary, a whole-trace overview, also checks the unused ones.
+    if sel.summary {
+        if let Err(e) = set.check_metadata() {
+            eprintln!("warning: {e} (an event class this trace may never use)");
+        }
+    }
     let start = if args.begin.is_some() || args.end.is_some() {
         first_event(&set)?
     } else {

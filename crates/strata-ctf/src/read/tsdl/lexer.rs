@@ -144,6 +144,7 @@ fn word_end(bytes: &[u8], mut i: usize) -> usize {
 
 impl<'a> Lexer<'a> {
     /// A lexer at the start of `text`.
+    #[cfg(test)]
     pub(crate) fn new(text: &'a str) -> Self {
         Lexer {
             text,
@@ -151,6 +152,22 @@ impl<'a> Lexer<'a> {
             line: 1,
             error: None,
         }
+    }
+
+    /// A lexer at byte `pos` of `text` (on a character boundary), which is
+    /// on line `line`: for parsing a part of the text found by a scan.
+    pub(crate) fn at(text: &'a str, pos: usize, line: u32) -> Self {
+        Lexer {
+            text,
+            i: pos.min(text.len()),
+            line,
+            error: None,
+        }
+    }
+
+    /// Byte offset of the text not lexed yet.
+    pub(crate) fn pos(&self) -> usize {
+        self.i
     }
 
     /// The current line.

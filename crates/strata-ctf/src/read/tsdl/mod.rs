@@ -4,6 +4,7 @@
 mod lexer;
 pub mod model;
 mod parser;
+mod skip;
 
 pub use model::*;
 
@@ -60,6 +61,37 @@ pub fn metadata_text(bytes: &[u8]) -> Result<String, MetadataError> {
 
 /// The TSDL bytes of a metadata file: borrowed when it is plain text.
 fn metadata_bytes(bytes: &[u8]) -> Result<Cow<'_, [u8]>, MetadataError> {
+    Ok(match packet_bodies(bytes)? {
+        None => Cow::Borrowed(bytes),
+        Some(bodies) => {
+            let mut text = Vec::with_capacity(bytes.len());
+            for r in bodies {
+                text.extend_from_slice(&bytes[r]);
+            }
+            Cow::Owned(text)
+        }
+    })
+}
+
+/// [`metadata_bytes`] of an owned file, unwrapped in place: no second
+/// buffer of the file's size to fill.
+fn metadata_owned(mut bytes: Vec<u8>) -> Result<Vec<u8>, MetadataError> {
+    if let Some(bodies) = packet_bodies(&bytes)? {
+        let mut w = 0;
+        // Each body moves down by at least the headers before it.
+        for r in bodies {
+            let n = r.len();
+            bytes.copy_within(r, w);
+            w += n;
+        }
+        bytes.truncate(w);
+    }
+    Ok(bytes)
+}
+
+/// Where the TSDL text of each packet of packetized metadata is, checking
+/// every header; `None` when the file is plain text.
+fn packet_bodies(bytes: &[u8]) -> Result<Option<Vec<std::ops::Range<usize>>>, MetadataError> {
     let magic_le = bytes
         .get(..4)
         .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
@@ -71,9 +103,9 @@ fn metadata_bytes(bytes: &[u8]) -> Result<Cow<'_, [u8]>, MetadataError> {
     } else if magic_be == Some(METADATA_PACKET_MAGIC) {
         false
     } else {
-        return Ok(Cow::Borrowed(bytes));
+        return Ok(None);
     };
-    let mut text = Vec::with_capacity(bytes.len());
+    let mut bodies = Vec::new();
     let mut off = 0usize;
     while off < bytes.len() {
         let Some(h) = bytes.get(off..off + METADATA_HEADER_LEN) else {
@@ -123,7 +155,7 @@ fn metadata_bytes(bytes: &[u8]) -> Result<Cow<'_, [u8]>, MetadataError> {
             });
         }
         let end = off + content_bits / 8;
-        let Some(body) = bytes.get(off + METADATA_HEADER_LEN..end) else {
+        if bytes.get(off + METADATA_HEADER_LEN..end).is_none() {
             return Err(MetadataError::Packet {
                 offset: off,
                 msg: format!(
@@ -131,13 +163,13 @@ fn metadata_bytes(bytes: &[u8]) -> Result<Cow<'_, [u8]>, MetadataError> {
                     bytes.len()
                 ),
             });
-        };
-        text.extend_from_slice(body);
+        }
+        bodies.push(off + METADATA_HEADER_LEN..end);
         // A final packet may be cut short after its content (a file still
         // being written); the content is all that matters.
         off = (off + packet_bits / 8).min(bytes.len());
     }
-    Ok(Cow::Owned(text))
+    Ok(Some(bodies))
 }
 
 /// Parses metadata bytes (plain or packetized) into [`Metadata`].
@@ -152,6 +184,104 @@ pub fn parse(bytes: &[u8]) -> Result<Metadata, MetadataError> {
 /// Parses TSDL text into [`Metadata`].
 pub fn parse_text(text: &str) -> Result<Metadata, MetadataError> {
     parser::Parser::new(text).parse()
+}
+
+/// Parses metadata bytes (plain or packetized) like [`parse`], except the
+/// types of most event blocks (`context`, `fields`), which are only
+/// delimited: their events have `None` there, and [`LazyTypes`] parses
+/// them on demand. Errors inside those types surface then, not here.
+pub(crate) fn parse_lazy(bytes: Vec<u8>) -> Result<(Metadata, LazyTypes), MetadataError> {
+    let text = String::from_utf8(metadata_owned(bytes)?)
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+    let (md, top, deferred, ints) = parser::Parser::new(&text).parse_lazy()?;
+    // Where each event's entries start, and one past the last event.
+    let mut starts = Vec::with_capacity(md.events.len() + 1);
+    let mut at = 0;
+    for e in 0..=md.events.len() {
+        while deferred.get(at).is_some_and(|d| (d.event as usize) < e) {
+            at += 1;
+        }
+        starts.push(at as u32);
+    }
+    Ok((
+        md,
+        LazyTypes {
+            text,
+            top,
+            deferred,
+            starts,
+            ints: std::sync::Mutex::new(ints),
+        },
+    ))
+}
+
+/// The event types [`parse_lazy`] left unparsed, and what parsing them
+/// needs: the TSDL text and the type names of its top level.
+pub(crate) struct LazyTypes {
+    text: String,
+    top: parser::Scope,
+    /// In text order, hence by event.
+    deferred: Vec<parser::Deferred>,
+    /// Index in `deferred` of each event's first entry, and its end last.
+    starts: Vec<u32>,
+    /// Integer bodies parsed so far: LTTng spells out the same few in
+    /// every event, so each class need not parse them again.
+    ints: std::sync::Mutex<parser::SharedInts>,
+}
+
+impl std::fmt::Debug for LazyTypes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LazyTypes")
+            .field("text_bytes", &self.text.len())
+            .field("deferred", &self.deferred.len())
+            .finish()
+    }
+}
+
+/// An event's `context` and `fields` types.
+pub(crate) type EventTypes = (Option<Type>, Option<Type>);
+
+impl LazyTypes {
+    /// The deferred entries of event `event` (an index into
+    /// [`Metadata::events`]).
+    fn of(&self, event: usize) -> &[parser::Deferred] {
+        match (self.starts.get(event), self.starts.get(event + 1)) {
+            (Some(&a), Some(&b)) => self.deferred.get(a as usize..b as usize).unwrap_or(&[]),
+            _ => &[],
+        }
+    }
+
+    /// Whether the types of event `event` wait here rather than in its
+    /// declaration.
+    pub(crate) fn is_deferred(&self, event: usize) -> bool {
+        !self.of(event).is_empty()
+    }
+
+    /// Parses the deferred types of event `event`, in the order written
+    /// (a later `fields` replaces an earlier one, as in [`parse`]). Errors
+    /// are those [`parse`] would have given for them, with their line.
+    pub(crate) fn event_types(&self, event: usize) -> Result<EventTypes, MetadataError> {
+        let items = self.of(event);
+        // A poisoned lock only means another parse panicked: the cache is
+        // still a valid list.
+        let mut ints = self.ints.lock().unwrap_or_else(|e| e.into_inner());
+        let (types, _) = parser::parse_deferred(
+            &self.text,
+            &self.top,
+            items.iter().map(|d| (d.key.text(), d.pos, d.line)),
+            Some(&mut ints),
+        )?;
+        drop(ints);
+        let (mut context, mut fields) = (None, None);
+        for (d, t) in items.iter().zip(types) {
+            match d.key {
+                parser::TypeKey::Context => context = Some(t),
+                parser::TypeKey::Fields => fields = Some(t),
+                parser::TypeKey::Other(_) => {}
+            }
+        }
+        Ok((context, fields))
+    }
 }
 
 #[cfg(test)]

@@ -45,7 +45,7 @@ impl Hasher for Fnv {
 /// are whole `{ ... }` bodies (about 60 bytes): FNV's byte-at-a-time loop
 /// cost more than the parse it saves. Same trust argument as [`Fnv`].
 #[derive(Default)]
-struct WordHash(u64);
+pub(crate) struct WordHash(u64);
 
 impl Hasher for WordHash {
     fn finish(&self) -> u64 {
@@ -68,8 +68,9 @@ impl Hasher for WordHash {
 
 type Map<T> = HashMap<String, T, BuildHasherDefault<Fnv>>;
 
-#[derive(Default)]
-struct Scope {
+/// The type names one scope declares.
+#[derive(Default, Clone)]
+pub(crate) struct Scope {
     aliases: Map<Type>,
     structs: Map<StructType>,
     variants: Map<VariantType>,
@@ -89,6 +90,54 @@ enum Val<'a> {
 enum Rhs<'a> {
     Val(Val<'a>),
     Type(Type),
+    /// An event's type, not parsed yet: it starts at byte `pos`, on `line`,
+    /// and its `;` is at byte `end`.
+    Deferred {
+        pos: u32,
+        line: u32,
+        end: u32,
+    },
+}
+
+/// Which entry of an event block a deferred type is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum TypeKey {
+    /// `context := ...`
+    Context,
+    /// `fields := ...`
+    Fields,
+    /// Any other `key := ...`: parsed for its errors, then ignored.
+    Other(Box<str>),
+}
+
+impl TypeKey {
+    fn new(key: &str) -> Self {
+        match key {
+            "context" => TypeKey::Context,
+            "fields" => TypeKey::Fields,
+            k => TypeKey::Other(k.into()),
+        }
+    }
+    pub(crate) fn text(&self) -> &str {
+        match self {
+            TypeKey::Context => "context",
+            TypeKey::Fields => "fields",
+            TypeKey::Other(k) => k,
+        }
+    }
+}
+
+/// A type of an event block left unparsed by [`Parser::parse_lazy`].
+#[derive(Debug, Clone)]
+pub(crate) struct Deferred {
+    /// Index of the event in [`Metadata::events`].
+    pub event: u32,
+    pub key: TypeKey,
+    /// Byte offset of the text right after `:=`, and its line.
+    pub pos: u32,
+    pub line: u32,
+    /// Byte offset of the `;` after it.
+    pub end: u32,
 }
 
 /// One `key = value;` or `key := type;` entry of a block, with its line.
@@ -96,6 +145,7 @@ type Entry<'a> = (Cow<'a, str>, Rhs<'a>, u32);
 
 /// Parses TSDL text into metadata, reading tokens as it goes.
 pub(crate) struct Parser<'a> {
+    text: &'a str,
     lex: Lexer<'a>,
     /// The current token.
     cur: Token<'a>,
@@ -104,6 +154,17 @@ pub(crate) struct Parser<'a> {
     /// Line of the last token consumed, for errors at the end of the text.
     last_line: u32,
     scopes: Vec<Scope>,
+    /// A scope below all of [`Parser::scopes`]: the top level of the text,
+    /// when parsing deferred event types after the rest.
+    base: Option<&'a Scope>,
+    /// Leave the types of event blocks for later ([`Parser::parse_lazy`]).
+    lazy: bool,
+    /// The event types left for later, in text order.
+    deferred: Vec<Deferred>,
+    /// The words of the names of top-level types with a sequence or a
+    /// variant, and their searchers: an event type that mentions one is
+    /// parsed at once.
+    top_refers: Vec<(Box<str>, memchr::memmem::Finder<'static>)>,
     depth: usize,
     md: Metadata,
     /// Reused buffer for multi-word type names.
@@ -116,6 +177,9 @@ pub(crate) struct Parser<'a> {
     /// Integer types by the text of their body: LTTng metadata spells out
     /// thousands of identical `integer { ... }` fields.
     int_cache: HashMap<&'a str, (IntType, u32), BuildHasherDefault<WordHash>>,
+    /// Used instead of `int_cache` when given: parsing deferred types, one
+    /// class at a time, shares one cache.
+    shared_ints: Option<&'a mut SharedInts>,
 }
 
 const TYPE_KEYWORDS: &[&str] = &[
@@ -126,37 +190,187 @@ const TYPE_KEYWORDS: &[&str] = &[
     "variant",
     "enum",
 ];
+/// What separates LTTng's event blocks, up to the next one's `{`.
+const NEXT_EVENT: &[u8] = b"\n\nevent {";
 const BLOCKS: &[&str] = &["trace", "env", "clock", "stream", "event", "callsite"];
 
 impl<'a> Parser<'a> {
     /// A parser over `text`.
     pub(crate) fn new(text: &'a str) -> Self {
-        let mut lex = Lexer::new(text);
+        Self::at(text, 0, 1, None)
+    }
+
+    /// A parser from byte `pos` of `text`, on `line`, that also sees the
+    /// type names of `base`.
+    fn at(text: &'a str, pos: usize, line: u32, base: Option<&'a Scope>) -> Self {
+        let mut lex = Lexer::at(text, pos, line);
         let cur = lex.next();
         Parser {
+            text,
             lex,
             cur,
             next: None,
-            last_line: 1,
+            last_line: line,
             scopes: vec![Scope::default()],
+            base,
+            lazy: false,
+            deferred: Vec::new(),
+            top_refers: Vec::new(),
             depth: 0,
             md: Metadata::default(),
             name_buf: String::new(),
             fields: Vec::new(),
             entries: Vec::new(),
             int_cache: HashMap::default(),
+            shared_ints: None,
         }
     }
 
     /// Parses the whole text.
     pub(crate) fn parse(mut self) -> Result<Metadata, MetadataError> {
+        self.parse_all()?;
+        Ok(self.md)
+    }
+
+    /// Parses the text except the types of event blocks (`context := ...`,
+    /// `fields := ...`), which are only scanned for their end: the metadata
+    /// (those types left `None`), the top-level type names they will need,
+    /// and where they are. Types the scan cannot delimit for sure, and those
+    /// of blocks that declare type names of their own, are parsed at once.
+    /// Top-level declarations after deferred types first parse those (the
+    /// names they see must stay those declared before them), so that the
+    /// top level at the end is what every deferred type sees.
+    /// Also returns the integer-body cache, for parsing the rest.
+    pub(crate) fn parse_lazy(mut self) -> Result<Lazy, MetadataError> {
+        self.lazy = self.text.len() < u32::MAX as usize;
+        // One search saves growing the (large) list of events step by step.
+        let blocks = memchr::memmem::find_iter(self.text.as_bytes(), b"event {").count();
+        self.md.events.reserve_exact(blocks);
+        self.parse_all()?;
+        self.undefer_named()?;
+        let ints = self
+            .int_cache
+            .iter()
+            .map(|(b, v)| (Box::from(*b), v.clone()))
+            .collect();
+        let top = self.scopes.drain(..).next().unwrap_or_default();
+        Ok((self.md, top, self.deferred, ints))
+    }
+
+    fn parse_all(&mut self) -> Result<(), MetadataError> {
         loop {
             match self.cur.tok {
-                Tok::End => return Ok(self.md),
+                Tok::End => return Ok(()),
                 Tok::Error => return self.err("a declaration"),
                 _ => self.top_level()?,
             }
         }
+    }
+
+    /// Moves to byte `pos` of the text, on `line`.
+    fn seek(&mut self, pos: usize, line: u32) {
+        self.lex = Lexer::at(self.text, pos, line);
+        self.next = None;
+        self.last_line = line;
+        self.cur = self.lex.next();
+    }
+
+    /// Parses every type deferred so far into its event (or those of the
+    /// events in `only`, sorted): the top-level scope is about to change,
+    /// or they name a type that refers to other fields.
+    fn flush_deferred(&mut self, only: Option<&[u32]>) -> Result<(), MetadataError> {
+        let mut deferred = std::mem::take(&mut self.deferred);
+        if let Some(only) = only {
+            let (now, later) = deferred
+                .into_iter()
+                .partition(|d| only.binary_search(&d.event).is_ok());
+            self.deferred = later;
+            deferred = now;
+        }
+        let Some(top) = self.scopes.first() else {
+            return Ok(());
+        };
+        let mut i = 0;
+        while i < deferred.len() {
+            let ev = deferred[i].event;
+            let n = deferred[i..].iter().take_while(|d| d.event == ev).count();
+            let group = &deferred[i..i + n];
+            let (types, _) = parse_deferred(
+                self.text,
+                top,
+                group.iter().map(|d| (d.key.text(), d.pos, d.line)),
+                None,
+            )?;
+            if let Some(e) = self.md.events.get_mut(ev as usize) {
+                for (d, t) in group.iter().zip(types) {
+                    match d.key {
+                        TypeKey::Context => e.context = Some(t),
+                        TypeKey::Fields => e.fields = Some(t),
+                        TypeKey::Other(_) => {}
+                    }
+                }
+            }
+            i += n;
+        }
+        Ok(())
+    }
+
+    /// Parses now the deferred types that mention a top-level type with a
+    /// sequence or variant ([`Parser::note_decl`]): one search of the text
+    /// per such name rather than one per type. Every type still deferred
+    /// comes after the last top-level declaration, so these are all the
+    /// names it can see.
+    fn undefer_named(&mut self) -> Result<(), MetadataError> {
+        if self.top_refers.is_empty() || self.deferred.is_empty() {
+            return Ok(());
+        }
+        let mut hit = Vec::new();
+        for (_, f) in &self.top_refers {
+            for p in f.find_iter(self.text.as_bytes()) {
+                let k = self.deferred.partition_point(|d| d.pos as usize <= p);
+                if let Some(d) = k.checked_sub(1).and_then(|k| self.deferred.get(k)) {
+                    if p < d.end as usize {
+                        hit.push(d.event);
+                    }
+                }
+            }
+        }
+        if hit.is_empty() {
+            return Ok(());
+        }
+        hit.sort_unstable();
+        hit.dedup();
+        self.flush_deferred(Some(&hit))
+    }
+
+    /// Parses the deferred entries of the block being read, in place: the
+    /// block is about to declare a type name, or has a type the scan could
+    /// not delimit. Named structs they declare go into the block's scope.
+    fn flush_block(&mut self, entries: &mut [Entry<'a>]) -> Result<(), MetadataError> {
+        let Some(top) = self.scopes.first() else {
+            return Ok(());
+        };
+        let items: Vec<(&str, u32, u32)> = entries
+            .iter()
+            .filter_map(|(k, r, _)| match r {
+                Rhs::Deferred { pos, line, .. } => Some((&**k, *pos, *line)),
+                _ => None,
+            })
+            .collect();
+        if items.is_empty() {
+            return Ok(());
+        }
+        let (types, scope) = parse_deferred(self.text, top, items, None)?;
+        let mut types = types.into_iter();
+        for (_, r, _) in entries.iter_mut() {
+            if matches!(r, Rhs::Deferred { .. }) {
+                if let Some(t) = types.next() {
+                    *r = Rhs::Type(t);
+                }
+            }
+        }
+        *self.scope() = scope;
+        Ok(())
     }
 
     // ---- token helpers
@@ -286,6 +500,22 @@ impl<'a> Parser<'a> {
     fn pop_scope(&mut self) {
         self.scopes.pop();
     }
+    /// Notes a type name about to be declared in the current scope: at
+    /// the top level, one whose type has a sequence or variant makes the
+    /// event types that mention it parse at once (see
+    /// [`Parser::undefer_named`]): references (sequence lengths, variant
+    /// tags) may reach into the stream's scopes, whose registers are set
+    /// when the trace is opened, so classes with them are compiled then.
+    fn note_decl(&mut self, name: &str, t: Option<&Type>) {
+        if self.scopes.len() == 1 && self.base.is_none() && t.is_none_or(refers) {
+            for w in name.split(' ') {
+                if !self.top_refers.iter().any(|(r, _)| **r == *w) {
+                    let f = memchr::memmem::Finder::new(w.as_bytes()).into_owned();
+                    self.top_refers.push((w.into(), f));
+                }
+            }
+        }
+    }
     fn scope(&mut self) -> &mut Scope {
         if self.scopes.is_empty() {
             self.scopes.push(Scope::default());
@@ -294,7 +524,12 @@ impl<'a> Parser<'a> {
         &mut self.scopes[last]
     }
     fn lookup<T: Clone>(&self, f: impl Fn(&Scope) -> Option<&T>) -> Option<T> {
-        self.scopes.iter().rev().find_map(&f).cloned()
+        self.scopes
+            .iter()
+            .rev()
+            .chain(self.base)
+            .find_map(&f)
+            .cloned()
     }
 
     // ---- declarations
@@ -304,6 +539,9 @@ impl<'a> Parser<'a> {
             if BLOCKS.contains(&kw) && matches!(self.peek_next(), Some(Tok::Punct(P::LBrace))) {
                 return self.block(kw);
             }
+        }
+        if !self.deferred.is_empty() {
+            self.flush_deferred(None)?;
         }
         self.declaration(false)
     }
@@ -352,6 +590,7 @@ impl<'a> Parser<'a> {
             if let Some(t) = t {
                 let t = apply_dims(t, dims);
                 if typedef {
+                    self.note_decl(name, Some(&t));
                     self.scope().aliases.insert(name.to_string(), t);
                 } else {
                     self.fields.push((name.to_string(), t));
@@ -381,6 +620,7 @@ impl<'a> Parser<'a> {
         }
         let dims = self.dims()?;
         let ty = apply_dims(ty, dims);
+        self.note_decl(&name, Some(&ty));
         self.scope().aliases.insert(name, ty);
         self.expect_punct(P::Semi, "after a typealias")
     }
@@ -543,7 +783,11 @@ impl<'a> Parser<'a> {
         };
         // A cached body passed the test below when it was stored, and its
         // line count was taken then.
-        if let Some((t, lines)) = self.int_cache.get(b) {
+        let cached = match &self.shared_ints {
+            Some(m) => m.get(b),
+            None => self.int_cache.get(b),
+        };
+        if let Some((t, lines)) = cached {
             let t = t.clone();
             self.lex.skip_counted(b.len() + 1, *lines);
             self.last_line = self.lex.line();
@@ -553,7 +797,14 @@ impl<'a> Parser<'a> {
         let t = self.integer_body_parsed()?;
         if memchr::memchr3(b'"', b'\'', b'/', b.as_bytes()).is_none() {
             let lines = memchr::memchr_iter(b'\n', b.as_bytes()).count() as u32;
-            self.int_cache.insert(b, (t.clone(), lines));
+            match &mut self.shared_ints {
+                Some(m) => {
+                    m.insert(b.into(), (t.clone(), lines));
+                }
+                None => {
+                    self.int_cache.insert(b, (t.clone(), lines));
+                }
+            }
         }
         Ok(t)
     }
@@ -703,7 +954,16 @@ impl<'a> Parser<'a> {
             self.expect_punct(P::RParen, "to close `align(`")?;
         }
         if let Some(n) = name {
-            if !self.scopes.iter().any(|s| s.structs.contains_key(n)) || !st.fields.is_empty() {
+            if !self
+                .scopes
+                .iter()
+                .chain(self.base)
+                .any(|s| s.structs.contains_key(n))
+                || !st.fields.is_empty()
+            {
+                if st.fields.iter().any(|(_, t)| refers(t)) {
+                    self.note_decl(n, None);
+                }
                 self.scope().structs.insert(n.to_string(), st.clone());
             }
         }
@@ -722,6 +982,7 @@ impl<'a> Parser<'a> {
             let options = self.body_fields()?;
             let v = VariantType { tag: None, options };
             if let Some(n) = name {
+                self.note_decl(n, None);
                 self.scope().variants.insert(n.to_string(), v.clone());
             }
             v
@@ -842,6 +1103,9 @@ impl<'a> Parser<'a> {
     // ---- blocks
 
     fn block(&mut self, kw: &'a str) -> Result<(), MetadataError> {
+        if self.lazy && kw == "event" && self.fast_event()? {
+            return Ok(());
+        }
         let start = self.line();
         self.bump(); // keyword
         self.expect_punct(P::LBrace, "after the block keyword")?;
@@ -849,6 +1113,8 @@ impl<'a> Parser<'a> {
         // Blocks do not nest, so one list serves them all.
         let mut entries = std::mem::take(&mut self.entries);
         entries.clear();
+        // Whether this block's types are still being deferred.
+        let mut defer = self.lazy && kw == "event";
         let r = (|| {
             while !self.eat_punct(P::RBrace) {
                 let is_decl = match self.peek_ident() {
@@ -863,13 +1129,42 @@ impl<'a> Parser<'a> {
                     None => return self.err(format!("an entry of the `{kw}` block or `}}`")),
                 };
                 if is_decl {
+                    if defer {
+                        self.flush_block(&mut entries)?;
+                        defer = false;
+                    }
                     self.declaration(false)?;
                     continue;
                 }
                 let line = self.line();
                 let key = self.path()?;
-                let rhs = if self.eat_punct(P::Assign) {
-                    Rhs::Type(self.type_spec(false)?)
+                let rhs = if self.is_punct(P::Assign) {
+                    // The lexer stands right after `:=` when nothing was
+                    // looked at beyond it.
+                    let (pos, at) = (self.lex.pos(), self.lex.line());
+                    let span = (defer && self.next.is_none())
+                        .then(|| super::skip::type_span(self.text.as_bytes(), pos))
+                        .flatten()
+                        .filter(|t| !t.refers);
+                    match span {
+                        Some(super::skip::TypeSpan { end, lines, .. }) => {
+                            self.lex.skip_counted(end - pos, lines);
+                            self.bump();
+                            Rhs::Deferred {
+                                pos: pos as u32,
+                                line: at,
+                                end: end as u32,
+                            }
+                        }
+                        None => {
+                            if defer {
+                                self.flush_block(&mut entries)?;
+                                defer = false;
+                            }
+                            self.bump();
+                            Rhs::Type(self.type_spec(false)?)
+                        }
+                    }
                 } else if self.eat_punct(P::Eq) {
                     Rhs::Val(self.value()?)
                 } else {
@@ -898,6 +1193,61 @@ impl<'a> Parser<'a> {
         entries.clear();
         self.entries = entries;
         r
+    }
+
+    /// Reads an event block LTTng-style without the lexer when it can
+    /// ([`super::skip::event_block`]), deferring its types. The current
+    /// token is `event` and the next `{`, just lexed.
+    fn fast_event(&mut self) -> Result<bool, MetadataError> {
+        if !matches!(
+            self.next.as_ref().map(|t| &t.tok),
+            Some(Tok::Punct(P::LBrace))
+        ) {
+            return Ok(false);
+        }
+        let (mut pos, mut line) = (self.lex.pos(), self.lex.line());
+        let mut first = true;
+        loop {
+            let fast = super::skip::lttng_event_block(self.text, pos, line)
+                .or_else(|| super::skip::event_block(self.text, pos, line));
+            let Some(ev) = fast else {
+                if first {
+                    return Ok(false);
+                }
+                // The lexer takes over at this block's `event`.
+                self.seek(pos - NEXT_EVENT.len() + 2, line);
+                return Ok(true);
+            };
+            first = false;
+            let event = u32::try_from(self.md.events.len())
+                .map_err(|_| MetadataError::syntax(line, "more than 2^32 event blocks"))?;
+            for &(key, pos, line, end) in &ev.types[..ev.ntypes] {
+                self.deferred.push(Deferred {
+                    event,
+                    key: TypeKey::new(key),
+                    pos,
+                    line,
+                    end,
+                });
+            }
+            self.md.events.push(EventDecl {
+                name: ev.name.to_string(),
+                id: ev.id,
+                stream_id: ev.stream_id,
+                loglevel: ev.loglevel,
+                context: None,
+                fields: None,
+            });
+            // LTTng puts one blank line between blocks: the next one is
+            // read here too, without a round through the lexer.
+            if self.text.as_bytes()[ev.end..].starts_with(NEXT_EVENT) {
+                pos = ev.end + NEXT_EVENT.len();
+                line = ev.end_line + 2;
+                continue;
+            }
+            self.seek(ev.end, ev.end_line);
+            return Ok(true);
+        }
     }
 
     fn trace_block(&mut self, entries: &mut Vec<Entry<'a>>) -> Result<(), MetadataError> {
@@ -941,7 +1291,7 @@ impl<'a> Parser<'a> {
                     EnvValue::Int(i.clamp(i64::MIN as i128, i64::MAX as i128) as i64)
                 }
                 Rhs::Val(Val::Str(s)) | Rhs::Val(Val::Path(s)) => EnvValue::Str(s.into_owned()),
-                Rhs::Type(_) => continue,
+                Rhs::Type(_) | Rhs::Deferred { .. } => continue,
             };
             self.md.env.retain(|(k, _)| *k != *key);
             self.md.env.push((key.into_owned(), v));
@@ -1020,6 +1370,17 @@ impl<'a> Parser<'a> {
                 ("loglevel", Rhs::Val(v)) => e.loglevel = Some(sint(&v, line, "loglevel")?),
                 ("context", Rhs::Type(t)) => e.context = Some(t),
                 ("fields", Rhs::Type(t)) => e.fields = Some(t),
+                (k, Rhs::Deferred { pos, line, end }) => {
+                    let event = u32::try_from(self.md.events.len())
+                        .map_err(|_| MetadataError::syntax(line, "more than 2^32 event blocks"))?;
+                    self.deferred.push(Deferred {
+                        event,
+                        key: TypeKey::new(k),
+                        pos,
+                        line,
+                        end,
+                    })
+                }
                 _ => {}
             }
         }
@@ -1031,6 +1392,48 @@ impl<'a> Parser<'a> {
         }
         self.md.events.push(e);
         Ok(())
+    }
+}
+
+/// Parses deferred types in order, as the entries of one event block,
+/// with `base` as the top level. Returns them and the block's scope
+/// (named structs they declared).
+///
+/// `ints` is the integer-body cache, used and grown when given.
+pub(crate) fn parse_deferred<'b, 'k>(
+    text: &'b str,
+    base: &'b Scope,
+    items: impl IntoIterator<Item = (&'k str, u32, u32)>,
+    ints: Option<&'b mut SharedInts>,
+) -> Result<(Vec<Type>, Scope), MetadataError> {
+    let mut p = Parser::at(text, 0, 1, Some(base));
+    p.shared_ints = ints;
+    let mut out = Vec::new();
+    for (key, pos, line) in items {
+        p.seek(pos as usize, line);
+        let t = p.type_spec(false)?;
+        if !p.eat_punct(P::Semi) {
+            return p.err(format!("`;` after the value of `{key}`"));
+        }
+        out.push(t);
+    }
+    Ok((out, p.scopes.pop().unwrap_or_default()))
+}
+
+/// What [`Parser::parse_lazy`] gives.
+pub(crate) type Lazy = (Metadata, Scope, Vec<Deferred>, SharedInts);
+
+/// Integer types by the text of their body, owned: the cache kept with
+/// deferred event types for parsing them later.
+pub(crate) type SharedInts = HashMap<Box<str>, (IntType, u32), BuildHasherDefault<WordHash>>;
+
+/// Whether a type holds a sequence or a variant.
+fn refers(t: &Type) -> bool {
+    match t {
+        Type::Sequence { .. } | Type::Variant(_) => true,
+        Type::Array { elem, .. } => refers(elem),
+        Type::Struct(s) => s.fields.iter().any(|(_, t)| refers(t)),
+        _ => false,
     }
 }
 

@@ -1,0 +1,451 @@
+//! Finding where a type ends in TSDL text without parsing it, so that the
+//! types of an event can wait until its class is first used: LTTng kernel
+//! metadata declares over a thousand events and a trace uses a few dozen.
+
+use memchr::{memchr, memchr2, memchr3, memchr_iter};
+
+/// What [`type_span`] found of a type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TypeSpan {
+    /// Index of the `;` that closes the type (the first outside braces).
+    pub end: usize,
+    /// Newlines before it.
+    pub lines: u32,
+    /// Whether the type may refer to another field: it has a `[` (sequence
+    /// or array), a `<` (variant tag) or the word `variant`.
+    pub refers: bool,
+}
+
+/// Byte classes for [`type_span`]; 0 for bytes it steps over.
+const LBRACE: u8 = 1;
+const RBRACE: u8 = 2;
+const SEMI: u8 = 3;
+const NEWLINE: u8 = 4;
+const QUOTE: u8 = 5;
+const DOUBT: u8 = 6;
+const REFER: u8 = 7;
+const V: u8 = 8;
+static CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    t[b'{' as usize] = LBRACE;
+    t[b'}' as usize] = RBRACE;
+    t[b';' as usize] = SEMI;
+    t[b'\n' as usize] = NEWLINE;
+    t[b'"' as usize] = QUOTE;
+    t[b'\'' as usize] = DOUBT;
+    t[b'/' as usize] = DOUBT;
+    t[b'\\' as usize] = DOUBT;
+    t[b'[' as usize] = REFER;
+    t[b'<' as usize] = REFER;
+    t[b'v' as usize] = V;
+    t
+};
+
+/// Where the type that starts at byte `start` of `text` ends, in one pass
+/// over its bytes without the lexer. `None` when the scan cannot be sure
+/// the lexer would find the same `;`: a comment, a character literal, a
+/// backslash, a `}` closing more than the type opened, or the end of the
+/// text. String literals are stepped over the way the lexer reads them (to
+/// the next quote, when no backslash comes before it). The caller then
+/// parses the type at once, as if nothing was deferred.
+pub(crate) fn type_span(text: &[u8], start: usize) -> Option<TypeSpan> {
+    // Most types have no quote, apostrophe, slash or backslash: then only
+    // their braces and `;` need a look, and vector searches find them.
+    if let Some(end) = braces_end(text, start) {
+        let span = &text[start..end];
+        if memchr3(b'"', b'\'', b'/', span).is_none() {
+            let refers = match memchr3(b'\\', b'[', b'<', span) {
+                Some(p) if span[p] == b'\\' => None,
+                Some(p) => memchr(b'\\', &span[p..]).is_none().then_some(true),
+                None => Some(memchr_iter(b'v', span).any(|i| span[i..].starts_with(b"variant"))),
+            };
+            if let Some(refers) = refers {
+                return Some(TypeSpan {
+                    end,
+                    lines: memchr_iter(b'\n', span).count() as u32,
+                    refers,
+                });
+            }
+        }
+    }
+    careful_span(text, start)
+}
+
+/// The first `;` outside braces, looking only at braces and `;`: right when
+/// the type has no quote, apostrophe, slash or backslash before it.
+fn braces_end(text: &[u8], start: usize) -> Option<usize> {
+    let mut depth = 0u32;
+    let mut i = start;
+    loop {
+        let rest = text.get(i..)?;
+        // Inside braces a `;` ends a field, not the type.
+        let j = if depth == 0 {
+            memchr3(b'{', b'}', b';', rest)?
+        } else {
+            memchr2(b'{', b'}', rest)?
+        };
+        let at = i + j;
+        match text[at] {
+            b'{' => depth += 1,
+            b'}' => depth = depth.checked_sub(1)?,
+            _ => return Some(at),
+        }
+        i = at + 1;
+    }
+}
+
+/// [`type_span`] byte by byte, for types with strings (or doubtful bytes).
+fn careful_span(text: &[u8], start: usize) -> Option<TypeSpan> {
+    let mut depth = 0u32;
+    let mut lines = 0u32;
+    let mut refers = false;
+    let mut i = start;
+    loop {
+        i += text
+            .get(i..)?
+            .iter()
+            .position(|&c| CLASS[c as usize] != 0)?;
+        let c = text[i];
+        match CLASS[c as usize] {
+            LBRACE => depth += 1,
+            RBRACE => depth = depth.checked_sub(1)?,
+            SEMI if depth == 0 => {
+                return Some(TypeSpan {
+                    end: i,
+                    lines,
+                    refers,
+                })
+            }
+            NEWLINE => lines += 1,
+            QUOTE => {
+                let body = text.get(i + 1..)?;
+                let close = memchr(b'"', body)?;
+                if memchr(b'\\', &body[..close]).is_some() {
+                    return None;
+                }
+                lines += memchr_iter(b'\n', &body[..close]).count() as u32;
+                i += close + 1;
+            }
+            DOUBT => return None,
+            REFER => refers = true,
+            V => refers |= text[i..].starts_with(b"variant"),
+            _ => {}
+        }
+        i += 1;
+    }
+}
+
+/// An `event` block read by [`event_block`].
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct FastEvent<'a> {
+    pub name: &'a str,
+    pub id: Option<u64>,
+    pub stream_id: Option<u64>,
+    pub loglevel: Option<i64>,
+    /// Its `key := type;` entries (`types[..ntypes]`): key, byte offset
+    /// right after `:=`, the line there, and the offset of its `;`.
+    pub types: [(&'a str, u32, u32, u32); 2],
+    pub ntypes: usize,
+    /// Byte offset after the block's final `;`, and the line there.
+    pub end: usize,
+    pub end_line: u32,
+}
+
+/// Byte classes of the lexer, for [`event_block`].
+const WORD: u8 = 1;
+const BLANK: u8 = 2;
+static LEX: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        if b.is_ascii_alphanumeric() || b == b'_' {
+            t[c] = WORD;
+        }
+        if matches!(b, b' ' | b'\t' | b'\r' | 0x0b | 0x0c | 0) {
+            t[c] = BLANK;
+        }
+        c += 1;
+    }
+    t
+};
+
+/// Reads an `event` block laid out exactly as LTTng's kernel tracer writes
+/// them, from byte `pos` (just after its `{`, on `line`): a name, an id, a
+/// stream id and fields, one per line, tab-indented. Byte comparisons
+/// only; `None` for any other layout ([`event_block`] then tries).
+pub(crate) fn lttng_event_block(text: &str, pos: usize, line: u32) -> Option<FastEvent<'_>> {
+    let b = text.as_bytes();
+    let mut i = pos;
+    let expect = |i: &mut usize, lit: &[u8]| -> Option<()> {
+        b.get(*i..)?.starts_with(lit).then(|| *i += lit.len())
+    };
+    expect(&mut i, b"\n\tname = \"")?;
+    let close = memchr(b'"', b.get(i..)?)?;
+    if memchr2(b'\\', b'\n', &b[i..i + close]).is_some() {
+        return None;
+    }
+    let name = text.get(i..i + close)?;
+    i += close;
+    expect(&mut i, b"\";\n\tid = ")?;
+    let id = plain_decimal(b, &mut i)?;
+    expect(&mut i, b";\n\tstream_id = ")?;
+    let stream_id = plain_decimal(b, &mut i)?;
+    expect(&mut i, b";\n\tfields :=")?;
+    let at = i;
+    let span = type_span(b, at)?;
+    if span.refers {
+        return None;
+    }
+    i = span.end;
+    expect(&mut i, b";\n};")?;
+    let fields_line = line + 4;
+    Some(FastEvent {
+        name,
+        id: Some(id),
+        stream_id: Some(stream_id),
+        loglevel: None,
+        types: [
+            (
+                "fields",
+                u32::try_from(at).ok()?,
+                fields_line,
+                u32::try_from(span.end).ok()?,
+            ),
+            ("", 0, 0, 0),
+        ],
+        ntypes: 1,
+        end: i,
+        end_line: fields_line + span.lines + 1,
+    })
+}
+
+/// A decimal integer literal at `*i` the way the lexer reads plain ones
+/// (digits only, no leading zero, no suffix), that fits 64 bits; `*i` moves
+/// past it.
+fn plain_decimal(b: &[u8], i: &mut usize) -> Option<u64> {
+    let rest = b.get(*i..)?;
+    let n = rest
+        .iter()
+        .position(|&c| LEX[c as usize] != WORD)
+        .unwrap_or(rest.len());
+    let digits = &rest[..n];
+    let plain = matches!(digits.len(), 1..=18)
+        && digits.iter().all(u8::is_ascii_digit)
+        && (digits == b"0" || digits[0] != b'0');
+    if !plain {
+        return None;
+    }
+    *i += n;
+    Some(
+        digits
+            .iter()
+            .fold(0u64, |v, &d| v * 10 + u64::from(d - b'0')),
+    )
+}
+
+/// Reads an `event` block the way LTTng writes them, from byte `pos` (just
+/// after its `{`, on `line`) without the lexer: `name = "..."`, `id`,
+/// `stream_id` and `loglevel` with plain decimal values, and up to two
+/// types that [`type_span`] delimits and finds referring to no other field
+/// by themselves, between blanks. `None` for anything else (comments, escapes, other keys, other
+/// spellings): the parser then reads the block itself, with the same
+/// result.
+pub(crate) fn event_block<'a>(text: &'a str, pos: usize, line: u32) -> Option<FastEvent<'a>> {
+    let b = text.as_bytes();
+    let mut ev = FastEvent {
+        end_line: line,
+        ..FastEvent::default()
+    };
+    let mut named = false;
+    let mut i = pos;
+    // Steps over blanks and newlines, counting these.
+    let blanks = |i: &mut usize, line: &mut u32| {
+        let rest = b.get(*i..).unwrap_or(&[]);
+        let n = rest
+            .iter()
+            .position(|&c| LEX[c as usize] != BLANK && c != b'\n')
+            .unwrap_or(rest.len());
+        *line += rest[..n].iter().filter(|&&c| c == b'\n').count() as u32;
+        *i += n;
+    };
+    loop {
+        blanks(&mut i, &mut ev.end_line);
+        let start = i;
+        let rest = b.get(i..)?;
+        let n = rest
+            .iter()
+            .position(|&c| LEX[c as usize] != WORD)
+            .unwrap_or(rest.len());
+        i += n;
+        if n == 0 {
+            // Not a key: the block's end, or something for the parser.
+            if rest.first() != Some(&b'}') {
+                return None;
+            }
+            i += 1;
+            blanks(&mut i, &mut ev.end_line);
+            if b.get(i) != Some(&b';') || !named {
+                return None;
+            }
+            ev.end = i + 1;
+            return Some(ev);
+        }
+        let key = &rest[..n];
+        if key[0].is_ascii_digit() {
+            return None;
+        }
+        blanks(&mut i, &mut ev.end_line);
+        match b.get(i) {
+            Some(b'=') => {
+                i += 1;
+                blanks(&mut i, &mut ev.end_line);
+                if key == b"name" {
+                    if b.get(i) != Some(&b'"') {
+                        return None;
+                    }
+                    let body = b.get(i + 1..)?;
+                    let close = memchr(b'"', body)?;
+                    if memchr2(b'\\', b'\n', &body[..close]).is_some() {
+                        return None;
+                    }
+                    ev.name = text.get(i + 1..i + 1 + close)?;
+                    named = true;
+                    i += close + 2;
+                } else {
+                    let rest = b.get(i..)?;
+                    let n = rest
+                        .iter()
+                        .position(|&c| LEX[c as usize] != WORD)
+                        .unwrap_or(rest.len());
+                    let digits = &rest[..n];
+                    // Plain decimals only, as the lexer reads them (no
+                    // suffix, no leading zero), that fit 64 bits.
+                    let plain = matches!(digits.len(), 1..=18)
+                        && digits.iter().all(u8::is_ascii_digit)
+                        && (digits == b"0" || digits[0] != b'0');
+                    if !plain {
+                        return None;
+                    }
+                    let v = digits
+                        .iter()
+                        .fold(0u64, |v, &d| v * 10 + u64::from(d - b'0'));
+                    i += n;
+                    match key {
+                        b"id" => ev.id = Some(v),
+                        b"stream_id" => ev.stream_id = Some(v),
+                        b"loglevel" => ev.loglevel = Some(v as i64),
+                        _ => return None,
+                    }
+                }
+            }
+            Some(b':') if b.get(i + 1) == Some(&b'=') => {
+                i += 2;
+                let span = type_span(b, i)?;
+                if span.refers || ev.ntypes == ev.types.len() {
+                    return None;
+                }
+                let key = text.get(start..start + key.len())?;
+                ev.types[ev.ntypes] = (
+                    key,
+                    u32::try_from(i).ok()?,
+                    ev.end_line,
+                    u32::try_from(span.end).ok()?,
+                );
+                ev.ntypes += 1;
+                ev.end_line += span.lines;
+                i = span.end;
+            }
+            _ => return None,
+        }
+        blanks(&mut i, &mut ev.end_line);
+        if b.get(i) != Some(&b';') {
+            return None;
+        }
+        i += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::type_span;
+
+    fn end(s: &str) -> Option<(usize, u32)> {
+        type_span(s.as_bytes(), 0).map(|t| (t.end, t.lines))
+    }
+
+    #[test]
+    fn reads_lttng_event_blocks_and_leaves_the_rest() {
+        let text = "event {\n\tname = \"sched_switch\";\n\tid = 3;\n\tstream_id = 0;\n\tfields := struct {\n\t\tinteger { size = 8; } _a;\n\t};\n};\nrest";
+        let pos = text.find('{').unwrap() + 1;
+        let ev = super::event_block(text, pos, 1).unwrap();
+        assert_eq!(
+            super::lttng_event_block(text, pos, 1),
+            Some(super::event_block(text, pos, 1).unwrap())
+        );
+        let other_layout = text.replace("\tid", "  id");
+        assert!(super::lttng_event_block(&other_layout, pos, 1).is_none());
+        assert!(super::event_block(&other_layout, pos, 1).is_some());
+        assert_eq!(
+            (ev.name, ev.id, ev.stream_id, ev.loglevel),
+            ("sched_switch", Some(3), Some(0), None)
+        );
+        assert_eq!(ev.ntypes, 1);
+        let (key, at, line, end) = ev.types[0];
+        assert_eq!(&text[end as usize..end as usize + 2], ";\n");
+        assert_eq!((key, line), ("fields", 5));
+        assert!(text[at as usize..].starts_with(" struct {"));
+        assert_eq!((&text[ev.end..], ev.end_line), ("\nrest", 8));
+        for other in [
+            "event { name = \"a\\\"\"; id = 1; };",
+            "event { name = a; id = 1; };",
+            "event { name = \"a\"; id = 0x1; };",
+            "event { name = \"a\"; id = 01; };",
+            "event { name = \"a\"; id = 1; /* c */ };",
+            "event { name = \"a\"; model.emf.uri = \"x\"; };",
+            "event { id = 1; };",
+            "event { name = \"a\"; id = 1; }",
+            "event { name = \"a\"; loglevel = -1; };",
+        ] {
+            let pos = other.find('{').unwrap() + 1;
+            assert!(super::event_block(other, pos, 1).is_none(), "{other}");
+        }
+    }
+
+    #[test]
+    fn finds_the_semicolon_outside_braces() {
+        let s = " struct {\n integer { size = 8; } _a;\n struct { x_t b; } _c;\n}; next";
+        let (e, lines) = end(s).unwrap();
+        assert_eq!(&s[e..], "; next");
+        assert_eq!(lines, 3);
+        assert_eq!(end(" uint32_t; x"), Some((9, 0)));
+        let refers = |s: &str| type_span(s.as_bytes(), 0).unwrap().refers;
+        assert!(!refers(" struct { vint_t a; string v; };"));
+        for s in [
+            " struct { t a[2]; };",
+            " struct { t n; t s[n]; };",
+            " struct { variant v x; };",
+            " variant <t> { t a; };",
+        ] {
+            assert!(refers(s), "{s}");
+        }
+    }
+
+    #[test]
+    fn strings_are_skipped_and_doubtful_text_gives_up() {
+        let s = " enum : x { \"a;}\" = 1, b } ; y";
+        let (e, _) = end(s).unwrap();
+        assert_eq!(&s[e..], "; y");
+        for doubtful in [
+            " struct { /* } */ x a; };",
+            " struct { x a; } // ;\n;",
+            " enum : x { \"a\\\";\" = 1 };",
+            " enum : x { a = ';' };",
+            " struct { x a; }} ;",
+            " struct { x a; ",
+            " x",
+        ] {
+            assert_eq!(end(doubtful), None, "{doubtful}");
+        }
+    }
+}
