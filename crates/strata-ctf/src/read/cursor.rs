@@ -32,6 +32,15 @@ pub(crate) struct Source<'s> {
     pub release: Option<&'s dyn Release>,
 }
 
+/// What `decode_fast` returns when the event needs the general path.
+pub(crate) const NOT_FAST: u64 = u64::MAX;
+
+/// A timestamp as an unsigned number that sorts the same way.
+#[inline(always)]
+pub(crate) fn sort_key(ts: i64) -> u64 {
+    (ts as u64) ^ (1 << 63)
+}
+
 /// Granularity of released ranges.
 const PAGE: u64 = 4096;
 
@@ -296,16 +305,24 @@ impl<'s> Cursor<'s> {
     /// error (without `skip_corrupt`) the stream is finished.
     #[inline(always)]
     pub(crate) fn advance(&mut self) -> Result<bool, ReadError> {
-        if self.decode_fast() {
+        if self.decode_fast() != NOT_FAST {
             return Ok(true);
         }
         self.advance_slow()
     }
 
+    /// The current event's merge key: its timestamp as an unsigned number
+    /// that sorts the same way. Below `NOT_FAST`, since timestamps stay
+    /// below `i64::MAX`.
+    #[inline(always)]
+    pub(crate) fn key(&self) -> u64 {
+        sort_key(self.cur.ts)
+    }
+
     /// Past the end of a packet, or after an event that could not be
     /// decoded: moves through packets and files to the next event.
     #[inline(never)]
-    fn advance_slow(&mut self) -> Result<bool, ReadError> {
+    pub(crate) fn advance_slow(&mut self) -> Result<bool, ReadError> {
         loop {
             if let Some(e) = self.failed.take() {
                 let err = self.corrupt(self.pkt_off, e);
@@ -484,21 +501,25 @@ impl<'s> Cursor<'s> {
     /// Inlined into the merge loop, one copy per header layout and
     /// stream event context presence, so neither is tested per field;
     /// everything uncommon is out of line.
+    ///
+    /// Returns the new event's merge key (see `key`), or `NOT_FAST`: the
+    /// merge compares it straight from a register, rather than reading
+    /// back the timestamp just stored.
     #[inline(always)]
-    fn decode_fast(&mut self) -> bool {
+    pub(crate) fn decode_fast(&mut self) -> u64 {
         match self.mode {
             Mode::Compact => self.fast_event::<false, false>(),
             Mode::CompactSec => self.fast_event::<false, true>(),
             Mode::Large => self.fast_event::<true, false>(),
             Mode::LargeSec => self.fast_event::<true, true>(),
-            Mode::Other => false,
+            Mode::Other => NOT_FAST,
         }
     }
 
     /// `decode_fast` for the large (`LARGE`) or compact header, with or
     /// without (`SEC`) a fixed stream event context.
     #[inline(always)]
-    fn fast_event<const LARGE: bool, const SEC: bool>(&mut self) -> bool {
+    fn fast_event<const LARGE: bool, const SEC: bool>(&mut self) -> u64 {
         let data: &'s [u8] = self.content;
         let start = self.pos;
         let mut pos = (start + 7) & !7;
@@ -511,7 +532,7 @@ impl<'s> Cursor<'s> {
             // bytes; this also stops at the end of the packet's events.
             // (`b` is at most 2^61: the sum does not overflow.)
             if b + 13 > data.len() {
-                return false;
+                return NOT_FAST;
             }
             let h = &data[b..b + 13];
             let w = le32(h, 0).unwrap_or(0);
@@ -528,7 +549,7 @@ impl<'s> Cursor<'s> {
             // Room for either form (14 bytes); events in the content's
             // last bytes go the general way.
             if b + 14 > data.len() {
-                return false;
+                return NOT_FAST;
             }
             let h = &data[b..b + 14];
             let small = le16(h, 0).unwrap_or(0) as u64;
@@ -541,7 +562,7 @@ impl<'s> Cursor<'s> {
             id = (v & ext) | (small & !ext);
         }
         let Some(&e) = self.table.get(id as usize) else {
-            return false;
+            return NOT_FAST;
         };
         if e.kind != FIXED {
             return self.fast_flat(id as usize, start, pos, clock);
@@ -555,10 +576,9 @@ impl<'s> Cursor<'s> {
         let pay_at = (pos + m) & !m;
         pos = pay_at + e.arg as u64;
         if pos > self.content_end || clock >= self.ns_limit {
-            return false;
+            return NOT_FAST;
         }
-        self.commit_fast(e, start, pos, clock, SEC.then_some(sec_at), pay_at);
-        true
+        self.commit_fast(e, start, pos, clock, SEC.then_some(sec_at), pay_at)
     }
 
     /// Makes the event the fast path decoded current: its marks (the
@@ -573,7 +593,7 @@ impl<'s> Cursor<'s> {
         clock: u64,
         sec_at: Option<u64>,
         pay_at: u64,
-    ) {
+    ) -> u64 {
         if let Some(at) = sec_at {
             if let Some(m) = self.marks.get_mut(self.sec_slot as usize) {
                 *m = at;
@@ -582,34 +602,35 @@ impl<'s> Cursor<'s> {
         if let Some(m) = self.marks.get_mut(e.pay_slot as usize) {
             *m = pay_at;
         }
+        let ts = self.ns_zero + clock as i64;
         self.cur = Current {
-            ts: self.ns_zero + clock as i64,
+            ts,
             start,
             class: e.class,
             index: e.index,
         };
         self.pos = pos;
         self.clock = clock;
+        sort_key(ts)
     }
 
     /// `decode_fast` for an event whose payload is walked flat, from the
     /// end of its header at `pos`; false for other kinds.
     #[inline(never)]
-    fn fast_flat(&mut self, id: usize, start: u64, pos: u64, clock: u64) -> bool {
+    fn fast_flat(&mut self, id: usize, start: u64, pos: u64, clock: u64) -> u64 {
         let Some(&e) = self.table.get(id).filter(|e| e.kind == FLAT) else {
-            return false;
+            return NOT_FAST;
         };
         if clock >= self.ns_limit {
-            return false;
+            return NOT_FAST;
         }
         let Some(&(scope, base)) = self.flats.get(e.arg as usize) else {
-            return false;
+            return NOT_FAST;
         };
         let Some((pos, sec_at)) = self.walk_flat_payload(scope, base, pos, clock) else {
-            return false;
+            return NOT_FAST;
         };
-        self.commit_fast(e, start, pos, clock, self.sec_on.then_some(sec_at), 0);
-        true
+        self.commit_fast(e, start, pos, clock, self.sec_on.then_some(sec_at), 0)
     }
 
     /// Decodes the event at `pos`, whatever its layout, and makes it

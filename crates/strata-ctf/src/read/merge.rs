@@ -1,6 +1,6 @@
 //! The time-ordered merge of every stream of every trace of a set.
 
-use super::cursor::Cursor;
+use super::cursor::{Cursor, NOT_FAST};
 use super::error::{ReadError, SkipStats};
 use super::event::Event;
 
@@ -65,7 +65,7 @@ const DONE: u64 = u64::MAX;
 /// the same way. Below `DONE`: cursors keep timestamps below `i64::MAX`.
 #[inline(always)]
 fn key(c: &Cursor<'_>) -> u64 {
-    (c.cur.ts as u64) ^ (1 << 63)
+    c.key()
 }
 
 /// `replay` over the sorted list `o`: the winner, stream `leaf`, first in
@@ -119,9 +119,16 @@ impl<'s> Events<'s> {
     pub fn next(&mut self) -> Option<Result<Event<'_>, ReadError>> {
         let ci = self.current;
         if let Some(c) = self.cursors.get_mut(ci as usize) {
-            match c.advance() {
+            let mut k = c.decode_fast();
+            let step = if k != NOT_FAST {
+                Ok(true)
+            } else {
+                let r = c.advance_slow();
+                k = key(c);
+                r
+            };
+            match step {
                 Ok(true) => {
-                    let k = key(c);
                     // On a tie the tree decides by stream index.
                     if k >= self.bound {
                         // (`winner` is only read where a stream ends, which
