@@ -64,11 +64,12 @@ pub(crate) struct Current {
 /// so the table is indexed with a shift.
 #[derive(Clone, Copy)]
 struct Entry {
-    /// `FIXED`, `WALK` or `UNRESOLVED`: one test in the fast path.
+    /// `FIXED`, `FIXED_ALIGNED`, `WALK`, `FLAT` or `UNRESOLVED`: one test
+    /// in the fast path.
     kind: u8,
-    /// `FIXED`: the payload's alignment in bits, minus one.
+    /// Fixed kinds: the payload's alignment in bits, minus one.
     pay_mask: u8,
-    /// `FIXED`: the payload's size in bits. `WALK`: when only its payload
+    /// Fixed kinds: the payload's size in bits. `WALK`: when only its payload
     /// is walked and that walk is flat (the common walked event: a string
     /// or a sequence among fixed fields), its index in `flats`, to walk it
     /// directly; otherwise `NO_FLAT`.
@@ -83,8 +84,12 @@ const NO_FLAT: u16 = u16::MAX;
 
 /// Entry kinds. Fixed: contexts and payload have static sizes (the stream
 /// event context, if any, is fixed too), so locating the event is
-/// arithmetic.
+/// arithmetic; and the payload starts right where the header (or stream
+/// event context) ends, whole bytes with a byte alignment at most, as in
+/// every LTTng trace, so the fast path adds its size without aligning.
 const FIXED: u8 = 0;
+/// Fixed, but the payload may need aligning: the fast path's second case.
+const FIXED_ALIGNED: u8 = 4;
 /// Its context or payload must be walked.
 const WALK: u8 = 1;
 /// Not resolved yet: the class has not been met in this stream class.
@@ -565,15 +570,16 @@ impl<'s> Cursor<'s> {
             return NOT_FAST;
         };
         if e.kind != FIXED {
-            return self.fast_flat(id as usize, start, pos, clock);
+            return self.fast_other(id as usize, start, pos, clock);
         }
         let mut sec_at = 0;
         if SEC {
             sec_at = (pos + self.sec_mask) & !self.sec_mask;
             pos = sec_at + self.sec_bits;
         }
-        let m = e.pay_mask as u64;
-        let pay_at = (pos + m) & !m;
+        // No alignment: one addition on the chain from one event to the
+        // next (see `FIXED`).
+        let pay_at = pos;
         pos = pay_at + e.arg as u64;
         if pos > self.content_end || clock >= self.ns_limit {
             return NOT_FAST;
@@ -614,14 +620,32 @@ impl<'s> Cursor<'s> {
         sort_key(ts)
     }
 
-    /// `decode_fast` for an event whose payload is walked flat, from the
-    /// end of its header at `pos`; false for other kinds.
+    /// `decode_fast` for an event whose payload is walked flat or needs
+    /// aligning, from the end of its header at `pos`; `NOT_FAST` for other
+    /// kinds.
     #[inline(never)]
-    fn fast_flat(&mut self, id: usize, start: u64, pos: u64, clock: u64) -> u64 {
-        let Some(&e) = self.table.get(id).filter(|e| e.kind == FLAT) else {
+    fn fast_other(&mut self, id: usize, start: u64, mut pos: u64, clock: u64) -> u64 {
+        let Some(&e) = self.table.get(id) else {
             return NOT_FAST;
         };
         if clock >= self.ns_limit {
+            return NOT_FAST;
+        }
+        if e.kind == FIXED_ALIGNED {
+            let mut sec_at = 0;
+            if self.sec_on {
+                sec_at = (pos + self.sec_mask) & !self.sec_mask;
+                pos = sec_at + self.sec_bits;
+            }
+            let m = e.pay_mask as u64;
+            let pay_at = (pos + m) & !m;
+            pos = pay_at + e.arg as u64;
+            if pos > self.content_end {
+                return NOT_FAST;
+            }
+            return self.commit_fast(e, start, pos, clock, self.sec_on.then_some(sec_at), pay_at);
+        }
+        if e.kind != FLAT {
             return NOT_FAST;
         }
         let Some(&(scope, base)) = self.flats.get(e.arg as usize) else {
@@ -725,7 +749,7 @@ impl<'s> Cursor<'s> {
                 Err(e) => return self.fail(e),
             },
         };
-        let (sec_at, pay_at) = if e.kind == FIXED {
+        let (sec_at, pay_at) = if e.kind == FIXED || e.kind == FIXED_ALIGNED {
             let mut sec_at = 0;
             if let Sec::Fast(f, _) = self.sec {
                 sec_at = align_up(pos, f.align);
@@ -844,7 +868,12 @@ impl<'s> Cursor<'s> {
             !fixed_payload || !fits || cp.context.is_some() || matches!(self.sec, Sec::Walk(_));
         let entry = Entry {
             kind: match (walk, flat) {
-                (false, _) => FIXED,
+                // The payload starts at a whole byte (the header's end, or
+                // the stream event context's when it has whole bytes).
+                (false, _) if pay_align <= 8 && (!self.sec_on || self.sec_bits % 8 == 0) => {
+                    FIXED
+                }
+                (false, _) => FIXED_ALIGNED,
                 (true, NO_FLAT) => WALK,
                 (true, _) => FLAT,
             },

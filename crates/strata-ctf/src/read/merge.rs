@@ -120,49 +120,52 @@ impl<'s> Events<'s> {
         let ci = self.current;
         if let Some(c) = self.cursors.get_mut(ci as usize) {
             let mut k = c.decode_fast();
-            let step = if k != NOT_FAST {
-                Ok(true)
-            } else {
-                let r = c.advance_slow();
-                k = key(c);
-                r
-            };
-            match step {
-                Ok(true) => {
-                    // On a tie the tree decides by stream index.
-                    if k >= self.bound {
-                        // (`winner` is only read where a stream ends, which
-                        // goes through `replay`: the list's first entry is
-                        // the winner until then.)
-                        self.current = match &mut self.order {
-                            Some(o) => {
-                                let w = reinsert(o, ci, k);
-                                self.bound = (o[1] >> 64) as u64;
-                                w as u32
-                            }
-                            None => {
-                                self.replay(ci, k);
-                                self.winner.1
-                            }
-                        };
+            // The common case first: the stream stays the winner (on a tie
+            // the tree decides by stream index). `NOT_FAST` is never below
+            // the bound.
+            if k < self.bound {
+                return Some(Ok(Event {
+                    c: &self.cursors[ci as usize],
+                }));
+            }
+            if k == NOT_FAST {
+                match c.advance_slow() {
+                    Ok(true) => k = key(c),
+                    Ok(false) => {
+                        self.replay(ci, DONE);
+                        if self.winner.0 == DONE {
+                            self.current = IDLE;
+                            return None;
+                        }
+                        self.current = self.winner.1;
+                        return self.current_event();
                     }
-                }
-                Ok(false) => {
-                    self.replay(ci, DONE);
-                    if self.winner.0 == DONE {
+                    Err(e) => {
+                        // The stream is dropped; the next call hands out
+                        // the winner's event as it stands.
+                        self.replay(ci, DONE);
                         self.current = IDLE;
-                        return None;
+                        return Some(Err(e));
                     }
-                    self.current = self.winner.1;
                 }
-                Err(e) => {
-                    // The stream is dropped; the next call hands out the
-                    // winner's event as it stands.
-                    self.replay(ci, DONE);
-                    self.current = IDLE;
-                    return Some(Err(e));
+                if k < self.bound {
+                    return self.current_event();
                 }
             }
+            // (`winner` is only read where a stream ends, which goes
+            // through `replay`: the list's first entry is the winner until
+            // then.)
+            self.current = match &mut self.order {
+                Some(o) => {
+                    let w = reinsert(o, ci, k);
+                    self.bound = (o[1] >> 64) as u64;
+                    w as u32
+                }
+                None => {
+                    self.replay(ci, k);
+                    self.winner.1
+                }
+            };
         } else {
             match self.settle() {
                 Ok(true) => self.current = self.winner.1,
@@ -170,6 +173,12 @@ impl<'s> Events<'s> {
                 Err(e) => return Some(Err(e)),
             }
         }
+        self.current_event()
+    }
+
+    /// The current stream's event.
+    #[inline(always)]
+    fn current_event(&self) -> Option<Result<Event<'_>, ReadError>> {
         Some(Ok(Event {
             c: &self.cursors[self.current as usize],
         }))
