@@ -85,8 +85,9 @@ const NO_FLAT: u16 = u16::MAX;
 /// Entry kinds. Fixed: contexts and payload have static sizes (the stream
 /// event context, if any, is fixed too), so locating the event is
 /// arithmetic; and the payload starts right where the header (or stream
-/// event context) ends, whole bytes with a byte alignment at most, as in
-/// every LTTng trace, so the fast path adds its size without aligning.
+/// event context) ends and is whole bytes with a byte alignment at most,
+/// as in every LTTng trace, so the fast path adds its size without
+/// aligning, and the next event starts at a whole byte too.
 const FIXED: u8 = 0;
 /// Fixed, but the payload may need aligning: the fast path's second case.
 const FIXED_ALIGNED: u8 = 4;
@@ -156,7 +157,9 @@ pub(crate) struct Cursor<'s> {
     pkt_off: u64,
     pkt_size: u64,
     content_end: u64,
-    /// Where the next event starts.
+    /// Where the next event starts; with the LTTng headers (`mode` not
+    /// `Other`), at a whole byte, as their headers are aligned to bytes:
+    /// kept so, the fast path does not align it.
     pos: u64,
     /// The clock after the current event.
     clock: u64,
@@ -472,6 +475,10 @@ impl<'s> Cursor<'s> {
             _ => Mode::Other,
         };
         self.compact = self.mode == Mode::Compact;
+        if self.mode != Mode::Other {
+            // Events start at whole bytes with these headers (see `pos`).
+            self.pos = align_up(self.pos, 8);
+        }
         (self.sec_on, self.sec_mask, self.sec_bits, self.sec_slot) = match self.sec {
             Sec::Fast(f, slot) => (true, (f.align as u64).max(1) - 1, f.bits, slot),
             _ => (false, 0, 0, NO_SLOT),
@@ -536,8 +543,9 @@ impl<'s> Cursor<'s> {
     #[inline(always)]
     fn fast_event<const LARGE: bool, const SEC: bool>(&mut self) -> u64 {
         let data: &'s [u8] = self.content;
+        // Whole bytes already (see `pos`): LTTng headers are byte-aligned.
         let start = self.pos;
-        let mut pos = (start + 7) & !7;
+        let mut pos = start;
         let b = (pos >> 3) as usize;
         prefetch(data, b + PREFETCH);
         let clock;
@@ -653,7 +661,8 @@ impl<'s> Cursor<'s> {
             if pos > self.content_end {
                 return NOT_FAST;
             }
-            return self.commit_fast(e, start, pos, clock, self.sec_on.then_some(sec_at), pay_at);
+            let next = align_up(pos, 8);
+            return self.commit_fast(e, start, next, clock, self.sec_on.then_some(sec_at), pay_at);
         }
         if e.kind != FLAT {
             return NOT_FAST;
@@ -664,7 +673,14 @@ impl<'s> Cursor<'s> {
         let Some((pos, sec_at)) = self.walk_flat_payload(scope, base, pos, clock) else {
             return NOT_FAST;
         };
-        self.commit_fast(e, start, pos, clock, self.sec_on.then_some(sec_at), 0)
+        self.commit_fast(
+            e,
+            start,
+            align_up(pos, 8),
+            clock,
+            self.sec_on.then_some(sec_at),
+            0,
+        )
     }
 
     /// Decodes the event at `pos`, whatever its layout, and makes it
@@ -810,7 +826,10 @@ impl<'s> Cursor<'s> {
             class: e.class,
             index: e.index,
         };
-        self.pos = pos;
+        self.pos = match sp.header_fast {
+            HeaderFast::Compact | HeaderFast::Large => align_up(pos, 8),
+            HeaderFast::Generic => pos,
+        };
         self.clock = clock;
         true
     }
@@ -880,7 +899,11 @@ impl<'s> Cursor<'s> {
             kind: match (walk, flat) {
                 // The payload starts at a whole byte (the header's end, or
                 // the stream event context's when it has whole bytes).
-                (false, _) if pay_align <= 8 && (!self.sec_on || self.sec_bits % 8 == 0) => {
+                (false, _)
+                    if pay_align <= 8
+                        && pay_bits.is_multiple_of(8)
+                        && (!self.sec_on || self.sec_bits.is_multiple_of(8)) =>
+                {
                     FIXED
                 }
                 (false, _) => FIXED_ALIGNED,
