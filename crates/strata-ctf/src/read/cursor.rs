@@ -13,6 +13,7 @@ use std::path::Path;
 
 use super::class::{ClassPlan, EventClass, HeaderFast, StreamPlan, TracePlan};
 use super::error::{ReadError, SkipStats};
+use super::flat_shape::FlatShape;
 use super::packet::{decode_packet, PacketInfo};
 use super::plan::{align_up, FastScope, Scope, ScopeKind};
 use super::walk::{update_clock, DecodeError, Walker};
@@ -182,6 +183,8 @@ pub(crate) struct Cursor<'s> {
     /// Flat payload scopes of the stream class's classes, and where their
     /// marks start.
     flats: Vec<(&'s Scope, u32)>,
+    /// Their shapes, when common enough to walk by straight-line code.
+    shapes: Vec<Option<FlatShape>>,
     /// The stream class `table` and `no_id` are for.
     table_sp: usize,
     /// The current event.
@@ -261,6 +264,7 @@ impl<'s> Cursor<'s> {
             table: Vec::new(),
             no_id: Entry::default(),
             flats: Vec::new(),
+            shapes: Vec::new(),
             table_sp: usize::MAX,
             cur: Current {
                 index: u32::MAX,
@@ -444,6 +448,7 @@ impl<'s> Cursor<'s> {
         if self.table_sp != self.sp {
             self.table.clear();
             self.flats.clear();
+            self.shapes.clear();
             self.no_id = Entry::default();
             self.table_sp = self.sp;
         }
@@ -667,6 +672,30 @@ impl<'s> Cursor<'s> {
         if e.kind != FLAT {
             return NOT_FAST;
         }
+        if let Some(Some(shape)) = self.shapes.get(e.arg as usize) {
+            let end = self.content_end;
+            let mut sec_at = 0;
+            if self.sec_on {
+                sec_at = (pos + self.sec_mask) & !self.sec_mask;
+                pos = sec_at + self.sec_bits;
+            }
+            if pos > end {
+                return NOT_FAST;
+            }
+            let Some(pos) = shape.walk(self.pkt, end, &mut self.marks, &mut self.regs, pos) else {
+                return NOT_FAST;
+            };
+            // (Whole bytes: the next event starts aligned.)
+            return self.commit_fast(e, start, pos, clock, self.sec_on.then_some(sec_at), 0);
+        }
+        self.fast_walked(e, start, pos, clock)
+    }
+
+    /// `fast_other` for a flat payload of no common shape: walked by its
+    /// program. Out of line, so that the common shapes' path keeps its
+    /// values in registers.
+    #[inline(never)]
+    fn fast_walked(&mut self, e: Entry, start: u64, pos: u64, clock: u64) -> u64 {
         let Some(&(scope, base)) = self.flats.get(e.arg as usize) else {
             return NOT_FAST;
         };
@@ -883,6 +912,10 @@ impl<'s> Cursor<'s> {
                 match (u32::try_from(cp.pay_base), u16::try_from(self.flats.len())) {
                     (Ok(b), Ok(i)) if i != NO_FLAT => {
                         self.flats.push((p, b));
+                        // Whole bytes from a whole byte: the header's end,
+                        // or a stream event context of whole bytes.
+                        let whole = !self.sec_on || self.sec_bits.is_multiple_of(8);
+                        self.shapes.push(FlatShape::of(p, b).filter(|_| whole));
                         i
                     }
                     _ => NO_FLAT,

@@ -406,8 +406,9 @@ impl Bits {
 fn fast_path_payload_kinds_agree_with_the_general_path() {
     // Payloads of each kind the fast path tells apart: whole bytes (read
     // by arithmetic), bit-packed (10 bits, so the next header is realigned),
-    // aligned beyond a byte, and walked (a string). Every field and every
-    // timestamp must read the same through the general decoder.
+    // aligned beyond a byte, and walked (a string; a sequence whose length
+    // precedes it). Every field and every timestamp must read the same
+    // through the general decoder.
     let md = format!(
         "{HEAD} typealias integer {{ size = 64; align = 64; signed = false; }} := uint64a_t;
         trace {{ major = 1; minor = 8; byte_order = le; }}; {COMPACT}
@@ -415,7 +416,8 @@ fn fast_path_payload_kinds_agree_with_the_general_path() {
         event {{ name = bytes; id = 3; fields := struct {{ uint32_t x; }}; }};
         event {{ name = packed; id = 4; fields := struct {{ uint5_t p; uint5_t q; }}; }};
         event {{ name = wide; id = 5; fields := struct {{ uint64a_t v; }}; }};
-        event {{ name = text; id = 6; fields := struct {{ string s; uint8_t t; }}; }};"
+        event {{ name = text; id = 6; fields := struct {{ string s; uint8_t t; }}; }};
+        event {{ name = seq; id = 7; fields := struct {{ uint16_t a; uint8_t n; uint16_t v[n]; uint8_t w; }}; }};"
     );
     let mut b = Bits::default();
     b.put(0, 64);
@@ -424,7 +426,7 @@ fn fast_path_payload_kinds_agree_with_the_general_path() {
     for i in 0..64u64 {
         ts += 7 + i * 3;
         b.align(8);
-        let id = 3 + i % 4;
+        let id = 3 + i % 5;
         b.put(id, 5);
         b.put(ts & ((1 << 27) - 1), 27);
         match id {
@@ -436,6 +438,14 @@ fn fast_path_payload_kinds_agree_with_the_general_path() {
             5 => {
                 b.align(64);
                 b.put(i << 40 | i, 64);
+            }
+            7 => {
+                b.put(i, 16);
+                b.put(i % 4, 8);
+                for k in 0..i % 4 {
+                    b.put(k * 100 + i, 16);
+                }
+                b.put(i + 1, 8);
             }
             _ => {
                 for c in format!("s{i}").bytes() {
@@ -464,7 +474,11 @@ fn fast_path_payload_kinds_agree_with_the_general_path() {
     let fast = collect(false);
     assert_eq!(fast.len(), 64);
     assert_eq!(fast.last().unwrap().1, ts);
-    assert_eq!(fast[5].3, ["Some(U64(5)) Some(5)", "Some(U64(3)) Some(3)"]);
-    assert_eq!(fast[6].3, ["Some(U64(6597069766662)) Some(6597069766662)"]);
+    assert_eq!(
+        fast[6].3,
+        ["Some(U64(6)) Some(6)", "Some(U64(10)) Some(10)"]
+    );
+    assert_eq!(fast[7].3, ["Some(U64(7696581394439)) Some(7696581394439)"]);
+    assert_eq!(fast[9].3[3], "Some(U64(10)) Some(10)", "after a sequence");
     assert_eq!(fast, collect(true));
 }

@@ -300,7 +300,7 @@ impl Walker<'_> {
 /// kernel events) eight bytes at a time in a register, longer ones with
 /// `memchr`.
 #[inline(always)]
-fn nul(hay: &[u8]) -> Option<usize> {
+pub(crate) fn nul(hay: &[u8]) -> Option<usize> {
     const LO: u64 = 0x0101_0101_0101_0101;
     const HI: u64 = 0x8080_8080_8080_8080;
     let mut at = 0;
