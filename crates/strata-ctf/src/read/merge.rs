@@ -69,21 +69,37 @@ fn key(c: &Cursor<'_>) -> u64 {
 }
 
 /// `replay` over the sorted list `o`: the winner, stream `leaf`, first in
-/// it, takes key `k` and moves back to its place. Returns the new winner.
+/// it, takes key `k` and moves back to its place. Returns the new winner
+/// and the new bound (the key of the new second entry), both from the
+/// values read before the moves: read back after them, each waited for
+/// its store to be forwarded, on the way to the next event's decoding.
 #[inline(always)]
-fn reinsert(o: &mut [u128; ORDER], leaf: u32, k: u64) -> u128 {
+fn reinsert(o: &mut [u128; ORDER], leaf: u32, k: u64) -> (u128, u64) {
     let c = pack(k, leaf);
+    let first = o[1];
+    if first >= c {
+        // A tie the stream index breaks: the stream stays first.
+        o[0] = c;
+        return (c, (first >> 64) as u64);
+    }
+    o[0] = first;
+    let second = o[2];
+    if second >= c {
+        o[1] = c;
+        return (first, k);
+    }
+    o[1] = second;
     // Ends at the padding at the latest, which is larger than any pair.
-    for j in 0..ORDER - 1 {
+    for j in 2..ORDER - 1 {
         let next = o[j + 1];
         if next >= c {
             o[j] = c;
-            return o[0];
+            return (first, (second >> 64) as u64);
         }
         o[j] = next;
     }
     o[ORDER - 1] = c;
-    o[0]
+    (first, (second >> 64) as u64)
 }
 
 /// A (key, stream) pair as one number that orders the same way.
@@ -167,8 +183,8 @@ impl<'s> Events<'s> {
             // then.)
             self.current = match &mut self.order {
                 Some(o) => {
-                    let w = reinsert(o, ci, k);
-                    self.bound = (o[1] >> 64) as u64;
+                    let (w, b) = reinsert(o, ci, k);
+                    self.bound = b;
                     w as u32
                 }
                 None => {
@@ -199,9 +215,9 @@ impl<'s> Events<'s> {
     #[inline(never)]
     fn replay(&mut self, leaf: u32, k: u64) {
         if let Some(o) = &mut self.order {
-            let w = reinsert(o, leaf, k);
+            let (w, b) = reinsert(o, leaf, k);
             self.winner = ((w >> 64) as u64, w as u32);
-            self.bound = (o[1] >> 64) as u64;
+            self.bound = b;
             return;
         }
         let mut c = (k, leaf);
