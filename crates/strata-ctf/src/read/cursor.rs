@@ -13,6 +13,7 @@ use std::path::Path;
 
 use super::class::{ClassPlan, EventClass, HeaderFast, StreamPlan, TracePlan};
 use super::error::{ReadError, SkipStats};
+use super::flat_shape::FlatShape;
 use super::packet::{decode_packet, PacketInfo};
 use super::plan::{align_up, FastScope, Scope, ScopeKind};
 use super::walk::{update_clock, DecodeError, Walker};
@@ -30,6 +31,15 @@ pub(crate) struct Source<'s> {
     pub path: &'s Path,
     pub data: &'s [u8],
     pub release: Option<&'s dyn Release>,
+}
+
+/// What `decode_fast` returns when the event needs the general path.
+pub(crate) const NOT_FAST: u64 = u64::MAX;
+
+/// A timestamp as an unsigned number that sorts the same way.
+#[inline(always)]
+pub(crate) fn sort_key(ts: i64) -> u64 {
+    (ts as u64) ^ (1 << 63)
 }
 
 /// Granularity of released ranges.
@@ -55,11 +65,12 @@ pub(crate) struct Current {
 /// so the table is indexed with a shift.
 #[derive(Clone, Copy)]
 struct Entry {
-    /// `FIXED`, `WALK` or `UNRESOLVED`: one test in the fast path.
+    /// `FIXED`, `FIXED_ALIGNED`, `WALK`, `FLAT` or `UNRESOLVED`: one test
+    /// in the fast path.
     kind: u8,
-    /// `FIXED`: the payload's alignment in bits, minus one.
+    /// Fixed kinds: the payload's alignment in bits, minus one.
     pay_mask: u8,
-    /// `FIXED`: the payload's size in bits. `WALK`: when only its payload
+    /// Fixed kinds: the payload's size in bits. `WALK`: when only its payload
     /// is walked and that walk is flat (the common walked event: a string
     /// or a sequence among fixed fields), its index in `flats`, to walk it
     /// directly; otherwise `NO_FLAT`.
@@ -74,8 +85,13 @@ const NO_FLAT: u16 = u16::MAX;
 
 /// Entry kinds. Fixed: contexts and payload have static sizes (the stream
 /// event context, if any, is fixed too), so locating the event is
-/// arithmetic.
+/// arithmetic; and the payload starts right where the header (or stream
+/// event context) ends and is whole bytes with a byte alignment at most,
+/// as in every LTTng trace, so the fast path adds its size without
+/// aligning, and the next event starts at a whole byte too.
 const FIXED: u8 = 0;
+/// Fixed, but the payload may need aligning: the fast path's second case.
+const FIXED_ALIGNED: u8 = 4;
 /// Its context or payload must be walked.
 const WALK: u8 = 1;
 /// Not resolved yet: the class has not been met in this stream class.
@@ -142,7 +158,9 @@ pub(crate) struct Cursor<'s> {
     pkt_off: u64,
     pkt_size: u64,
     content_end: u64,
-    /// Where the next event starts.
+    /// Where the next event starts; with the LTTng headers (`mode` not
+    /// `Other`), at a whole byte, as their headers are aligned to bytes:
+    /// kept so, the fast path does not align it.
     pos: u64,
     /// The clock after the current event.
     clock: u64,
@@ -165,6 +183,8 @@ pub(crate) struct Cursor<'s> {
     /// Flat payload scopes of the stream class's classes, and where their
     /// marks start.
     flats: Vec<(&'s Scope, u32)>,
+    /// Their shapes, when common enough to walk by straight-line code.
+    shapes: Vec<Option<FlatShape>>,
     /// The stream class `table` and `no_id` are for.
     table_sp: usize,
     /// The current event.
@@ -172,6 +192,8 @@ pub(crate) struct Cursor<'s> {
     /// The fast path for the current stream class, set at each packet so
     /// the fast path does not go through the stream plan.
     mode: Mode,
+    /// `mode` is `Mode::Compact`: tested first, on its own.
+    compact: bool,
     /// The fixed stream event context, if any: whether there is one, its
     /// alignment minus one, its size in bits and its mark slot.
     sec_on: bool,
@@ -242,12 +264,14 @@ impl<'s> Cursor<'s> {
             table: Vec::new(),
             no_id: Entry::default(),
             flats: Vec::new(),
+            shapes: Vec::new(),
             table_sp: usize::MAX,
             cur: Current {
                 index: u32::MAX,
                 ..Current::default()
             },
             mode: Mode::Other,
+            compact: false,
             sec_on: false,
             sec_mask: 0,
             sec_bits: 0,
@@ -296,16 +320,24 @@ impl<'s> Cursor<'s> {
     /// error (without `skip_corrupt`) the stream is finished.
     #[inline(always)]
     pub(crate) fn advance(&mut self) -> Result<bool, ReadError> {
-        if self.decode_fast() {
+        if self.decode_fast() != NOT_FAST {
             return Ok(true);
         }
         self.advance_slow()
     }
 
+    /// The current event's merge key: its timestamp as an unsigned number
+    /// that sorts the same way. Below `NOT_FAST`, since timestamps stay
+    /// below `i64::MAX`.
+    #[inline(always)]
+    pub(crate) fn key(&self) -> u64 {
+        sort_key(self.cur.ts)
+    }
+
     /// Past the end of a packet, or after an event that could not be
     /// decoded: moves through packets and files to the next event.
     #[inline(never)]
-    fn advance_slow(&mut self) -> Result<bool, ReadError> {
+    pub(crate) fn advance_slow(&mut self) -> Result<bool, ReadError> {
         loop {
             if let Some(e) = self.failed.take() {
                 let err = self.corrupt(self.pkt_off, e);
@@ -416,6 +448,7 @@ impl<'s> Cursor<'s> {
         if self.table_sp != self.sp {
             self.table.clear();
             self.flats.clear();
+            self.shapes.clear();
             self.no_id = Entry::default();
             self.table_sp = self.sp;
         }
@@ -446,6 +479,11 @@ impl<'s> Cursor<'s> {
             (Some(HeaderFast::Large), Sec::Fast(..)) => Mode::LargeSec,
             _ => Mode::Other,
         };
+        self.compact = self.mode == Mode::Compact;
+        if self.mode != Mode::Other {
+            // Events start at whole bytes with these headers (see `pos`).
+            self.pos = align_up(self.pos, 8);
+        }
         (self.sec_on, self.sec_mask, self.sec_bits, self.sec_slot) = match self.sec {
             Sec::Fast(f, slot) => (true, (f.align as u64).max(1) - 1, f.bits, slot),
             _ => (false, 0, 0, NO_SLOT),
@@ -484,24 +522,35 @@ impl<'s> Cursor<'s> {
     /// Inlined into the merge loop, one copy per header layout and
     /// stream event context presence, so neither is tested per field;
     /// everything uncommon is out of line.
+    ///
+    /// Returns the new event's merge key (see `key`), or `NOT_FAST`: the
+    /// merge compares it straight from a register, rather than reading
+    /// back the timestamp just stored.
     #[inline(always)]
-    fn decode_fast(&mut self) -> bool {
+    pub(crate) fn decode_fast(&mut self) -> u64 {
+        // The compact header without a stream event context (LTTng's
+        // kernel channels) by one comparison, which the CPU predicts, rather
+        // than a jump through a table.
+        if self.compact {
+            return self.fast_event::<false, false>();
+        }
         match self.mode {
             Mode::Compact => self.fast_event::<false, false>(),
             Mode::CompactSec => self.fast_event::<false, true>(),
             Mode::Large => self.fast_event::<true, false>(),
             Mode::LargeSec => self.fast_event::<true, true>(),
-            Mode::Other => false,
+            Mode::Other => NOT_FAST,
         }
     }
 
     /// `decode_fast` for the large (`LARGE`) or compact header, with or
     /// without (`SEC`) a fixed stream event context.
     #[inline(always)]
-    fn fast_event<const LARGE: bool, const SEC: bool>(&mut self) -> bool {
+    fn fast_event<const LARGE: bool, const SEC: bool>(&mut self) -> u64 {
         let data: &'s [u8] = self.content;
+        // Whole bytes already (see `pos`): LTTng headers are byte-aligned.
         let start = self.pos;
-        let mut pos = (start + 7) & !7;
+        let mut pos = start;
         let b = (pos >> 3) as usize;
         prefetch(data, b + PREFETCH);
         let clock;
@@ -511,7 +560,7 @@ impl<'s> Cursor<'s> {
             // bytes; this also stops at the end of the packet's events.
             // (`b` is at most 2^61: the sum does not overflow.)
             if b + 13 > data.len() {
-                return false;
+                return NOT_FAST;
             }
             let h = &data[b..b + 13];
             let w = le32(h, 0).unwrap_or(0);
@@ -528,7 +577,7 @@ impl<'s> Cursor<'s> {
             // Room for either form (14 bytes); events in the content's
             // last bytes go the general way.
             if b + 14 > data.len() {
-                return false;
+                return NOT_FAST;
             }
             let h = &data[b..b + 14];
             let small = le16(h, 0).unwrap_or(0) as u64;
@@ -541,24 +590,24 @@ impl<'s> Cursor<'s> {
             id = (v & ext) | (small & !ext);
         }
         let Some(&e) = self.table.get(id as usize) else {
-            return false;
+            return NOT_FAST;
         };
         if e.kind != FIXED {
-            return self.fast_flat(id as usize, start, pos, clock);
+            return self.fast_other(id as usize, start, pos, clock);
         }
         let mut sec_at = 0;
         if SEC {
             sec_at = (pos + self.sec_mask) & !self.sec_mask;
             pos = sec_at + self.sec_bits;
         }
-        let m = e.pay_mask as u64;
-        let pay_at = (pos + m) & !m;
+        // No alignment: one addition on the chain from one event to the
+        // next (see `FIXED`).
+        let pay_at = pos;
         pos = pay_at + e.arg as u64;
         if pos > self.content_end || clock >= self.ns_limit {
-            return false;
+            return NOT_FAST;
         }
-        self.commit_fast(e, start, pos, clock, SEC.then_some(sec_at), pay_at);
-        true
+        self.commit_fast(e, start, pos, clock, SEC.then_some(sec_at), pay_at)
     }
 
     /// Makes the event the fast path decoded current: its marks (the
@@ -573,7 +622,7 @@ impl<'s> Cursor<'s> {
         clock: u64,
         sec_at: Option<u64>,
         pay_at: u64,
-    ) {
+    ) -> u64 {
         if let Some(at) = sec_at {
             if let Some(m) = self.marks.get_mut(self.sec_slot as usize) {
                 *m = at;
@@ -582,34 +631,85 @@ impl<'s> Cursor<'s> {
         if let Some(m) = self.marks.get_mut(e.pay_slot as usize) {
             *m = pay_at;
         }
+        let ts = self.ns_zero + clock as i64;
         self.cur = Current {
-            ts: self.ns_zero + clock as i64,
+            ts,
             start,
             class: e.class,
             index: e.index,
         };
         self.pos = pos;
         self.clock = clock;
+        sort_key(ts)
     }
 
-    /// `decode_fast` for an event whose payload is walked flat, from the
-    /// end of its header at `pos`; false for other kinds.
+    /// `decode_fast` for an event whose payload is walked flat or needs
+    /// aligning, from the end of its header at `pos`; `NOT_FAST` for other
+    /// kinds.
     #[inline(never)]
-    fn fast_flat(&mut self, id: usize, start: u64, pos: u64, clock: u64) -> bool {
-        let Some(&e) = self.table.get(id).filter(|e| e.kind == FLAT) else {
-            return false;
+    fn fast_other(&mut self, id: usize, start: u64, mut pos: u64, clock: u64) -> u64 {
+        let Some(&e) = self.table.get(id) else {
+            return NOT_FAST;
         };
         if clock >= self.ns_limit {
-            return false;
+            return NOT_FAST;
         }
+        if e.kind == FIXED_ALIGNED {
+            let mut sec_at = 0;
+            if self.sec_on {
+                sec_at = (pos + self.sec_mask) & !self.sec_mask;
+                pos = sec_at + self.sec_bits;
+            }
+            let m = e.pay_mask as u64;
+            let pay_at = (pos + m) & !m;
+            pos = pay_at + e.arg as u64;
+            if pos > self.content_end {
+                return NOT_FAST;
+            }
+            let next = align_up(pos, 8);
+            return self.commit_fast(e, start, next, clock, self.sec_on.then_some(sec_at), pay_at);
+        }
+        if e.kind != FLAT {
+            return NOT_FAST;
+        }
+        if let Some(Some(shape)) = self.shapes.get(e.arg as usize) {
+            let end = self.content_end;
+            let mut sec_at = 0;
+            if self.sec_on {
+                sec_at = (pos + self.sec_mask) & !self.sec_mask;
+                pos = sec_at + self.sec_bits;
+            }
+            if pos > end {
+                return NOT_FAST;
+            }
+            let Some(pos) = shape.walk(self.pkt, end, &mut self.marks, &mut self.regs, pos) else {
+                return NOT_FAST;
+            };
+            // (Whole bytes: the next event starts aligned.)
+            return self.commit_fast(e, start, pos, clock, self.sec_on.then_some(sec_at), 0);
+        }
+        self.fast_walked(e, start, pos, clock)
+    }
+
+    /// `fast_other` for a flat payload of no common shape: walked by its
+    /// program. Out of line, so that the common shapes' path keeps its
+    /// values in registers.
+    #[inline(never)]
+    fn fast_walked(&mut self, e: Entry, start: u64, pos: u64, clock: u64) -> u64 {
         let Some(&(scope, base)) = self.flats.get(e.arg as usize) else {
-            return false;
+            return NOT_FAST;
         };
         let Some((pos, sec_at)) = self.walk_flat_payload(scope, base, pos, clock) else {
-            return false;
+            return NOT_FAST;
         };
-        self.commit_fast(e, start, pos, clock, self.sec_on.then_some(sec_at), 0);
-        true
+        self.commit_fast(
+            e,
+            start,
+            align_up(pos, 8),
+            clock,
+            self.sec_on.then_some(sec_at),
+            0,
+        )
     }
 
     /// Decodes the event at `pos`, whatever its layout, and makes it
@@ -704,7 +804,7 @@ impl<'s> Cursor<'s> {
                 Err(e) => return self.fail(e),
             },
         };
-        let (sec_at, pay_at) = if e.kind == FIXED {
+        let (sec_at, pay_at) = if e.kind == FIXED || e.kind == FIXED_ALIGNED {
             let mut sec_at = 0;
             if let Sec::Fast(f, _) = self.sec {
                 sec_at = align_up(pos, f.align);
@@ -755,7 +855,10 @@ impl<'s> Cursor<'s> {
             class: e.class,
             index: e.index,
         };
-        self.pos = pos;
+        self.pos = match sp.header_fast {
+            HeaderFast::Compact | HeaderFast::Large => align_up(pos, 8),
+            HeaderFast::Generic => pos,
+        };
         self.clock = clock;
         true
     }
@@ -809,6 +912,10 @@ impl<'s> Cursor<'s> {
                 match (u32::try_from(cp.pay_base), u16::try_from(self.flats.len())) {
                     (Ok(b), Ok(i)) if i != NO_FLAT => {
                         self.flats.push((p, b));
+                        // Whole bytes from a whole byte: the header's end,
+                        // or a stream event context of whole bytes.
+                        let whole = !self.sec_on || self.sec_bits.is_multiple_of(8);
+                        self.shapes.push(FlatShape::of(p, b).filter(|_| whole));
                         i
                     }
                     _ => NO_FLAT,
@@ -823,7 +930,16 @@ impl<'s> Cursor<'s> {
             !fixed_payload || !fits || cp.context.is_some() || matches!(self.sec, Sec::Walk(_));
         let entry = Entry {
             kind: match (walk, flat) {
-                (false, _) => FIXED,
+                // The payload starts at a whole byte (the header's end, or
+                // the stream event context's when it has whole bytes).
+                (false, _)
+                    if pay_align <= 8
+                        && pay_bits.is_multiple_of(8)
+                        && (!self.sec_on || self.sec_bits.is_multiple_of(8)) =>
+                {
+                    FIXED
+                }
+                (false, _) => FIXED_ALIGNED,
                 (true, NO_FLAT) => WALK,
                 (true, _) => FLAT,
             },

@@ -25,6 +25,7 @@ mod clock_map;
 mod cursor;
 mod error;
 mod event;
+mod flat_shape;
 mod fs;
 mod memory;
 mod merge;

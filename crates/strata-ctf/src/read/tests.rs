@@ -377,3 +377,108 @@ fn a_clock_map_moves_one_stream_in_the_merge() {
         ]
     );
 }
+
+/// Little-endian bit writer for hand-built packets.
+#[derive(Default)]
+struct Bits {
+    bytes: Vec<u8>,
+    bit: usize,
+}
+
+impl Bits {
+    fn put(&mut self, v: u64, n: usize) {
+        for i in 0..n {
+            if self.bit / 8 >= self.bytes.len() {
+                self.bytes.push(0);
+            }
+            self.bytes[self.bit / 8] |= (((v >> i) & 1) as u8) << (self.bit % 8);
+            self.bit += 1;
+        }
+    }
+    fn align(&mut self, a: usize) {
+        while !self.bit.is_multiple_of(a) {
+            self.put(0, 1);
+        }
+    }
+}
+
+#[test]
+fn fast_path_payload_kinds_agree_with_the_general_path() {
+    // Payloads of each kind the fast path tells apart: whole bytes (read
+    // by arithmetic), bit-packed (10 bits, so the next header is realigned),
+    // aligned beyond a byte, and walked (a string; a sequence whose length
+    // precedes it). Every field and every timestamp must read the same
+    // through the general decoder.
+    let md = format!(
+        "{HEAD} typealias integer {{ size = 64; align = 64; signed = false; }} := uint64a_t;
+        trace {{ major = 1; minor = 8; byte_order = le; }}; {COMPACT}
+        stream {{ event.header := struct event_header_compact; packet.context := struct {{ uint64_t content_size; uint64_clock_t timestamp_begin; }}; }};
+        event {{ name = bytes; id = 3; fields := struct {{ uint32_t x; }}; }};
+        event {{ name = packed; id = 4; fields := struct {{ uint5_t p; uint5_t q; }}; }};
+        event {{ name = wide; id = 5; fields := struct {{ uint64a_t v; }}; }};
+        event {{ name = text; id = 6; fields := struct {{ string s; uint8_t t; }}; }};
+        event {{ name = seq; id = 7; fields := struct {{ uint16_t a; uint8_t n; uint16_t v[n]; uint8_t w; }}; }};"
+    );
+    let mut b = Bits::default();
+    b.put(0, 64);
+    b.put(1000, 64);
+    let mut ts = 1000u64;
+    for i in 0..64u64 {
+        ts += 7 + i * 3;
+        b.align(8);
+        let id = 3 + i % 5;
+        b.put(id, 5);
+        b.put(ts & ((1 << 27) - 1), 27);
+        match id {
+            3 => b.put(i * 1_000_003, 32),
+            4 => {
+                b.put(i % 32, 5);
+                b.put((i * 7) % 32, 5);
+            }
+            5 => {
+                b.align(64);
+                b.put(i << 40 | i, 64);
+            }
+            7 => {
+                b.put(i, 16);
+                b.put(i % 4, 8);
+                for k in 0..i % 4 {
+                    b.put(k * 100 + i, 16);
+                }
+                b.put(i + 1, 8);
+            }
+            _ => {
+                for c in format!("s{i}").bytes() {
+                    b.put(c as u64, 8);
+                }
+                b.put(0, 8);
+                b.put(i, 8);
+            }
+        }
+    }
+    let content = b.bit as u64;
+    let mut data = b.bytes;
+    data[..8].copy_from_slice(&content.to_le_bytes());
+    let collect = |generic: bool| {
+        let mut out = Vec::new();
+        each_event(&md, &data, generic, |e| {
+            let values: Vec<_> = e
+                .class()
+                .payload_fields()
+                .map(|(_, f)| format!("{:?} {:?}", e.value(f), e.u64(f)))
+                .collect();
+            out.push((e.class().id(), e.cycles(), e.ts(), values));
+        });
+        out
+    };
+    let fast = collect(false);
+    assert_eq!(fast.len(), 64);
+    assert_eq!(fast.last().unwrap().1, ts);
+    assert_eq!(
+        fast[6].3,
+        ["Some(U64(6)) Some(6)", "Some(U64(10)) Some(10)"]
+    );
+    assert_eq!(fast[7].3, ["Some(U64(7696581394439)) Some(7696581394439)"]);
+    assert_eq!(fast[9].3[3], "Some(U64(10)) Some(10)", "after a sequence");
+    assert_eq!(fast, collect(true));
+}

@@ -39,9 +39,11 @@ pub(crate) fn update_clock(clock: u64, v: u64, bits: u8) -> u64 {
         return v;
     }
     let mask = (1u64 << bits) - 1;
-    let t = (clock & !mask) | v;
-    // Branch-free: whether it wrapped is data, not control.
-    t.wrapping_add(((v < (clock & mask)) as u64) << bits)
+    // The distance forward from the clock's low bits to `v`, modulo 2^N:
+    // adding it replaces those bits and carries when they wrapped. Three
+    // operations, no comparison: this is on the fast path's chain from an
+    // event's header to its timestamp.
+    clock.wrapping_add(v.wrapping_sub(clock) & mask)
 }
 
 /// Mutable state of a walk.
@@ -298,7 +300,7 @@ impl Walker<'_> {
 /// kernel events) eight bytes at a time in a register, longer ones with
 /// `memchr`.
 #[inline(always)]
-fn nul(hay: &[u8]) -> Option<usize> {
+pub(crate) fn nul(hay: &[u8]) -> Option<usize> {
     const LO: u64 = 0x0101_0101_0101_0101;
     const HI: u64 = 0x8080_8080_8080_8080;
     let mut at = 0;
@@ -328,6 +330,28 @@ mod tests {
         assert_eq!(update_clock(0x1234_5678, 0x78, 8), 0x1234_5678);
         assert_eq!(update_clock((1 << 27) - 1, 0, 27), 1 << 27);
         assert_eq!(update_clock(5, 3, 64), 3);
+        // Against the definition: replace the low bits, add 2^N when the
+        // result went backwards (pseudo-random values, every width).
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let bits = (x % 63) as u8 + 1;
+            let mask = (1u64 << bits) - 1;
+            let (clock, v) = (x.rotate_left(23) >> 1, x & mask);
+            let t = (clock & !mask) | v;
+            let want = if t < clock {
+                t.wrapping_add(1 << bits)
+            } else {
+                t
+            };
+            assert_eq!(
+                update_clock(clock, v, bits),
+                want,
+                "{clock:#x} {v:#x} {bits}"
+            );
+        }
     }
 
     #[test]
