@@ -109,9 +109,9 @@ pub(crate) struct Lexer<'a> {
 
 /// Character classes, looked up by byte: one load per character instead of
 /// a chain of comparisons.
-const WORD: u8 = 1;
-const BLANK: u8 = 2;
-static CLASS: [u8; 256] = {
+pub(super) const WORD: u8 = 1;
+pub(super) const BLANK: u8 = 2;
+pub(super) static CLASS: [u8; 256] = {
     let mut t = [0u8; 256];
     let mut c = 0;
     while c < 256 {

@@ -2,6 +2,7 @@
 //! types of an event can wait until its class is first used: LTTng kernel
 //! metadata declares over a thousand events and a trace uses a few dozen.
 
+use super::lexer::{BLANK, CLASS as LEX, WORD};
 use memchr::{memchr, memchr2, memchr3, memchr_iter};
 
 /// What [`type_span`] found of a type.
@@ -151,25 +152,6 @@ pub(crate) struct FastEvent<'a> {
     pub end_line: u32,
 }
 
-/// Byte classes of the lexer, for [`event_block`].
-const WORD: u8 = 1;
-const BLANK: u8 = 2;
-static LEX: [u8; 256] = {
-    let mut t = [0u8; 256];
-    let mut c = 0;
-    while c < 256 {
-        let b = c as u8;
-        if b.is_ascii_alphanumeric() || b == b'_' {
-            t[c] = WORD;
-        }
-        if matches!(b, b' ' | b'\t' | b'\r' | 0x0b | 0x0c | 0) {
-            t[c] = BLANK;
-        }
-        c += 1;
-    }
-    t
-};
-
 /// Reads an `event` block laid out exactly as LTTng's kernel tracer writes
 /// them, from byte `pos` (just after its `{`, on `line`): a name, an id, a
 /// stream id and fields, one per line, tab-indented. Byte comparisons
@@ -313,24 +295,7 @@ pub(crate) fn event_block<'a>(text: &'a str, pos: usize, line: u32) -> Option<Fa
                     named = true;
                     i += close + 2;
                 } else {
-                    let rest = b.get(i..)?;
-                    let n = rest
-                        .iter()
-                        .position(|&c| LEX[c as usize] != WORD)
-                        .unwrap_or(rest.len());
-                    let digits = &rest[..n];
-                    // Plain decimals only, as the lexer reads them (no
-                    // suffix, no leading zero), that fit 64 bits.
-                    let plain = matches!(digits.len(), 1..=18)
-                        && digits.iter().all(u8::is_ascii_digit)
-                        && (digits == b"0" || digits[0] != b'0');
-                    if !plain {
-                        return None;
-                    }
-                    let v = digits
-                        .iter()
-                        .fold(0u64, |v, &d| v * 10 + u64::from(d - b'0'));
-                    i += n;
+                    let v = plain_decimal(b, &mut i)?;
                     match key {
                         b"id" => ev.id = Some(v),
                         b"stream_id" => ev.stream_id = Some(v),
