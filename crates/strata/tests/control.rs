@@ -11,10 +11,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-fn api_token(s: &Setup) -> PathBuf {
-    let p = s.dir.path().join("api-token");
-    std::fs::write(&p, "# ctl token\napi-secret-42\n").unwrap();
-    p
+/// A relay whose control API needs a token, and that token's file.
+fn relay_with_api_token() -> (Setup, PathBuf, Relay) {
+    let s = Setup::new();
+    let token = s.dir.path().join("api-token");
+    std::fs::write(&token, "# ctl token\napi-secret-42\n").unwrap();
+    let relay = Relay::start(&s, &["--api-token-file", token.to_str().unwrap()]);
+    (s, token, relay)
 }
 
 fn ctl(relay: &Relay, token: Option<&Path>, args: &[&str]) -> (bool, String, String) {
@@ -62,9 +65,7 @@ fn stop_agent(agent: &mut Agent) {
 
 #[test]
 fn ctl_without_token_is_refused() {
-    let s = Setup::new();
-    let token = api_token(&s);
-    let relay = Relay::start(&s, &["--api-token-file", token.to_str().unwrap()]);
+    let (_s, token, relay) = relay_with_api_token();
     let (ok, _, err) = ctl(&relay, None, &["hosts"]);
     assert!(!ok);
     assert!(err.contains("--token-file"), "{err}");
@@ -95,9 +96,7 @@ fn flight_snapshot_holds_a_50ms_sleep() {
     if !common::skip_unless_root_with_tracefs() || !common::have_babeltrace() {
         return;
     }
-    let s = Setup::new();
-    let token = api_token(&s);
-    let relay = Relay::start(&s, &["--api-token-file", token.to_str().unwrap()]);
+    let (s, token, relay) = relay_with_api_token();
     let mut agent = Agent::start(
         relay.ingest,
         &s,
@@ -346,9 +345,7 @@ fn a_stopping_agent_sends_its_waiting_snapshot() {
     if !common::skip_unless_root_with_tracefs() || !common::have_babeltrace() {
         return;
     }
-    let s = Setup::new();
-    let token = api_token(&s);
-    let relay = Relay::start(&s, &["--api-token-file", token.to_str().unwrap()]);
+    let (s, token, relay) = relay_with_api_token();
     let mut agent = Agent::start(
         relay.ingest,
         &s,
@@ -414,9 +411,7 @@ fn events_enabled_for_two_seconds_then_revert() {
     if !common::skip_unless_root_with_tracefs() || !common::have_babeltrace() {
         return;
     }
-    let s = Setup::new();
-    let token = api_token(&s);
-    let relay = Relay::start(&s, &["--api-token-file", token.to_str().unwrap()]);
+    let (s, token, relay) = relay_with_api_token();
     let mut agent = Agent::start(
         relay.ingest,
         &s,
@@ -516,9 +511,7 @@ fn events_disabled_for_two_seconds_then_back() {
     if !common::skip_unless_root_with_tracefs() || !common::have_babeltrace() {
         return;
     }
-    let s = Setup::new();
-    let token = api_token(&s);
-    let relay = Relay::start(&s, &["--api-token-file", token.to_str().unwrap()]);
+    let (s, token, relay) = relay_with_api_token();
     let mut agent = Agent::start(
         relay.ingest,
         &s,
