@@ -22,11 +22,12 @@
 
 use std::collections::HashMap;
 use std::io::Write;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use strata_ctf::read::{FieldKind, FieldRef, OpenOptions, TraceSet};
+use strata_ctf::read::{Event, Events, FieldKind, FieldRef, OpenOptions, TraceSet};
 
 #[path = "../../../tests-support/shared_traces.rs"]
 mod shared_traces;
@@ -72,18 +73,20 @@ fn decode(path: &Path, fields: bool) -> Measure {
     let open_secs = t.elapsed().as_secs_f64();
     let mut events = set.events();
     let (mut n, mut sum) = (0u64, 0u64);
+    // `STRATA_BENCH_NEXT=1`: `next` in a loop rather than `try_for_each`,
+    // to compare the two in one binary.
+    let by_next = std::env::var_os("STRATA_BENCH_NEXT").is_some();
     if !fields {
-        while let Some(e) = events.next() {
-            let e = e.expect("valid trace");
+        let mut visit = |e: Event<'_>| {
             n += 1;
             sum = sum.wrapping_add(e.ts() as u64 ^ e.class_index() as u64);
-        }
+        };
+        drive(&mut events, by_next, &mut visit);
     } else {
         // Resolved lazily, on a class's first event, as an analysis binds.
         let mut plans: Vec<Option<ClassFields>> = vec![None; set.class_count()];
         let mut packet_of_stream: Vec<u64> = Vec::new();
-        while let Some(e) = events.next() {
-            let e = e.expect("valid trace");
+        let mut visit = |e: Event<'_>| {
             n += 1;
             sum = sum.wrapping_add(e.ts() as u64);
             let p = plans[e.class_index()].get_or_insert_with(|| {
@@ -132,7 +135,8 @@ fn decode(path: &Path, fields: bool) -> Measure {
             for &f in &p.floats {
                 sum = sum.wrapping_add(e.value(f).is_some() as u64);
             }
-        }
+        };
+        drive(&mut events, by_next, &mut visit);
     }
     Measure {
         events: n,
@@ -140,6 +144,22 @@ fn decode(path: &Path, fields: bool) -> Measure {
         secs: t.elapsed().as_secs_f64(),
         cpu_secs: cpu_secs(libc::RUSAGE_SELF) - cpu,
         checksum: sum,
+    }
+}
+
+/// Hands every event to `visit`, through `Events::try_for_each` (the
+/// internal iteration users get the speed of), or `next` in a loop.
+#[inline(always)]
+fn drive(events: &mut Events<'_>, by_next: bool, visit: &mut impl FnMut(Event<'_>)) {
+    if by_next {
+        while let Some(e) = events.next() {
+            visit(e.expect("valid trace"));
+        }
+    } else {
+        let _ = events.try_for_each(|e| {
+            visit(e.expect("valid trace"));
+            ControlFlow::<()>::Continue(())
+        });
     }
 }
 

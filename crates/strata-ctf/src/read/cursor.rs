@@ -9,6 +9,7 @@
 //! from there by their flat program; anything else (generic headers,
 //! variants, errors) goes through the general decoder.
 
+use std::ops::ControlFlow;
 use std::path::Path;
 
 use super::class::{ClassPlan, EventClass, HeaderFast, StreamPlan, TracePlan};
@@ -547,9 +548,75 @@ impl<'s> Cursor<'s> {
     /// without (`SEC`) a fixed stream event context.
     #[inline(always)]
     fn fast_event<const LARGE: bool, const SEC: bool>(&mut self) -> u64 {
+        let (mut pos, mut clock) = (self.pos, self.clock);
+        self.fast_event_at::<LARGE, SEC>(&mut pos, &mut clock)
+    }
+
+    /// Decodes this stream's events while their merge keys stay below
+    /// `bound`, handing each to `f` as it becomes current.
+    ///
+    /// The position and clock after each event stay in locals (registers)
+    /// from one event to the next: `decode_fast` called once per event
+    /// reloads them from the cursor, a store-to-load round trip on the
+    /// chain from one event's header to the next. They are still stored
+    /// with every event, so the cursor is the same as after `decode_fast`.
+    ///
+    /// Returns `Break` when `f` does (its event stays current), or
+    /// `Continue` with the key of the event decoded past the run: at or
+    /// above `bound`, not handed to `f`; or `NOT_FAST`, nothing decoded,
+    /// for `advance_slow` (as after `decode_fast`).
+    #[inline(always)]
+    pub(crate) fn run<B, F>(&mut self, bound: u64, f: &mut F) -> ControlFlow<B, u64>
+    where
+        F: FnMut(&Self) -> ControlFlow<B>,
+    {
+        if self.compact {
+            return self.run_mode::<false, false, B, F>(bound, f);
+        }
+        match self.mode {
+            Mode::Compact => self.run_mode::<false, false, B, F>(bound, f),
+            Mode::CompactSec => self.run_mode::<false, true, B, F>(bound, f),
+            Mode::Large => self.run_mode::<true, false, B, F>(bound, f),
+            Mode::LargeSec => self.run_mode::<true, true, B, F>(bound, f),
+            Mode::Other => ControlFlow::Continue(NOT_FAST),
+        }
+    }
+
+    /// `run` for one header layout and stream event context presence: the
+    /// layout only changes with the packet, which ends the run (the end of
+    /// a packet is `NOT_FAST`).
+    #[inline(always)]
+    fn run_mode<const LARGE: bool, const SEC: bool, B, F>(
+        &mut self,
+        bound: u64,
+        f: &mut F,
+    ) -> ControlFlow<B, u64>
+    where
+        F: FnMut(&Self) -> ControlFlow<B>,
+    {
+        let (mut pos, mut clock) = (self.pos, self.clock);
+        loop {
+            let k = self.fast_event_at::<LARGE, SEC>(&mut pos, &mut clock);
+            // `NOT_FAST` is never below the bound.
+            if k >= bound {
+                return ControlFlow::Continue(k);
+            }
+            f(self)?;
+        }
+    }
+
+    /// `fast_event` from the position `*at` and clock `*clk` (which must be
+    /// the cursor's `pos` and `clock`), updating both as it updates the
+    /// cursor's.
+    #[inline(always)]
+    fn fast_event_at<const LARGE: bool, const SEC: bool>(
+        &mut self,
+        at: &mut u64,
+        clk: &mut u64,
+    ) -> u64 {
         let data: &'s [u8] = self.content;
         // Whole bytes already (see `pos`): LTTng headers are byte-aligned.
-        let start = self.pos;
+        let start = *at;
         let mut pos = start;
         let b = (pos >> 3) as usize;
         prefetch(data, b + PREFETCH);
@@ -569,7 +636,7 @@ impl<'s> Cursor<'s> {
             // Masks rather than `if`: compact and extended headers
             // interleave at random, so a branch would mispredict.
             let ext = ((w & 31 == 31) as u64).wrapping_neg();
-            let short = update_clock(self.clock, (w >> 5) as u64, 27);
+            let short = update_clock(*clk, (w >> 5) as u64, 27);
             clock = (ext_ts & ext) | (short & !ext);
             pos += 32 + (72 & ext);
             id = (ext_id as u64 & ext) | ((w & 31) as u64 & !ext);
@@ -584,7 +651,7 @@ impl<'s> Cursor<'s> {
             let v = le32(h, 2).unwrap_or(0) as u64;
             let ext_ts = le64(h, 6).unwrap_or(0);
             let ext = ((small == 65535) as u64).wrapping_neg();
-            let short = update_clock(self.clock, v, 32);
+            let short = update_clock(*clk, v, 32);
             clock = (ext_ts & ext) | (short & !ext);
             pos += 48 + (64 & ext);
             id = (v & ext) | (small & !ext);
@@ -593,7 +660,11 @@ impl<'s> Cursor<'s> {
             return NOT_FAST;
         };
         if e.kind != FIXED {
-            return self.fast_other(id as usize, start, pos, clock);
+            let k = self.fast_other(id as usize, start, pos, clock);
+            // Out of line: it stored where it ended (or left both as they
+            // were, on `NOT_FAST`).
+            (*at, *clk) = (self.pos, self.clock);
+            return k;
         }
         let mut sec_at = 0;
         if SEC {
@@ -607,6 +678,7 @@ impl<'s> Cursor<'s> {
         if pos > self.content_end || clock >= self.ns_limit {
             return NOT_FAST;
         }
+        (*at, *clk) = (pos, clock);
         self.commit_fast(e, start, pos, clock, SEC.then_some(sec_at), pay_at)
     }
 
