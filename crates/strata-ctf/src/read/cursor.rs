@@ -552,14 +552,19 @@ impl<'s> Cursor<'s> {
         self.fast_event_at::<LARGE, SEC>(&mut pos, &mut clock)
     }
 
-    /// Decodes this stream's events while their merge keys stay below
-    /// `bound`, handing each to `f` as it becomes current.
+    /// Hands the current event to `f`, then decodes this stream's next
+    /// events, handing each to `f`, while their merge keys stay below
+    /// `bound`.
     ///
     /// The position and clock after each event stay in locals (registers)
     /// from one event to the next: `decode_fast` called once per event
     /// reloads them from the cursor, a store-to-load round trip on the
     /// chain from one event's header to the next. They are still stored
     /// with every event, so the cursor is the same as after `decode_fast`.
+    ///
+    /// `f` is called from this one place, so that the compiler inlines it
+    /// into the loop (called from several, a large `f` is not inlined, and
+    /// costs more than the loop saves).
     ///
     /// Returns `Break` when `f` does (its event stays current), or
     /// `Continue` with the key of the event decoded past the run: at or
@@ -570,38 +575,30 @@ impl<'s> Cursor<'s> {
     where
         F: FnMut(&Self) -> ControlFlow<B>,
     {
-        if self.compact {
-            return self.run_mode::<false, false, B, F>(bound, f);
-        }
-        match self.mode {
-            Mode::Compact => self.run_mode::<false, false, B, F>(bound, f),
-            Mode::CompactSec => self.run_mode::<false, true, B, F>(bound, f),
-            Mode::Large => self.run_mode::<true, false, B, F>(bound, f),
-            Mode::LargeSec => self.run_mode::<true, true, B, F>(bound, f),
-            Mode::Other => ControlFlow::Continue(NOT_FAST),
-        }
-    }
-
-    /// `run` for one header layout and stream event context presence: the
-    /// layout only changes with the packet, which ends the run (the end of
-    /// a packet is `NOT_FAST`).
-    #[inline(always)]
-    fn run_mode<const LARGE: bool, const SEC: bool, B, F>(
-        &mut self,
-        bound: u64,
-        f: &mut F,
-    ) -> ControlFlow<B, u64>
-    where
-        F: FnMut(&Self) -> ControlFlow<B>,
-    {
         let (mut pos, mut clock) = (self.pos, self.clock);
         loop {
-            let k = self.fast_event_at::<LARGE, SEC>(&mut pos, &mut clock);
+            f(self)?;
+            let k = self.decode_fast_at(&mut pos, &mut clock);
             // `NOT_FAST` is never below the bound.
             if k >= bound {
                 return ControlFlow::Continue(k);
             }
-            f(self)?;
+        }
+    }
+
+    /// `decode_fast` from the position `*at` and clock `*clk`, which must
+    /// be the cursor's, updating both as it updates the cursor's.
+    #[inline(always)]
+    fn decode_fast_at(&mut self, at: &mut u64, clk: &mut u64) -> u64 {
+        if self.compact {
+            return self.fast_event_at::<false, false>(at, clk);
+        }
+        match self.mode {
+            Mode::Compact => self.fast_event_at::<false, false>(at, clk),
+            Mode::CompactSec => self.fast_event_at::<false, true>(at, clk),
+            Mode::Large => self.fast_event_at::<true, false>(at, clk),
+            Mode::LargeSec => self.fast_event_at::<true, true>(at, clk),
+            Mode::Other => NOT_FAST,
         }
     }
 

@@ -104,6 +104,17 @@ fn reinsert(o: &mut [u128; ORDER], leaf: u32, k: u64) -> (u128, u64) {
     (first, (second >> 64) as u64)
 }
 
+/// Hands a stream's error to `try_for_each`'s `f`: out of line, so that
+/// `f` has one call site in the hot loop, where it is inlined.
+#[cold]
+#[inline(never)]
+fn hand_error<B, F>(f: &mut F, e: ReadError) -> ControlFlow<B>
+where
+    F: FnMut(Result<Event<'_>, ReadError>) -> ControlFlow<B>,
+{
+    f(Err(e))
+}
+
 /// A (key, stream) pair as one number that orders the same way.
 #[inline(always)]
 fn pack(k: u64, leaf: u32) -> u128 {
@@ -241,69 +252,85 @@ impl<'s> Events<'s> {
     where
         F: FnMut(Result<Event<'_>, ReadError>) -> ControlFlow<B>,
     {
+        // Past the event handed out last (by `next`, or before a `Break`),
+        // as `next` would go. Then, at the top of the loop, the current
+        // stream's event is decoded, the winner, and not handed out yet
+        // (or no stream is current).
+        if let Some(c) = self.cursors.get_mut(self.current as usize) {
+            let k = c.decode_fast();
+            if k >= self.bound {
+                match self.switch(self.current, k) {
+                    None => return ControlFlow::Continue(()),
+                    Some(Err(e)) => hand_error(&mut f, e)?,
+                    Some(Ok(())) => {}
+                }
+            }
+        }
         loop {
             let ci = self.current;
             let Some(c) = self.cursors.get_mut(ci as usize) else {
-                // Nothing handed out to advance past: not started, or a
-                // stream just failed. Rare; `next` knows what to do.
-                match self.next() {
-                    Some(item) => {
-                        f(item)?;
-                        continue;
-                    }
-                    None => return ControlFlow::Continue(()),
+                // Not started, or a stream just failed.
+                match self.settle() {
+                    Ok(true) => self.current = self.winner.1,
+                    Ok(false) => return ControlFlow::Continue(()),
+                    Err(e) => hand_error(&mut f, e)?,
                 }
+                continue;
             };
-            // The current stream's run: every event below the bound.
-            let mut k = c.run(self.bound, &mut |c| f(Ok(Event { c })))?;
-            // What `next` does past its common case, with `k` the key of
-            // the event decoded past the run (or `NOT_FAST`).
-            if k == NOT_FAST {
-                match c.advance_slow() {
-                    Ok(true) => k = key(c),
-                    Ok(false) => {
-                        self.replay(ci, DONE);
-                        if self.winner.0 == DONE {
-                            self.current = IDLE;
-                            return ControlFlow::Continue(());
-                        }
-                        self.current = self.winner.1;
-                        f(Ok(self.event_of_current()))?;
-                        continue;
-                    }
-                    Err(e) => {
-                        self.replay(ci, DONE);
-                        self.current = IDLE;
-                        f(Err(e))?;
-                        continue;
-                    }
-                }
-                if k < self.bound {
-                    f(Ok(self.event_of_current()))?;
-                    continue;
-                }
+            // The current stream's run: its event, and every next one
+            // below the bound.
+            let k = c.run(self.bound, &mut |c| f(Ok(Event { c })))?;
+            match self.switch(ci, k) {
+                None => return ControlFlow::Continue(()),
+                Some(Err(e)) => hand_error(&mut f, e)?,
+                Some(Ok(())) => {}
             }
-            self.current = match &mut self.order {
-                Some(o) => {
-                    let (w, b) = reinsert(o, ci, k);
-                    self.bound = b;
-                    w as u32
-                }
-                None => {
-                    self.replay(ci, k);
-                    self.winner.1
-                }
-            };
-            f(Ok(self.event_of_current()))?;
         }
     }
 
-    /// The current stream's event, for `try_for_each`.
+    /// For `try_for_each`: stream `ci`, the current one, decoded an event
+    /// with key `k` at or above the bound, or `NOT_FAST`. As `next` past its
+    /// common case: finds the new current stream, whose event is then
+    /// decoded and the winner (`Some(Ok)`); `None` when every stream is
+    /// done; the stream's error when it failed (it is dropped, and no
+    /// stream is current).
     #[inline(always)]
-    fn event_of_current(&self) -> Event<'_> {
-        Event {
-            c: &self.cursors[self.current as usize],
+    fn switch(&mut self, ci: u32, mut k: u64) -> Option<Result<(), ReadError>> {
+        if k == NOT_FAST {
+            let c = self.cursors.get_mut(ci as usize)?;
+            match c.advance_slow() {
+                Ok(true) => k = key(c),
+                Ok(false) => {
+                    self.replay(ci, DONE);
+                    if self.winner.0 == DONE {
+                        self.current = IDLE;
+                        return None;
+                    }
+                    self.current = self.winner.1;
+                    return Some(Ok(()));
+                }
+                Err(e) => {
+                    self.replay(ci, DONE);
+                    self.current = IDLE;
+                    return Some(Err(e));
+                }
+            }
+            if k < self.bound {
+                return Some(Ok(()));
+            }
         }
+        self.current = match &mut self.order {
+            Some(o) => {
+                let (w, b) = reinsert(o, ci, k);
+                self.bound = b;
+                w as u32
+            }
+            None => {
+                self.replay(ci, k);
+                self.winner.1
+            }
+        };
+        Some(Ok(()))
     }
 
     /// The current stream's event.
