@@ -22,11 +22,12 @@
 
 use std::collections::HashMap;
 use std::io::Write;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use strata_ctf::read::{FieldKind, FieldRef, OpenOptions, TraceSet};
+use strata_ctf::read::{Event, FieldKind, FieldRef, OpenOptions, TraceSet};
 
 #[path = "../../../tests-support/shared_traces.rs"]
 mod shared_traces;
@@ -64,8 +65,33 @@ fn cpu_secs(who: libc::c_int) -> f64 {
     tv(r.ru_utime) + tv(r.ru_stime)
 }
 
+/// Hands every event of `$events` to the closure `$visit`, through
+/// `Events::try_for_each` (the internal iteration users get the speed of)
+/// or, with `$by_next`, `next` in a loop. A macro, so that each way has a
+/// closure of its own called from one place, which the compiler inlines
+/// as it would an analysis's loop body (one closure called from both
+/// ways is compiled out of line).
+macro_rules! drive {
+    ($events:ident, $by_next:expr, $visit:expr) => {
+        if $by_next {
+            let mut visit = $visit;
+            while let Some(e) = $events.next() {
+                visit(e.expect("valid trace"));
+            }
+        } else {
+            let mut visit = $visit;
+            let _ = $events.try_for_each(|e| {
+                visit(e.expect("valid trace"));
+                ControlFlow::<()>::Continue(())
+            });
+        }
+    };
+}
+
 /// Opens and reads everything; with `fields`, reads every field too.
-fn decode(path: &Path, fields: bool) -> Measure {
+/// `BY_NEXT`: through `next` (a copy of its own, so that neither way's
+/// code shapes the other's).
+fn decode<const BY_NEXT: bool>(path: &Path, fields: bool) -> Measure {
     let cpu = cpu_secs(libc::RUSAGE_SELF);
     let t = Instant::now();
     let set = TraceSet::open(path, &OpenOptions::default()).expect("trace opens");
@@ -73,17 +99,15 @@ fn decode(path: &Path, fields: bool) -> Measure {
     let mut events = set.events();
     let (mut n, mut sum) = (0u64, 0u64);
     if !fields {
-        while let Some(e) = events.next() {
-            let e = e.expect("valid trace");
+        drive!(events, BY_NEXT, |e: Event<'_>| {
             n += 1;
             sum = sum.wrapping_add(e.ts() as u64 ^ e.class_index() as u64);
-        }
+        });
     } else {
         // Resolved lazily, on a class's first event, as an analysis binds.
         let mut plans: Vec<Option<ClassFields>> = vec![None; set.class_count()];
         let mut packet_of_stream: Vec<u64> = Vec::new();
-        while let Some(e) = events.next() {
-            let e = e.expect("valid trace");
+        drive!(events, BY_NEXT, |e: Event<'_>| {
             n += 1;
             sum = sum.wrapping_add(e.ts() as u64);
             let p = plans[e.class_index()].get_or_insert_with(|| {
@@ -132,7 +156,7 @@ fn decode(path: &Path, fields: bool) -> Measure {
             for &f in &p.floats {
                 sum = sum.wrapping_add(e.value(f).is_some() as u64);
             }
-        }
+        });
     }
     Measure {
         events: n,
@@ -156,7 +180,13 @@ fn peak_rss_kib() -> u64 {
 /// Child mode: decode once, print `events secs open_secs checksum rss_kib
 /// cpu_secs`.
 fn child(path: &Path, fields: bool) {
-    let m = decode(path, fields);
+    // `STRATA_BENCH_NEXT=1`: `next` in a loop rather than `try_for_each`,
+    // to compare the two in one binary.
+    let m = if std::env::var_os("STRATA_BENCH_NEXT").is_some() {
+        decode::<true>(path, fields)
+    } else {
+        decode::<false>(path, fields)
+    };
     println!(
         "{} {} {} {} {} {}",
         m.events,

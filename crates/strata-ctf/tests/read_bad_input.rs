@@ -1,6 +1,9 @@
 //! Bad input gives a clear error naming the file and byte offset, and
 //! `skip_corrupt` reads past bad packets, counting what it skipped.
 
+#[path = "support/same_items.rs"]
+mod same_items;
+
 use std::path::{Path, PathBuf};
 
 use strata_ctf::read::{OpenOptions, ReadError, TraceSet};
@@ -116,7 +119,10 @@ fn set64(data: &mut [u8], at: usize, v: u64) {
 }
 
 /// Reads everything; returns the `x` values and the errors.
+/// Also checks that `try_for_each` hands out the same events and errors as
+/// `next`.
 fn read_all(d: &Path, skip: bool) -> (Vec<u64>, Vec<ReadError>, strata_ctf::read::SkipStats) {
+    same_items::assert_same_items(d).expect("the trace opens");
     let set = TraceSet::open(d, &OpenOptions { skip_corrupt: skip }).unwrap();
     let mut events = set.events();
     let (mut xs, mut errs) = (Vec::new(), Vec::new());

@@ -5,6 +5,9 @@
 //! Each is checked through the typed API with the values written, and, when
 //! babeltrace2 is installed, against its text output line by line.
 
+#[path = "support/same_items.rs"]
+mod same_items;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -617,6 +620,7 @@ fn check_values(dir: &Path) {
 fn check(name: &str, be: bool, header: Header, packetized: bool) {
     let dir = write_trace(name, be, header, packetized);
     check_values(&dir);
+    same_items::assert_same_items(&dir).expect("the crafted trace opens");
     let ours = dump(&dir);
     match babeltrace2(&dir) {
         Some(theirs) => assert_eq!(ours, theirs, "{name}: text differs from babeltrace2"),

@@ -1,8 +1,11 @@
 //! Random and mutated input never panics the reader: TSDL text, metadata
 //! files and the stream files of the real traces with bytes flipped or cut.
 //! In `skip_corrupt` mode reading never fails either: bad packets are
-//! skipped and counted.
+//! skipped and counted. `Events::try_for_each` gives the same events and
+//! errors as `Events::next` on every mutated trace.
 
+#[path = "support/same_items.rs"]
+mod same_items;
 #[path = "../../../tests-support/shared_traces.rs"]
 mod shared_traces;
 use shared_traces::shared_traces;
@@ -108,6 +111,8 @@ fn check_mutated(l: &Loaded, flips: Vec<(usize, u8)>, cut: Option<usize>, stream
     let ix = stream_ix % streams.len();
     mutate(&mut streams[ix], &flips, cut);
     let d = write(l, &l.metadata, &streams);
+    // Internal iteration hands out the same events and errors as `next`.
+    let _ = same_items::assert_same_items(&d);
     let _ = read_everything(&d, false);
     if let Some((_, errors)) = read_everything(&d, true) {
         assert_eq!(

@@ -9,6 +9,7 @@
 //! from there by their flat program; anything else (generic headers,
 //! variants, errors) goes through the general decoder.
 
+use std::ops::ControlFlow;
 use std::path::Path;
 
 use super::class::{ClassPlan, EventClass, HeaderFast, StreamPlan, TracePlan};
@@ -547,9 +548,72 @@ impl<'s> Cursor<'s> {
     /// without (`SEC`) a fixed stream event context.
     #[inline(always)]
     fn fast_event<const LARGE: bool, const SEC: bool>(&mut self) -> u64 {
+        let (mut pos, mut clock) = (self.pos, self.clock);
+        self.fast_event_at::<LARGE, SEC>(&mut pos, &mut clock)
+    }
+
+    /// Hands the current event to `f`, then decodes this stream's next
+    /// events, handing each to `f`, while their merge keys stay below
+    /// `bound`.
+    ///
+    /// The position and clock after each event stay in locals (registers)
+    /// from one event to the next: `decode_fast` called once per event
+    /// reloads them from the cursor, a store-to-load round trip on the
+    /// chain from one event's header to the next. They are still stored
+    /// with every event, so the cursor is the same as after `decode_fast`.
+    ///
+    /// `f` is called from this one place, so that the compiler inlines it
+    /// into the loop (called from several, a large `f` is not inlined, and
+    /// costs more than the loop saves).
+    ///
+    /// Returns `Break` when `f` does (its event stays current), or
+    /// `Continue` with the key of the event decoded past the run: at or
+    /// above `bound`, not handed to `f`; or `NOT_FAST`, nothing decoded,
+    /// for `advance_slow` (as after `decode_fast`).
+    #[inline(always)]
+    pub(crate) fn run<B, F>(&mut self, bound: u64, f: &mut F) -> ControlFlow<B, u64>
+    where
+        F: FnMut(&Self) -> ControlFlow<B>,
+    {
+        let (mut pos, mut clock) = (self.pos, self.clock);
+        loop {
+            f(self)?;
+            let k = self.decode_fast_at(&mut pos, &mut clock);
+            // `NOT_FAST` is never below the bound.
+            if k >= bound {
+                return ControlFlow::Continue(k);
+            }
+        }
+    }
+
+    /// `decode_fast` from the position `*at` and clock `*clk`, which must
+    /// be the cursor's, updating both as it updates the cursor's.
+    #[inline(always)]
+    fn decode_fast_at(&mut self, at: &mut u64, clk: &mut u64) -> u64 {
+        if self.compact {
+            return self.fast_event_at::<false, false>(at, clk);
+        }
+        match self.mode {
+            Mode::Compact => self.fast_event_at::<false, false>(at, clk),
+            Mode::CompactSec => self.fast_event_at::<false, true>(at, clk),
+            Mode::Large => self.fast_event_at::<true, false>(at, clk),
+            Mode::LargeSec => self.fast_event_at::<true, true>(at, clk),
+            Mode::Other => NOT_FAST,
+        }
+    }
+
+    /// `fast_event` from the position `*at` and clock `*clk` (which must be
+    /// the cursor's `pos` and `clock`), updating both as it updates the
+    /// cursor's.
+    #[inline(always)]
+    fn fast_event_at<const LARGE: bool, const SEC: bool>(
+        &mut self,
+        at: &mut u64,
+        clk: &mut u64,
+    ) -> u64 {
         let data: &'s [u8] = self.content;
         // Whole bytes already (see `pos`): LTTng headers are byte-aligned.
-        let start = self.pos;
+        let start = *at;
         let mut pos = start;
         let b = (pos >> 3) as usize;
         prefetch(data, b + PREFETCH);
@@ -569,7 +633,7 @@ impl<'s> Cursor<'s> {
             // Masks rather than `if`: compact and extended headers
             // interleave at random, so a branch would mispredict.
             let ext = ((w & 31 == 31) as u64).wrapping_neg();
-            let short = update_clock(self.clock, (w >> 5) as u64, 27);
+            let short = update_clock(*clk, (w >> 5) as u64, 27);
             clock = (ext_ts & ext) | (short & !ext);
             pos += 32 + (72 & ext);
             id = (ext_id as u64 & ext) | ((w & 31) as u64 & !ext);
@@ -584,7 +648,7 @@ impl<'s> Cursor<'s> {
             let v = le32(h, 2).unwrap_or(0) as u64;
             let ext_ts = le64(h, 6).unwrap_or(0);
             let ext = ((small == 65535) as u64).wrapping_neg();
-            let short = update_clock(self.clock, v, 32);
+            let short = update_clock(*clk, v, 32);
             clock = (ext_ts & ext) | (short & !ext);
             pos += 48 + (64 & ext);
             id = (v & ext) | (small & !ext);
@@ -593,7 +657,11 @@ impl<'s> Cursor<'s> {
             return NOT_FAST;
         };
         if e.kind != FIXED {
-            return self.fast_other(id as usize, start, pos, clock);
+            let k = self.fast_other(id as usize, start, pos, clock);
+            // Out of line: it stored where it ended (or left both as they
+            // were, on `NOT_FAST`).
+            (*at, *clk) = (self.pos, self.clock);
+            return k;
         }
         let mut sec_at = 0;
         if SEC {
@@ -607,6 +675,7 @@ impl<'s> Cursor<'s> {
         if pos > self.content_end || clock >= self.ns_limit {
             return NOT_FAST;
         }
+        (*at, *clk) = (pos, clock);
         self.commit_fast(e, start, pos, clock, SEC.then_some(sec_at), pay_at)
     }
 

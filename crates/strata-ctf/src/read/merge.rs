@@ -1,5 +1,7 @@
 //! The time-ordered merge of every stream of every trace of a set.
 
+use std::ops::ControlFlow;
+
 use super::cursor::{Cursor, NOT_FAST};
 use super::error::{ReadError, SkipStats};
 use super::event::Event;
@@ -102,6 +104,17 @@ fn reinsert(o: &mut [u128; ORDER], leaf: u32, k: u64) -> (u128, u64) {
     (first, (second >> 64) as u64)
 }
 
+/// Hands a stream's error to `try_for_each`'s `f`: out of line, so that
+/// `f` has one call site in the hot loop, where it is inlined.
+#[cold]
+#[inline(never)]
+fn hand_error<B, F>(f: &mut F, e: ReadError) -> ControlFlow<B>
+where
+    F: FnMut(Result<Event<'_>, ReadError>) -> ControlFlow<B>,
+{
+    f(Err(e))
+}
+
 /// A (key, stream) pair as one number that orders the same way.
 #[inline(always)]
 fn pack(k: u64, leaf: u32) -> u128 {
@@ -200,6 +213,124 @@ impl<'s> Events<'s> {
             }
         }
         self.current_event()
+    }
+
+    /// Hands every event left, in time order, to `f`, until `f` returns
+    /// `Break` (returned as is) or every stream is done (`Continue`).
+    ///
+    /// The same items in the same order as calling [`Events::next`] until
+    /// it returns `None`: events, and each failed stream's error, after
+    /// which the other streams go on (`f` decides whether to stop). After
+    /// a `Break`, `next` and `try_for_each` resume after the event or
+    /// error `f` broke on.
+    ///
+    /// Faster than `next` in a loop: while one stream stays the winner,
+    /// its events are decoded by a loop that keeps the stream's position
+    /// in a register from one event to the next, where `next`, returning
+    /// after each event, stores it and loads it back.
+    ///
+    /// ```no_run
+    /// use std::ops::ControlFlow;
+    /// use strata_ctf::read::{OpenOptions, TraceSet};
+    /// let set = TraceSet::open("trace".as_ref(), &OpenOptions::default())?;
+    /// let mut switches = 0u64;
+    /// let end = set.events().try_for_each(|ev| match ev {
+    ///     Ok(ev) => {
+    ///         switches += (ev.class().name() == "sched_switch") as u64;
+    ///         ControlFlow::Continue(())
+    ///     }
+    ///     Err(e) => ControlFlow::Break(e),
+    /// });
+    /// if let ControlFlow::Break(e) = end {
+    ///     return Err(e);
+    /// }
+    /// println!("{switches} switches");
+    /// # Ok::<(), strata_ctf::read::ReadError>(())
+    /// ```
+    #[inline(always)]
+    pub fn try_for_each<B, F>(&mut self, mut f: F) -> ControlFlow<B>
+    where
+        F: FnMut(Result<Event<'_>, ReadError>) -> ControlFlow<B>,
+    {
+        // Past the event handed out last (by `next`, or before a `Break`),
+        // as `next` would go. Then, at the top of the loop, the current
+        // stream's event is decoded, the winner, and not handed out yet
+        // (or no stream is current).
+        if let Some(c) = self.cursors.get_mut(self.current as usize) {
+            let k = c.decode_fast();
+            if k >= self.bound {
+                match self.switch(self.current, k) {
+                    None => return ControlFlow::Continue(()),
+                    Some(Err(e)) => hand_error(&mut f, e)?,
+                    Some(Ok(())) => {}
+                }
+            }
+        }
+        loop {
+            let ci = self.current;
+            let Some(c) = self.cursors.get_mut(ci as usize) else {
+                // Not started, or a stream just failed.
+                match self.settle() {
+                    Ok(true) => self.current = self.winner.1,
+                    Ok(false) => return ControlFlow::Continue(()),
+                    Err(e) => hand_error(&mut f, e)?,
+                }
+                continue;
+            };
+            // The current stream's run: its event, and every next one
+            // below the bound.
+            let k = c.run(self.bound, &mut |c| f(Ok(Event { c })))?;
+            match self.switch(ci, k) {
+                None => return ControlFlow::Continue(()),
+                Some(Err(e)) => hand_error(&mut f, e)?,
+                Some(Ok(())) => {}
+            }
+        }
+    }
+
+    /// For `try_for_each`: stream `ci`, the current one, decoded an event
+    /// with key `k` at or above the bound, or `NOT_FAST`. As `next` past its
+    /// common case: finds the new current stream, whose event is then
+    /// decoded and the winner (`Some(Ok)`); `None` when every stream is
+    /// done; the stream's error when it failed (it is dropped, and no
+    /// stream is current).
+    #[inline(always)]
+    fn switch(&mut self, ci: u32, mut k: u64) -> Option<Result<(), ReadError>> {
+        if k == NOT_FAST {
+            let c = self.cursors.get_mut(ci as usize)?;
+            match c.advance_slow() {
+                Ok(true) => k = key(c),
+                Ok(false) => {
+                    self.replay(ci, DONE);
+                    if self.winner.0 == DONE {
+                        self.current = IDLE;
+                        return None;
+                    }
+                    self.current = self.winner.1;
+                    return Some(Ok(()));
+                }
+                Err(e) => {
+                    self.replay(ci, DONE);
+                    self.current = IDLE;
+                    return Some(Err(e));
+                }
+            }
+            if k < self.bound {
+                return Some(Ok(()));
+            }
+        }
+        self.current = match &mut self.order {
+            Some(o) => {
+                let (w, b) = reinsert(o, ci, k);
+                self.bound = b;
+                w as u32
+            }
+            None => {
+                self.replay(ci, k);
+                self.winner.1
+            }
+        };
+        Some(Ok(()))
     }
 
     /// The current stream's event.
