@@ -191,20 +191,7 @@ impl<'s> Events<'s> {
                     return self.current_event();
                 }
             }
-            // (`winner` is only read where a stream ends, which goes
-            // through `replay`: the list's first entry is the winner until
-            // then.)
-            self.current = match &mut self.order {
-                Some(o) => {
-                    let (w, b) = reinsert(o, ci, k);
-                    self.bound = b;
-                    w as u32
-                }
-                None => {
-                    self.replay(ci, k);
-                    self.winner.1
-                }
-            };
+            self.reorder(ci, k);
         } else {
             match self.settle() {
                 Ok(true) => self.current = self.winner.1,
@@ -319,6 +306,16 @@ impl<'s> Events<'s> {
                 return Some(Ok(()));
             }
         }
+        self.reorder(ci, k);
+        Some(Ok(()))
+    }
+
+    /// Stream `ci`, the current one, takes key `k` (its event is decoded
+    /// and at or above the bound): the winner becomes the current stream.
+    #[inline(always)]
+    fn reorder(&mut self, ci: u32, k: u64) {
+        // (`winner` is only read where a stream ends, which goes through
+        // `replay`: the list's first entry is the winner until then.)
         self.current = match &mut self.order {
             Some(o) => {
                 let (w, b) = reinsert(o, ci, k);
@@ -330,7 +327,6 @@ impl<'s> Events<'s> {
                 self.winner.1
             }
         };
-        Some(Ok(()))
     }
 
     /// The current stream's event.
