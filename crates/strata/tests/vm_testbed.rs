@@ -133,7 +133,7 @@ fn check_sync(vms: &[serde_json::Value], guests: &[serde_json::Value], max_bound
              C {c:.0} (hull {hull_c:.0}) vs console [{lo}, {hi}]",
             sync["hull"]["bound_ns"].as_f64().unwrap()
         );
-        check_live_sync(name, sync, &g["live_sync"]);
+        check_live_sync(name, sync, g);
     }
 }
 
@@ -141,10 +141,12 @@ fn check_sync(vms: &[serde_json::Value], guests: &[serde_json::Value], max_bound
 /// report's (from the stored traces) must give the same host time for the
 /// guest instant the live one is anchored at, within the sum of their
 /// bounds.
-fn check_live_sync(name: &str, offline: &serde_json::Value, live: &serde_json::Value) {
+fn check_live_sync(name: &str, offline: &serde_json::Value, guest: &serde_json::Value) {
+    let live = &guest["live_sync"];
     assert!(
         !live.is_null(),
-        "{name}: the relay had no live sync of this guest"
+        "{name}: the relay had no live sync of this guest; its probe matchers as last seen: {}",
+        guest["live_sync_sources"]
     );
     let paired = live["paired"].as_u64().unwrap_or(0);
     assert!(paired >= 20, "{name}: live sync paired {paired}: {live}");

@@ -461,6 +461,7 @@ impl VmModel {
                         comm: Comm::new(child_comm),
                     },
                 );
+                self.learn_process(child_tid);
             }
             VmEvent::Exec { tid, filename } => {
                 let t = self.threads.entry(tid).or_default();

@@ -128,6 +128,29 @@ struct TscRange {
 /// Cycles the ns round trip of a raw value may be off by.
 const ROUND_TRIP_CYCLES: f64 = 4.0;
 
+/// What the probe matcher of one host source was fed and made: a guest
+/// with no sync shows here why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SyncSourceStatus {
+    /// The host events followed (`fd 12`, `port 0x4e8`).
+    pub source: String,
+    /// Guest probes fed.
+    pub guest_probes: u64,
+    /// Host events of this source fed.
+    pub host_events: u64,
+    /// Pairs made (since the last reset).
+    pub paired: u64,
+    /// Pairs refused as contradicting the earlier ones.
+    pub rejected: u64,
+    /// Times the offset guess was found wrong and dropped.
+    pub resets: u64,
+    /// Offset guesses made.
+    pub guesses: u64,
+    /// Given up on: far more host events than probes (a byte stream, not
+    /// probes).
+    pub given_up: bool,
+}
+
 /// One host source followed for a guest.
 #[derive(Debug, Clone)]
 struct Source {
@@ -300,11 +323,23 @@ impl GuestSync {
         self.absorb(i);
     }
 
-    /// Per host source followed: its stats and whether it was dropped.
-    pub fn sources(&self) -> Vec<(HostSource, strata_sync::ProbeStats, bool)> {
+    /// Per host source followed: what its probe matcher was fed and made.
+    pub fn sources(&self) -> Vec<SyncSourceStatus> {
         self.sources
             .iter()
-            .map(|s| (s.key, s.sync.stats(), s.sync.is_dead()))
+            .map(|s| {
+                let st = s.sync.stats();
+                SyncSourceStatus {
+                    source: s.key.to_string(),
+                    guest_probes: st.guest,
+                    host_events: st.host,
+                    paired: st.paired,
+                    rejected: st.rejected,
+                    resets: st.resets,
+                    guesses: st.guesses,
+                    given_up: s.sync.is_dead(),
+                }
+            })
             .collect()
     }
 

@@ -157,6 +157,10 @@ struct GuestRecord {
     /// The relay's live sync of this guest (its VM API's `guest.sync`),
     /// as last seen during the run.
     live_sync: Option<serde_json::Value>,
+    /// The relay's probe matchers of this guest (its VM API's
+    /// `guest.sync_sources`), as last seen: why a live sync is missing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    live_sync_sources: Option<serde_json::Value>,
 }
 
 impl GuestRecord {
@@ -337,6 +341,7 @@ pub fn run(args: TestbedArgs) -> anyhow::Result<ExitCode> {
             workload: Default::default(),
             sync: None,
             live_sync: None,
+            live_sync_sources: None,
         });
     }
 
@@ -478,18 +483,21 @@ fn poll_live_sync(api: &ureq::Agent, http: SocketAddr, records: &mut [GuestRecor
         return;
     };
     for vm in v["vms"].as_array().into_iter().flatten() {
-        let sync = &vm["guest"]["sync"];
         let Some(uuid) = vm["uuid"].as_str() else {
             continue;
         };
-        if sync.is_null() {
-            continue;
-        }
-        if let Some(r) = records
+        let Some(r) = records
             .iter_mut()
             .find(|r| r.uuid.eq_ignore_ascii_case(uuid))
-        {
-            r.live_sync = Some(sync.clone());
+        else {
+            continue;
+        };
+        let guest = &vm["guest"];
+        if !guest["sync"].is_null() {
+            r.live_sync = Some(guest["sync"].clone());
+        }
+        if !guest["sync_sources"].is_null() {
+            r.live_sync_sources = Some(guest["sync_sources"].clone());
         }
     }
 }

@@ -19,6 +19,9 @@ impl VmModel {
             if self.vms[vi].gone_at.is_some() {
                 continue;
             }
+            if let Some(&v) = self.vms[vi].vcpus.first() {
+                self.learn_process(self.vcpus[v].tid);
+            }
             let pid = self.vms[vi].pid;
             let tids: Vec<Tid> = self.vms[vi]
                 .vcpus
@@ -51,6 +54,43 @@ impl VmModel {
                 }
                 None if old.iter().any(matches) => self.vms[vi].gone_at = Some(ts),
                 None => {}
+            }
+        }
+    }
+
+    /// The VM of vCPU thread `tid` takes its process, and the hints that
+    /// name that process, when it was registered without one: its thread
+    /// ran (under its vCPU name) before the model saw it created, which a
+    /// live feed does when the creating CPU's events come late. A TCG VM's
+    /// hints list no vCPU threads, so the process is what pairs them.
+    pub(super) fn learn_process(&mut self, tid: Tid) {
+        let Some(&v) = self.vcpu_of.get(&tid) else {
+            return;
+        };
+        let vi = self.vcpus[v].vm;
+        if self.vms[vi].pid.is_some() {
+            return;
+        }
+        let Some(pid) = self.pid_of(tid) else {
+            return;
+        };
+        // Another VM of that process was found first: keep them apart
+        // rather than merge their vCPUs' histories.
+        if self.vms.iter().any(|vm| vm.pid == Some(pid)) {
+            return;
+        }
+        let process = self.threads.get(&pid).map(|t| t.comm);
+        let hint = self.hints.iter().find(|h| h.qemu_pid == Some(pid)).cloned();
+        let vm = &mut self.vms[vi];
+        vm.pid = Some(pid);
+        vm.process = process;
+        vm.name = format!("pid {pid}");
+        if let Some(h) = hint {
+            if let Some(n) = h.name {
+                vm.name = n;
+            }
+            if h.uuid.is_some() {
+                vm.uuid = h.uuid;
             }
         }
     }
@@ -192,6 +232,45 @@ mod tests {
                 next_comm: next.1,
             },
         );
+    }
+
+    /// A vCPU thread that runs before its creation is seen (a live feed's
+    /// late CPU) makes a VM with no process; the fork, when it comes,
+    /// gives it its process and the hints' name and UUID (a TCG hint lists
+    /// no vCPU threads to pair it by).
+    #[test]
+    fn a_vcpu_seen_before_its_fork_takes_its_process_and_hint_later() {
+        let mut m = VmModel::new();
+        thread(&mut m, 0, 100, 100, b"qemu-system-x86");
+        m.set_hints(
+            vec![VmHint {
+                name: Some("g0".into()),
+                uuid: Some("uuid-g0".into()),
+                qemu_pid: Some(100),
+                vcpus: Vec::new(),
+            }],
+            1,
+        );
+        switch(&mut m, 10, (0, b"swapper/0"), (101, b"CPU 0/TCG"));
+        assert_eq!(m.vms().len(), 1);
+        assert_eq!(m.vms()[0].name, "tid 101");
+        assert_eq!(m.vms()[0].uuid, None);
+        m.handle(
+            12,
+            1,
+            None,
+            &VmEvent::Fork {
+                parent_tid: 100,
+                child_tid: 101,
+                child_pid: Some(101),
+                child_comm: b"qemu-system-x86",
+            },
+        );
+        assert_eq!(m.vms().len(), 1);
+        let vm = &m.vms()[0];
+        assert_eq!((vm.pid, vm.name.as_str()), (Some(100), "g0"));
+        assert_eq!(vm.uuid.as_deref(), Some("uuid-g0"));
+        assert_eq!(vm.vcpus.len(), 1);
     }
 
     /// Two VMs share CPU 0; hints name them late; the first one's QEMU
