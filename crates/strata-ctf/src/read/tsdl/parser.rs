@@ -17,6 +17,9 @@ use super::MetadataError;
 const MAX_DEPTH: usize = 64;
 /// Largest static array accepted, in elements.
 const MAX_ARRAY_LEN: u64 = 1 << 32;
+/// Bytes of metadata per event block, at the least, for reserving the list
+/// of events before parsing (LTTng kernel blocks take about 260).
+const EVENT_BLOCK_BYTES: usize = 256;
 
 /// FNV-1a: type names are short, and SipHash's setup costs more than the
 /// lookup itself. The input is the trace's own metadata, so flooding is not
@@ -243,10 +246,15 @@ impl<'a> Parser<'a> {
     /// Also returns the integer-body cache, for parsing the rest.
     pub(crate) fn parse_lazy(mut self) -> Result<Lazy, MetadataError> {
         self.lazy = self.text.len() < u32::MAX as usize;
-        // One search saves growing the (large) list of events step by step.
-        let blocks = memchr::memmem::find_iter(self.text.as_bytes(), b"event {").count();
-        self.md.events.reserve_exact(blocks);
+        // Guessing the number of events from the text's size saves growing
+        // the (large) list step by step without a pass over the text to
+        // count them: LTTng writes each event block in about 260 bytes. The
+        // spare room is given back below.
+        self.md
+            .events
+            .reserve_exact(self.text.len() / EVENT_BLOCK_BYTES);
         self.parse_all()?;
+        self.md.events.shrink_to_fit();
         self.undefer_named()?;
         let ints = self
             .int_cache
