@@ -124,6 +124,8 @@ pub(crate) struct ClassPlan {
     pub pay_fast: Option<FastScope>,
     /// The flat-array slot of that mark, or `u32::MAX`.
     pub pay_slot: u32,
+    /// Its own addressable fields: payload, then event context (its stream
+    /// class's follow, see [`EventClass::lookup`]).
     pub lookup: Vec<Lookup>,
     /// Top-level payload fields, in order.
     pub payload_fields: Vec<(Box<str>, FieldRef)>,
@@ -195,24 +197,31 @@ impl EventClass {
     /// variants, arrays and sequences have no reference of their own: read
     /// them through [`crate::read::Event::value`] of the enclosing field.
     pub fn field(&self, name: &str) -> Option<FieldRef> {
-        let lookup = &self.plan().lookup;
-        lookup
-            .iter()
+        self.lookup()
             .find(|(s, _, _, _)| **s == *name)
-            .or_else(|| lookup.iter().find(|(_, r, _, _)| **r == *name))
+            .or_else(|| self.lookup().find(|(_, r, _, _)| **r == *name))
             .map(|(_, _, f, _)| *f)
     }
     /// The kind of a field found by [`EventClass::field`].
     pub fn field_kind(&self, f: FieldRef) -> Option<FieldKind> {
-        self.plan()
-            .lookup
-            .iter()
+        self.lookup()
             .find(|(_, _, g, _)| *g == f)
             .map(|(_, _, _, k)| *k)
     }
     /// Every addressable field, in lookup order, with its kind.
     pub fn fields(&self) -> impl Iterator<Item = (&str, FieldRef, FieldKind)> {
-        self.plan().lookup.iter().map(|(s, _, f, k)| (&**s, *f, *k))
+        self.lookup().map(|(s, _, f, k)| (&**s, *f, *k))
+    }
+    /// The class's own fields (payload, event context), then its stream
+    /// class's (stream event context, packet context): those are kept once
+    /// per stream class rather than copied into each of its classes.
+    pub(crate) fn lookup(&self) -> impl Iterator<Item = &Lookup> {
+        let stream = self
+            .shared
+            .streams
+            .get(self.stream_class as usize)
+            .map_or(&[][..], |sf| &sf.lookup[..]);
+        self.plan().lookup.iter().chain(stream)
     }
     /// Top-level payload fields in declaration order.
     pub fn payload_fields(&self) -> impl Iterator<Item = (&str, FieldRef)> {
@@ -279,7 +288,7 @@ impl EventClass {
                 match l.event_types(self.decl as usize) {
                     Ok(t) => {
                         parsed = t;
-                        (&parsed.0, &parsed.1)
+                        (parsed.0.as_deref(), parsed.1.as_deref())
                     }
                     Err(e) => {
                         let at = self
@@ -299,7 +308,7 @@ impl EventClass {
                     }
                 }
             }
-            _ => (&decl.context, &decl.fields),
+            _ => (decl.context.as_deref(), decl.fields.as_deref()),
         };
         let built = (|| {
             let ctx = match context {
@@ -358,7 +367,6 @@ fn class_plan(
             }
         }
     }
-    lookup.extend(sf.lookup.iter().cloned());
     let pay_fast = payload.as_ref().and_then(|s| s.fast);
     ClassPlan {
         pay_fast,
@@ -659,7 +667,7 @@ pub(crate) fn compile_lazy(
         per_stream[si].push((id, local));
         let deferred = lazy.as_ref().is_some_and(|l| l.is_deferred(local as usize));
         let later = deferred
-            || e.context.as_ref().is_none_or(lazy_ok) && e.fields.as_ref().is_none_or(lazy_ok);
+            || e.context.as_deref().is_none_or(lazy_ok) && e.fields.as_deref().is_none_or(lazy_ok);
         let eager = if later {
             None
         } else {
@@ -760,7 +768,9 @@ pub(crate) fn compile_lazy(
 
     // The classes compiled now take their scopes out of the arena.
     let mut mark_total = ev_base;
-    let mut plans: Vec<Option<ClassPlan>> = Vec::with_capacity(cbs.len());
+    // Boxed as they are made: a vector of a thousand unboxed plans, most of
+    // them `None`, would be half a megabyte of fresh pages to fault in.
+    let mut plans: Vec<Option<Box<ClassPlan>>> = Vec::with_capacity(cbs.len());
     for (local, c) in cbs.iter().enumerate() {
         let plan = c.eager.map(|(ctx, pay)| {
             let mut take = |i: Option<usize>| i.and_then(|i| scopes.get_mut(i).map(std::mem::take));
@@ -771,7 +781,7 @@ pub(crate) fn compile_lazy(
                 take(pay),
             );
             mark_total = mark_total.max(p.marks_end);
-            p
+            Box::new(p)
         });
         plans.push(plan);
     }
@@ -802,7 +812,7 @@ pub(crate) fn compile_lazy(
             let decl = &shared.md.events[local];
             let cell = OnceLock::new();
             if let Some(p) = p {
-                let _ = cell.set(Box::new(p));
+                let _ = cell.set(p);
             }
             EventClass {
                 id: c.id,

@@ -263,9 +263,7 @@ impl<'a> Event<'a> {
         };
         let class = self.class();
         class
-            .plan()
-            .lookup
-            .iter()
+            .lookup()
             .filter(|(name, _, f, _)| f.scope == scope && !name.contains('.'))
             .filter_map(|(name, _, f, _)| Some((&**name, self.value(*f)?)))
             .collect()

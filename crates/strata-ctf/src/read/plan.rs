@@ -223,8 +223,15 @@ impl Scope {
                 }
                 let s = join(stripped, strip(&mn.name));
                 let r = join(raw, &mn.name);
-                out.push((s.clone(), r.clone(), m));
-                self.collect(m, &s, &r, out);
+                // Only a struct has members to name after it: copying every
+                // field's names for the recursion would double the
+                // allocations of a class's compile.
+                let nested = matches!(mn.kind, Kind::Struct { .. });
+                let prefix = nested.then(|| (s.clone(), r.clone()));
+                out.push((s, r, m));
+                if let Some((s, r)) = prefix {
+                    self.collect(m, &s, &r, out);
+                }
             }
         }
     }

@@ -239,7 +239,7 @@ impl std::fmt::Debug for LazyTypes {
 }
 
 /// An event's `context` and `fields` types.
-pub(crate) type EventTypes = (Option<Type>, Option<Type>);
+pub(crate) type EventTypes = (Option<Box<Type>>, Option<Box<Type>>);
 
 impl LazyTypes {
     /// The deferred entries of event `event` (an index into
@@ -275,8 +275,8 @@ impl LazyTypes {
         let (mut context, mut fields) = (None, None);
         for (d, t) in items.iter().zip(types) {
             match d.key {
-                parser::TypeKey::Context => context = Some(t),
-                parser::TypeKey::Fields => fields = Some(t),
+                parser::TypeKey::Context => context = Some(Box::new(t)),
+                parser::TypeKey::Fields => fields = Some(Box::new(t)),
                 parser::TypeKey::Other(_) => {}
             }
         }

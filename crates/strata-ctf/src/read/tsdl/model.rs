@@ -196,10 +196,11 @@ pub struct EventDecl {
     pub stream_id: Option<u64>,
     /// Log level, if declared.
     pub loglevel: Option<i64>,
-    /// `context`.
-    pub context: Option<Type>,
+    /// `context`. Boxed, as `fields`: a trace declares over a thousand
+    /// events, most of whose types are parsed only at their first use.
+    pub context: Option<Box<Type>>,
     /// `fields`.
-    pub fields: Option<Type>,
+    pub fields: Option<Box<Type>>,
 }
 
 /// Everything a trace's metadata declares.

@@ -312,8 +312,8 @@ impl<'a> Parser<'a> {
             if let Some(e) = self.md.events.get_mut(ev as usize) {
                 for (d, t) in group.iter().zip(types) {
                     match d.key {
-                        TypeKey::Context => e.context = Some(t),
-                        TypeKey::Fields => e.fields = Some(t),
+                        TypeKey::Context => e.context = Some(Box::new(t)),
+                        TypeKey::Fields => e.fields = Some(Box::new(t)),
                         TypeKey::Other(_) => {}
                     }
                 }
@@ -1376,8 +1376,8 @@ impl<'a> Parser<'a> {
                     e.stream_id = Some(uint_in(&v, line, "stream_id", 0, u64::MAX)?)
                 }
                 ("loglevel", Rhs::Val(v)) => e.loglevel = Some(sint(&v, line, "loglevel")?),
-                ("context", Rhs::Type(t)) => e.context = Some(t),
-                ("fields", Rhs::Type(t)) => e.fields = Some(t),
+                ("context", Rhs::Type(t)) => e.context = Some(Box::new(t)),
+                ("fields", Rhs::Type(t)) => e.fields = Some(Box::new(t)),
                 (k, Rhs::Deferred { pos, line, end }) => {
                     let event = u32::try_from(self.md.events.len())
                         .map_err(|_| MetadataError::syntax(line, "more than 2^32 event blocks"))?;

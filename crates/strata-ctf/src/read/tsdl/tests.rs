@@ -71,7 +71,7 @@ fn parses_an_lttng_like_trace() {
         (ev.name.as_str(), ev.id, ev.stream_id, ev.loglevel),
         ("sched_switch", Some(3), Some(0), Some(-1))
     );
-    let Some(Type::Struct(f)) = &ev.fields else {
+    let Some(Type::Struct(f)) = ev.fields.as_deref() else {
         panic!()
     };
     let names: Vec<&str> = f.fields.iter().map(|(n, _)| n.as_str()).collect();
@@ -110,7 +110,7 @@ fn typedef_named_variants_and_scoping() {
     "#,
     )
     .unwrap();
-    let Some(Type::Struct(f)) = &md.events[0].fields else {
+    let Some(Type::Struct(f)) = md.events[0].fields.as_deref() else {
         panic!()
     };
     let Type::Enum(e) = &f.fields[0].1 else {
@@ -218,7 +218,7 @@ fn repeated_integer_bodies_parse_alike_and_keep_line_numbers() {
     );
     let ok = text.replace("major = 1 }", "major = 1; }");
     let md = parse_text(&ok).unwrap();
-    let Some(Type::Struct(s)) = &md.events[0].fields else {
+    let Some(Type::Struct(s)) = md.events[0].fields.as_deref() else {
         panic!()
     };
     let ints: Vec<(u32, bool)> = s
