@@ -121,20 +121,13 @@ impl<'a> Event<'a> {
     /// then reinterpreted (two's complement).
     #[inline]
     pub fn u64(&self, f: FieldRef) -> Option<u64> {
-        self.int(f).map(|v| v as u64)
+        self.i64(f).map(|v| v as u64)
     }
 
     /// An integer or enum field as signed. Unsigned 64-bit values above
     /// `i64::MAX` wrap.
     #[inline]
     pub fn i64(&self, f: FieldRef) -> Option<i64> {
-        self.int(f)
-    }
-
-    /// `i64`, always inlined: a field read is a few instructions, which a
-    /// call would double.
-    #[inline(always)]
-    fn int(&self, f: FieldRef) -> Option<i64> {
         match f.shape {
             Shape::ByteInt { down, signed } => {
                 let pos = self.start(f)?;
