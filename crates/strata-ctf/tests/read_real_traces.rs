@@ -369,3 +369,39 @@ fn several_traces_merge_in_time_order() {
     assert_eq!(counts.to_vec(), singles);
     assert_eq!(events.bytes_done(), set.total_bytes());
 }
+
+/// Every integer and enum field of every event, read through the typed
+/// accessors (`u64`, `i64`: the byte-aligned fast path where the layout
+/// allows, the bit reader otherwise), equals the generic decoder's value.
+#[test]
+fn integer_accessors_match_the_generic_decoder() {
+    let Some(root) = traces() else { return };
+    let mut checked = 0u64;
+    for name in [
+        "tc-many-threads",
+        "tc-synctraces",
+        "bt-lttng-tracefile-rotation",
+    ] {
+        let set = TraceSet::open(&root.join(name), &OpenOptions::default()).expect("opens");
+        let mut events = set.events();
+        while let Some(e) = events.next() {
+            let e = e.expect("valid trace");
+            for (fname, f, k) in e.class().fields() {
+                use strata_ctf::read::FieldKind;
+                if !matches!(k, FieldKind::Int(_) | FieldKind::Enum) {
+                    continue;
+                }
+                let want = match e.value(f) {
+                    Some(Value::U64(v)) | Some(Value::Based(v, _)) => v as i64,
+                    Some(Value::I64(v)) | Some(Value::Enum(v, _)) => v,
+                    other => panic!("{name}: {fname}: unexpected generic value {other:?}"),
+                };
+                let signed = e.i64(f).expect("integer reads");
+                assert_eq!(signed, want, "{name}: {fname} as i64");
+                assert_eq!(e.u64(f), Some(signed as u64), "{name}: {fname} as u64");
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 1_000_000, "only {checked} integer fields checked");
+}

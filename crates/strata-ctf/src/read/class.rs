@@ -49,6 +49,13 @@ impl FieldRef {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Shape {
     Int(IntSpec),
+    /// A little-endian integer of 8, 16, 32 or 64 bits aligned on a byte:
+    /// read with one 8-byte load and two shifts by `down` (64 - bits), no
+    /// bit offset or byte order to look at.
+    ByteInt {
+        down: u8,
+        signed: bool,
+    },
     Str,
     Array {
         elem: IntSpec,
@@ -856,8 +863,8 @@ fn field_ref(
             spec,
             labels: Some(_),
             ..
-        } => (Shape::Int(*spec), FieldKind::Enum),
-        Kind::Int { spec, .. } => (Shape::Int(*spec), FieldKind::Int(spec.signed)),
+        } => (int_shape(*spec, n.align), FieldKind::Enum),
+        Kind::Int { spec, .. } => (int_shape(*spec, n.align), FieldKind::Int(spec.signed)),
         Kind::Float { .. } => (Shape::Other, FieldKind::Float),
         Kind::Str => (Shape::Str, FieldKind::String),
         Kind::Array { elem, len } => {
@@ -893,6 +900,21 @@ fn field_ref(
         },
         fk,
     ))
+}
+
+/// How an integer field is read: [`Shape::ByteInt`] when its layout allows
+/// (a multiple of 8 bits wide, byte-aligned so every instance starts on a
+/// byte, little-endian), else the generic bit reader.
+fn int_shape(spec: IntSpec, align: u32) -> Shape {
+    let whole = matches!(spec.bits, 8 | 16 | 32 | 64);
+    if whole && !spec.be && align.is_multiple_of(8) && align > 0 {
+        Shape::ByteInt {
+            down: 64 - spec.bits,
+            signed: spec.signed,
+        }
+    } else {
+        Shape::Int(spec)
+    }
 }
 
 /// The clock an integer of this type maps to, searching nested types.

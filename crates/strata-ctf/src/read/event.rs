@@ -6,7 +6,7 @@ use memchr::memchr;
 use super::bits::{read_bits, read_int, to_i64};
 use super::class::{EventClass, FieldRef, Shape};
 use super::cursor::Cursor;
-use super::plan::{align_up, Kind, NodeId, Scope, ScopeKind};
+use super::plan::{align_up, IntSpec, Kind, NodeId, Scope, ScopeKind};
 
 /// The current event of a stream. Borrowed from [`super::Events`]; valid
 /// until the next call to `next`.
@@ -121,20 +121,39 @@ impl<'a> Event<'a> {
     /// then reinterpreted (two's complement).
     #[inline]
     pub fn u64(&self, f: FieldRef) -> Option<u64> {
-        let Shape::Int(spec) = &f.shape else {
-            return None;
-        };
-        Some(read_int(self.c.pkt, self.start(f)?, spec)? as u64)
+        self.i64(f).map(|v| v as u64)
     }
 
     /// An integer or enum field as signed. Unsigned 64-bit values above
     /// `i64::MAX` wrap.
     #[inline]
     pub fn i64(&self, f: FieldRef) -> Option<i64> {
-        let Shape::Int(spec) = &f.shape else {
-            return None;
-        };
-        read_int(self.c.pkt, self.start(f)?, spec)
+        match f.shape {
+            Shape::ByteInt { down, signed } => {
+                let pos = self.start(f)?;
+                let data: &'a [u8] = self.c.pkt;
+                let byte = (pos >> 3) as usize;
+                // The field's alignment puts it on a byte (pos & 7 == 0):
+                // the value is the low bytes of one little-endian load.
+                if let Some(w) = data.get(byte..byte.wrapping_add(8)) {
+                    let w = u64::from_le_bytes(w.try_into().unwrap_or([0; 8]));
+                    let top = w << down;
+                    return Some(if signed {
+                        (top as i64) >> down
+                    } else {
+                        (top >> down) as i64
+                    });
+                }
+                let spec = IntSpec {
+                    bits: 64 - down,
+                    signed,
+                    be: false,
+                };
+                read_int(data, pos, &spec)
+            }
+            Shape::Int(spec) => read_int(self.c.pkt, self.start(f)?, &spec),
+            _ => None,
+        }
     }
 
     fn scope_of(&self, f: FieldRef) -> Option<&'a Scope> {
