@@ -374,6 +374,9 @@ fn run_pass(
     }
     let skipped = events.skipped();
     let end = last.unwrap_or(0);
+    if let Some(c) = &mut collector {
+        c.guests.iter_mut().flatten().for_each(GuestSync::finish);
+    }
     let syncs: Vec<Option<GuestSyncReport>> = match &collector {
         Some(c) => c
             .guests
@@ -395,8 +398,18 @@ fn run_pass(
                 .cloned()
                 .flatten()
                 .or_else(|| known.get(ti).cloned().flatten());
+            let sources = match (&s, &collector) {
+                (None, Some(c)) => c
+                    .guests
+                    .get(ti)
+                    .and_then(Option::as_ref)
+                    .map(GuestSync::sources)
+                    .unwrap_or_default(),
+                _ => Vec::new(),
+            };
             if let Some(g) = hosts[*h].model.guest_mut(*vm) {
                 g.sync = s;
+                g.sync_sources = sources;
             }
         }
     }

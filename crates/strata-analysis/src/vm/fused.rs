@@ -102,6 +102,8 @@ pub struct GuestView {
     /// driver then has the reader map the guest's timestamps (`clock` stays
     /// the identity so that the map is not applied twice).
     pub sync: Option<super::sync::GuestSyncReport>,
+    /// The probe matchers that looked for that sync, when it was not found.
+    pub sync_sources: Vec<super::sync::SyncSourceStatus>,
 }
 
 impl GuestView {
@@ -114,6 +116,7 @@ impl GuestView {
             threads: int_map(),
             switches: 0,
             sync: None,
+            sync_sources: Vec::new(),
         }
     }
 

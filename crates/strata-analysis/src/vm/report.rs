@@ -193,9 +193,9 @@ pub struct GuestReport {
     pub clock_offset_ns: i64,
     /// The clock sync of this guest from its probes, when there were any.
     pub sync: Option<super::sync::GuestSyncReport>,
-    /// The probe matcher of each host source, live: why a guest has no
-    /// sync yet (no host events of its probes, nothing paired, or a source
-    /// given up). Empty in offline reports.
+    /// The probe matcher of each host source, when the guest has no sync
+    /// (live, not yet): why (no host events of its probes, nothing paired,
+    /// or a source given up).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub sync_sources: Vec<super::sync::SyncSourceStatus>,
     /// Guest switches read.
@@ -352,7 +352,7 @@ fn guest_report(vm: &Vm, paired_by: &str, visible: bool, top: usize) -> Option<G
         paired_by: paired_by.to_string(),
         clock_offset_ns: g.sync.as_ref().map_or(g.clock.offset_ns, |s| s.offset_ns),
         sync: g.sync.clone(),
-        sync_sources: Vec::new(),
+        sync_sources: g.sync_sources.clone(),
         switches: g.switches,
         threads,
     })

@@ -232,6 +232,15 @@ impl GuestSync {
         }
     }
 
+    /// Every probe and host event was fed: each source still unsynced
+    /// guesses once more from what it holds (see `ProbeSync::finish`).
+    pub fn finish(&mut self) {
+        for i in 0..self.sources.len() {
+            self.sources[i].sync.finish();
+            self.absorb(i);
+        }
+    }
+
     /// Both clocks count cycles (not ns): the TSC method may apply.
     fn cycle_refs(&self) -> Option<(ClockRef, ClockRef)> {
         let (g, h) = (self.guest_ref?, self.host_ref?);
