@@ -32,28 +32,32 @@ impl VmModel {
                 (pid.is_some() && h.qemu_pid == pid)
                     || h.vcpus.iter().any(|x| tids.contains(&x.tid))
             };
-            match self.hints.iter().find(|h| matches(h)) {
-                Some(h) => {
-                    let vm = &mut self.vms[vi];
-                    if let Some(n) = &h.name {
-                        vm.name.clone_from(n);
-                    }
-                    if h.uuid.is_some() {
-                        vm.uuid.clone_from(&h.uuid);
-                    }
-                    if vm.pid.is_none() {
-                        vm.pid = h.qemu_pid;
-                    }
-                    for x in &h.vcpus {
-                        if let Some(&v) = self.vcpu_of.get(&x.tid) {
-                            if self.vcpus[v].vm == vi {
-                                self.vcpus[v].id = x.id;
-                            }
-                        }
-                    }
-                }
+            match self.hints.iter().position(matches) {
+                Some(hi) => self.apply_hint(vi, hi),
                 None if old.iter().any(matches) => self.vms[vi].gone_at = Some(ts),
                 None => {}
+            }
+        }
+    }
+
+    /// VM `vi` takes the name, UUID, process and vCPU indices of hint `hi`.
+    fn apply_hint(&mut self, vi: usize, hi: usize) {
+        let h = &self.hints[hi];
+        let vm = &mut self.vms[vi];
+        if let Some(n) = &h.name {
+            vm.name.clone_from(n);
+        }
+        if h.uuid.is_some() {
+            vm.uuid.clone_from(&h.uuid);
+        }
+        if vm.pid.is_none() {
+            vm.pid = h.qemu_pid;
+        }
+        for x in &h.vcpus {
+            if let Some(&v) = self.vcpu_of.get(&x.tid) {
+                if self.vcpus[v].vm == vi {
+                    self.vcpus[v].id = x.id;
+                }
             }
         }
     }
@@ -80,18 +84,12 @@ impl VmModel {
             return;
         }
         let process = self.threads.get(&pid).map(|t| t.comm);
-        let hint = self.hints.iter().find(|h| h.qemu_pid == Some(pid)).cloned();
         let vm = &mut self.vms[vi];
         vm.pid = Some(pid);
         vm.process = process;
         vm.name = format!("pid {pid}");
-        if let Some(h) = hint {
-            if let Some(n) = h.name {
-                vm.name = n;
-            }
-            if h.uuid.is_some() {
-                vm.uuid = h.uuid;
-            }
+        if let Some(hi) = self.hints.iter().position(|h| h.qemu_pid == Some(pid)) {
+            self.apply_hint(vi, hi);
         }
     }
 
