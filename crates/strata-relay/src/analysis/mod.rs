@@ -367,7 +367,9 @@ impl LiveHost {
                 if let Some(gr) = vm.guest.as_mut() {
                     gr.clock_offset_ns = g.clock.offset_ns;
                     gr.sync = g.sync_report.clone();
-                    gr.sync_sources = g.sync.sources();
+                    if gr.sync.is_none() {
+                        gr.sync_sources = g.sync.sources();
+                    }
                 }
             }
         }
