@@ -41,11 +41,6 @@ pub struct StreamInfo {
     pub stream_class: u64,
     /// `stream_instance_id` of the packet header, if any.
     pub instance: Option<u64>,
-    /// What the LTTng index files (`index/<file>.idx`) say, when every file
-    /// of the stream has one: `Some(true)` when their packets chain through
-    /// each file and the first agrees with the file's first packet header.
-    /// The reader never needs them; this is a cross-check.
-    pub index_consistent: Option<bool>,
 }
 
 struct Mapped {
@@ -84,8 +79,9 @@ pub struct Trace {
     pub(crate) plan: TracePlan,
     pub(crate) classes: Vec<EventClass>,
     streams: Vec<StreamInfo>,
-    /// Per stream, indices into `files`.
-    stream_files: Vec<Vec<usize>>,
+    /// Per stream, indices into `files` and the size in bytes of each
+    /// file's first packet.
+    stream_files: Vec<Vec<(usize, u64)>>,
     files: Vec<Mapped>,
     /// Correction applied to every timestamp of this trace.
     clock_map: Option<super::ClockMap>,
@@ -124,6 +120,20 @@ impl Trace {
     /// earlier one).
     pub fn streams(&self) -> &[StreamInfo] {
         &self.streams
+    }
+    /// What the LTTng index files (`index/<file>.idx`) say of stream
+    /// `stream` (an index into [`Trace::streams`]), when every file of the
+    /// stream has one: `Some(true)` when their packets chain through each
+    /// file and the first agrees with the file's first packet header.
+    /// The reader never needs them: this cross-check reads them only when
+    /// asked.
+    pub fn index_consistent(&self, stream: usize) -> Option<bool> {
+        self.stream_files
+            .get(stream)?
+            .iter()
+            .map(|&(f, first_size)| index_agrees(&self.files[f], first_size))
+            .collect::<Option<Vec<bool>>>()
+            .map(|v| v.iter().all(|ok| *ok))
     }
     /// The event classes of this trace.
     pub fn event_classes(&self) -> &[EventClass] {
@@ -231,7 +241,7 @@ impl TraceSet {
             for (si, files) in t.stream_files.iter().enumerate() {
                 let sources = files
                     .iter()
-                    .map(|&f| Source {
+                    .map(|&(f, _)| Source {
                         path: &t.files[f].path,
                         data: t.files[f].bytes(),
                         release: Some(&t.files[f] as &dyn Release),
@@ -414,20 +424,14 @@ fn open_trace(
     for mut g in groups {
         g.sort_by(|a, b| a.ts.cmp(&b.ts).then(a.file.cmp(&b.file)));
         let first = &g[0];
-        let index_consistent = g
-            .iter()
-            .map(|p| index_agrees(&files[p.file], p.first_size))
-            .collect::<Option<Vec<bool>>>()
-            .map(|v| v.iter().all(|ok| *ok));
         streams.push(StreamInfo {
-            index_consistent,
             files: g.iter().map(|p| files[p.file].path.clone()).collect(),
             cpu: first.cpu.map(|c| c as u32),
             size: g.iter().map(|p| files[p.file].bytes().len() as u64).sum(),
             stream_class: plan.streams.get(first.class).map_or(0, |s| s.id),
             instance: first.instance,
         });
-        stream_files.push(g.iter().map(|p| p.file).collect());
+        stream_files.push(g.iter().map(|p| (p.file, p.first_size)).collect());
     }
     Ok(Trace {
         path: dir,
