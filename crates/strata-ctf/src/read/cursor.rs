@@ -46,6 +46,14 @@ pub(crate) fn sort_key(ts: i64) -> u64 {
 /// Granularity of released ranges.
 const PAGE: u64 = 4096;
 
+/// Read bytes of a file are released once this many have piled up (and
+/// when the file ends, if another follows): each release is a system
+/// call that unmaps the pages and flushes the TLB, which costs ~7 us here,
+/// worth it for a megabyte, not for every packet. A stream keeps at most
+/// this much of its files mapped, so the resident size stays bounded by
+/// the number of streams, whatever the size of the trace.
+const RELEASE_CHUNK: u64 = 1 << 20;
+
 /// No mark to set.
 const NO_SLOT: u32 = u32::MAX;
 
@@ -365,7 +373,9 @@ impl<'s> Cursor<'s> {
             }
             self.done_bytes += self.pkt_size;
             self.pkt_size = 0;
-            self.release_to(self.next_off & !(PAGE - 1));
+            if self.next_off - self.released_to >= RELEASE_CHUNK {
+                self.release_to(self.next_off & !(PAGE - 1));
+            }
             if !self.next_packet()? {
                 return Ok(false);
             }
@@ -403,7 +413,12 @@ impl<'s> Cursor<'s> {
             };
             let len = file.data.len() as u64;
             if self.next_off >= len {
-                self.release_to(len);
+                // The stream's last file stays mapped until the trace set
+                // is dropped, which unmaps it anyway: releasing its tail
+                // (under `RELEASE_CHUNK`) would cost a call for nothing.
+                if self.file_i + 1 < self.files.len() {
+                    self.release_to(len);
+                }
                 self.file_i += 1;
                 self.next_off = 0;
                 self.released_to = 0;

@@ -482,3 +482,82 @@ fn fast_path_payload_kinds_agree_with_the_general_path() {
     assert_eq!(fast[9].3[3], "Some(U64(10)) Some(10)", "after a sequence");
     assert_eq!(fast, collect(true));
 }
+
+/// Records what a cursor releases of one file.
+#[derive(Default)]
+struct Released(std::cell::RefCell<Vec<(u64, u64)>>);
+
+impl super::cursor::Release for Released {
+    fn release(&self, off: u64, len: u64) {
+        self.0.borrow_mut().push((off, len));
+    }
+}
+
+#[test]
+fn read_files_are_released_by_the_megabyte_and_the_last_tail_is_kept() {
+    let md = format!(
+        "{HEAD} trace {{ major = 1; minor = 8; byte_order = le; }};
+        stream {{ packet.context := struct {{ uint64_t content_size; uint64_t packet_size; }};
+                 event.header := struct {{ uint64_clock_t timestamp; }}; }};
+        event {{ name = e; fields := struct {{ uint32_t i; }}; }};"
+    );
+    const PACKET: usize = 64 << 10;
+    // Packets of 64 KiB with three events each, timestamps rising.
+    let file = |packets: usize, t0: u64| {
+        let mut data = Vec::new();
+        for p in 0..packets {
+            let start = data.len();
+            data.extend_from_slice(&[0; 16]);
+            for i in 0..3u64 {
+                data.extend_from_slice(&(t0 + p as u64 * 10 + i).to_le_bytes());
+                data.extend_from_slice(&(i as u32).to_le_bytes());
+            }
+            let content = ((data.len() - start) * 8) as u64;
+            data[start..start + 8].copy_from_slice(&content.to_le_bytes());
+            data[start + 8..start + 16].copy_from_slice(&((PACKET * 8) as u64).to_le_bytes());
+            data.resize(start + PACKET, 0);
+        }
+        data
+    };
+    // A rotated stream: 2.5 MiB, then 1.25 MiB.
+    let (first, last) = (file(40, 0), file(20, 1_000));
+    let (rel_first, rel_last) = (Released::default(), Released::default());
+    let (plan, classes, _) = compile(parse_text(&md).unwrap(), 0, 0, 0).unwrap();
+    let sources = [(&first, &rel_first), (&last, &rel_last)]
+        .into_iter()
+        .map(|(data, rel)| Source {
+            release: Some(rel as &dyn super::cursor::Release),
+            path: Path::new("mem"),
+            data,
+        })
+        .collect();
+    let mut c = Cursor::new(&plan, &classes, 0, 0, 0, sources, false);
+    let mut n = 0;
+    while c.advance().unwrap() {
+        n += 1;
+    }
+    assert_eq!(n, 3 * 60);
+    // Each file is released from its start, in pieces of at least a
+    // megabyte but for the end of a file another follows.
+    let check = |rel: &Released, len: usize, whole: bool| {
+        let got = rel.0.borrow().clone();
+        let mut at = 0;
+        for (i, &(off, n)) in got.iter().enumerate() {
+            assert_eq!(off, at, "{got:?}");
+            let end_of_file = whole && i == got.len() - 1;
+            assert!(n >= 1 << 20 || end_of_file, "{got:?}");
+            at += n;
+        }
+        if whole {
+            assert_eq!(at, len as u64, "{got:?}");
+        } else {
+            // The last file's tail is left for the unmapping at the end.
+            assert!(
+                at > 0 && at < len as u64 && len as u64 - at < 1 << 20,
+                "{got:?}"
+            );
+        }
+    };
+    check(&rel_first, first.len(), true);
+    check(&rel_last, last.len(), false);
+}
