@@ -131,16 +131,24 @@ pub(crate) struct ClassPlan {
     pub pay_fast: Option<FastScope>,
     /// The flat-array slot of that mark, or `u32::MAX`.
     pub pay_slot: u32,
-    /// Its own addressable fields: payload, then event context (its stream
-    /// class's follow, see [`EventClass::lookup`]).
-    pub lookup: Vec<Lookup>,
-    /// Top-level payload fields, in order.
-    pub payload_fields: Vec<(Box<str>, FieldRef)>,
+    /// Its fields by name, made on the first lookup: decoding never needs
+    /// them, and a reader binds the fields of a few classes only.
+    names: OnceLock<Names>,
     /// Why the class could not be compiled, for classes compiled on demand
     /// (those compiled up front fail the opening instead).
     pub error: Option<String>,
     /// The same, as the metadata error behind it.
     pub cause: Option<MetadataError>,
+}
+
+/// The fields of a class by name.
+#[derive(Debug, Clone, Default)]
+struct Names {
+    /// Its own addressable fields: payload, then event context (its stream
+    /// class's follow, see [`EventClass::lookup`]).
+    lookup: Vec<Lookup>,
+    /// Top-level payload fields, in order.
+    payload_fields: Vec<(Box<str>, FieldRef)>,
 }
 
 /// One event class: its name, id and where its fields are.
@@ -228,11 +236,16 @@ impl EventClass {
             .streams
             .get(self.stream_class as usize)
             .map_or(&[][..], |sf| &sf.lookup[..]);
-        self.plan().lookup.iter().chain(stream)
+        self.names().lookup.iter().chain(stream)
     }
     /// Top-level payload fields in declaration order.
     pub fn payload_fields(&self) -> impl Iterator<Item = (&str, FieldRef)> {
-        self.plan().payload_fields.iter().map(|(s, f)| (&**s, *f))
+        self.names().payload_fields.iter().map(|(s, f)| (&**s, *f))
+    }
+    /// The class's fields by name, made on first use.
+    fn names(&self) -> &Names {
+        let p = self.plan();
+        p.names.get_or_init(|| names(self.index, p))
     }
     /// Whether the class declares an event context.
     pub(crate) fn has_context(&self) -> bool {
@@ -331,7 +344,7 @@ impl EventClass {
             Ok::<_, MetadataError>((take(ctx), take(pay)))
         })();
         match built {
-            Ok((ctx, pay)) => class_plan(self.index, sf, ctx, pay),
+            Ok((ctx, pay)) => class_plan(sf, ctx, pay),
             Err(e) => ClassPlan {
                 error: Some(format!("event class `{}`: {e}", self.name())),
                 cause: Some(e),
@@ -342,38 +355,10 @@ impl EventClass {
 }
 
 /// Builds the plan of a class from its compiled scopes.
-fn class_plan(
-    owner: u32,
-    sf: &StreamFields,
-    context: Option<Scope>,
-    payload: Option<Scope>,
-) -> ClassPlan {
+fn class_plan(sf: &StreamFields, context: Option<Scope>, payload: Option<Scope>) -> ClassPlan {
     let ctx_base = sf.ev_base;
     let pay_base = ctx_base + context.as_ref().map_or(0, |s| s.marks as usize);
     let marks_end = pay_base + payload.as_ref().map_or(0, |s| s.marks as usize);
-    let mut lookup = Vec::new();
-    let mut payload_fields = Vec::new();
-    for (kind, scope, base) in [
-        (ScopeKind::Payload, &payload, pay_base),
-        (ScopeKind::EventContext, &context, ctx_base),
-    ] {
-        let Some(scope) = scope else { continue };
-        for (stripped, raw, node) in scope.addressable() {
-            if let Some((f, k)) = field_ref(scope, kind, owner, node, base) {
-                lookup.push((stripped.into_boxed_str(), raw.into_boxed_str(), f, k));
-            }
-        }
-        if kind == ScopeKind::Payload {
-            if let Some(Kind::Struct { members, .. }) = scope.node(scope.root).map(|n| &n.kind) {
-                for &m in members {
-                    if let Some((f, _)) = field_ref(scope, kind, owner, m, base) {
-                        let name = scope.node(m).map_or("", |n| super::plan::strip(&n.name));
-                        payload_fields.push((name.into(), f));
-                    }
-                }
-            }
-        }
-    }
     let pay_fast = payload.as_ref().and_then(|s| s.fast);
     ClassPlan {
         pay_fast,
@@ -386,11 +371,38 @@ fn class_plan(
         ctx_base,
         pay_base,
         marks_end,
-        lookup,
-        payload_fields,
+        names: OnceLock::new(),
         error: None,
         cause: None,
     }
+}
+
+/// The fields by name of class `owner`, whose plan is `p`.
+fn names(owner: u32, p: &ClassPlan) -> Names {
+    let mut n = Names::default();
+    for (kind, scope, base) in [
+        (ScopeKind::Payload, &p.payload, p.pay_base),
+        (ScopeKind::EventContext, &p.context, p.ctx_base),
+    ] {
+        let Some(scope) = scope else { continue };
+        for (stripped, raw, node) in scope.addressable() {
+            if let Some((f, k)) = field_ref(scope, kind, owner, node, base) {
+                n.lookup
+                    .push((stripped.into_boxed_str(), raw.into_boxed_str(), f, k));
+            }
+        }
+        if kind == ScopeKind::Payload {
+            if let Some(Kind::Struct { members, .. }) = scope.node(scope.root).map(|n| &n.kind) {
+                for &m in members {
+                    if let Some((f, _)) = field_ref(scope, kind, owner, m, base) {
+                        let name = scope.node(m).map_or("", |n| super::plan::strip(&n.name));
+                        n.payload_fields.push((name.into(), f));
+                    }
+                }
+            }
+        }
+    }
+    n
 }
 
 /// Whether a class with these types can wait for its first use: nothing in
@@ -778,15 +790,10 @@ pub(crate) fn compile_lazy(
     // Boxed as they are made: a vector of a thousand unboxed plans, most of
     // them `None`, would be half a megabyte of fresh pages to fault in.
     let mut plans: Vec<Option<Box<ClassPlan>>> = Vec::with_capacity(cbs.len());
-    for (local, c) in cbs.iter().enumerate() {
+    for c in &cbs {
         let plan = c.eager.map(|(ctx, pay)| {
             let mut take = |i: Option<usize>| i.and_then(|i| scopes.get_mut(i).map(std::mem::take));
-            let p = class_plan(
-                class_base + local as u32,
-                &stream_fields[c.si],
-                take(ctx),
-                take(pay),
-            );
+            let p = class_plan(&stream_fields[c.si], take(ctx), take(pay));
             mark_total = mark_total.max(p.marks_end);
             Box::new(p)
         });

@@ -266,10 +266,8 @@ impl<'a> Event<'a> {
     pub fn fields(&self) -> impl Iterator<Item = (&'a str, Value<'a>)> + 'a {
         let ev = *self;
         self.class()
-            .plan()
-            .payload_fields
-            .iter()
-            .filter_map(move |(name, f)| Some((&**name, ev.value(*f)?)))
+            .payload_fields()
+            .filter_map(move |(name, f)| Some((name, ev.value(f)?)))
     }
 
     /// The packet-context and context fields (stream event context, event
