@@ -446,15 +446,20 @@ impl<'s> Cursor<'s> {
         self.content = self.pkt.get(..whole).unwrap_or(self.pkt);
         self.pos = info.events_bit;
         self.sp = info.stream;
+        let plan = self.plan;
+        let sp = plan.streams.get(info.stream);
         if self.table_sp != self.sp {
+            // Sized once for every id the stream class declares, rather
+            // than step by step as ids are met: LTTng's last ids are met
+            // early (each growth was a copy).
+            let ids = sp.map_or(0, |s| s.classes.id_bound());
             self.table.clear();
+            self.table.resize(ids, Entry::default());
             self.flats.clear();
             self.shapes.clear();
             self.no_id = Entry::default();
             self.table_sp = self.sp;
         }
-        let plan = self.plan;
-        let sp = plan.streams.get(info.stream);
         self.stream = sp;
         self.stream_global = sp.map_or(u32::MAX, |s| s.global);
         self.sec = match sp.and_then(|s| s.event_context) {

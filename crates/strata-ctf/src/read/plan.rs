@@ -971,6 +971,14 @@ impl ClassMap {
         }
     }
 
+    /// One past the largest id a dense map holds; 0 for a sparse one.
+    pub(crate) fn id_bound(&self) -> usize {
+        match self {
+            ClassMap::Dense(v) => v.len(),
+            ClassMap::Sparse(_) => 0,
+        }
+    }
+
     /// The class with event id `id`.
     #[inline(always)]
     pub(crate) fn get(&self, id: u64) -> Option<u32> {

@@ -103,34 +103,45 @@ enum Rhs<'a> {
 }
 
 /// Which entry of an event block a deferred type is.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum TypeKey {
     /// `context := ...`
     Context,
     /// `fields := ...`
     Fields,
-    /// Any other `key := ...`: parsed for its errors, then ignored.
-    Other(Box<str>),
+    /// Any other `key := ...`: parsed for its errors, then ignored. Its
+    /// name is this entry of the other keys list kept with the deferred
+    /// types (rare, so kept apart: a thousand entries stay small).
+    Other(u32),
 }
 
 impl TypeKey {
-    fn new(key: &str) -> Self {
+    /// The key of `key := ...`, adding it to `others` when it is neither
+    /// `context` nor `fields`.
+    fn new(key: &str, others: &mut Vec<Box<str>>) -> Self {
         match key {
             "context" => TypeKey::Context,
             "fields" => TypeKey::Fields,
-            k => TypeKey::Other(k.into()),
+            k => {
+                let i = u32::try_from(others.len()).unwrap_or(u32::MAX);
+                others.push(k.into());
+                TypeKey::Other(i)
+            }
         }
     }
-    pub(crate) fn text(&self) -> &str {
+    /// Its name, for error messages; `others` is the list [`TypeKey::new`]
+    /// filled.
+    pub(crate) fn text<'k>(&self, others: &'k [Box<str>]) -> &'k str {
         match self {
             TypeKey::Context => "context",
             TypeKey::Fields => "fields",
-            TypeKey::Other(k) => k,
+            TypeKey::Other(i) => others.get(*i as usize).map_or("?", |k| k),
         }
     }
 }
 
-/// A type of an event block left unparsed by [`Parser::parse_lazy`].
+/// A type of an event block left unparsed by [`Parser::parse_lazy`]: 24
+/// bytes, one per event of the metadata.
 #[derive(Debug, Clone)]
 pub(crate) struct Deferred {
     /// Index of the event in [`Metadata::events`].
@@ -164,6 +175,8 @@ pub(crate) struct Parser<'a> {
     lazy: bool,
     /// The event types left for later, in text order.
     deferred: Vec<Deferred>,
+    /// Names of their keys other than `context` and `fields`.
+    other_keys: Vec<Box<str>>,
     /// The words of the names of top-level types with a sequence or a
     /// variant, and their searchers: an event type that mentions one is
     /// parsed at once.
@@ -218,6 +231,7 @@ impl<'a> Parser<'a> {
             base,
             lazy: false,
             deferred: Vec::new(),
+            other_keys: Vec::new(),
             top_refers: Vec::new(),
             depth: 0,
             md: Metadata::default(),
@@ -250,9 +264,11 @@ impl<'a> Parser<'a> {
         // the (large) list step by step without a pass over the text to
         // count them: LTTng writes each event block in about 260 bytes. The
         // spare room is given back below.
-        self.md
-            .events
-            .reserve_exact(self.text.len() / EVENT_BLOCK_BYTES);
+        let events = self.text.len() / EVENT_BLOCK_BYTES;
+        self.md.events.reserve_exact(events);
+        // Most blocks defer one type (`fields`), some two: room to spare
+        // costs nothing until written, unlike growing by copies.
+        self.deferred.reserve_exact(events + events / 4);
         self.parse_all()?;
         self.md.events.shrink_to_fit();
         self.undefer_named()?;
@@ -262,7 +278,13 @@ impl<'a> Parser<'a> {
             .map(|(b, v)| (Box::from(*b), v.clone()))
             .collect();
         let top = self.scopes.drain(..).next().unwrap_or_default();
-        Ok((self.md, top, self.deferred, ints))
+        Ok(Lazy {
+            md: self.md,
+            top,
+            deferred: self.deferred,
+            other_keys: self.other_keys,
+            ints,
+        })
     }
 
     fn parse_all(&mut self) -> Result<(), MetadataError> {
@@ -306,7 +328,9 @@ impl<'a> Parser<'a> {
             let (types, _) = parse_deferred(
                 self.text,
                 top,
-                group.iter().map(|d| (d.key.text(), d.pos, d.line)),
+                group
+                    .iter()
+                    .map(|d| (d.key.text(&self.other_keys), d.pos, d.line)),
                 None,
             )?;
             if let Some(e) = self.md.events.get_mut(ev as usize) {
@@ -1230,9 +1254,10 @@ impl<'a> Parser<'a> {
             let event = u32::try_from(self.md.events.len())
                 .map_err(|_| MetadataError::syntax(line, "more than 2^32 event blocks"))?;
             for &(key, pos, line, end) in &ev.types[..ev.ntypes] {
+                let key = TypeKey::new(key, &mut self.other_keys);
                 self.deferred.push(Deferred {
                     event,
-                    key: TypeKey::new(key),
+                    key,
                     pos,
                     line,
                     end,
@@ -1381,9 +1406,10 @@ impl<'a> Parser<'a> {
                 (k, Rhs::Deferred { pos, line, end }) => {
                     let event = u32::try_from(self.md.events.len())
                         .map_err(|_| MetadataError::syntax(line, "more than 2^32 event blocks"))?;
+                    let key = TypeKey::new(k, &mut self.other_keys);
                     self.deferred.push(Deferred {
                         event,
-                        key: TypeKey::new(k),
+                        key,
                         pos,
                         line,
                         end,
@@ -1429,7 +1455,18 @@ pub(crate) fn parse_deferred<'b, 'k>(
 }
 
 /// What [`Parser::parse_lazy`] gives.
-pub(crate) type Lazy = (Metadata, Scope, Vec<Deferred>, SharedInts);
+pub(crate) struct Lazy {
+    /// The metadata, without the deferred types.
+    pub md: Metadata,
+    /// The top-level type names the deferred types see.
+    pub top: Scope,
+    /// The deferred types, in text order.
+    pub deferred: Vec<Deferred>,
+    /// Names of their keys other than `context` and `fields`.
+    pub other_keys: Vec<Box<str>>,
+    /// The integer-body cache.
+    pub ints: SharedInts,
+}
 
 /// Integer types by the text of their body, owned: the cache kept with
 /// deferred event types for parsing them later.
