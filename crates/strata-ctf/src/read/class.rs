@@ -150,7 +150,6 @@ pub struct EventClass {
     pub(crate) index: u32,
     pub(crate) trace: u32,
     pub(crate) stream_class: u32,
-    pub(crate) loglevel: Option<i64>,
     /// Index of its declaration in the metadata's events.
     pub(crate) decl: u32,
     pub(crate) shared: Arc<Shared>,
@@ -195,7 +194,9 @@ impl EventClass {
     }
     /// The declared log level, if any.
     pub fn loglevel(&self) -> Option<i64> {
-        self.loglevel
+        // Read from the declaration rather than kept here: a trace
+        // declares over a thousand classes, and this is rarely asked.
+        self.decl().and_then(|d| d.loglevel)
     }
     /// Finds a field by name: payload first, then event context, stream
     /// event context and packet context. Names are given without the one
@@ -644,14 +645,11 @@ pub(crate) fn compile_lazy(
     }
 
     // Event classes: their stream class, and the scopes of those compiled
-    // now (the others wait for their first use).
-    struct CB {
-        si: usize,
-        id: u64,
-        eager: Option<(Option<usize>, Option<usize>)>,
-    }
-    let mut cbs: Vec<CB> = Vec::with_capacity(md.events.len());
-    let mut per_stream: Vec<Vec<(u64, u32)>> = vec![Vec::new(); sbs.len()];
+    // now (the others, most of them, wait for their first use). A first
+    // pass finds the stream classes, so that the lists of ids are sized
+    // once: these lists are per class, a thousand or more.
+    let mut sis: Vec<u32> = Vec::with_capacity(md.events.len());
+    let mut counts = vec![0usize; sbs.len()];
     for e in &md.events {
         let si = match e.stream_id {
             Some(sid) => sbs.iter().position(|s| s.id == sid).ok_or_else(|| {
@@ -669,15 +667,22 @@ pub(crate) fn compile_lazy(
                 )))
             }
         };
-        let id = e.id.unwrap_or(0);
-        let local = cbs.len() as u32;
-        per_stream[si].push((id, local));
+        counts[si] += 1;
+        sis.push(si as u32);
+    }
+    let mut per_stream: Vec<Vec<(u64, u32)>> =
+        counts.iter().map(|&n| Vec::with_capacity(n)).collect();
+    // Classes compiled now: their index and their scopes in the arena.
+    type Eager = (u32, Option<usize>, Option<usize>);
+    let mut eagers: Vec<Eager> = Vec::new();
+    for (local, (e, &si)) in md.events.iter().zip(&sis).enumerate() {
+        let si = si as usize;
+        let local = local as u32;
+        per_stream[si].push((e.id.unwrap_or(0), local));
         let deferred = lazy.as_ref().is_some_and(|l| l.is_deferred(local as usize));
         let later = deferred
             || e.context.as_deref().is_none_or(lazy_ok) && e.fields.as_deref().is_none_or(lazy_ok);
-        let eager = if later {
-            None
-        } else {
+        if !later {
             let mut chain = sbs[si].chain.clone();
             let context = match &e.context {
                 Some(t) => {
@@ -691,9 +696,8 @@ pub(crate) fn compile_lazy(
                 Some(t) => Some(b.scope(ScopeKind::Payload, t, Chain { before: &chain })?),
                 None => None,
             };
-            Some((context, payload))
-        };
-        cbs.push(CB { si, id, eager });
+            eagers.push((local, context, payload));
+        }
     }
 
     let (mut scopes, regs) = b.finish()?;
@@ -775,22 +779,18 @@ pub(crate) fn compile_lazy(
 
     // The classes compiled now take their scopes out of the arena.
     let mut mark_total = ev_base;
-    // Boxed as they are made: a vector of a thousand unboxed plans, most of
-    // them `None`, would be half a megabyte of fresh pages to fault in.
-    let mut plans: Vec<Option<Box<ClassPlan>>> = Vec::with_capacity(cbs.len());
-    for (local, c) in cbs.iter().enumerate() {
-        let plan = c.eager.map(|(ctx, pay)| {
-            let mut take = |i: Option<usize>| i.and_then(|i| scopes.get_mut(i).map(std::mem::take));
-            let p = class_plan(
-                class_base + local as u32,
-                &stream_fields[c.si],
-                take(ctx),
-                take(pay),
-            );
-            mark_total = mark_total.max(p.marks_end);
-            Box::new(p)
-        });
-        plans.push(plan);
+    let mut plans: Vec<(u32, Box<ClassPlan>)> = Vec::with_capacity(eagers.len());
+    for &(local, ctx, pay) in &eagers {
+        let mut take = |i: Option<usize>| i.and_then(|i| scopes.get_mut(i).map(std::mem::take));
+        let si = sis.get(local as usize).map_or(0, |&s| s as usize);
+        let p = class_plan(
+            class_base + local,
+            &stream_fields[si],
+            take(ctx),
+            take(pay),
+        );
+        mark_total = mark_total.max(p.marks_end);
+        plans.push((local, Box::new(p)));
     }
     let header_roles = ph.map(|p| header_roles(&scopes[p])).unwrap_or_default();
     let plan = TracePlan {
@@ -811,28 +811,27 @@ pub(crate) fn compile_lazy(
         origin: origin.map(Path::to_path_buf),
         streams: stream_fields,
     });
-    let classes = cbs
+    let mut classes: Vec<EventClass> = shared
+        .md
+        .events
         .iter()
-        .zip(plans)
+        .zip(&sis)
         .enumerate()
-        .map(|(local, (c, p))| {
-            let decl = &shared.md.events[local];
-            let cell = OnceLock::new();
-            if let Some(p) = p {
-                let _ = cell.set(p);
-            }
-            EventClass {
-                id: c.id,
-                index: class_base + local as u32,
-                trace,
-                stream_class: c.si as u32,
-                loglevel: decl.loglevel,
-                decl: local as u32,
-                shared: Arc::clone(&shared),
-                plan: cell,
-            }
+        .map(|(local, (decl, &si))| EventClass {
+            id: decl.id.unwrap_or(0),
+            index: class_base + local as u32,
+            trace,
+            stream_class: si,
+            decl: local as u32,
+            shared: Arc::clone(&shared),
+            plan: OnceLock::new(),
         })
         .collect();
+    for (local, p) in plans {
+        if let Some(c) = classes.get_mut(local as usize) {
+            let _ = c.plan.set(p);
+        }
+    }
     Ok((plan, classes, shared))
 }
 
