@@ -92,7 +92,67 @@ pub enum FieldKind {
 }
 
 /// An addressable field: stripped name, raw name, reference, kind.
-pub(crate) type Lookup = (Box<str>, Box<str>, FieldRef, FieldKind);
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Lookup {
+    /// Every name, back to back: one string rather than two small
+    /// allocations per field of every class compiled.
+    names: String,
+    fields: Vec<LookupField>,
+}
+
+/// One addressable field: its names as ranges of [`Lookup::names`].
+#[derive(Debug, Clone, Copy)]
+struct LookupField {
+    stripped: (u32, u32),
+    raw: (u32, u32),
+    field: FieldRef,
+    kind: FieldKind,
+}
+
+impl Lookup {
+    /// Makes room for the fields of `scope`: at most one per node, named
+    /// by its name and, stripped, a tail of it (nested ones longer).
+    fn reserve(&mut self, scope: &Scope) {
+        let nodes = scope.nodes.len().saturating_sub(1);
+        let bytes: usize = scope.nodes.iter().map(|n| n.name.len()).sum();
+        self.fields.reserve_exact(nodes);
+        self.names.reserve_exact(bytes + bytes / 2);
+    }
+    /// Adds a field, under its name without leading underscores and its
+    /// raw name. A field whose names do not fit in 4 GiB is left out.
+    fn push(&mut self, stripped: &str, raw: &str, field: FieldRef, kind: FieldKind) {
+        let Some(raw_r) = self.add(raw) else { return };
+        // The stripped name is usually the raw one's tail (`_tid`, `tid`).
+        let stripped_r = if raw.ends_with(stripped) {
+            Some((raw_r.1 - stripped.len() as u32, raw_r.1))
+        } else {
+            self.add(stripped)
+        };
+        let Some(stripped_r) = stripped_r else { return };
+        self.fields.push(LookupField {
+            stripped: stripped_r,
+            raw: raw_r,
+            field,
+            kind,
+        });
+    }
+    /// Appends `name` to the names; its range.
+    fn add(&mut self, name: &str) -> Option<(u32, u32)> {
+        let a = u32::try_from(self.names.len()).ok()?;
+        let b = u32::try_from(self.names.len() + name.len()).ok()?;
+        self.names.push_str(name);
+        Some((a, b))
+    }
+    fn name(&self, (a, b): (u32, u32)) -> &str {
+        self.names.get(a as usize..b as usize).unwrap_or("")
+    }
+    /// Every field: stripped name, raw name, reference and kind.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, &str, FieldRef, FieldKind)> {
+        self.fields
+            .iter()
+            .map(|f| (self.name(f.stripped), self.name(f.raw), f.field, f.kind))
+    }
+}
 
 /// What compiling an event class on demand needs, shared by the classes of
 /// a trace.
@@ -114,7 +174,7 @@ pub(crate) struct StreamFields {
     /// Where event-scope marks start in a cursor's flat mark array.
     pub ev_base: usize,
     /// Its addressable fields: stream event context, then packet context.
-    pub lookup: Vec<Lookup>,
+    pub lookup: Lookup,
 }
 
 /// The compiled plan of one event class.
@@ -133,14 +193,24 @@ pub(crate) struct ClassPlan {
     pub pay_slot: u32,
     /// Its own addressable fields: payload, then event context (its stream
     /// class's follow, see [`EventClass::lookup`]).
-    pub lookup: Vec<Lookup>,
-    /// Top-level payload fields, in order.
-    pub payload_fields: Vec<(Box<str>, FieldRef)>,
+    pub lookup: Lookup,
+    /// Top-level payload fields, in order, named by ranges of `lookup`'s
+    /// names.
+    pub payload_fields: Vec<((u32, u32), FieldRef)>,
     /// Why the class could not be compiled, for classes compiled on demand
     /// (those compiled up front fail the opening instead).
     pub error: Option<String>,
     /// The same, as the metadata error behind it.
     pub cause: Option<MetadataError>,
+}
+
+impl ClassPlan {
+    /// Top-level payload fields in declaration order.
+    pub(crate) fn payload_fields(&self) -> impl Iterator<Item = (&str, FieldRef)> {
+        self.payload_fields
+            .iter()
+            .map(|&(r, f)| (self.lookup.name(r), f))
+    }
 }
 
 /// One event class: its name, id and where its fields are.
@@ -206,34 +276,37 @@ impl EventClass {
     /// them through [`crate::read::Event::value`] of the enclosing field.
     pub fn field(&self, name: &str) -> Option<FieldRef> {
         self.lookup()
-            .find(|(s, _, _, _)| **s == *name)
-            .or_else(|| self.lookup().find(|(_, r, _, _)| **r == *name))
-            .map(|(_, _, f, _)| *f)
+            .find(|(s, _, _, _)| *s == name)
+            .or_else(|| self.lookup().find(|(_, r, _, _)| *r == name))
+            .map(|(_, _, f, _)| f)
     }
     /// The kind of a field found by [`EventClass::field`].
     pub fn field_kind(&self, f: FieldRef) -> Option<FieldKind> {
         self.lookup()
             .find(|(_, _, g, _)| *g == f)
-            .map(|(_, _, _, k)| *k)
+            .map(|(_, _, _, k)| k)
     }
     /// Every addressable field, in lookup order, with its kind.
     pub fn fields(&self) -> impl Iterator<Item = (&str, FieldRef, FieldKind)> {
-        self.lookup().map(|(s, _, f, k)| (&**s, *f, *k))
+        self.lookup().map(|(s, _, f, k)| (s, f, k))
     }
     /// The class's own fields (payload, event context), then its stream
     /// class's (stream event context, packet context): those are kept once
     /// per stream class rather than copied into each of its classes.
-    pub(crate) fn lookup(&self) -> impl Iterator<Item = &Lookup> {
+    pub(crate) fn lookup(&self) -> impl Iterator<Item = (&str, &str, FieldRef, FieldKind)> {
         let stream = self
             .shared
             .streams
             .get(self.stream_class as usize)
-            .map_or(&[][..], |sf| &sf.lookup[..]);
-        self.plan().lookup.iter().chain(stream)
+            .map(|sf| sf.lookup.iter());
+        self.plan()
+            .lookup
+            .iter()
+            .chain(stream.into_iter().flatten())
     }
     /// Top-level payload fields in declaration order.
     pub fn payload_fields(&self) -> impl Iterator<Item = (&str, FieldRef)> {
-        self.plan().payload_fields.iter().map(|(s, f)| (&**s, *f))
+        self.plan().payload_fields()
     }
     /// Whether the class declares an event context.
     pub(crate) fn has_context(&self) -> bool {
@@ -352,24 +425,28 @@ fn class_plan(
     let ctx_base = sf.ev_base;
     let pay_base = ctx_base + context.as_ref().map_or(0, |s| s.marks as usize);
     let marks_end = pay_base + payload.as_ref().map_or(0, |s| s.marks as usize);
-    let mut lookup = Vec::new();
+    let mut lookup = Lookup::default();
     let mut payload_fields = Vec::new();
     for (kind, scope, base) in [
         (ScopeKind::Payload, &payload, pay_base),
         (ScopeKind::EventContext, &context, ctx_base),
     ] {
         let Some(scope) = scope else { continue };
-        for (stripped, raw, node) in scope.addressable() {
+        lookup.reserve(scope);
+        scope.addressable(&mut |stripped, raw, node| {
             if let Some((f, k)) = field_ref(scope, kind, owner, node, base) {
-                lookup.push((stripped.into_boxed_str(), raw.into_boxed_str(), f, k));
+                lookup.push(stripped, raw, f, k);
             }
-        }
+        });
         if kind == ScopeKind::Payload {
             if let Some(Kind::Struct { members, .. }) = scope.node(scope.root).map(|n| &n.kind) {
+                payload_fields.reserve_exact(members.len());
                 for &m in members {
                     if let Some((f, _)) = field_ref(scope, kind, owner, m, base) {
                         let name = scope.node(m).map_or("", |n| super::plan::strip(&n.name));
-                        payload_fields.push((name.into(), f));
+                        if let Some(r) = lookup.add(name) {
+                            payload_fields.push((r, f));
+                        }
                     }
                 }
             }
@@ -760,19 +837,19 @@ pub(crate) fn compile_lazy(
             roles: s.pc.map(|pc| packet_roles(&scopes[pc])).unwrap_or_default(),
             clock: ClockConv::new(desc),
         });
-        let mut lookup = Vec::new();
+        let mut lookup = Lookup::default();
         for (kind, sc) in [
             (ScopeKind::StreamEventContext, s.ec),
             (ScopeKind::PacketContext, s.pc),
         ] {
             let Some(sc) = sc else { continue };
             let scope = &scopes[sc];
-            for (stripped, raw, node) in scope.addressable() {
-                let base = mark_base[kind as usize];
+            let base = mark_base[kind as usize];
+            scope.addressable(&mut |stripped, raw, node| {
                 if let Some((f, k)) = field_ref(scope, kind, global, node, base) {
-                    lookup.push((stripped.into_boxed_str(), raw.into_boxed_str(), f, k));
+                    lookup.push(stripped, raw, f, k);
                 }
-            }
+            });
         }
         stream_fields.push(StreamFields { ev_base, lookup });
     }
@@ -783,12 +860,7 @@ pub(crate) fn compile_lazy(
     for &(local, ctx, pay) in &eagers {
         let mut take = |i: Option<usize>| i.and_then(|i| scopes.get_mut(i).map(std::mem::take));
         let si = sis.get(local as usize).map_or(0, |&s| s as usize);
-        let p = class_plan(
-            class_base + local,
-            &stream_fields[si],
-            take(ctx),
-            take(pay),
-        );
+        let p = class_plan(class_base + local, &stream_fields[si], take(ctx), take(pay));
         mark_total = mark_total.max(p.marks_end);
         plans.push((local, Box::new(p)));
     }

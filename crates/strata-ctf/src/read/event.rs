@@ -267,9 +267,8 @@ impl<'a> Event<'a> {
         let ev = *self;
         self.class()
             .plan()
-            .payload_fields
-            .iter()
-            .filter_map(move |(name, f)| Some((&**name, ev.value(*f)?)))
+            .payload_fields()
+            .filter_map(move |(name, f)| Some((name, ev.value(f)?)))
     }
 
     /// The packet-context and context fields (stream event context, event
@@ -284,7 +283,7 @@ impl<'a> Event<'a> {
         class
             .lookup()
             .filter(|(name, _, f, _)| f.scope == scope && !name.contains('.'))
-            .filter_map(|(name, _, f, _)| Some((&**name, self.value(*f)?)))
+            .filter_map(|(name, _, f, _)| Some((name, self.value(f)?)))
             .collect()
     }
 }

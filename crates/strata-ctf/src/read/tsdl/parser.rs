@@ -221,13 +221,18 @@ impl<'a> Parser<'a> {
     fn at(text: &'a str, pos: usize, line: u32, base: Option<&'a Scope>) -> Self {
         let mut lex = Lexer::at(text, pos, line);
         let cur = lex.next();
+        // Room for a few struct bodies at once: each class's types are
+        // parsed by a parser of their own, whose first body would grow a
+        // one-scope list.
+        let mut scopes = Vec::with_capacity(4);
+        scopes.push(Scope::default());
         Parser {
             text,
             lex,
             cur,
             next: None,
             last_line: line,
-            scopes: vec![Scope::default()],
+            scopes,
             base,
             lazy: false,
             deferred: Vec::new(),
