@@ -166,6 +166,10 @@ pub(crate) struct Shared {
     pub trace_be: bool,
     /// Per stream class, in plan order.
     pub streams: Vec<StreamFields>,
+    /// The trace's index in its set, and the global index of its first
+    /// class: kept here rather than in each of a thousand classes.
+    pub trace: u32,
+    pub class_base: u32,
 }
 
 /// The parts of a stream class its event classes share.
@@ -198,10 +202,9 @@ pub(crate) struct ClassPlan {
     /// names.
     pub payload_fields: Vec<((u32, u32), FieldRef)>,
     /// Why the class could not be compiled, for classes compiled on demand
-    /// (those compiled up front fail the opening instead).
-    pub error: Option<String>,
-    /// The same, as the metadata error behind it.
-    pub cause: Option<MetadataError>,
+    /// (those compiled up front fail the opening instead), and the metadata
+    /// error behind it. Boxed: rare, and every compiled class carries it.
+    pub failure: Option<Box<(String, MetadataError)>>,
 }
 
 impl ClassPlan {
@@ -215,13 +218,12 @@ impl ClassPlan {
 
 /// One event class: its name, id and where its fields are.
 #[derive(Clone)]
+///
+/// 32 bytes: a trace declares over a thousand classes, most never used;
+/// what else it has (id, trace, declaration) is read from `shared`.
 pub struct EventClass {
-    pub(crate) id: u64,
     pub(crate) index: u32,
-    pub(crate) trace: u32,
     pub(crate) stream_class: u32,
-    /// Index of its declaration in the metadata's events.
-    pub(crate) decl: u32,
     pub(crate) shared: Arc<Shared>,
     /// Boxed: most classes are never compiled, and a trace declares over a
     /// thousand of them (424 bytes each unboxed).
@@ -232,9 +234,9 @@ impl std::fmt::Debug for EventClass {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EventClass")
             .field("name", &self.name())
-            .field("id", &self.id)
+            .field("id", &self.id())
             .field("index", &self.index)
-            .field("trace", &self.trace)
+            .field("trace", &self.trace())
             .field("stream_class", &self.stream_class)
             .field("compiled", &self.plan.get().is_some())
             .finish()
@@ -247,12 +249,16 @@ impl EventClass {
         self.shared
             .md
             .events
-            .get(self.decl as usize)
+            .get(self.decl_index())
             .map_or("", |e| &e.name)
     }
     /// The event id within its stream class.
     pub fn id(&self) -> u64 {
-        self.id
+        self.decl().and_then(|d| d.id).unwrap_or(0)
+    }
+    /// Index of its declaration in the metadata's events.
+    fn decl_index(&self) -> usize {
+        self.index.wrapping_sub(self.shared.class_base) as usize
     }
     /// Dense index over every event class of every trace of the set.
     pub fn index(&self) -> usize {
@@ -260,7 +266,7 @@ impl EventClass {
     }
     /// Index of the trace this class belongs to.
     pub fn trace(&self) -> usize {
-        self.trace as usize
+        self.shared.trace as usize
     }
     /// The declared log level, if any.
     pub fn loglevel(&self) -> Option<i64> {
@@ -327,21 +333,20 @@ impl EventClass {
         self.shared
             .lazy
             .as_ref()
-            .is_some_and(|l| l.is_deferred(self.decl as usize))
+            .is_some_and(|l| l.is_deferred(self.decl_index()))
     }
     /// Parses and compiles the class now if it was not yet, and says what
     /// is wrong with its declaration, if anything: what its first event
     /// would report. For a full check of metadata opened lazily.
     pub fn check(&self) -> Result<(), MetadataError> {
         let p = self.plan();
-        match (&p.cause, &p.error) {
-            (Some(e), _) => Err(e.clone()),
-            (None, Some(e)) => Err(MetadataError::Invalid(e.clone())),
-            (None, None) => Ok(()),
+        match &p.failure {
+            Some(f) => Err(f.1.clone()),
+            None => Ok(()),
         }
     }
     fn decl(&self) -> Option<&super::tsdl::EventDecl> {
-        self.shared.md.events.get(self.decl as usize)
+        self.shared.md.events.get(self.decl_index())
     }
 
     /// The class's plan, compiled on first use.
@@ -365,30 +370,28 @@ impl EventClass {
         let none = Chain { before: &[] };
         let parsed;
         let (context, fields) = match &self.shared.lazy {
-            Some(l) if l.is_deferred(self.decl as usize) => {
-                match l.event_types(self.decl as usize) {
-                    Ok(t) => {
-                        parsed = t;
-                        (parsed.0.as_deref(), parsed.1.as_deref())
-                    }
-                    Err(e) => {
-                        let at = self
-                            .shared
-                            .origin
-                            .as_deref()
-                            .map_or_else(String::new, |p| format!("{}: ", p.display()));
-                        return ClassPlan {
-                            error: Some(format!(
-                                "event class `{}` (id {}): its declaration is invalid: {at}{e}",
-                                self.name(),
-                                self.id
-                            )),
-                            cause: Some(e),
-                            ..ClassPlan::default()
-                        };
-                    }
+            Some(l) if l.is_deferred(self.decl_index()) => match l.event_types(self.decl_index()) {
+                Ok(t) => {
+                    parsed = t;
+                    (parsed.0.as_ref(), parsed.1.as_ref())
                 }
-            }
+                Err(e) => {
+                    let at = self
+                        .shared
+                        .origin
+                        .as_deref()
+                        .map_or_else(String::new, |p| format!("{}: ", p.display()));
+                    let msg = format!(
+                        "event class `{}` (id {}): its declaration is invalid: {at}{e}",
+                        self.name(),
+                        self.id()
+                    );
+                    return ClassPlan {
+                        failure: Some(Box::new((msg, e))),
+                        ..ClassPlan::default()
+                    };
+                }
+            },
             _ => (decl.context.as_deref(), decl.fields.as_deref()),
         };
         let built = (|| {
@@ -407,8 +410,7 @@ impl EventClass {
         match built {
             Ok((ctx, pay)) => class_plan(self.index, sf, ctx, pay),
             Err(e) => ClassPlan {
-                error: Some(format!("event class `{}`: {e}", self.name())),
-                cause: Some(e),
+                failure: Some(Box::new((format!("event class `{}`: {e}", self.name()), e))),
                 ..ClassPlan::default()
             },
         }
@@ -441,10 +443,27 @@ fn class_plan(
         if kind == ScopeKind::Payload {
             if let Some(Kind::Struct { members, .. }) = scope.node(scope.root).map(|n| &n.kind) {
                 payload_fields.reserve_exact(members.len());
+                // Named as the lookup names them: the payload's fields come
+                // first there, members in order among their nested fields.
+                let mut at = 0;
                 for &m in members {
                     if let Some((f, _)) = field_ref(scope, kind, owner, m, base) {
-                        let name = scope.node(m).map_or("", |n| super::plan::strip(&n.name));
-                        if let Some(r) = lookup.add(name) {
+                        let known = lookup.fields.get(at..).and_then(|rest| {
+                            let i = rest.iter().position(|l| l.field == f)?;
+                            Some((i, rest[i].stripped))
+                        });
+                        let r = match known {
+                            Some((i, r)) => {
+                                at += i + 1;
+                                Some(r)
+                            }
+                            None => {
+                                let name =
+                                    scope.node(m).map_or("", |n| super::plan::strip(&n.name));
+                                lookup.add(name)
+                            }
+                        };
+                        if let Some(r) = r {
                             payload_fields.push((r, f));
                         }
                     }
@@ -466,8 +485,7 @@ fn class_plan(
         marks_end,
         lookup,
         payload_fields,
-        error: None,
-        cause: None,
+        failure: None,
     }
 }
 
@@ -882,6 +900,8 @@ pub(crate) fn compile_lazy(
         lazy,
         origin: origin.map(Path::to_path_buf),
         streams: stream_fields,
+        trace,
+        class_base,
     });
     let mut classes: Vec<EventClass> = shared
         .md
@@ -889,12 +909,9 @@ pub(crate) fn compile_lazy(
         .iter()
         .zip(&sis)
         .enumerate()
-        .map(|(local, (decl, &si))| EventClass {
-            id: decl.id.unwrap_or(0),
+        .map(|(local, (_, &si))| EventClass {
             index: class_base + local as u32,
-            trace,
             stream_class: si,
-            decl: local as u32,
             shared: Arc::clone(&shared),
             plan: OnceLock::new(),
         })

@@ -965,10 +965,10 @@ impl<'s> Cursor<'s> {
             return Err(unknown_id(id, sp.id, start));
         };
         let cp: &'s ClassPlan = ec.plan();
-        if let Some(e) = &cp.error {
+        if let Some(f) = &cp.failure {
             return Err(DecodeError {
                 bit: start,
-                msg: e.clone(),
+                msg: f.0.clone(),
             });
         }
         // A class compiled after this cursor was made may need more.

@@ -247,8 +247,9 @@ impl std::fmt::Debug for LazyTypes {
     }
 }
 
-/// An event's `context` and `fields` types.
-pub(crate) type EventTypes = (Option<Box<Type>>, Option<Box<Type>>);
+/// An event's `context` and `fields` types (not boxed: they only live
+/// for the compile of their class).
+pub(crate) type EventTypes = (Option<Type>, Option<Type>);
 
 impl LazyTypes {
     /// The deferred entries of event `event` (an index into
@@ -286,8 +287,8 @@ impl LazyTypes {
         let (mut context, mut fields) = (None, None);
         for (d, t) in items.iter().zip(types) {
             match d.key {
-                parser::TypeKey::Context => context = Some(Box::new(t)),
-                parser::TypeKey::Fields => fields = Some(Box::new(t)),
+                parser::TypeKey::Context => context = Some(t),
+                parser::TypeKey::Fields => fields = Some(t),
                 parser::TypeKey::Other(_) => {}
             }
         }

@@ -1447,7 +1447,9 @@ pub(crate) fn parse_deferred<'b, 'k>(
 ) -> Result<(Vec<Type>, Scope), MetadataError> {
     let mut p = Parser::at(text, 0, 1, Some(base));
     p.shared_ints = ints;
-    let mut out = Vec::new();
+    let items = items.into_iter();
+    // Usually one or two types: sized at once.
+    let mut out = Vec::with_capacity(items.size_hint().0.min(16));
     for (key, pos, line) in items {
         p.seek(pos as usize, line);
         let t = p.type_spec(false)?;

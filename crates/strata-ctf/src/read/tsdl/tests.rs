@@ -239,7 +239,8 @@ fn lazy_then_filled(bytes: &[u8]) -> Result<Metadata, MetadataError> {
     for (i, e) in md.events.iter_mut().enumerate() {
         if lazy.is_deferred(i) {
             assert!(e.context.is_none() && e.fields.is_none());
-            (e.context, e.fields) = lazy.event_types(i)?;
+            let (context, fields) = lazy.event_types(i)?;
+            (e.context, e.fields) = (context.map(Box::new), fields.map(Box::new));
         }
     }
     Ok(md)
