@@ -285,11 +285,12 @@ pub(crate) struct Chain<'c> {
     pub before: &'c [(ScopeKind, usize)],
 }
 
-/// A struct being built: its members so far, named by the type's own
-/// strings (borrowed: a copy per field was a third of a compile's
-/// allocations).
+/// A struct being built: its fields, and the nodes of those built so far
+/// (its members list once built). Names are the type's own strings: a
+/// copy per field was a third of a compile's allocations.
 struct Frame<'t> {
-    members: Vec<(&'t str, NodeId)>,
+    fields: &'t [(String, Type)],
+    members: Vec<NodeId>,
 }
 
 /// How many nodes [`Builder::build`] makes for `ty`, so that a scope's
@@ -430,9 +431,9 @@ impl Builder {
                     ),
                 );
                 frames.push(Frame {
+                    fields: &st.fields,
                     members: Vec::with_capacity(st.fields.len()),
                 });
-                let mut members = Vec::with_capacity(st.fields.len());
                 for (fname, fty) in &st.fields {
                     let r = self.build(s, kind, fty, fname, frames, chain, depth + 1);
                     let m = match r {
@@ -442,12 +443,11 @@ impl Builder {
                             return Err(e);
                         }
                     };
-                    members.push(m);
                     if let Some(f) = frames.last_mut() {
-                        f.members.push((fname.as_str(), m));
+                        f.members.push(m);
                     }
                 }
-                frames.pop();
+                let members = frames.pop().map(|f| f.members).unwrap_or_default();
                 if let Kind::Struct { members: ms, .. } =
                     &mut self.scopes[s].nodes[id as usize].kind
                 {
@@ -563,7 +563,10 @@ impl Builder {
                 .iter()
                 .rev()
                 .find_map(|f| {
-                    let (_, id) = f.members.iter().rev().find(|(n, _)| **n == *parts[0])?;
+                    let (_, id) = (f.fields.iter().map(|(n, _)| n.as_str()))
+                        .zip(&f.members)
+                        .rev()
+                        .find(|(n, _)| *n == parts[0])?;
                     self.descend(s, *id, &parts[1..]).map(|id| (s, id))
                 })
                 .or_else(|| {
@@ -873,11 +876,13 @@ fn steps(
 ) -> Result<(), MetadataError> {
     // Taken out (and put back below) rather than cloned: the recursion
     // needs the scope, and a clone was an allocation per struct.
+    // Scalars, the most common members, need nothing at all.
     let kind = match &mut scope.nodes[id as usize].kind {
         Kind::Struct { members, .. } => Kind::Struct {
             members: std::mem::take(members),
             steps: Vec::new(),
         },
+        Kind::Int { .. } | Kind::Float { .. } | Kind::Str => return Ok(()),
         k => k.clone(),
     };
     match kind {
