@@ -84,6 +84,9 @@ struct Entry {
 /// No flat walk for this `WALK` entry.
 const NO_FLAT: u16 = u16::MAX;
 
+/// Most ids a table is sized for before any is met (64 KiB of entries).
+const MAX_SIZED_IDS: usize = 1 << 12;
+
 /// Entry kinds. Fixed: contexts and payload have static sizes (the stream
 /// event context, if any, is fixed too), so locating the event is
 /// arithmetic; and the payload starts right where the header (or stream
@@ -451,10 +454,13 @@ impl<'s> Cursor<'s> {
         if self.table_sp != self.sp {
             // Sized once for every id the stream class declares, rather
             // than step by step as ids are met: LTTng's last ids are met
-            // early (each growth was a copy).
+            // early (each growth was a copy). Not for large ids, which
+            // may never be met: `resolve` grows the table to those met.
             let ids = sp.map_or(0, |s| s.classes.id_bound());
             self.table.clear();
-            self.table.resize(ids, Entry::default());
+            if ids <= MAX_SIZED_IDS {
+                self.table.resize(ids, Entry::default());
+            }
             self.flats.clear();
             self.shapes.clear();
             self.no_id = Entry::default();
