@@ -246,11 +246,7 @@ impl std::fmt::Debug for EventClass {
 impl EventClass {
     /// The event name (`sched_switch`).
     pub fn name(&self) -> &str {
-        self.shared
-            .md
-            .events
-            .get(self.decl_index())
-            .map_or("", |e| &e.name)
+        self.shared.md.event_name(self.decl_index())
     }
     /// The event id within its stream class.
     pub fn id(&self) -> u64 {
@@ -750,14 +746,14 @@ pub(crate) fn compile_lazy(
             Some(sid) => sbs.iter().position(|s| s.id == sid).ok_or_else(|| {
                 MetadataError::Invalid(format!(
                     "event `{}` names stream class {sid}, which is not declared",
-                    e.name
+                    md.name_of(e)
                 ))
             })?,
             None if sbs.len() == 1 => 0,
             None => {
                 return Err(MetadataError::Invalid(format!(
                     "event `{}` has no stream_id and the trace has {} stream classes",
-                    e.name,
+                    md.name_of(e),
                     sbs.len()
                 )))
             }
@@ -832,7 +828,7 @@ pub(crate) fn compile_lazy(
             let names: Vec<&str> = per_stream[i]
                 .iter()
                 .filter(|(i, _)| *i == id)
-                .filter_map(|(_, l)| md.events.get(*l as usize).map(|e| e.name.as_str()))
+                .map(|(_, l)| md.event_name(*l as usize))
                 .collect();
             MetadataError::Invalid(format!(
                 "events `{}`: id {id} is used more than once in stream class {}",

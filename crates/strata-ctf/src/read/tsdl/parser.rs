@@ -271,6 +271,8 @@ impl<'a> Parser<'a> {
         // spare room is given back below.
         let events = self.text.len() / EVENT_BLOCK_BYTES;
         self.md.events.reserve_exact(events);
+        // LTTng's names are about 20 bytes.
+        self.md.event_names.reserve_exact(events * 32);
         // Most blocks defer one type (`fields`), some two: room to spare
         // costs nothing until written, unlike growing by copies.
         self.deferred.reserve_exact(events + events / 4);
@@ -1268,8 +1270,12 @@ impl<'a> Parser<'a> {
                     end,
                 });
             }
+            let name = self
+                .md
+                .add_event_name(ev.name)
+                .ok_or_else(|| MetadataError::syntax(line, "event names past 4 GiB"))?;
             self.md.events.push(EventDecl {
-                name: ev.name.to_string(),
+                name,
                 id: ev.id,
                 stream_id: ev.stream_id,
                 loglevel: ev.loglevel,
@@ -1398,7 +1404,10 @@ impl<'a> Parser<'a> {
         for (key, rhs, line) in entries.drain(..) {
             match (&*key, rhs) {
                 ("name", Rhs::Val(v)) => {
-                    e.name = text(&v);
+                    e.name = self
+                        .md
+                        .add_event_name(&text(&v))
+                        .ok_or_else(|| MetadataError::syntax(line, "event names past 4 GiB"))?;
                     named = true;
                 }
                 ("id", Rhs::Val(v)) => e.id = Some(uint_in(&v, line, "id", 0, u64::MAX)?),

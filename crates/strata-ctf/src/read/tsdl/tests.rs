@@ -68,7 +68,7 @@ fn parses_an_lttng_like_trace() {
     assert_eq!(ts.size, 27);
     let ev = &md.events[0];
     assert_eq!(
-        (ev.name.as_str(), ev.id, ev.stream_id, ev.loglevel),
+        (md.name_of(ev), ev.id, ev.stream_id, ev.loglevel),
         ("sched_switch", Some(3), Some(0), Some(-1))
     );
     let Some(Type::Struct(f)) = ev.fields.as_deref() else {
