@@ -92,7 +92,67 @@ pub enum FieldKind {
 }
 
 /// An addressable field: stripped name, raw name, reference, kind.
-pub(crate) type Lookup = (Box<str>, Box<str>, FieldRef, FieldKind);
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Lookup {
+    /// Every name, back to back: one string rather than two small
+    /// allocations per field of every class compiled.
+    names: String,
+    fields: Vec<LookupField>,
+}
+
+/// One addressable field: its names as ranges of [`Lookup::names`].
+#[derive(Debug, Clone, Copy)]
+struct LookupField {
+    stripped: (u32, u32),
+    raw: (u32, u32),
+    field: FieldRef,
+    kind: FieldKind,
+}
+
+impl Lookup {
+    /// Makes room for the fields of `scope`: at most one per node, named
+    /// by its name and, stripped, a tail of it (nested ones longer).
+    fn reserve(&mut self, scope: &Scope) {
+        let nodes = scope.nodes.len().saturating_sub(1);
+        let bytes: usize = scope.nodes.iter().map(|n| n.name.len()).sum();
+        self.fields.reserve_exact(nodes);
+        self.names.reserve_exact(bytes + bytes / 2);
+    }
+    /// Adds a field, under its name without leading underscores and its
+    /// raw name. A field whose names do not fit in 4 GiB is left out.
+    fn push(&mut self, stripped: &str, raw: &str, field: FieldRef, kind: FieldKind) {
+        let Some(raw_r) = self.add(raw) else { return };
+        // The stripped name is usually the raw one's tail (`_tid`, `tid`).
+        let stripped_r = if raw.ends_with(stripped) {
+            Some((raw_r.1 - stripped.len() as u32, raw_r.1))
+        } else {
+            self.add(stripped)
+        };
+        let Some(stripped_r) = stripped_r else { return };
+        self.fields.push(LookupField {
+            stripped: stripped_r,
+            raw: raw_r,
+            field,
+            kind,
+        });
+    }
+    /// Appends `name` to the names; its range.
+    fn add(&mut self, name: &str) -> Option<(u32, u32)> {
+        let a = u32::try_from(self.names.len()).ok()?;
+        let b = u32::try_from(self.names.len() + name.len()).ok()?;
+        self.names.push_str(name);
+        Some((a, b))
+    }
+    fn name(&self, (a, b): (u32, u32)) -> &str {
+        self.names.get(a as usize..b as usize).unwrap_or("")
+    }
+    /// Every field: stripped name, raw name, reference and kind.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, &str, FieldRef, FieldKind)> {
+        self.fields
+            .iter()
+            .map(|f| (self.name(f.stripped), self.name(f.raw), f.field, f.kind))
+    }
+}
 
 /// What compiling an event class on demand needs, shared by the classes of
 /// a trace.
@@ -106,6 +166,10 @@ pub(crate) struct Shared {
     pub trace_be: bool,
     /// Per stream class, in plan order.
     pub streams: Vec<StreamFields>,
+    /// The trace's index in its set, and the global index of its first
+    /// class: kept here rather than in each of a thousand classes.
+    pub trace: u32,
+    pub class_base: u32,
 }
 
 /// The parts of a stream class its event classes share.
@@ -114,7 +178,7 @@ pub(crate) struct StreamFields {
     /// Where event-scope marks start in a cursor's flat mark array.
     pub ev_base: usize,
     /// Its addressable fields: stream event context, then packet context.
-    pub lookup: Vec<Lookup>,
+    pub lookup: Lookup,
 }
 
 /// The compiled plan of one event class.
@@ -135,10 +199,9 @@ pub(crate) struct ClassPlan {
     /// them, and a reader binds the fields of a few classes only.
     names: OnceLock<Names>,
     /// Why the class could not be compiled, for classes compiled on demand
-    /// (those compiled up front fail the opening instead).
-    pub error: Option<String>,
-    /// The same, as the metadata error behind it.
-    pub cause: Option<MetadataError>,
+    /// (those compiled up front fail the opening instead), and the metadata
+    /// error behind it. Boxed: rare, and every compiled class carries it.
+    pub failure: Option<Box<(String, MetadataError)>>,
 }
 
 /// The fields of a class by name.
@@ -146,21 +209,20 @@ pub(crate) struct ClassPlan {
 struct Names {
     /// Its own addressable fields: payload, then event context (its stream
     /// class's follow, see [`EventClass::lookup`]).
-    lookup: Vec<Lookup>,
-    /// Top-level payload fields, in order.
-    payload_fields: Vec<(Box<str>, FieldRef)>,
+    lookup: Lookup,
+    /// Top-level payload fields, in order, named by ranges of `lookup`'s
+    /// names.
+    payload_fields: Vec<((u32, u32), FieldRef)>,
 }
 
 /// One event class: its name, id and where its fields are.
 #[derive(Clone)]
+///
+/// 32 bytes: a trace declares over a thousand classes, most never used;
+/// what else it has (id, trace, declaration) is read from `shared`.
 pub struct EventClass {
-    pub(crate) id: u64,
     pub(crate) index: u32,
-    pub(crate) trace: u32,
     pub(crate) stream_class: u32,
-    pub(crate) loglevel: Option<i64>,
-    /// Index of its declaration in the metadata's events.
-    pub(crate) decl: u32,
     pub(crate) shared: Arc<Shared>,
     /// Boxed: most classes are never compiled, and a trace declares over a
     /// thousand of them (424 bytes each unboxed).
@@ -171,9 +233,9 @@ impl std::fmt::Debug for EventClass {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EventClass")
             .field("name", &self.name())
-            .field("id", &self.id)
+            .field("id", &self.id())
             .field("index", &self.index)
-            .field("trace", &self.trace)
+            .field("trace", &self.trace())
             .field("stream_class", &self.stream_class)
             .field("compiled", &self.plan.get().is_some())
             .finish()
@@ -183,15 +245,15 @@ impl std::fmt::Debug for EventClass {
 impl EventClass {
     /// The event name (`sched_switch`).
     pub fn name(&self) -> &str {
-        self.shared
-            .md
-            .events
-            .get(self.decl as usize)
-            .map_or("", |e| &e.name)
+        self.shared.md.event_name(self.decl_index())
     }
     /// The event id within its stream class.
     pub fn id(&self) -> u64 {
-        self.id
+        self.decl().and_then(|d| d.id).unwrap_or(0)
+    }
+    /// Index of its declaration in the metadata's events.
+    fn decl_index(&self) -> usize {
+        self.index.wrapping_sub(self.shared.class_base) as usize
     }
     /// Dense index over every event class of every trace of the set.
     pub fn index(&self) -> usize {
@@ -199,11 +261,13 @@ impl EventClass {
     }
     /// Index of the trace this class belongs to.
     pub fn trace(&self) -> usize {
-        self.trace as usize
+        self.shared.trace as usize
     }
     /// The declared log level, if any.
     pub fn loglevel(&self) -> Option<i64> {
-        self.loglevel
+        // Read from the declaration rather than kept here: a trace
+        // declares over a thousand classes, and this is rarely asked.
+        self.decl().and_then(|d| d.loglevel)
     }
     /// Finds a field by name: payload first, then event context, stream
     /// event context and packet context. Names are given without the one
@@ -213,34 +277,38 @@ impl EventClass {
     /// them through [`crate::read::Event::value`] of the enclosing field.
     pub fn field(&self, name: &str) -> Option<FieldRef> {
         self.lookup()
-            .find(|(s, _, _, _)| **s == *name)
-            .or_else(|| self.lookup().find(|(_, r, _, _)| **r == *name))
-            .map(|(_, _, f, _)| *f)
+            .find(|(s, _, _, _)| *s == name)
+            .or_else(|| self.lookup().find(|(_, r, _, _)| *r == name))
+            .map(|(_, _, f, _)| f)
     }
     /// The kind of a field found by [`EventClass::field`].
     pub fn field_kind(&self, f: FieldRef) -> Option<FieldKind> {
         self.lookup()
             .find(|(_, _, g, _)| *g == f)
-            .map(|(_, _, _, k)| *k)
+            .map(|(_, _, _, k)| k)
     }
     /// Every addressable field, in lookup order, with its kind.
     pub fn fields(&self) -> impl Iterator<Item = (&str, FieldRef, FieldKind)> {
-        self.lookup().map(|(s, _, f, k)| (&**s, *f, *k))
+        self.lookup().map(|(s, _, f, k)| (s, f, k))
     }
     /// The class's own fields (payload, event context), then its stream
     /// class's (stream event context, packet context): those are kept once
     /// per stream class rather than copied into each of its classes.
-    pub(crate) fn lookup(&self) -> impl Iterator<Item = &Lookup> {
+    pub(crate) fn lookup(&self) -> impl Iterator<Item = (&str, &str, FieldRef, FieldKind)> {
         let stream = self
             .shared
             .streams
             .get(self.stream_class as usize)
-            .map_or(&[][..], |sf| &sf.lookup[..]);
-        self.names().lookup.iter().chain(stream)
+            .map(|sf| sf.lookup.iter());
+        self.names()
+            .lookup
+            .iter()
+            .chain(stream.into_iter().flatten())
     }
     /// Top-level payload fields in declaration order.
     pub fn payload_fields(&self) -> impl Iterator<Item = (&str, FieldRef)> {
-        self.names().payload_fields.iter().map(|(s, f)| (&**s, *f))
+        let n = self.names();
+        n.payload_fields.iter().map(|&(r, f)| (n.lookup.name(r), f))
     }
     /// The class's fields by name, made on first use.
     fn names(&self) -> &Names {
@@ -266,21 +334,20 @@ impl EventClass {
         self.shared
             .lazy
             .as_ref()
-            .is_some_and(|l| l.is_deferred(self.decl as usize))
+            .is_some_and(|l| l.is_deferred(self.decl_index()))
     }
     /// Parses and compiles the class now if it was not yet, and says what
     /// is wrong with its declaration, if anything: what its first event
     /// would report. For a full check of metadata opened lazily.
     pub fn check(&self) -> Result<(), MetadataError> {
         let p = self.plan();
-        match (&p.cause, &p.error) {
-            (Some(e), _) => Err(e.clone()),
-            (None, Some(e)) => Err(MetadataError::Invalid(e.clone())),
-            (None, None) => Ok(()),
+        match &p.failure {
+            Some(f) => Err(f.1.clone()),
+            None => Ok(()),
         }
     }
     fn decl(&self) -> Option<&super::tsdl::EventDecl> {
-        self.shared.md.events.get(self.decl as usize)
+        self.shared.md.events.get(self.decl_index())
     }
 
     /// The class's plan, compiled on first use.
@@ -304,30 +371,28 @@ impl EventClass {
         let none = Chain { before: &[] };
         let parsed;
         let (context, fields) = match &self.shared.lazy {
-            Some(l) if l.is_deferred(self.decl as usize) => {
-                match l.event_types(self.decl as usize) {
-                    Ok(t) => {
-                        parsed = t;
-                        (parsed.0.as_deref(), parsed.1.as_deref())
-                    }
-                    Err(e) => {
-                        let at = self
-                            .shared
-                            .origin
-                            .as_deref()
-                            .map_or_else(String::new, |p| format!("{}: ", p.display()));
-                        return ClassPlan {
-                            error: Some(format!(
-                                "event class `{}` (id {}): its declaration is invalid: {at}{e}",
-                                self.name(),
-                                self.id
-                            )),
-                            cause: Some(e),
-                            ..ClassPlan::default()
-                        };
-                    }
+            Some(l) if l.is_deferred(self.decl_index()) => match l.event_types(self.decl_index()) {
+                Ok(t) => {
+                    parsed = t;
+                    (parsed.0.as_ref(), parsed.1.as_ref())
                 }
-            }
+                Err(e) => {
+                    let at = self
+                        .shared
+                        .origin
+                        .as_deref()
+                        .map_or_else(String::new, |p| format!("{}: ", p.display()));
+                    let msg = format!(
+                        "event class `{}` (id {}): its declaration is invalid: {at}{e}",
+                        self.name(),
+                        self.id()
+                    );
+                    return ClassPlan {
+                        failure: Some(Box::new((msg, e))),
+                        ..ClassPlan::default()
+                    };
+                }
+            },
             _ => (decl.context.as_deref(), decl.fields.as_deref()),
         };
         let built = (|| {
@@ -346,8 +411,7 @@ impl EventClass {
         match built {
             Ok((ctx, pay)) => class_plan(sf, ctx, pay),
             Err(e) => ClassPlan {
-                error: Some(format!("event class `{}`: {e}", self.name())),
-                cause: Some(e),
+                failure: Some(Box::new((format!("event class `{}`: {e}", self.name()), e))),
                 ..ClassPlan::default()
             },
         }
@@ -372,37 +436,62 @@ fn class_plan(sf: &StreamFields, context: Option<Scope>, payload: Option<Scope>)
         pay_base,
         marks_end,
         names: OnceLock::new(),
-        error: None,
-        cause: None,
+        failure: None,
     }
 }
 
 /// The fields by name of class `owner`, whose plan is `p`.
 fn names(owner: u32, p: &ClassPlan) -> Names {
-    let mut n = Names::default();
+    let (pay_base, ctx_base) = (p.pay_base, p.ctx_base);
+    let (payload, context) = (&p.payload, &p.context);
+    let mut lookup = Lookup::default();
+    let mut payload_fields = Vec::new();
     for (kind, scope, base) in [
-        (ScopeKind::Payload, &p.payload, p.pay_base),
-        (ScopeKind::EventContext, &p.context, p.ctx_base),
+        (ScopeKind::Payload, &payload, pay_base),
+        (ScopeKind::EventContext, &context, ctx_base),
     ] {
         let Some(scope) = scope else { continue };
-        for (stripped, raw, node) in scope.addressable() {
+        lookup.reserve(scope);
+        scope.addressable(&mut |stripped, raw, node| {
             if let Some((f, k)) = field_ref(scope, kind, owner, node, base) {
-                n.lookup
-                    .push((stripped.into_boxed_str(), raw.into_boxed_str(), f, k));
+                lookup.push(stripped, raw, f, k);
             }
-        }
+        });
         if kind == ScopeKind::Payload {
             if let Some(Kind::Struct { members, .. }) = scope.node(scope.root).map(|n| &n.kind) {
+                payload_fields.reserve_exact(members.len());
+                // Named as the lookup names them: the payload's fields come
+                // first there, members in order among their nested fields.
+                let mut at = 0;
                 for &m in members {
                     if let Some((f, _)) = field_ref(scope, kind, owner, m, base) {
-                        let name = scope.node(m).map_or("", |n| super::plan::strip(&n.name));
-                        n.payload_fields.push((name.into(), f));
+                        let known = lookup.fields.get(at..).and_then(|rest| {
+                            let i = rest.iter().position(|l| l.field == f)?;
+                            Some((i, rest[i].stripped))
+                        });
+                        let r = match known {
+                            Some((i, r)) => {
+                                at += i + 1;
+                                Some(r)
+                            }
+                            None => {
+                                let name =
+                                    scope.node(m).map_or("", |n| super::plan::strip(&n.name));
+                                lookup.add(name)
+                            }
+                        };
+                        if let Some(r) = r {
+                            payload_fields.push((r, f));
+                        }
                     }
                 }
             }
         }
     }
-    n
+    Names {
+        lookup,
+        payload_fields,
+    }
 }
 
 /// Whether a class with these types can wait for its first use: nothing in
@@ -656,40 +745,44 @@ pub(crate) fn compile_lazy(
     }
 
     // Event classes: their stream class, and the scopes of those compiled
-    // now (the others wait for their first use).
-    struct CB {
-        si: usize,
-        id: u64,
-        eager: Option<(Option<usize>, Option<usize>)>,
-    }
-    let mut cbs: Vec<CB> = Vec::with_capacity(md.events.len());
-    let mut per_stream: Vec<Vec<(u64, u32)>> = vec![Vec::new(); sbs.len()];
+    // now (the others, most of them, wait for their first use). A first
+    // pass finds the stream classes, so that the lists of ids are sized
+    // once: these lists are per class, a thousand or more.
+    let mut sis: Vec<u32> = Vec::with_capacity(md.events.len());
+    let mut counts = vec![0usize; sbs.len()];
     for e in &md.events {
         let si = match e.stream_id {
             Some(sid) => sbs.iter().position(|s| s.id == sid).ok_or_else(|| {
                 MetadataError::Invalid(format!(
                     "event `{}` names stream class {sid}, which is not declared",
-                    e.name
+                    md.name_of(e)
                 ))
             })?,
             None if sbs.len() == 1 => 0,
             None => {
                 return Err(MetadataError::Invalid(format!(
                     "event `{}` has no stream_id and the trace has {} stream classes",
-                    e.name,
+                    md.name_of(e),
                     sbs.len()
                 )))
             }
         };
-        let id = e.id.unwrap_or(0);
-        let local = cbs.len() as u32;
-        per_stream[si].push((id, local));
+        counts[si] += 1;
+        sis.push(si as u32);
+    }
+    let mut per_stream: Vec<Vec<(u64, u32)>> =
+        counts.iter().map(|&n| Vec::with_capacity(n)).collect();
+    // Classes compiled now: their index and their scopes in the arena.
+    type Eager = (u32, Option<usize>, Option<usize>);
+    let mut eagers: Vec<Eager> = Vec::new();
+    for (local, (e, &si)) in md.events.iter().zip(&sis).enumerate() {
+        let si = si as usize;
+        let local = local as u32;
+        per_stream[si].push((e.id.unwrap_or(0), local));
         let deferred = lazy.as_ref().is_some_and(|l| l.is_deferred(local as usize));
         let later = deferred
             || e.context.as_deref().is_none_or(lazy_ok) && e.fields.as_deref().is_none_or(lazy_ok);
-        let eager = if later {
-            None
-        } else {
+        if !later {
             let mut chain = sbs[si].chain.clone();
             let context = match &e.context {
                 Some(t) => {
@@ -703,9 +796,8 @@ pub(crate) fn compile_lazy(
                 Some(t) => Some(b.scope(ScopeKind::Payload, t, Chain { before: &chain })?),
                 None => None,
             };
-            Some((context, payload))
-        };
-        cbs.push(CB { si, id, eager });
+            eagers.push((local, context, payload));
+        }
     }
 
     let (mut scopes, regs) = b.finish()?;
@@ -745,7 +837,7 @@ pub(crate) fn compile_lazy(
             let names: Vec<&str> = per_stream[i]
                 .iter()
                 .filter(|(i, _)| *i == id)
-                .filter_map(|(_, l)| md.events.get(*l as usize).map(|e| e.name.as_str()))
+                .map(|(_, l)| md.event_name(*l as usize))
                 .collect();
             MetadataError::Invalid(format!(
                 "events `{}`: id {id} is used more than once in stream class {}",
@@ -768,36 +860,32 @@ pub(crate) fn compile_lazy(
             roles: s.pc.map(|pc| packet_roles(&scopes[pc])).unwrap_or_default(),
             clock: ClockConv::new(desc),
         });
-        let mut lookup = Vec::new();
+        let mut lookup = Lookup::default();
         for (kind, sc) in [
             (ScopeKind::StreamEventContext, s.ec),
             (ScopeKind::PacketContext, s.pc),
         ] {
             let Some(sc) = sc else { continue };
             let scope = &scopes[sc];
-            for (stripped, raw, node) in scope.addressable() {
-                let base = mark_base[kind as usize];
+            let base = mark_base[kind as usize];
+            scope.addressable(&mut |stripped, raw, node| {
                 if let Some((f, k)) = field_ref(scope, kind, global, node, base) {
-                    lookup.push((stripped.into_boxed_str(), raw.into_boxed_str(), f, k));
+                    lookup.push(stripped, raw, f, k);
                 }
-            }
+            });
         }
         stream_fields.push(StreamFields { ev_base, lookup });
     }
 
     // The classes compiled now take their scopes out of the arena.
     let mut mark_total = ev_base;
-    // Boxed as they are made: a vector of a thousand unboxed plans, most of
-    // them `None`, would be half a megabyte of fresh pages to fault in.
-    let mut plans: Vec<Option<Box<ClassPlan>>> = Vec::with_capacity(cbs.len());
-    for c in &cbs {
-        let plan = c.eager.map(|(ctx, pay)| {
-            let mut take = |i: Option<usize>| i.and_then(|i| scopes.get_mut(i).map(std::mem::take));
-            let p = class_plan(&stream_fields[c.si], take(ctx), take(pay));
-            mark_total = mark_total.max(p.marks_end);
-            Box::new(p)
-        });
-        plans.push(plan);
+    let mut plans: Vec<(u32, Box<ClassPlan>)> = Vec::with_capacity(eagers.len());
+    for &(local, ctx, pay) in &eagers {
+        let mut take = |i: Option<usize>| i.and_then(|i| scopes.get_mut(i).map(std::mem::take));
+        let si = sis.get(local as usize).map_or(0, |&s| s as usize);
+        let p = class_plan(&stream_fields[si], take(ctx), take(pay));
+        mark_total = mark_total.max(p.marks_end);
+        plans.push((local, Box::new(p)));
     }
     let header_roles = ph.map(|p| header_roles(&scopes[p])).unwrap_or_default();
     let plan = TracePlan {
@@ -817,29 +905,27 @@ pub(crate) fn compile_lazy(
         lazy,
         origin: origin.map(Path::to_path_buf),
         streams: stream_fields,
+        trace,
+        class_base,
     });
-    let classes = cbs
+    let mut classes: Vec<EventClass> = shared
+        .md
+        .events
         .iter()
-        .zip(plans)
+        .zip(&sis)
         .enumerate()
-        .map(|(local, (c, p))| {
-            let decl = &shared.md.events[local];
-            let cell = OnceLock::new();
-            if let Some(p) = p {
-                let _ = cell.set(p);
-            }
-            EventClass {
-                id: c.id,
-                index: class_base + local as u32,
-                trace,
-                stream_class: c.si as u32,
-                loglevel: decl.loglevel,
-                decl: local as u32,
-                shared: Arc::clone(&shared),
-                plan: cell,
-            }
+        .map(|(local, (_, &si))| EventClass {
+            index: class_base + local as u32,
+            stream_class: si,
+            shared: Arc::clone(&shared),
+            plan: OnceLock::new(),
         })
         .collect();
+    for (local, p) in plans {
+        if let Some(c) = classes.get_mut(local as usize) {
+            let _ = c.plan.set(p);
+        }
+    }
     Ok((plan, classes, shared))
 }
 

@@ -92,6 +92,9 @@ struct Entry {
 /// No flat walk for this `WALK` entry.
 const NO_FLAT: u16 = u16::MAX;
 
+/// Most ids a table is sized for before any is met (64 KiB of entries).
+const MAX_SIZED_IDS: usize = 1 << 12;
+
 /// Entry kinds. Fixed: contexts and payload have static sizes (the stream
 /// event context, if any, is fixed too), so locating the event is
 /// arithmetic; and the payload starts right where the header (or stream
@@ -461,15 +464,23 @@ impl<'s> Cursor<'s> {
         self.content = self.pkt.get(..whole).unwrap_or(self.pkt);
         self.pos = info.events_bit;
         self.sp = info.stream;
+        let plan = self.plan;
+        let sp = plan.streams.get(info.stream);
         if self.table_sp != self.sp {
+            // Sized once for every id the stream class declares, rather
+            // than step by step as ids are met: LTTng's last ids are met
+            // early (each growth was a copy). Not for large ids, which
+            // may never be met: `resolve` grows the table to those met.
+            let ids = sp.map_or(0, |s| s.classes.id_bound());
             self.table.clear();
+            if ids <= MAX_SIZED_IDS {
+                self.table.resize(ids, Entry::default());
+            }
             self.flats.clear();
             self.shapes.clear();
             self.no_id = Entry::default();
             self.table_sp = self.sp;
         }
-        let plan = self.plan;
-        let sp = plan.streams.get(info.stream);
         self.stream = sp;
         self.stream_global = sp.map_or(u32::MAX, |s| s.global);
         self.sec = match sp.and_then(|s| s.event_context) {
@@ -975,10 +986,10 @@ impl<'s> Cursor<'s> {
             return Err(unknown_id(id, sp.id, start));
         };
         let cp: &'s ClassPlan = ec.plan();
-        if let Some(e) = &cp.error {
+        if let Some(f) = &cp.failure {
             return Err(DecodeError {
                 bit: start,
-                msg: e.clone(),
+                msg: f.0.clone(),
             });
         }
         // A class compiled after this cursor was made may need more.

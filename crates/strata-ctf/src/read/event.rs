@@ -282,7 +282,7 @@ impl<'a> Event<'a> {
         class
             .lookup()
             .filter(|(name, _, f, _)| f.scope == scope && !name.contains('.'))
-            .filter_map(|(name, _, f, _)| Some((&**name, self.value(*f)?)))
+            .filter_map(|(name, _, f, _)| Some((name, self.value(f)?)))
             .collect()
     }
 }

@@ -202,17 +202,20 @@ impl Scope {
         self.nodes.get(id as usize)
     }
     /// Addressable fields: stripped dotted path and node, in declaration order.
-    pub(crate) fn addressable(&self) -> Vec<(String, String, NodeId)> {
-        let mut out = Vec::new();
-        self.collect(self.root, "", "", &mut out);
-        out
+    /// Calls `f` with each addressable field's names (without and with
+    /// leading underscores, `outer.inner` for nested members) and node.
+    /// Top-level names are the nodes' own; nested ones are built in two
+    /// buffers reused for every field.
+    pub(crate) fn addressable(&self, f: &mut dyn FnMut(&str, &str, NodeId)) {
+        let (mut stripped, mut raw) = (String::new(), String::new());
+        self.collect(self.root, &mut stripped, &mut raw, f);
     }
     fn collect(
         &self,
         id: NodeId,
-        stripped: &str,
-        raw: &str,
-        out: &mut Vec<(String, String, NodeId)>,
+        stripped: &mut String,
+        raw: &mut String,
+        f: &mut dyn FnMut(&str, &str, NodeId),
     ) {
         let Some(n) = self.node(id) else { return };
         if let Kind::Struct { members, .. } = &n.kind {
@@ -221,28 +224,35 @@ impl Scope {
                 if mn.loc.is_none() {
                     continue;
                 }
-                let s = join(stripped, strip(&mn.name));
-                let r = join(raw, &mn.name);
-                // Only a struct has members to name after it: copying every
-                // field's names for the recursion would double the
-                // allocations of a class's compile.
-                let nested = matches!(mn.kind, Kind::Struct { .. });
-                let prefix = nested.then(|| (s.clone(), r.clone()));
-                out.push((s, r, m));
-                if let Some((s, r)) = prefix {
-                    self.collect(m, &s, &r, out);
+                let (s_len, r_len) = (stripped.len(), raw.len());
+                let top = s_len == 0 && r_len == 0;
+                if top {
+                    f(strip(&mn.name), &mn.name, m);
+                } else {
+                    join(stripped, strip(&mn.name));
+                    join(raw, &mn.name);
+                    f(stripped, raw, m);
                 }
+                if matches!(mn.kind, Kind::Struct { .. }) {
+                    if top {
+                        join(stripped, strip(&mn.name));
+                        join(raw, &mn.name);
+                    }
+                    self.collect(m, stripped, raw, f);
+                }
+                stripped.truncate(s_len);
+                raw.truncate(r_len);
             }
         }
     }
 }
 
-fn join(a: &str, b: &str) -> String {
-    if a.is_empty() {
-        b.to_string()
-    } else {
-        format!("{a}.{b}")
+/// Appends member `b` to the path `a`.
+fn join(a: &mut String, b: &str) {
+    if !a.is_empty() {
+        a.push('.');
     }
+    a.push_str(b);
 }
 
 /// Removes the one leading underscore TSDL writers put on field names.
@@ -275,8 +285,23 @@ pub(crate) struct Chain<'c> {
     pub before: &'c [(ScopeKind, usize)],
 }
 
-struct Frame {
-    members: Vec<(Box<str>, NodeId)>,
+/// A struct being built: its fields, and the nodes of those built so far
+/// (its members list once built). Names are the type's own strings: a
+/// copy per field was a third of a compile's allocations.
+struct Frame<'t> {
+    fields: &'t [(String, Type)],
+    members: Vec<NodeId>,
+}
+
+/// How many nodes [`Builder::build`] makes for `ty`, so that a scope's
+/// nodes are allocated once, at their size.
+fn node_count(ty: &Type) -> usize {
+    1 + match ty {
+        Type::Struct(st) => st.fields.iter().map(|(_, t)| node_count(t)).sum(),
+        Type::Array { elem, .. } | Type::Sequence { elem, .. } => node_count(elem),
+        Type::Variant(v) => v.options.iter().map(|(_, t)| node_count(t)).sum(),
+        Type::Int(_) | Type::Enum(_) | Type::Float(_) | Type::String(_) => 0,
+    }
 }
 
 impl Builder {
@@ -302,7 +327,12 @@ impl Builder {
         chain: Chain<'_>,
     ) -> Result<usize, MetadataError> {
         let idx = self.scopes.len();
-        self.scopes.push(Scope::default());
+        // A hint only: bounded, whatever the type.
+        let nodes = Vec::with_capacity(node_count(ty).min(1 << 12));
+        self.scopes.push(Scope {
+            nodes,
+            ..Scope::default()
+        });
         let mut frames: Vec<Frame> = Vec::new();
         let root = self.build(idx, kind, ty, "", &mut frames, &chain, 0)?;
         let scope = &mut self.scopes[idx];
@@ -329,13 +359,13 @@ impl Builder {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn build(
+    fn build<'t>(
         &mut self,
         s: usize,
         kind: ScopeKind,
-        ty: &Type,
+        ty: &'t Type,
         name: &str,
-        frames: &mut Vec<Frame>,
+        frames: &mut Vec<Frame<'t>>,
         chain: &Chain<'_>,
         depth: usize,
     ) -> Result<NodeId, MetadataError> {
@@ -401,9 +431,9 @@ impl Builder {
                     ),
                 );
                 frames.push(Frame {
-                    members: Vec::new(),
+                    fields: &st.fields,
+                    members: Vec::with_capacity(st.fields.len()),
                 });
-                let mut members = Vec::with_capacity(st.fields.len());
                 for (fname, fty) in &st.fields {
                     let r = self.build(s, kind, fty, fname, frames, chain, depth + 1);
                     let m = match r {
@@ -413,12 +443,11 @@ impl Builder {
                             return Err(e);
                         }
                     };
-                    members.push(m);
                     if let Some(f) = frames.last_mut() {
-                        f.members.push((fname.as_str().into(), m));
+                        f.members.push(m);
                     }
                 }
-                frames.pop();
+                let members = frames.pop().map(|f| f.members).unwrap_or_default();
                 if let Kind::Struct { members: ms, .. } =
                     &mut self.scopes[s].nodes[id as usize].kind
                 {
@@ -522,7 +551,7 @@ impl Builder {
         s: usize,
         kind: ScopeKind,
         path: &str,
-        frames: &[Frame],
+        frames: &[Frame<'_>],
         chain: &Chain<'_>,
         user: &str,
     ) -> Result<(Target, Option<IntSpec>), MetadataError> {
@@ -534,7 +563,10 @@ impl Builder {
                 .iter()
                 .rev()
                 .find_map(|f| {
-                    let (_, id) = f.members.iter().rev().find(|(n, _)| **n == *parts[0])?;
+                    let (_, id) = (f.fields.iter().map(|(n, _)| n.as_str()))
+                        .zip(&f.members)
+                        .rev()
+                        .find(|(n, _)| *n == parts[0])?;
                     self.descend(s, *id, &parts[1..]).map(|id| (s, id))
                 })
                 .or_else(|| {
@@ -656,7 +688,15 @@ fn flat_program(scope: &Scope) -> Option<(u32, Vec<FlatOp>, Vec<Load>)> {
     let Kind::Struct { steps, .. } = &root.kind else {
         return None;
     };
-    let (mut ops, mut loads) = (Vec::new(), Vec::new());
+    // Sized once: the program lives as long as the class.
+    let n_loads = steps
+        .iter()
+        .map(|s| match s {
+            Step::Fixed { loads, .. } => loads.len(),
+            Step::Var { .. } => 0,
+        })
+        .sum();
+    let (mut ops, mut loads) = (Vec::with_capacity(steps.len()), Vec::with_capacity(n_loads));
     for step in steps {
         let op = match step {
             Step::Fixed {
@@ -735,16 +775,33 @@ fn too_big(name: &str) -> MetadataError {
 
 /// Computes alignment, fixed size and minimum size bottom-up.
 fn layout(scope: &mut Scope, id: NodeId) -> Result<(), MetadataError> {
-    let Some(n) = scope.nodes.get(id as usize) else {
+    /// What the layout needs of a node: its children taken out (and put
+    /// back below) rather than its kind cloned, an allocation per node.
+    enum Shape {
+        Scalar(u64),
+        Str,
+        Struct(Vec<NodeId>),
+        Array(NodeId, u64),
+        Seq(NodeId),
+        Variant(Vec<NodeId>),
+    }
+    let Some(n) = scope.nodes.get_mut(id as usize) else {
         return Ok(());
     };
-    let (n_align, n_name) = (n.align, n.name.clone());
-    let (align, fixed, min) = match n.kind.clone() {
-        Kind::Int { spec, .. } | Kind::Float { spec } => {
-            (n_align, Some(spec.bits as u64), spec.bits as u64)
-        }
-        Kind::Str => (8, None, 8),
-        Kind::Struct { members, .. } => {
+    let n_align = n.align;
+    let shape = match &mut n.kind {
+        Kind::Int { spec, .. } | Kind::Float { spec } => Shape::Scalar(spec.bits as u64),
+        Kind::Str => Shape::Str,
+        Kind::Struct { members, .. } => Shape::Struct(std::mem::take(members)),
+        Kind::Array { elem, len } => Shape::Array(*elem, *len),
+        Kind::Seq { elem, .. } => Shape::Seq(*elem),
+        Kind::Variant { options, .. } => Shape::Variant(std::mem::take(options)),
+    };
+    let too_big_here = |scope: &Scope| too_big(scope.node(id).map_or("", |n| &n.name));
+    let (align, fixed, min, children) = match shape {
+        Shape::Scalar(bits) => (n_align, Some(bits), bits, None),
+        Shape::Str => (8, None, 8, None),
+        Shape::Struct(members) => {
             let mut align = n_align;
             let mut off = Some(0u64);
             let mut min = 0u64;
@@ -758,9 +815,9 @@ fn layout(scope: &mut Scope, id: NodeId) -> Result<(), MetadataError> {
                 };
                 min = min.saturating_add(mn.min_bits);
             }
-            (align, off, min)
+            (align, off, min, Some(members))
         }
-        Kind::Array { elem, len } => {
+        Shape::Array(elem, len) => {
             layout(scope, elem)?;
             let e = &scope.nodes[elem as usize];
             let fixed = match e.fixed {
@@ -771,28 +828,36 @@ fn layout(scope: &mut Scope, id: NodeId) -> Result<(), MetadataError> {
                         stride
                             .checked_mul(len - 1)
                             .and_then(|v| v.checked_add(f))
-                            .ok_or_else(|| too_big(&n_name))?,
+                            .ok_or_else(|| too_big_here(scope))?,
                     )
                 }
                 None => None,
             };
-            (e.align, fixed, e.min_bits.saturating_mul(len))
+            (e.align, fixed, e.min_bits.saturating_mul(len), None)
         }
-        Kind::Seq { elem, .. } => {
+        Shape::Seq(elem) => {
             layout(scope, elem)?;
-            (scope.nodes[elem as usize].align, None, 0)
+            (scope.nodes[elem as usize].align, None, 0, None)
         }
-        Kind::Variant { options, .. } => {
+        Shape::Variant(options) => {
             let mut min = u64::MAX;
             for &o in &options {
                 layout(scope, o)?;
                 min = min.min(scope.nodes[o as usize].min_bits);
             }
-            (1, None, if options.is_empty() { 0 } else { min })
+            let min = if options.is_empty() { 0 } else { min };
+            (1, None, min, Some(options))
         }
     };
+    if let Some(c) = children {
+        match &mut scope.nodes[id as usize].kind {
+            Kind::Struct { members, .. } => *members = c,
+            Kind::Variant { options, .. } => *options = c,
+            _ => {}
+        }
+    }
     if fixed.is_some_and(|f| f > u32::MAX as u64) {
-        return Err(too_big(&n_name));
+        return Err(too_big_here(scope));
     }
     let n = &mut scope.nodes[id as usize];
     n.align = align;
@@ -809,7 +874,17 @@ fn steps(
     addressable: bool,
     marks: &mut u16,
 ) -> Result<(), MetadataError> {
-    let kind = scope.nodes[id as usize].kind.clone();
+    // Taken out (and put back below) rather than cloned: the recursion
+    // needs the scope, and a clone was an allocation per struct.
+    // Scalars, the most common members, need nothing at all.
+    let kind = match &mut scope.nodes[id as usize].kind {
+        Kind::Struct { members, .. } => Kind::Struct {
+            members: std::mem::take(members),
+            steps: Vec::new(),
+        },
+        Kind::Int { .. } | Kind::Float { .. } | Kind::Str => return Ok(()),
+        k => k.clone(),
+    };
     match kind {
         Kind::Struct { members, .. } => {
             let struct_align = scope.nodes[id as usize].align;
@@ -875,8 +950,15 @@ fn steps(
                     first,
                 });
             }
-            if let Kind::Struct { steps: st, .. } = &mut scope.nodes[id as usize].kind {
+            if let Kind::Struct {
+                steps: st,
+                members: ms,
+            } = &mut scope.nodes[id as usize].kind
+            {
+                // Kept for the class's life: no spare room.
+                out.shrink_to_fit();
                 *st = out;
+                *ms = members;
             }
         }
         Kind::Array { elem, .. } | Kind::Seq { elem, .. } => steps(scope, elem, false, marks)?,
@@ -968,6 +1050,14 @@ impl ClassMap {
                 }
             }
             Ok(ClassMap::Sparse(m))
+        }
+    }
+
+    /// One past the largest id a dense map holds; 0 for a sparse one.
+    pub(crate) fn id_bound(&self) -> usize {
+        match self {
+            ClassMap::Dense(v) => v.len(),
+            ClassMap::Sparse(_) => 0,
         }
     }
 

@@ -193,7 +193,13 @@ pub fn parse_text(text: &str) -> Result<Metadata, MetadataError> {
 pub(crate) fn parse_lazy(bytes: Vec<u8>) -> Result<(Metadata, LazyTypes), MetadataError> {
     let text = String::from_utf8(metadata_owned(bytes)?)
         .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
-    let (md, top, deferred, ints) = parser::Parser::new(&text).parse_lazy()?;
+    let parser::Lazy {
+        md,
+        top,
+        deferred,
+        other_keys,
+        ints,
+    } = parser::Parser::new(&text).parse_lazy()?;
     // Where each event's entries start, and one past the last event.
     let mut starts = Vec::with_capacity(md.events.len() + 1);
     let mut at = 0;
@@ -209,6 +215,7 @@ pub(crate) fn parse_lazy(bytes: Vec<u8>) -> Result<(Metadata, LazyTypes), Metada
             text,
             top,
             deferred,
+            other_keys,
             starts,
             ints: std::sync::Mutex::new(ints),
         },
@@ -222,6 +229,8 @@ pub(crate) struct LazyTypes {
     top: parser::Scope,
     /// In text order, hence by event.
     deferred: Vec<parser::Deferred>,
+    /// Names of their keys other than `context` and `fields`.
+    other_keys: Vec<Box<str>>,
     /// Index in `deferred` of each event's first entry, and its end last.
     starts: Vec<u32>,
     /// Integer bodies parsed so far: LTTng spells out the same few in
@@ -238,8 +247,9 @@ impl std::fmt::Debug for LazyTypes {
     }
 }
 
-/// An event's `context` and `fields` types.
-pub(crate) type EventTypes = (Option<Box<Type>>, Option<Box<Type>>);
+/// An event's `context` and `fields` types (not boxed: they only live
+/// for the compile of their class).
+pub(crate) type EventTypes = (Option<Type>, Option<Type>);
 
 impl LazyTypes {
     /// The deferred entries of event `event` (an index into
@@ -268,15 +278,17 @@ impl LazyTypes {
         let (types, _) = parser::parse_deferred(
             &self.text,
             &self.top,
-            items.iter().map(|d| (d.key.text(), d.pos, d.line)),
+            items
+                .iter()
+                .map(|d| (d.key.text(&self.other_keys), d.pos, d.line)),
             Some(&mut ints),
         )?;
         drop(ints);
         let (mut context, mut fields) = (None, None);
         for (d, t) in items.iter().zip(types) {
             match d.key {
-                parser::TypeKey::Context => context = Some(Box::new(t)),
-                parser::TypeKey::Fields => fields = Some(Box::new(t)),
+                parser::TypeKey::Context => context = Some(t),
+                parser::TypeKey::Fields => fields = Some(t),
                 parser::TypeKey::Other(_) => {}
             }
         }

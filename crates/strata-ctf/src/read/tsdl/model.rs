@@ -188,8 +188,10 @@ pub struct StreamDecl {
 /// An `event` block.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct EventDecl {
-    /// Event name.
-    pub name: String,
+    /// Event name, as a byte range of [`Metadata::event_names`]: one string
+    /// for the thousand names of a trace rather than an allocation each.
+    /// [`Metadata::event_name`] reads it.
+    pub name: (u32, u32),
     /// Event class id within its stream class.
     pub id: Option<u64>,
     /// Stream class id.
@@ -224,9 +226,28 @@ pub struct Metadata {
     pub streams: Vec<StreamDecl>,
     /// Event classes.
     pub events: Vec<EventDecl>,
+    /// The names of `events`, back to back (see [`EventDecl::name`]).
+    pub event_names: String,
 }
 
 impl Metadata {
+    /// The name of event `event` (an index into `events`); empty if there
+    /// is no such event.
+    pub fn event_name(&self, event: usize) -> &str {
+        self.events.get(event).map_or("", |e| self.name_of(e))
+    }
+    /// The name of `e`, one of `events`.
+    pub fn name_of(&self, e: &EventDecl) -> &str {
+        let (a, b) = e.name;
+        self.event_names.get(a as usize..b as usize).unwrap_or("")
+    }
+    /// Adds a name to `event_names`: its range, or `None` past 4 GiB.
+    pub(crate) fn add_event_name(&mut self, name: &str) -> Option<(u32, u32)> {
+        let a = u32::try_from(self.event_names.len()).ok()?;
+        let b = u32::try_from(self.event_names.len() + name.len()).ok()?;
+        self.event_names.push_str(name);
+        Some((a, b))
+    }
     /// The value of an `env` entry.
     pub fn env(&self, name: &str) -> Option<&EnvValue> {
         self.env.iter().find(|(n, _)| n == name).map(|(_, v)| v)

@@ -103,34 +103,45 @@ enum Rhs<'a> {
 }
 
 /// Which entry of an event block a deferred type is.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum TypeKey {
     /// `context := ...`
     Context,
     /// `fields := ...`
     Fields,
-    /// Any other `key := ...`: parsed for its errors, then ignored.
-    Other(Box<str>),
+    /// Any other `key := ...`: parsed for its errors, then ignored. Its
+    /// name is this entry of the other keys list kept with the deferred
+    /// types (rare, so kept apart: a thousand entries stay small).
+    Other(u32),
 }
 
 impl TypeKey {
-    fn new(key: &str) -> Self {
+    /// The key of `key := ...`, adding it to `others` when it is neither
+    /// `context` nor `fields`.
+    fn new(key: &str, others: &mut Vec<Box<str>>) -> Self {
         match key {
             "context" => TypeKey::Context,
             "fields" => TypeKey::Fields,
-            k => TypeKey::Other(k.into()),
+            k => {
+                let i = u32::try_from(others.len()).unwrap_or(u32::MAX);
+                others.push(k.into());
+                TypeKey::Other(i)
+            }
         }
     }
-    pub(crate) fn text(&self) -> &str {
+    /// Its name, for error messages; `others` is the list [`TypeKey::new`]
+    /// filled.
+    pub(crate) fn text<'k>(&self, others: &'k [Box<str>]) -> &'k str {
         match self {
             TypeKey::Context => "context",
             TypeKey::Fields => "fields",
-            TypeKey::Other(k) => k,
+            TypeKey::Other(i) => others.get(*i as usize).map_or("?", |k| k),
         }
     }
 }
 
-/// A type of an event block left unparsed by [`Parser::parse_lazy`].
+/// A type of an event block left unparsed by [`Parser::parse_lazy`]: 24
+/// bytes, one per event of the metadata.
 #[derive(Debug, Clone)]
 pub(crate) struct Deferred {
     /// Index of the event in [`Metadata::events`].
@@ -164,6 +175,8 @@ pub(crate) struct Parser<'a> {
     lazy: bool,
     /// The event types left for later, in text order.
     deferred: Vec<Deferred>,
+    /// Names of their keys other than `context` and `fields`.
+    other_keys: Vec<Box<str>>,
     /// The words of the names of top-level types with a sequence or a
     /// variant, and their searchers: an event type that mentions one is
     /// parsed at once.
@@ -208,16 +221,22 @@ impl<'a> Parser<'a> {
     fn at(text: &'a str, pos: usize, line: u32, base: Option<&'a Scope>) -> Self {
         let mut lex = Lexer::at(text, pos, line);
         let cur = lex.next();
+        // Room for a few struct bodies at once: each class's types are
+        // parsed by a parser of their own, whose first body would grow a
+        // one-scope list.
+        let mut scopes = Vec::with_capacity(4);
+        scopes.push(Scope::default());
         Parser {
             text,
             lex,
             cur,
             next: None,
             last_line: line,
-            scopes: vec![Scope::default()],
+            scopes,
             base,
             lazy: false,
             deferred: Vec::new(),
+            other_keys: Vec::new(),
             top_refers: Vec::new(),
             depth: 0,
             md: Metadata::default(),
@@ -250,9 +269,13 @@ impl<'a> Parser<'a> {
         // the (large) list step by step without a pass over the text to
         // count them: LTTng writes each event block in about 260 bytes. The
         // spare room is given back below.
-        self.md
-            .events
-            .reserve_exact(self.text.len() / EVENT_BLOCK_BYTES);
+        let events = self.text.len() / EVENT_BLOCK_BYTES;
+        self.md.events.reserve_exact(events);
+        // LTTng's names are about 20 bytes.
+        self.md.event_names.reserve_exact(events * 32);
+        // Most blocks defer one type (`fields`), some two: room to spare
+        // costs nothing until written, unlike growing by copies.
+        self.deferred.reserve_exact(events + events / 4);
         self.parse_all()?;
         self.md.events.shrink_to_fit();
         self.undefer_named()?;
@@ -262,7 +285,13 @@ impl<'a> Parser<'a> {
             .map(|(b, v)| (Box::from(*b), v.clone()))
             .collect();
         let top = self.scopes.drain(..).next().unwrap_or_default();
-        Ok((self.md, top, self.deferred, ints))
+        Ok(Lazy {
+            md: self.md,
+            top,
+            deferred: self.deferred,
+            other_keys: self.other_keys,
+            ints,
+        })
     }
 
     fn parse_all(&mut self) -> Result<(), MetadataError> {
@@ -306,7 +335,9 @@ impl<'a> Parser<'a> {
             let (types, _) = parse_deferred(
                 self.text,
                 top,
-                group.iter().map(|d| (d.key.text(), d.pos, d.line)),
+                group
+                    .iter()
+                    .map(|d| (d.key.text(&self.other_keys), d.pos, d.line)),
                 None,
             )?;
             if let Some(e) = self.md.events.get_mut(ev as usize) {
@@ -1230,16 +1261,21 @@ impl<'a> Parser<'a> {
             let event = u32::try_from(self.md.events.len())
                 .map_err(|_| MetadataError::syntax(line, "more than 2^32 event blocks"))?;
             for &(key, pos, line, end) in &ev.types[..ev.ntypes] {
+                let key = TypeKey::new(key, &mut self.other_keys);
                 self.deferred.push(Deferred {
                     event,
-                    key: TypeKey::new(key),
+                    key,
                     pos,
                     line,
                     end,
                 });
             }
+            let name = self
+                .md
+                .add_event_name(ev.name)
+                .ok_or_else(|| MetadataError::syntax(line, "event names past 4 GiB"))?;
             self.md.events.push(EventDecl {
-                name: ev.name.to_string(),
+                name,
                 id: ev.id,
                 stream_id: ev.stream_id,
                 loglevel: ev.loglevel,
@@ -1368,7 +1404,10 @@ impl<'a> Parser<'a> {
         for (key, rhs, line) in entries.drain(..) {
             match (&*key, rhs) {
                 ("name", Rhs::Val(v)) => {
-                    e.name = text(&v);
+                    e.name = self
+                        .md
+                        .add_event_name(&text(&v))
+                        .ok_or_else(|| MetadataError::syntax(line, "event names past 4 GiB"))?;
                     named = true;
                 }
                 ("id", Rhs::Val(v)) => e.id = Some(uint_in(&v, line, "id", 0, u64::MAX)?),
@@ -1381,9 +1420,10 @@ impl<'a> Parser<'a> {
                 (k, Rhs::Deferred { pos, line, end }) => {
                     let event = u32::try_from(self.md.events.len())
                         .map_err(|_| MetadataError::syntax(line, "more than 2^32 event blocks"))?;
+                    let key = TypeKey::new(k, &mut self.other_keys);
                     self.deferred.push(Deferred {
                         event,
-                        key: TypeKey::new(k),
+                        key,
                         pos,
                         line,
                         end,
@@ -1416,7 +1456,9 @@ pub(crate) fn parse_deferred<'b, 'k>(
 ) -> Result<(Vec<Type>, Scope), MetadataError> {
     let mut p = Parser::at(text, 0, 1, Some(base));
     p.shared_ints = ints;
-    let mut out = Vec::new();
+    let items = items.into_iter();
+    // Usually one or two types: sized at once.
+    let mut out = Vec::with_capacity(items.size_hint().0.min(16));
     for (key, pos, line) in items {
         p.seek(pos as usize, line);
         let t = p.type_spec(false)?;
@@ -1429,7 +1471,18 @@ pub(crate) fn parse_deferred<'b, 'k>(
 }
 
 /// What [`Parser::parse_lazy`] gives.
-pub(crate) type Lazy = (Metadata, Scope, Vec<Deferred>, SharedInts);
+pub(crate) struct Lazy {
+    /// The metadata, without the deferred types.
+    pub md: Metadata,
+    /// The top-level type names the deferred types see.
+    pub top: Scope,
+    /// The deferred types, in text order.
+    pub deferred: Vec<Deferred>,
+    /// Names of their keys other than `context` and `fields`.
+    pub other_keys: Vec<Box<str>>,
+    /// The integer-body cache.
+    pub ints: SharedInts,
+}
 
 /// Integer types by the text of their body, owned: the cache kept with
 /// deferred event types for parsing them later.

@@ -68,7 +68,7 @@ fn parses_an_lttng_like_trace() {
     assert_eq!(ts.size, 27);
     let ev = &md.events[0];
     assert_eq!(
-        (ev.name.as_str(), ev.id, ev.stream_id, ev.loglevel),
+        (md.name_of(ev), ev.id, ev.stream_id, ev.loglevel),
         ("sched_switch", Some(3), Some(0), Some(-1))
     );
     let Some(Type::Struct(f)) = ev.fields.as_deref() else {
@@ -239,7 +239,8 @@ fn lazy_then_filled(bytes: &[u8]) -> Result<Metadata, MetadataError> {
     for (i, e) in md.events.iter_mut().enumerate() {
         if lazy.is_deferred(i) {
             assert!(e.context.is_none() && e.fields.is_none());
-            (e.context, e.fields) = lazy.event_types(i)?;
+            let (context, fields) = lazy.event_types(i)?;
+            (e.context, e.fields) = (context.map(Box::new), fields.map(Box::new));
         }
     }
     Ok(md)
