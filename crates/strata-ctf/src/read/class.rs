@@ -12,8 +12,9 @@
 //! that need checks only the compiler makes are compiled up front with the
 //! stream classes, so that what can be wrong is reported at opening.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use strata_core::ClockDesc;
 
@@ -170,7 +171,16 @@ pub(crate) struct Shared {
     /// class: kept here rather than in each of a thousand classes.
     pub trace: u32,
     pub class_base: u32,
+    /// Plans compiled on first use, by stream class and a hash of their
+    /// deferred types' text, with the declaration they were made for.
+    pub plans: Mutex<PlanCache>,
 }
+
+/// See [`Shared::plans`].
+pub(crate) type PlanCache = HashMap<(u32, u64), Vec<(u32, Arc<ClassPlan>)>>;
+
+/// Most plans kept under one hash in a [`PlanCache`].
+const PLANS_PER_HASH: usize = 4;
 
 /// The parts of a stream class its event classes share.
 #[derive(Debug)]
@@ -195,9 +205,6 @@ pub(crate) struct ClassPlan {
     pub pay_fast: Option<FastScope>,
     /// The flat-array slot of that mark, or `u32::MAX`.
     pub pay_slot: u32,
-    /// Its fields by name, made on the first lookup: decoding never needs
-    /// them, and a reader binds the fields of a few classes only.
-    names: OnceLock<Names>,
     /// Why the class could not be compiled, for classes compiled on demand
     /// (those compiled up front fail the opening instead), and the metadata
     /// error behind it. Boxed: rare, and every compiled class carries it.
@@ -224,9 +231,14 @@ pub struct EventClass {
     pub(crate) index: u32,
     pub(crate) stream_class: u32,
     pub(crate) shared: Arc<Shared>,
-    /// Boxed: most classes are never compiled, and a trace declares over a
-    /// thousand of them (424 bytes each unboxed).
-    pub(crate) plan: OnceLock<Box<ClassPlan>>,
+    /// Behind a pointer: most classes are never compiled, and a trace
+    /// declares over a thousand of them. Shared by the classes of a stream
+    /// class whose types are written the same (see [`Shared::plans`]).
+    pub(crate) plan: OnceLock<Arc<ClassPlan>>,
+    /// Its fields by name, made on the first lookup: decoding never needs
+    /// them, and a reader binds the fields of a few classes only. Its own,
+    /// as a field reference names the class it belongs to.
+    names: OnceLock<Box<Names>>,
 }
 
 impl std::fmt::Debug for EventClass {
@@ -312,8 +324,8 @@ impl EventClass {
     }
     /// The class's fields by name, made on first use.
     fn names(&self) -> &Names {
-        let p = self.plan();
-        p.names.get_or_init(|| names(self.index, p))
+        self.names
+            .get_or_init(|| Box::new(names(self.index, self.plan())))
     }
     /// Whether the class declares an event context.
     pub(crate) fn has_context(&self) -> bool {
@@ -355,8 +367,46 @@ impl EventClass {
     pub(crate) fn plan(&self) -> &ClassPlan {
         match self.plan.get() {
             Some(p) => p,
-            None => self.plan.get_or_init(|| Box::new(self.compile())),
+            None => self.plan.get_or_init(|| self.compile_shared()),
         }
+    }
+
+    /// The class's plan: the one compiled for an earlier class of its
+    /// stream class with the same deferred types, if any, or a new one.
+    /// LTTng declares hundreds of system calls, and many take the same
+    /// arguments (a file descriptor, a buffer and a count, say).
+    #[cold]
+    fn compile_shared(&self) -> Arc<ClassPlan> {
+        let Some(lazy) = &self.shared.lazy else {
+            return Arc::new(self.compile());
+        };
+        let decl = self.decl_index();
+        if !lazy.is_deferred(decl) {
+            return Arc::new(self.compile());
+        }
+        let key = (self.stream_class, lazy.types_hash(decl));
+        // A poisoned lock only means a compile panicked: the map is whole.
+        let same = |plans: &PlanCache| {
+            plans.get(&key)?.iter().find_map(|(other, p)| {
+                lazy.same_types(decl, *other as usize)
+                    .then(|| Arc::clone(p))
+            })
+        };
+        if let Some(p) = same(&self.shared.plans.lock().unwrap_or_else(|e| e.into_inner())) {
+            return p;
+        }
+        let p = Arc::new(self.compile());
+        // A failure names its class: not shared. A few plans per hash at
+        // most, so that metadata crafted to collide costs a few
+        // comparisons per class, not one per class before it.
+        if p.failure.is_none() {
+            let mut plans = self.shared.plans.lock().unwrap_or_else(|e| e.into_inner());
+            let same_hash = plans.entry(key).or_default();
+            if same_hash.len() < PLANS_PER_HASH {
+                same_hash.push((decl as u32, Arc::clone(&p)));
+            }
+        }
+        p
     }
 
     #[cold]
@@ -435,7 +485,6 @@ fn class_plan(sf: &StreamFields, context: Option<Scope>, payload: Option<Scope>)
         ctx_base,
         pay_base,
         marks_end,
-        names: OnceLock::new(),
         failure: None,
     }
 }
@@ -879,13 +928,13 @@ pub(crate) fn compile_lazy(
 
     // The classes compiled now take their scopes out of the arena.
     let mut mark_total = ev_base;
-    let mut plans: Vec<(u32, Box<ClassPlan>)> = Vec::with_capacity(eagers.len());
+    let mut plans: Vec<(u32, Arc<ClassPlan>)> = Vec::with_capacity(eagers.len());
     for &(local, ctx, pay) in &eagers {
         let mut take = |i: Option<usize>| i.and_then(|i| scopes.get_mut(i).map(std::mem::take));
         let si = sis.get(local as usize).map_or(0, |&s| s as usize);
         let p = class_plan(&stream_fields[si], take(ctx), take(pay));
         mark_total = mark_total.max(p.marks_end);
-        plans.push((local, Box::new(p)));
+        plans.push((local, Arc::new(p)));
     }
     let header_roles = ph.map(|p| header_roles(&scopes[p])).unwrap_or_default();
     let plan = TracePlan {
@@ -907,6 +956,7 @@ pub(crate) fn compile_lazy(
         streams: stream_fields,
         trace,
         class_base,
+        plans: Mutex::default(),
     });
     let mut classes: Vec<EventClass> = shared
         .md
@@ -919,6 +969,7 @@ pub(crate) fn compile_lazy(
             stream_class: si,
             shared: Arc::clone(&shared),
             plan: OnceLock::new(),
+            names: OnceLock::new(),
         })
         .collect();
     for (local, p) in plans {

@@ -561,3 +561,67 @@ fn read_files_are_released_by_the_megabyte_and_the_last_tail_is_kept() {
     check(&rel_first, first.len(), true);
     check(&rel_last, last.len(), false);
 }
+
+#[test]
+fn classes_with_the_same_types_share_one_plan_but_not_their_fields() {
+    // Laid out as LTTng writes events, so that their types are deferred.
+    let ev = |name: &str, id: u32, fields: &str| {
+        format!(
+            "\n\nevent {{\n\tname = \"{name}\";\n\tid = {id};\n\tstream_id = 0;\n\tfields := struct {{\n{fields}\n\t}};\n}};"
+        )
+    };
+    let two = "\t\tuint32_t _fd;\n\t\tuint64_t _count;";
+    let md = format!(
+        "{HEAD} trace {{ major = 1; minor = 8; byte_order = le; }}; {COMPACT}
+        stream {{ id = 0; event.header := struct event_header_compact;
+                 packet.context := struct {{ uint64_t content_size; uint64_clock_t timestamp_begin; }}; }};{}{}{}",
+        ev("a", 1, two),
+        ev("b", 2, two),
+        ev("c", 3, "\t\tuint8_t _fd;"),
+    );
+    let (md, lazy) = super::tsdl::parse_lazy(md.into_bytes()).unwrap();
+    assert!((0..3).all(|e| lazy.is_deferred(e)));
+    let (plan, classes, _) = super::class::compile_lazy(md, Some(lazy), None, 0, 0, 0).unwrap();
+    let (a, b, c) = (&classes[0], &classes[1], &classes[2]);
+    assert!(std::ptr::eq(b.plan(), a.plan()));
+    assert!(!std::ptr::eq(c.plan(), a.plan()));
+    // Each class's field references are its own.
+    let (fa, fb) = (a.field("fd").unwrap(), b.field("fd").unwrap());
+    assert_ne!(fa, fb);
+    assert_eq!(
+        b.payload_fields().map(|(n, _)| n).collect::<Vec<_>>(),
+        ["fd", "count"]
+    );
+
+    // A packet with one event of `a` and one of `b`, compact headers.
+    let mut data = Vec::new();
+    data.extend_from_slice(&[0; 16]);
+    for (id, fd, count) in [(1u32, 7u32, 70u64), (2, 9, 90)] {
+        data.extend_from_slice(&(id | 5 << 5).to_le_bytes());
+        data.extend_from_slice(&fd.to_le_bytes());
+        data.extend_from_slice(&count.to_le_bytes());
+    }
+    let content = (data.len() * 8) as u64;
+    data[..8].copy_from_slice(&content.to_le_bytes());
+    let src = Source {
+        release: None,
+        path: Path::new("mem"),
+        data: &data,
+    };
+    let mut cur = Cursor::new(&plan, &classes, 0, 0, 0, vec![src], false);
+    let mut got = Vec::new();
+    while cur.advance().unwrap() {
+        let e = Event { c: &cur };
+        let class = e.class();
+        let (fd, count) = (class.field("fd").unwrap(), class.field("count").unwrap());
+        got.push((class.name().to_string(), e.u64(fd), e.u64(count), e.u64(fa)));
+    }
+    assert_eq!(
+        got,
+        [
+            ("a".to_string(), Some(7), Some(70), Some(7)),
+            // `a`'s reference does not read `b`'s event.
+            ("b".to_string(), Some(9), Some(90), None),
+        ]
+    );
+}

@@ -268,6 +268,34 @@ impl LazyTypes {
         !self.of(event).is_empty()
     }
 
+    /// The deferred entries of event `event`: their keys and texts.
+    fn texts(&self, event: usize) -> impl Iterator<Item = (&str, &str)> {
+        self.of(event).iter().map(|d| {
+            let text = self.text.get(d.pos as usize..d.end as usize).unwrap_or("");
+            (d.key.text(&self.other_keys), text)
+        })
+    }
+
+    /// A hash of the deferred types of event `event`: equal for events
+    /// whose types are written the same ([`LazyTypes::same_types`]). A fast
+    /// one, not built to resist crafted collisions: its users bound how
+    /// many events they compare under one hash.
+    pub(crate) fn types_hash(&self, event: usize) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = parser::WordHash::default();
+        for (key, text) in self.texts(event) {
+            (key, text).hash(&mut h);
+        }
+        h.finish()
+    }
+
+    /// Whether events `a` and `b` have the same deferred types, written
+    /// the same way: they then parse and compile the same (the top-level
+    /// names they see are those at the end of the metadata for both).
+    pub(crate) fn same_types(&self, a: usize, b: usize) -> bool {
+        self.texts(a).eq(self.texts(b))
+    }
+
     /// Parses the deferred types of event `event`, in the order written
     /// (a later `fields` replaces an earlier one, as in [`parse`]). Errors
     /// are those [`parse`] would have given for them, with their line.
