@@ -5,6 +5,7 @@ mod lexer;
 pub mod model;
 mod parser;
 mod skip;
+mod span_scan;
 
 pub use model::*;
 

@@ -3,7 +3,8 @@
 //! metadata declares over a thousand events and a trace uses a few dozen.
 
 use super::lexer::{BLANK, CLASS as LEX, WORD};
-use memchr::{memchr, memchr2, memchr3, memchr_iter};
+use super::span_scan::{self, Scan};
+use memchr::{memchr, memchr2, memchr_iter};
 
 /// What [`type_span`] found of a type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,61 +43,25 @@ static CLASS: [u8; 256] = {
     t
 };
 
-/// Where the type that starts at byte `start` of `text` ends, in one pass
-/// over its bytes without the lexer. `None` when the scan cannot be sure
-/// the lexer would find the same `;`: a comment, a character literal, a
-/// backslash, a `}` closing more than the type opened, or the end of the
-/// text. String literals are stepped over the way the lexer reads them (to
-/// the next quote, when no backslash comes before it). The caller then
-/// parses the type at once, as if nothing was deferred.
+/// Where the type that starts at byte `start` of `text` ends, without the
+/// lexer. `None` when the scan cannot be sure the lexer would find the same
+/// `;`: a comment, a character literal, a backslash, a `}` closing more
+/// than the type opened, or the end of the text. String literals are
+/// stepped over the way the lexer reads them (to the next quote, when no
+/// backslash comes before it). The caller then parses the type at once, as
+/// if nothing was deferred.
 pub(crate) fn type_span(text: &[u8], start: usize) -> Option<TypeSpan> {
-    // Most types have no quote, apostrophe, slash or backslash: then only
-    // their braces and `;` need a look, and vector searches find them.
-    if let Some(end) = braces_end(text, start) {
-        let span = &text[start..end];
-        if memchr3(b'"', b'\'', b'/', span).is_none() {
-            let refers = match memchr3(b'\\', b'[', b'<', span) {
-                Some(p) if span[p] == b'\\' => None,
-                Some(p) => memchr(b'\\', &span[p..]).is_none().then_some(true),
-                None => Some(memchr_iter(b'v', span).any(|i| span[i..].starts_with(b"variant"))),
-            };
-            if let Some(refers) = refers {
-                return Some(TypeSpan {
-                    end,
-                    lines: memchr_iter(b'\n', span).count() as u32,
-                    refers,
-                });
-            }
-        }
-    }
-    careful_span(text, start)
-}
-
-/// The first `;` outside braces, looking only at braces and `;`: right when
-/// the type has no quote, apostrophe, slash or backslash before it.
-fn braces_end(text: &[u8], start: usize) -> Option<usize> {
-    let mut depth = 0u32;
-    let mut i = start;
-    loop {
-        let rest = text.get(i..)?;
-        // Inside braces a `;` ends a field, not the type.
-        let j = if depth == 0 {
-            memchr3(b'{', b'}', b';', rest)?
-        } else {
-            memchr2(b'{', b'}', rest)?
-        };
-        let at = i + j;
-        match text[at] {
-            b'{' => depth += 1,
-            b'}' => depth = depth.checked_sub(1)?,
-            _ => return Some(at),
-        }
-        i = at + 1;
+    // Most types have no quote, apostrophe, slash or backslash: a vector
+    // pass then settles them, and the rest go byte by byte.
+    match span_scan::scan(text, start) {
+        Scan::Span(span) => Some(span),
+        Scan::NoSpan => None,
+        Scan::Unsure => careful_span(text, start),
     }
 }
 
 /// [`type_span`] byte by byte, for types with strings (or doubtful bytes).
-fn careful_span(text: &[u8], start: usize) -> Option<TypeSpan> {
+pub(super) fn careful_span(text: &[u8], start: usize) -> Option<TypeSpan> {
     let mut depth = 0u32;
     let mut lines = 0u32;
     let mut refers = false;
@@ -334,6 +299,166 @@ pub(crate) fn event_block<'a>(text: &'a str, pos: usize, line: u32) -> Option<Fa
 #[cfg(test)]
 mod tests {
     use super::type_span;
+
+    use super::super::span_scan::{tests::scan_all, Scan};
+    use super::{careful_span, TypeSpan};
+    use memchr::{memchr, memchr2, memchr3, memchr_iter};
+    use proptest::prelude::*;
+
+    /// The type span as it was found before the vector scan: the oracle the
+    /// new one must agree with. Where the type that starts at byte `start` of
+    /// `text` ends, in one pass over its bytes without the lexer. `None` when the scan cannot be sure
+    /// the lexer would find the same `;`: a comment, a character literal, a
+    /// backslash, a `}` closing more than the type opened, or the end of the
+    /// text. String literals are stepped over the way the lexer reads them (to
+    /// the next quote, when no backslash comes before it). The caller then
+    /// parses the type at once, as if nothing was deferred.
+    fn old_type_span(text: &[u8], start: usize) -> Option<TypeSpan> {
+        // Most types have no quote, apostrophe, slash or backslash: then only
+        // their braces and `;` need a look, and vector searches find them.
+        if let Some(end) = braces_end(text, start) {
+            let span = &text[start..end];
+            if memchr3(b'"', b'\'', b'/', span).is_none() {
+                let refers = match memchr3(b'\\', b'[', b'<', span) {
+                    Some(p) if span[p] == b'\\' => None,
+                    Some(p) => memchr(b'\\', &span[p..]).is_none().then_some(true),
+                    None => {
+                        Some(memchr_iter(b'v', span).any(|i| span[i..].starts_with(b"variant")))
+                    }
+                };
+                if let Some(refers) = refers {
+                    return Some(TypeSpan {
+                        end,
+                        lines: memchr_iter(b'\n', span).count() as u32,
+                        refers,
+                    });
+                }
+            }
+        }
+        super::careful_span(text, start)
+    }
+
+    /// The first `;` outside braces, looking only at braces and `;`: right when
+    /// the type has no quote, apostrophe, slash or backslash before it.
+    fn braces_end(text: &[u8], start: usize) -> Option<usize> {
+        let mut depth = 0u32;
+        let mut i = start;
+        loop {
+            let rest = text.get(i..)?;
+            // Inside braces a `;` ends a field, not the type.
+            let j = if depth == 0 {
+                memchr3(b'{', b'}', b';', rest)?
+            } else {
+                memchr2(b'{', b'}', rest)?
+            };
+            let at = i + j;
+            match text[at] {
+                b'{' => depth += 1,
+                b'}' => depth = depth.checked_sub(1)?,
+                _ => return Some(at),
+            }
+            i = at + 1;
+        }
+    }
+
+    /// Checks every scan (each classifier, and [`type_span`]) against the
+    /// oracle at byte `start` of `text`; returns the scans' answer.
+    fn agrees(text: &[u8], start: usize) -> Scan {
+        let want = old_type_span(text, start);
+        assert_eq!(type_span(text, start), want, "type_span at {start}");
+        assert_eq!(careful_span(text, start), want, "careful_span at {start}");
+        let all = scan_all(text, start);
+        for s in &all {
+            match *s {
+                Scan::Span(span) => assert_eq!(Some(span), want, "scan at {start}"),
+                Scan::NoSpan => assert_eq!(want, None, "scan at {start}"),
+                Scan::Unsure => {
+                    // Only a byte it leaves to the careful reader, before the
+                    // end, makes the scan unsure.
+                    let stop = want.map_or(text.len(), |w| w.end);
+                    assert!(
+                        memchr2(b'"', b'\'', &text[start..stop]).is_some()
+                            || memchr2(b'/', b'\\', &text[start..stop]).is_some()
+                            || want.is_none(),
+                        "unsure at {start} without cause"
+                    );
+                }
+            }
+        }
+        assert!(
+            all.windows(2).all(|w| w[0] == w[1]),
+            "classifiers differ at {start}"
+        );
+        all[0]
+    }
+
+    /// Pieces of TSDL-like text, the doubtful ones rarer so that many
+    /// inputs reach their end.
+    fn piece() -> impl Strategy<Value = &'static str> {
+        prop_oneof![
+            6 => prop::sample::select(vec![
+                "{", "}", ";", "\n", " ", "\t", "[", "<", "v", "x", "_ab", "variant",
+                "vari", "va\nriant", "integer { size = 8; align = 8; }", "struct {",
+                "} _f;\n", "abcdefghijklmnopqrstuvwxyz0123456789_", "\n\t\t",
+            ]),
+            1 => prop::sample::select(vec![
+                "\"", "\"a;}{\"", "\"x\n[v\"", "\"e\\\"\"", "'", "/", "/* } */", "// ;\n",
+                "\\",
+            ]),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+        /// At every offset of random TSDL-like text (so around every block
+        /// boundary), the scans agree with the oracle.
+        #[test]
+        fn scan_agrees_with_the_byte_by_byte_oracle(
+            pieces in prop::collection::vec(piece(), 0..48),
+            pad in 0usize..40,
+        ) {
+            let text = format!("{}{}", " ".repeat(pad), pieces.concat());
+            for start in 0..=text.len() + 1 {
+                agrees(text.as_bytes(), start);
+            }
+        }
+    }
+
+    /// Every type after a `:=` in the shared real traces' metadata, and
+    /// every 13th offset, give the same answer as the oracle; the types of
+    /// events are settled by the vector scan itself.
+    #[test]
+    fn scan_agrees_on_real_metadata() {
+        let dir = std::path::Path::new("/work/shared/traces");
+        let mut texts = Vec::new();
+        for t in [
+            "tc-many-threads",
+            "tc-synctraces/scp_dest",
+            "bt-lttng-tracefile-rotation/kernel",
+        ] {
+            if let Ok(b) = std::fs::read(dir.join(t).join("metadata")) {
+                texts.push(super::super::metadata_text(&b).unwrap());
+            }
+        }
+        if texts.is_empty() {
+            println!("skipped: no shared traces under {}", dir.display());
+            return;
+        }
+        let mut spans = 0;
+        for text in &texts {
+            let b = text.as_bytes();
+            for at in memchr::memmem::find_iter(b, b":=") {
+                if let Scan::Span(_) = agrees(b, at + 2) {
+                    spans += 1;
+                }
+            }
+            for start in (0..b.len()).step_by(13) {
+                agrees(b, start);
+            }
+        }
+        // tc-many-threads alone declares 1 181 events.
+        assert!(spans > 1181, "only {spans} types settled by the scan");
+    }
 
     fn end(s: &str) -> Option<(usize, u32)> {
         type_span(s.as_bytes(), 0).map(|t| (t.end, t.lines))

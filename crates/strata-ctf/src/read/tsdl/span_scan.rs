@@ -1,0 +1,338 @@
+//! The vector pass behind [`super::skip::type_span`]: it reads a type's text
+//! 32 bytes at a time, turns each block into one bit mask per kind of byte
+//! that matters, and then only visits the braces and `;` among them.
+//! Metadata with a thousand event classes is ~300 KB of text, and reading
+//! it byte by byte (or with one search per brace) costs more than decoding
+//! the events of a small trace.
+//!
+//! It leaves the rare types with a quote, apostrophe, slash or backslash
+//! to the byte-by-byte reader ([`Scan::Unsure`]), which knows strings.
+
+use super::skip::TypeSpan;
+
+/// What [`scan`] decided about a type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Scan {
+    /// The type ends here, exactly where the byte-by-byte reader says.
+    Span(TypeSpan),
+    /// The byte-by-byte reader would find no end either: the text ends, or
+    /// a `}` closes more than the type opened.
+    NoSpan,
+    /// A quote, apostrophe, slash or backslash comes before the end: only
+    /// the byte-by-byte reader can say what it means.
+    Unsure,
+}
+
+/// Bytes per block: one AVX2 register, and the width of the masks.
+const BLOCK: usize = 32;
+
+/// One bit per byte of a block (bit `i` for byte `i`) for each kind of
+/// byte the scan looks at.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Masks {
+    open: u32,
+    close: u32,
+    semi: u32,
+    newline: u32,
+    /// `"`, `'`, `/` and `\`: strings, character literals, comments and
+    /// escapes, which the scan leaves to the byte-by-byte reader.
+    odd: u32,
+    /// `[`, `<` and `v`: a sequence, an array, a variant tag or perhaps the
+    /// word `variant`.
+    refer: u32,
+}
+
+/// Turns a block of text into [`Masks`].
+trait Classify {
+    /// # Safety
+    /// The CPU must have the features the implementation is compiled for.
+    unsafe fn classify(block: &[u8; BLOCK]) -> Masks;
+}
+
+/// Where the type that starts at byte `start` of `text` ends, and what the
+/// byte-by-byte reader would also count on the way: the same contract as
+/// [`super::skip::type_span`], or [`Scan::Unsure`].
+pub(super) fn scan(text: &[u8], start: usize) -> Scan {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if x86::has_avx2() {
+            // SAFETY: the CPU has AVX2 and POPCNT, checked just above.
+            return unsafe { x86::scan_avx2(text, start) };
+        }
+        // SAFETY: every x86_64 CPU has SSE2.
+        unsafe { scan_with::<x86::Sse2>(text, start) }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    // SAFETY: the portable classifier needs no CPU feature.
+    unsafe {
+        scan_with::<Portable>(text, start)
+    }
+}
+
+/// [`scan`] with the classifier `C`.
+///
+/// # Safety
+/// The CPU must have the features `C` is compiled for.
+#[inline(always)]
+unsafe fn scan_with<C: Classify>(text: &[u8], start: usize) -> Scan {
+    let Some(mut rest) = text.get(start..) else {
+        return Scan::NoSpan;
+    };
+    let mut walk = Walk::default();
+    let mut at = start;
+    while let Some((block, tail)) = rest.split_first_chunk::<BLOCK>() {
+        // SAFETY: passed on from the caller.
+        let masks = unsafe { C::classify(block) };
+        if let Some(done) = walk.block(masks, text, at) {
+            return done;
+        }
+        rest = tail;
+        at += BLOCK;
+    }
+    // Zeros match no kind of byte: the padding changes nothing.
+    let mut last = [0u8; BLOCK];
+    last[..rest.len()].copy_from_slice(rest);
+    // SAFETY: passed on from the caller.
+    let masks = unsafe { C::classify(&last) };
+    walk.block(masks, text, at).unwrap_or(Scan::NoSpan)
+}
+
+/// What the scan carries from one block to the next.
+#[derive(Default)]
+struct Walk {
+    depth: usize,
+    lines: u32,
+    refers: bool,
+}
+
+impl Walk {
+    /// Reads the masks of the block at byte `at` of `text`: the outcome
+    /// when the scan is over, `None` when it goes on with the next block.
+    #[inline(always)]
+    fn block(&mut self, m: Masks, text: &[u8], at: usize) -> Option<Scan> {
+        let mut braces = m.open | m.close;
+        let mut semis = m.semi;
+        // Braces in text order; a `;` ends the type only at depth 0, that
+        // is before the next brace once all opened ones are closed.
+        let end = loop {
+            if self.depth == 0 {
+                let before_brace = braces.wrapping_sub(1) & !braces;
+                let s = semis & before_brace;
+                if s != 0 {
+                    break Some(s.trailing_zeros());
+                }
+            }
+            if braces == 0 {
+                break None;
+            }
+            let brace = braces & braces.wrapping_neg();
+            if m.open & brace != 0 {
+                self.depth += 1;
+            } else if self.depth == 0 {
+                // Closes what the type did not open, unless an odd byte
+                // (a quote, say) changed the meaning of what came before.
+                return Some(if m.odd != 0 {
+                    Scan::Unsure
+                } else {
+                    Scan::NoSpan
+                });
+            } else {
+                self.depth -= 1;
+            }
+            // The `;` up to this brace are inside braces or already seen.
+            semis &= !(brace ^ brace.wrapping_sub(1));
+            braces ^= brace;
+        };
+        let before = end.map_or(u32::MAX, |e| (1u32 << e) - 1);
+        if m.odd & before != 0 {
+            return Some(Scan::Unsure);
+        }
+        self.lines += (m.newline & before).count_ones();
+        let mut refer = if self.refers { 0 } else { m.refer & before };
+        while refer != 0 {
+            let p = at + refer.trailing_zeros() as usize;
+            // Bits are set only for bytes of `text`, never for padding.
+            if text[p] != b'v' || text[p..].starts_with(b"variant") {
+                self.refers = true;
+                break;
+            }
+            refer &= refer - 1;
+        }
+        end.map(|e| {
+            Scan::Span(TypeSpan {
+                end: at + e as usize,
+                lines: self.lines,
+                refers: self.refers,
+            })
+        })
+    }
+}
+
+/// The classifier for any CPU, a byte at a time.
+#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
+struct Portable;
+
+impl Classify for Portable {
+    unsafe fn classify(block: &[u8; BLOCK]) -> Masks {
+        let mut m = Masks::default();
+        for (i, &c) in block.iter().enumerate() {
+            let bit = 1u32 << i;
+            match c {
+                b'{' => m.open |= bit,
+                b'}' => m.close |= bit,
+                b';' => m.semi |= bit,
+                b'\n' => m.newline |= bit,
+                b'"' | b'\'' | b'/' | b'\\' => m.odd |= bit,
+                b'[' | b'<' | b'v' => m.refer |= bit,
+                _ => {}
+            }
+        }
+        m
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::{scan_with, Classify, Masks, Scan, BLOCK};
+    use std::arch::x86_64::*;
+
+    /// Whether the CPU can run [`scan_avx2`].
+    pub(super) fn has_avx2() -> bool {
+        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("popcnt")
+    }
+
+    /// [`super::scan`] compiled for AVX2, so that the classifier inlines,
+    /// and with the instruction that counts newlines.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2 and POPCNT ([`has_avx2`]).
+    #[target_feature(enable = "avx2,popcnt")]
+    pub(super) unsafe fn scan_avx2(text: &[u8], start: usize) -> Scan {
+        // SAFETY: passed on from the caller.
+        unsafe { scan_with::<Avx2>(text, start) }
+    }
+
+    /// The classifier with one 32-byte AVX2 register per block.
+    pub(super) struct Avx2;
+
+    impl Classify for Avx2 {
+        #[target_feature(enable = "avx2")]
+        #[inline]
+        unsafe fn classify(block: &[u8; BLOCK]) -> Masks {
+            // SAFETY: `block` is 32 readable bytes; the load needs no
+            // alignment.
+            let v = unsafe { _mm256_loadu_si256(block.as_ptr().cast()) };
+            macro_rules! is {
+                ($c:expr) => {
+                    _mm256_cmpeq_epi8(v, _mm256_set1_epi8($c as i8))
+                };
+            }
+            macro_rules! bits {
+                ($x:expr) => {
+                    _mm256_movemask_epi8($x) as u32
+                };
+            }
+            let odd = _mm256_or_si256(
+                _mm256_or_si256(is!(b'"'), is!(b'\'')),
+                _mm256_or_si256(is!(b'/'), is!(b'\\')),
+            );
+            let refer = _mm256_or_si256(_mm256_or_si256(is!(b'['), is!(b'<')), is!(b'v'));
+            Masks {
+                open: bits!(is!(b'{')),
+                close: bits!(is!(b'}')),
+                semi: bits!(is!(b';')),
+                newline: bits!(is!(b'\n')),
+                odd: bits!(odd),
+                refer: bits!(refer),
+            }
+        }
+    }
+
+    /// The classifier with two 16-byte SSE2 registers per block, for
+    /// x86_64 CPUs without AVX2.
+    pub(super) struct Sse2;
+
+    impl Classify for Sse2 {
+        #[inline(always)]
+        unsafe fn classify(block: &[u8; BLOCK]) -> Masks {
+            // SAFETY: `block` is 32 readable bytes, two unaligned loads of
+            // 16; x86_64 always has SSE2.
+            let (lo, hi) = unsafe {
+                (
+                    _mm_loadu_si128(block.as_ptr().cast()),
+                    _mm_loadu_si128(block.as_ptr().add(16).cast()),
+                )
+            };
+            macro_rules! bits {
+                ($($c:expr),+) => {{
+                    let mut l = _mm_setzero_si128();
+                    let mut h = _mm_setzero_si128();
+                    $(
+                        l = _mm_or_si128(l, _mm_cmpeq_epi8(lo, _mm_set1_epi8($c as i8)));
+                        h = _mm_or_si128(h, _mm_cmpeq_epi8(hi, _mm_set1_epi8($c as i8)));
+                    )+
+                    _mm_movemask_epi8(l) as u32 | (_mm_movemask_epi8(h) as u32) << 16
+                }};
+            }
+            Masks {
+                open: bits!(b'{'),
+                close: bits!(b'}'),
+                semi: bits!(b';'),
+                newline: bits!(b'\n'),
+                odd: bits!(b'"', b'\'', b'/', b'\\'),
+                refer: bits!(b'[', b'<', b'v'),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+
+    /// The scan with every classifier this CPU can run.
+    pub(in super::super) fn scan_all(text: &[u8], start: usize) -> Vec<Scan> {
+        // SAFETY: the portable classifier needs no CPU feature.
+        let mut all = vec![unsafe { scan_with::<Portable>(text, start) }];
+        #[cfg(target_arch = "x86_64")]
+        {
+            // SAFETY: every x86_64 CPU has SSE2.
+            all.push(unsafe { scan_with::<x86::Sse2>(text, start) });
+            if x86::has_avx2() {
+                // SAFETY: the CPU has AVX2 and POPCNT, checked just above.
+                all.push(unsafe { x86::scan_avx2(text, start) });
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn classifiers_agree_on_every_byte_value() {
+        let block: Vec<u8> = (0..=255u8).collect();
+        for chunk in block.chunks(BLOCK) {
+            let b: &[u8; BLOCK] = chunk.try_into().unwrap();
+            // SAFETY: no CPU feature needed.
+            let portable = unsafe { Portable::classify(b) };
+            #[cfg(target_arch = "x86_64")]
+            {
+                // SAFETY: every x86_64 CPU has SSE2.
+                assert_eq!(unsafe { x86::Sse2::classify(b) }, portable);
+                if x86::has_avx2() {
+                    // SAFETY: the CPU has AVX2, checked just above.
+                    assert_eq!(unsafe { x86::Avx2::classify(b) }, portable);
+                }
+            }
+            let set = portable.open
+                | portable.close
+                | portable.semi
+                | portable.newline
+                | portable.odd
+                | portable.refer;
+            let expected = chunk
+                .iter()
+                .filter(|c| b"{};\n\"'/\\[<v".contains(c))
+                .count();
+            assert_eq!(set.count_ones() as usize, expected);
+        }
+    }
+}
