@@ -56,7 +56,7 @@ pub(super) fn scan(text: &[u8], start: usize) -> Scan {
     #[cfg(target_arch = "x86_64")]
     {
         if x86::has_avx2() {
-            // SAFETY: the CPU has AVX2 and POPCNT, checked just above.
+            // SAFETY: the CPU has AVX2, POPCNT and BMI1, checked just above.
             return unsafe { x86::scan_avx2(text, start) };
         }
         // SAFETY: every x86_64 CPU has SSE2.
@@ -110,38 +110,12 @@ impl Walk {
     /// when the scan is over, `None` when it goes on with the next block.
     #[inline(always)]
     fn block(&mut self, m: Masks, text: &[u8], at: usize) -> Option<Scan> {
-        let mut braces = m.open | m.close;
-        let mut semis = m.semi;
-        // Braces in text order; a `;` ends the type only at depth 0, that
-        // is before the next brace once all opened ones are closed.
-        let end = loop {
-            if self.depth == 0 {
-                let before_brace = braces.wrapping_sub(1) & !braces;
-                let s = semis & before_brace;
-                if s != 0 {
-                    break Some(s.trailing_zeros());
-                }
-            }
-            if braces == 0 {
-                break None;
-            }
-            let brace = braces & braces.wrapping_neg();
-            if m.open & brace != 0 {
-                self.depth += 1;
-            } else if self.depth == 0 {
-                // Closes what the type did not open, unless an odd byte
-                // (a quote, say) changed the meaning of what came before.
-                return Some(if m.odd != 0 {
-                    Scan::Unsure
-                } else {
-                    Scan::NoSpan
-                });
-            } else {
-                self.depth -= 1;
-            }
-            // The `;` up to this brace are inside braces or already seen.
-            semis &= !(brace ^ brace.wrapping_sub(1));
-            braces ^= brace;
+        let end = match self.depth_zero(m) {
+            Ok(end) => end,
+            // A `}` closes what the type did not open, unless an odd byte
+            // (a quote, say) changed the meaning of what came before.
+            Err(()) if m.odd != 0 => return Some(Scan::Unsure),
+            Err(()) => return Some(Scan::NoSpan),
         };
         let before = end.map_or(u32::MAX, |e| (1u32 << e) - 1);
         if m.odd & before != 0 {
@@ -165,6 +139,56 @@ impl Walk {
                 refers: self.refers,
             })
         })
+    }
+}
+
+impl Walk {
+    /// The bit of the first `;` at depth 0 in the block, if any, updating
+    /// the depth otherwise; `Err` when a `}` takes the depth below 0.
+    ///
+    /// Only a `}` brings the depth back to 0, so only the `}` are visited,
+    /// each with the depth after it counted from the block's start. Where
+    /// it is 0, the type ends at a `;` before the next `{`.
+    #[inline(always)]
+    fn depth_zero(&mut self, m: Masks) -> Result<Option<u32>, ()> {
+        // Bits from which the depth is 0 up to the next `{` (none or all).
+        let zero_window = |after: u32| -> Result<Option<u32>, ()> {
+            let opens = m.open & after;
+            let window = after & opens.wrapping_sub(1) & !opens;
+            let semis = m.semi & window;
+            if semis != 0 {
+                // A `}` before this `;` would have ended the type first.
+                let first = semis & semis.wrapping_neg();
+                if m.close & window & (first - 1) != 0 {
+                    return Err(());
+                }
+                return Ok(Some(semis.trailing_zeros()));
+            }
+            if m.close & window != 0 {
+                return Err(());
+            }
+            Ok(None)
+        };
+        if self.depth == 0 {
+            if let Some(end) = zero_window(u32::MAX)? {
+                return Ok(Some(end));
+            }
+        }
+        let mut closes = m.close;
+        while closes != 0 {
+            let close = closes & closes.wrapping_neg();
+            closes ^= close;
+            let upto = close ^ close.wrapping_sub(1);
+            let opened = self.depth + (m.open & upto).count_ones() as usize;
+            if opened == (m.close & upto).count_ones() as usize {
+                if let Some(end) = zero_window(!upto)? {
+                    return Ok(Some(end));
+                }
+            }
+        }
+        // No `}` went below 0, so there are no more `}` than depth and `{`.
+        self.depth = self.depth + m.open.count_ones() as usize - m.close.count_ones() as usize;
+        Ok(None)
     }
 }
 
@@ -198,15 +222,17 @@ mod x86 {
 
     /// Whether the CPU can run [`scan_avx2`].
     pub(super) fn has_avx2() -> bool {
-        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("popcnt")
+        std::is_x86_feature_detected!("avx2")
+            && std::is_x86_feature_detected!("popcnt")
+            && std::is_x86_feature_detected!("bmi1")
     }
 
     /// [`super::scan`] compiled for AVX2, so that the classifier inlines,
-    /// and with the instruction that counts newlines.
+    /// and with the instructions that count bits and pick the lowest one.
     ///
     /// # Safety
-    /// The CPU must have AVX2 and POPCNT ([`has_avx2`]).
-    #[target_feature(enable = "avx2,popcnt")]
+    /// The CPU must have AVX2, POPCNT and BMI1 ([`has_avx2`]).
+    #[target_feature(enable = "avx2,popcnt,bmi1")]
     pub(super) unsafe fn scan_avx2(text: &[u8], start: usize) -> Scan {
         // SAFETY: passed on from the caller.
         unsafe { scan_with::<Avx2>(text, start) }
@@ -299,7 +325,7 @@ pub(super) mod tests {
             // SAFETY: every x86_64 CPU has SSE2.
             all.push(unsafe { scan_with::<x86::Sse2>(text, start) });
             if x86::has_avx2() {
-                // SAFETY: the CPU has AVX2 and POPCNT, checked just above.
+                // SAFETY: the CPU has AVX2, POPCNT and BMI1, checked just above.
                 all.push(unsafe { x86::scan_avx2(text, start) });
             }
         }
