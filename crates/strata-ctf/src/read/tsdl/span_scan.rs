@@ -1,5 +1,5 @@
 //! The vector pass behind [`super::skip::type_span`]: it reads a type's text
-//! 32 bytes at a time, turns each block into one bit mask per kind of byte
+//! 64 bytes at a time, turns each block into one bit mask per kind of byte
 //! that matters, and then only visits the braces and `;` among them.
 //! Metadata with a thousand event classes is ~300 KB of text, and reading
 //! it byte by byte (or with one search per brace) costs more than decoding
@@ -23,23 +23,23 @@ pub(super) enum Scan {
     Unsure,
 }
 
-/// Bytes per block: one AVX2 register, and the width of the masks.
-const BLOCK: usize = 32;
+/// Bytes per block: two AVX2 registers, and the width of the masks.
+const BLOCK: usize = 64;
 
 /// One bit per byte of a block (bit `i` for byte `i`) for each kind of
 /// byte the scan looks at.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Masks {
-    open: u32,
-    close: u32,
-    semi: u32,
-    newline: u32,
+    open: u64,
+    close: u64,
+    semi: u64,
+    newline: u64,
     /// `"`, `'`, `/` and `\`: strings, character literals, comments and
     /// escapes, which the scan leaves to the byte-by-byte reader.
-    odd: u32,
+    odd: u64,
     /// `[`, `<` and `v`: a sequence, an array, a variant tag or perhaps the
     /// word `variant`.
-    refer: u32,
+    refer: u64,
 }
 
 /// Turns a block of text into [`Masks`].
@@ -117,7 +117,7 @@ impl Walk {
             Err(()) if m.odd != 0 => return Some(Scan::Unsure),
             Err(()) => return Some(Scan::NoSpan),
         };
-        let before = end.map_or(u32::MAX, |e| (1u32 << e) - 1);
+        let before = end.map_or(u64::MAX, |e| (1u64 << e) - 1);
         if m.odd & before != 0 {
             return Some(Scan::Unsure);
         }
@@ -152,7 +152,7 @@ impl Walk {
     #[inline(always)]
     fn depth_zero(&mut self, m: Masks) -> Result<Option<u32>, ()> {
         // Bits from which the depth is 0 up to the next `{` (none or all).
-        let zero_window = |after: u32| -> Result<Option<u32>, ()> {
+        let zero_window = |after: u64| -> Result<Option<u32>, ()> {
             let opens = m.open & after;
             let window = after & opens.wrapping_sub(1) & !opens;
             let semis = m.semi & window;
@@ -170,7 +170,7 @@ impl Walk {
             Ok(None)
         };
         if self.depth == 0 {
-            if let Some(end) = zero_window(u32::MAX)? {
+            if let Some(end) = zero_window(u64::MAX)? {
                 return Ok(Some(end));
             }
         }
@@ -200,7 +200,7 @@ impl Classify for Portable {
     unsafe fn classify(block: &[u8; BLOCK]) -> Masks {
         let mut m = Masks::default();
         for (i, &c) in block.iter().enumerate() {
-            let bit = 1u32 << i;
+            let bit = 1u64 << i;
             match c {
                 b'{' => m.open |= bit,
                 b'}' => m.close |= bit,
@@ -245,31 +245,33 @@ mod x86 {
         #[target_feature(enable = "avx2")]
         #[inline]
         unsafe fn classify(block: &[u8; BLOCK]) -> Masks {
-            // SAFETY: `block` is 32 readable bytes; the load needs no
-            // alignment.
-            let v = unsafe { _mm256_loadu_si256(block.as_ptr().cast()) };
-            macro_rules! is {
-                ($c:expr) => {
-                    _mm256_cmpeq_epi8(v, _mm256_set1_epi8($c as i8))
-                };
-            }
+            // SAFETY: `block` is 64 readable bytes, two unaligned loads of
+            // 32.
+            let (lo, hi) = unsafe {
+                (
+                    _mm256_loadu_si256(block.as_ptr().cast()),
+                    _mm256_loadu_si256(block.as_ptr().add(32).cast()),
+                )
+            };
             macro_rules! bits {
-                ($x:expr) => {
-                    _mm256_movemask_epi8($x) as u32
-                };
+                ($($c:expr),+) => {{
+                    let mut l = _mm256_setzero_si256();
+                    let mut h = _mm256_setzero_si256();
+                    $(
+                        l = _mm256_or_si256(l, _mm256_cmpeq_epi8(lo, _mm256_set1_epi8($c as i8)));
+                        h = _mm256_or_si256(h, _mm256_cmpeq_epi8(hi, _mm256_set1_epi8($c as i8)));
+                    )+
+                    _mm256_movemask_epi8(l) as u32 as u64
+                        | (_mm256_movemask_epi8(h) as u32 as u64) << 32
+                }};
             }
-            let odd = _mm256_or_si256(
-                _mm256_or_si256(is!(b'"'), is!(b'\'')),
-                _mm256_or_si256(is!(b'/'), is!(b'\\')),
-            );
-            let refer = _mm256_or_si256(_mm256_or_si256(is!(b'['), is!(b'<')), is!(b'v'));
             Masks {
-                open: bits!(is!(b'{')),
-                close: bits!(is!(b'}')),
-                semi: bits!(is!(b';')),
-                newline: bits!(is!(b'\n')),
-                odd: bits!(odd),
-                refer: bits!(refer),
+                open: bits!(b'{'),
+                close: bits!(b'}'),
+                semi: bits!(b';'),
+                newline: bits!(b'\n'),
+                odd: bits!(b'"', b'\'', b'/', b'\\'),
+                refer: bits!(b'[', b'<', b'v'),
             }
         }
     }
@@ -281,23 +283,20 @@ mod x86 {
     impl Classify for Sse2 {
         #[inline(always)]
         unsafe fn classify(block: &[u8; BLOCK]) -> Masks {
-            // SAFETY: `block` is 32 readable bytes, two unaligned loads of
+            // SAFETY: `block` is 64 readable bytes, four unaligned loads of
             // 16; x86_64 always has SSE2.
-            let (lo, hi) = unsafe {
-                (
-                    _mm_loadu_si128(block.as_ptr().cast()),
-                    _mm_loadu_si128(block.as_ptr().add(16).cast()),
-                )
-            };
+            let v: [__m128i; 4] = std::array::from_fn(|k| unsafe {
+                _mm_loadu_si128(block.as_ptr().add(16 * k).cast())
+            });
             macro_rules! bits {
                 ($($c:expr),+) => {{
-                    let mut l = _mm_setzero_si128();
-                    let mut h = _mm_setzero_si128();
-                    $(
-                        l = _mm_or_si128(l, _mm_cmpeq_epi8(lo, _mm_set1_epi8($c as i8)));
-                        h = _mm_or_si128(h, _mm_cmpeq_epi8(hi, _mm_set1_epi8($c as i8)));
-                    )+
-                    _mm_movemask_epi8(l) as u32 | (_mm_movemask_epi8(h) as u32) << 16
+                    let mut m = 0u64;
+                    for (k, &v) in v.iter().enumerate() {
+                        let mut any = _mm_setzero_si128();
+                        $(any = _mm_or_si128(any, _mm_cmpeq_epi8(v, _mm_set1_epi8($c as i8)));)+
+                        m |= (_mm_movemask_epi8(any) as u32 as u64) << (16 * k);
+                    }
+                    m
                 }};
             }
             Masks {
