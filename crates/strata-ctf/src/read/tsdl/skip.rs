@@ -50,6 +50,7 @@ static CLASS: [u8; 256] = {
 /// stepped over the way the lexer reads them (to the next quote, when no
 /// backslash comes before it). The caller then parses the type at once, as
 /// if nothing was deferred.
+#[inline]
 pub(crate) fn type_span(text: &[u8], start: usize) -> Option<TypeSpan> {
     // Most types have no quote, apostrophe, slash or backslash: a vector
     // pass then settles them, and the rest go byte by byte.
@@ -512,7 +513,16 @@ mod tests {
         assert_eq!(read("0;"), Some((0, 1)));
         assert_eq!(read("4071 "), Some((4071, 4)));
         assert_eq!(read("123456789012345678"), Some((123456789012345678, 18)));
-        for bad in ["", ";", "01", "0x1", "12u", "1_", "1234567890123456789", "-1"] {
+        for bad in [
+            "",
+            ";",
+            "01",
+            "0x1",
+            "12u",
+            "1_",
+            "1234567890123456789",
+            "-1",
+        ] {
             assert_eq!(read(bad), None, "{bad}");
         }
     }

@@ -52,6 +52,7 @@ trait Classify {
 /// Where the type that starts at byte `start` of `text` ends, and what the
 /// byte-by-byte reader would also count on the way: the same contract as
 /// [`super::skip::type_span`], or [`Scan::Unsure`].
+#[inline]
 pub(super) fn scan(text: &[u8], start: usize) -> Scan {
     #[cfg(target_arch = "x86_64")]
     {
