@@ -64,9 +64,9 @@ pub(super) fn scan(text: &[u8], start: usize) -> Scan {
         unsafe { scan_with::<x86::Sse2>(text, start) }
     }
     #[cfg(not(target_arch = "x86_64"))]
-    // SAFETY: the portable classifier needs no CPU feature.
-    unsafe {
-        scan_with::<Portable>(text, start)
+    {
+        // SAFETY: the portable classifier needs no CPU feature.
+        unsafe { scan_with::<Portable>(text, start) }
     }
 }
 
