@@ -4,7 +4,7 @@
 
 use super::lexer::{BLANK, CLASS as LEX, WORD};
 use super::span_scan::{self, Scan};
-use memchr::{memchr, memchr2, memchr_iter};
+use memchr::{memchr, memchr2, memchr3, memchr_iter};
 
 /// What [`type_span`] found of a type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +50,7 @@ static CLASS: [u8; 256] = {
 /// stepped over the way the lexer reads them (to the next quote, when no
 /// backslash comes before it). The caller then parses the type at once, as
 /// if nothing was deferred.
+#[inline]
 pub(crate) fn type_span(text: &[u8], start: usize) -> Option<TypeSpan> {
     // Most types have no quote, apostrophe, slash or backslash: a vector
     // pass then settles them, and the rest go byte by byte.
@@ -128,8 +129,10 @@ pub(crate) fn lttng_event_block(text: &str, pos: usize, line: u32) -> Option<Fas
         b.get(*i..)?.starts_with(lit).then(|| *i += lit.len())
     };
     expect(&mut i, b"\n\tname = \"")?;
-    let close = memchr(b'"', b.get(i..)?)?;
-    if memchr2(b'\\', b'\n', &b[i..i + close]).is_some() {
+    // One search: the name ends at a quote with no backslash or newline
+    // before it.
+    let close = memchr3(b'"', b'\\', b'\n', b.get(i..)?)?;
+    if b[i + close] != b'"' {
         return None;
     }
     let name = text.get(i..i + close)?;
@@ -172,23 +175,22 @@ pub(crate) fn lttng_event_block(text: &str, pos: usize, line: u32) -> Option<Fas
 /// past it.
 fn plain_decimal(b: &[u8], i: &mut usize) -> Option<u64> {
     let rest = b.get(*i..)?;
-    let n = rest
-        .iter()
-        .position(|&c| LEX[c as usize] != WORD)
-        .unwrap_or(rest.len());
-    let digits = &rest[..n];
-    let plain = matches!(digits.len(), 1..=18)
-        && digits.iter().all(u8::is_ascii_digit)
-        && (digits == b"0" || digits[0] != b'0');
+    // Digits, then a byte that cannot continue the word: a word with other
+    // characters is no plain number.
+    let mut value = 0u64;
+    let mut n = 0;
+    while let Some(&d) = rest.get(n).filter(|d| d.is_ascii_digit()) {
+        value = value.wrapping_mul(10).wrapping_add(u64::from(d - b'0'));
+        n += 1;
+    }
+    let plain = matches!(n, 1..=18)
+        && rest.get(n).is_none_or(|&c| LEX[c as usize] != WORD)
+        && (n == 1 || rest[0] != b'0');
     if !plain {
         return None;
     }
     *i += n;
-    Some(
-        digits
-            .iter()
-            .fold(0u64, |v, &d| v * 10 + u64::from(d - b'0')),
-    )
+    Some(value)
 }
 
 /// Reads an `event` block the way LTTng writes them, from byte `pos` (just
@@ -506,6 +508,29 @@ mod tests {
         ] {
             let pos = other.find('{').unwrap() + 1;
             assert!(super::event_block(other, pos, 1).is_none(), "{other}");
+        }
+    }
+
+    #[test]
+    fn plain_decimals_are_digits_without_a_leading_zero_or_suffix() {
+        let read = |s: &str| {
+            let mut i = 0;
+            super::plain_decimal(s.as_bytes(), &mut i).map(|v| (v, i))
+        };
+        assert_eq!(read("0;"), Some((0, 1)));
+        assert_eq!(read("4071 "), Some((4071, 4)));
+        assert_eq!(read("123456789012345678"), Some((123456789012345678, 18)));
+        for bad in [
+            "",
+            ";",
+            "01",
+            "0x1",
+            "12u",
+            "1_",
+            "1234567890123456789",
+            "-1",
+        ] {
+            assert_eq!(read(bad), None, "{bad}");
         }
     }
 

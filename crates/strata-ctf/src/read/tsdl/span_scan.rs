@@ -1,5 +1,5 @@
 //! The vector pass behind [`super::skip::type_span`]: it reads a type's text
-//! 32 bytes at a time, turns each block into one bit mask per kind of byte
+//! 64 bytes at a time, turns each block into one bit mask per kind of byte
 //! that matters, and then only visits the braces and `;` among them.
 //! Metadata with a thousand event classes is ~300 KB of text, and reading
 //! it byte by byte (or with one search per brace) costs more than decoding
@@ -23,23 +23,23 @@ pub(super) enum Scan {
     Unsure,
 }
 
-/// Bytes per block: one AVX2 register, and the width of the masks.
-const BLOCK: usize = 32;
+/// Bytes per block: two AVX2 registers, and the width of the masks.
+const BLOCK: usize = 64;
 
 /// One bit per byte of a block (bit `i` for byte `i`) for each kind of
 /// byte the scan looks at.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Masks {
-    open: u32,
-    close: u32,
-    semi: u32,
-    newline: u32,
+    open: u64,
+    close: u64,
+    semi: u64,
+    newline: u64,
     /// `"`, `'`, `/` and `\`: strings, character literals, comments and
     /// escapes, which the scan leaves to the byte-by-byte reader.
-    odd: u32,
+    odd: u64,
     /// `[`, `<` and `v`: a sequence, an array, a variant tag or perhaps the
     /// word `variant`.
-    refer: u32,
+    refer: u64,
 }
 
 /// Turns a block of text into [`Masks`].
@@ -52,20 +52,21 @@ trait Classify {
 /// Where the type that starts at byte `start` of `text` ends, and what the
 /// byte-by-byte reader would also count on the way: the same contract as
 /// [`super::skip::type_span`], or [`Scan::Unsure`].
+#[inline]
 pub(super) fn scan(text: &[u8], start: usize) -> Scan {
     #[cfg(target_arch = "x86_64")]
     {
         if x86::has_avx2() {
-            // SAFETY: the CPU has AVX2 and POPCNT, checked just above.
+            // SAFETY: the CPU has AVX2, POPCNT and BMI1, checked just above.
             return unsafe { x86::scan_avx2(text, start) };
         }
         // SAFETY: every x86_64 CPU has SSE2.
         unsafe { scan_with::<x86::Sse2>(text, start) }
     }
     #[cfg(not(target_arch = "x86_64"))]
-    // SAFETY: the portable classifier needs no CPU feature.
-    unsafe {
-        scan_with::<Portable>(text, start)
+    {
+        // SAFETY: the portable classifier needs no CPU feature.
+        unsafe { scan_with::<Portable>(text, start) }
     }
 }
 
@@ -110,40 +111,14 @@ impl Walk {
     /// when the scan is over, `None` when it goes on with the next block.
     #[inline(always)]
     fn block(&mut self, m: Masks, text: &[u8], at: usize) -> Option<Scan> {
-        let mut braces = m.open | m.close;
-        let mut semis = m.semi;
-        // Braces in text order; a `;` ends the type only at depth 0, that
-        // is before the next brace once all opened ones are closed.
-        let end = loop {
-            if self.depth == 0 {
-                let before_brace = braces.wrapping_sub(1) & !braces;
-                let s = semis & before_brace;
-                if s != 0 {
-                    break Some(s.trailing_zeros());
-                }
-            }
-            if braces == 0 {
-                break None;
-            }
-            let brace = braces & braces.wrapping_neg();
-            if m.open & brace != 0 {
-                self.depth += 1;
-            } else if self.depth == 0 {
-                // Closes what the type did not open, unless an odd byte
-                // (a quote, say) changed the meaning of what came before.
-                return Some(if m.odd != 0 {
-                    Scan::Unsure
-                } else {
-                    Scan::NoSpan
-                });
-            } else {
-                self.depth -= 1;
-            }
-            // The `;` up to this brace are inside braces or already seen.
-            semis &= !(brace ^ brace.wrapping_sub(1));
-            braces ^= brace;
+        let end = match self.depth_zero(m) {
+            Ok(end) => end,
+            // A `}` closes what the type did not open, unless an odd byte
+            // (a quote, say) changed the meaning of what came before.
+            Err(()) if m.odd != 0 => return Some(Scan::Unsure),
+            Err(()) => return Some(Scan::NoSpan),
         };
-        let before = end.map_or(u32::MAX, |e| (1u32 << e) - 1);
+        let before = end.map_or(u64::MAX, |e| (1u64 << e) - 1);
         if m.odd & before != 0 {
             return Some(Scan::Unsure);
         }
@@ -168,6 +143,56 @@ impl Walk {
     }
 }
 
+impl Walk {
+    /// The bit of the first `;` at depth 0 in the block, if any, updating
+    /// the depth otherwise; `Err` when a `}` takes the depth below 0.
+    ///
+    /// Only a `}` brings the depth back to 0, so only the `}` are visited,
+    /// each with the depth after it counted from the block's start. Where
+    /// it is 0, the type ends at a `;` before the next `{`.
+    #[inline(always)]
+    fn depth_zero(&mut self, m: Masks) -> Result<Option<u32>, ()> {
+        // Bits from which the depth is 0 up to the next `{` (none or all).
+        let zero_window = |after: u64| -> Result<Option<u32>, ()> {
+            let opens = m.open & after;
+            let window = after & opens.wrapping_sub(1) & !opens;
+            let semis = m.semi & window;
+            if semis != 0 {
+                // A `}` before this `;` would have ended the type first.
+                let first = semis & semis.wrapping_neg();
+                if m.close & window & (first - 1) != 0 {
+                    return Err(());
+                }
+                return Ok(Some(semis.trailing_zeros()));
+            }
+            if m.close & window != 0 {
+                return Err(());
+            }
+            Ok(None)
+        };
+        if self.depth == 0 {
+            if let Some(end) = zero_window(u64::MAX)? {
+                return Ok(Some(end));
+            }
+        }
+        let mut closes = m.close;
+        while closes != 0 {
+            let close = closes & closes.wrapping_neg();
+            closes ^= close;
+            let upto = close ^ close.wrapping_sub(1);
+            let opened = self.depth + (m.open & upto).count_ones() as usize;
+            if opened == (m.close & upto).count_ones() as usize {
+                if let Some(end) = zero_window(!upto)? {
+                    return Ok(Some(end));
+                }
+            }
+        }
+        // No `}` went below 0, so there are no more `}` than depth and `{`.
+        self.depth = self.depth + m.open.count_ones() as usize - m.close.count_ones() as usize;
+        Ok(None)
+    }
+}
+
 /// The classifier for any CPU, a byte at a time.
 #[cfg_attr(target_arch = "x86_64", allow(dead_code))]
 struct Portable;
@@ -176,7 +201,7 @@ impl Classify for Portable {
     unsafe fn classify(block: &[u8; BLOCK]) -> Masks {
         let mut m = Masks::default();
         for (i, &c) in block.iter().enumerate() {
-            let bit = 1u32 << i;
+            let bit = 1u64 << i;
             match c {
                 b'{' => m.open |= bit,
                 b'}' => m.close |= bit,
@@ -198,15 +223,17 @@ mod x86 {
 
     /// Whether the CPU can run [`scan_avx2`].
     pub(super) fn has_avx2() -> bool {
-        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("popcnt")
+        std::is_x86_feature_detected!("avx2")
+            && std::is_x86_feature_detected!("popcnt")
+            && std::is_x86_feature_detected!("bmi1")
     }
 
     /// [`super::scan`] compiled for AVX2, so that the classifier inlines,
-    /// and with the instruction that counts newlines.
+    /// and with the instructions that count bits and pick the lowest one.
     ///
     /// # Safety
-    /// The CPU must have AVX2 and POPCNT ([`has_avx2`]).
-    #[target_feature(enable = "avx2,popcnt")]
+    /// The CPU must have AVX2, POPCNT and BMI1 ([`has_avx2`]).
+    #[target_feature(enable = "avx2,popcnt,bmi1")]
     pub(super) unsafe fn scan_avx2(text: &[u8], start: usize) -> Scan {
         // SAFETY: passed on from the caller.
         unsafe { scan_with::<Avx2>(text, start) }
@@ -219,31 +246,33 @@ mod x86 {
         #[target_feature(enable = "avx2")]
         #[inline]
         unsafe fn classify(block: &[u8; BLOCK]) -> Masks {
-            // SAFETY: `block` is 32 readable bytes; the load needs no
-            // alignment.
-            let v = unsafe { _mm256_loadu_si256(block.as_ptr().cast()) };
-            macro_rules! is {
-                ($c:expr) => {
-                    _mm256_cmpeq_epi8(v, _mm256_set1_epi8($c as i8))
-                };
-            }
+            // SAFETY: `block` is 64 readable bytes, two unaligned loads of
+            // 32.
+            let (lo, hi) = unsafe {
+                (
+                    _mm256_loadu_si256(block.as_ptr().cast()),
+                    _mm256_loadu_si256(block.as_ptr().add(32).cast()),
+                )
+            };
             macro_rules! bits {
-                ($x:expr) => {
-                    _mm256_movemask_epi8($x) as u32
-                };
+                ($($c:expr),+) => {{
+                    let mut l = _mm256_setzero_si256();
+                    let mut h = _mm256_setzero_si256();
+                    $(
+                        l = _mm256_or_si256(l, _mm256_cmpeq_epi8(lo, _mm256_set1_epi8($c as i8)));
+                        h = _mm256_or_si256(h, _mm256_cmpeq_epi8(hi, _mm256_set1_epi8($c as i8)));
+                    )+
+                    _mm256_movemask_epi8(l) as u32 as u64
+                        | (_mm256_movemask_epi8(h) as u32 as u64) << 32
+                }};
             }
-            let odd = _mm256_or_si256(
-                _mm256_or_si256(is!(b'"'), is!(b'\'')),
-                _mm256_or_si256(is!(b'/'), is!(b'\\')),
-            );
-            let refer = _mm256_or_si256(_mm256_or_si256(is!(b'['), is!(b'<')), is!(b'v'));
             Masks {
-                open: bits!(is!(b'{')),
-                close: bits!(is!(b'}')),
-                semi: bits!(is!(b';')),
-                newline: bits!(is!(b'\n')),
-                odd: bits!(odd),
-                refer: bits!(refer),
+                open: bits!(b'{'),
+                close: bits!(b'}'),
+                semi: bits!(b';'),
+                newline: bits!(b'\n'),
+                odd: bits!(b'"', b'\'', b'/', b'\\'),
+                refer: bits!(b'[', b'<', b'v'),
             }
         }
     }
@@ -255,23 +284,20 @@ mod x86 {
     impl Classify for Sse2 {
         #[inline(always)]
         unsafe fn classify(block: &[u8; BLOCK]) -> Masks {
-            // SAFETY: `block` is 32 readable bytes, two unaligned loads of
+            // SAFETY: `block` is 64 readable bytes, four unaligned loads of
             // 16; x86_64 always has SSE2.
-            let (lo, hi) = unsafe {
-                (
-                    _mm_loadu_si128(block.as_ptr().cast()),
-                    _mm_loadu_si128(block.as_ptr().add(16).cast()),
-                )
-            };
+            let v: [__m128i; 4] = std::array::from_fn(|k| unsafe {
+                _mm_loadu_si128(block.as_ptr().add(16 * k).cast())
+            });
             macro_rules! bits {
                 ($($c:expr),+) => {{
-                    let mut l = _mm_setzero_si128();
-                    let mut h = _mm_setzero_si128();
-                    $(
-                        l = _mm_or_si128(l, _mm_cmpeq_epi8(lo, _mm_set1_epi8($c as i8)));
-                        h = _mm_or_si128(h, _mm_cmpeq_epi8(hi, _mm_set1_epi8($c as i8)));
-                    )+
-                    _mm_movemask_epi8(l) as u32 | (_mm_movemask_epi8(h) as u32) << 16
+                    let mut m = 0u64;
+                    for (k, &v) in v.iter().enumerate() {
+                        let mut any = _mm_setzero_si128();
+                        $(any = _mm_or_si128(any, _mm_cmpeq_epi8(v, _mm_set1_epi8($c as i8)));)+
+                        m |= (_mm_movemask_epi8(any) as u32 as u64) << (16 * k);
+                    }
+                    m
                 }};
             }
             Masks {
@@ -299,7 +325,7 @@ pub(super) mod tests {
             // SAFETY: every x86_64 CPU has SSE2.
             all.push(unsafe { scan_with::<x86::Sse2>(text, start) });
             if x86::has_avx2() {
-                // SAFETY: the CPU has AVX2 and POPCNT, checked just above.
+                // SAFETY: the CPU has AVX2, POPCNT and BMI1, checked just above.
                 all.push(unsafe { x86::scan_avx2(text, start) });
             }
         }
