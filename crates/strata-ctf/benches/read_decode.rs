@@ -388,7 +388,7 @@ fn main() {
     // babeltrace2 gets as many runs as we do: on a loaded machine the best
     // of fewer runs would favour us.
     for (name, path, reps, bt_reps) in [
-        ("tc-many-threads".to_string(), &small, 9, 9),
+        ("tc-many-threads".to_string(), &small, 15, 15),
         ("x4".to_string(), &mid, 5, 5),
         (format!("x{copies}"), &large, 5, 5),
     ] {
