@@ -325,5 +325,31 @@ impl LazyTypes {
     }
 }
 
+/// The metadata files of the shared real traces, for tests: where
+/// `tests-support/shared_traces.rs` looks (beside the repository, or the
+/// workspace's copy). Empty, after printing why `who` is skipped, when
+/// they are absent.
+#[cfg(test)]
+pub(crate) fn shared_metadata(who: &str) -> Vec<Vec<u8>> {
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let Some(dir) = [
+        manifest.join("../../../shared/traces"),
+        std::path::PathBuf::from("/work/shared/traces"),
+    ]
+    .into_iter()
+    .find(|p| p.join("tc-many-threads/metadata").is_file()) else {
+        println!("{who}: skipped: the shared traces (../shared/traces) are not here");
+        return Vec::new();
+    };
+    [
+        "tc-many-threads",
+        "tc-synctraces/scp_dest",
+        "bt-lttng-tracefile-rotation/kernel",
+    ]
+    .iter()
+    .filter_map(|t| std::fs::read(dir.join(t).join("metadata")).ok())
+    .collect()
+}
+
 #[cfg(test)]
 mod tests;

@@ -431,27 +431,12 @@ mod tests {
     /// events are settled by the vector scan itself.
     #[test]
     fn scan_agrees_on_real_metadata() {
-        // Where `tests-support/shared_traces.rs` looks: beside the
-        // repository, or the workspace's copy.
-        let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-        let Some(dir) = [
-            manifest.join("../../../shared/traces"),
-            std::path::PathBuf::from("/work/shared/traces"),
-        ]
-        .into_iter()
-        .find(|p| p.join("tc-many-threads/metadata").is_file()) else {
-            println!("scan_agrees_on_real_metadata: skipped: the shared traces (../shared/traces) are not here");
+        let texts: Vec<String> = super::super::shared_metadata("scan_agrees_on_real_metadata")
+            .iter()
+            .map(|b| super::super::metadata_text(b).unwrap())
+            .collect();
+        if texts.is_empty() {
             return;
-        };
-        let mut texts = Vec::new();
-        for t in [
-            "tc-many-threads",
-            "tc-synctraces/scp_dest",
-            "bt-lttng-tracefile-rotation/kernel",
-        ] {
-            if let Ok(b) = std::fs::read(dir.join(t).join("metadata")) {
-                texts.push(super::super::metadata_text(&b).unwrap());
-            }
         }
         let mut spans = 0;
         for text in &texts {

@@ -293,19 +293,8 @@ fn lazy_parse_gives_the_same_metadata() {
 /// too (further on) or that type fails with the same error.
 #[test]
 fn lazy_parse_agrees_on_real_and_damaged_metadata() {
-    let dir = std::path::Path::new("/work/shared/traces");
-    let mut files = Vec::new();
-    for t in [
-        "tc-many-threads",
-        "tc-synctraces/scp_dest",
-        "bt-lttng-tracefile-rotation/kernel",
-    ] {
-        if let Ok(b) = std::fs::read(dir.join(t).join("metadata")) {
-            files.push(b);
-        }
-    }
+    let files = shared_metadata("lazy_parse_agrees_on_real_and_damaged_metadata");
     if files.is_empty() {
-        println!("skipped: no shared traces under {}", dir.display());
         return;
     }
     let mut deferred_seen = 0;
