@@ -223,10 +223,10 @@ struct Names {
 }
 
 /// One event class: its name, id and where its fields are.
-#[derive(Clone)]
 ///
 /// 32 bytes: a trace declares over a thousand classes, most never used;
 /// what else it has (id, trace, declaration) is read from `shared`.
+#[derive(Clone)]
 pub struct EventClass {
     pub(crate) index: u32,
     pub(crate) stream_class: u32,
@@ -491,13 +491,11 @@ fn class_plan(sf: &StreamFields, context: Option<Scope>, payload: Option<Scope>)
 
 /// The fields by name of class `owner`, whose plan is `p`.
 fn names(owner: u32, p: &ClassPlan) -> Names {
-    let (pay_base, ctx_base) = (p.pay_base, p.ctx_base);
-    let (payload, context) = (&p.payload, &p.context);
     let mut lookup = Lookup::default();
     let mut payload_fields = Vec::new();
     for (kind, scope, base) in [
-        (ScopeKind::Payload, &payload, pay_base),
-        (ScopeKind::EventContext, &context, ctx_base),
+        (ScopeKind::Payload, &p.payload, p.pay_base),
+        (ScopeKind::EventContext, &p.context, p.ctx_base),
     ] {
         let Some(scope) = scope else { continue };
         lookup.reserve(scope);
@@ -821,8 +819,9 @@ pub(crate) fn compile_lazy(
     }
     let mut per_stream: Vec<Vec<(u64, u32)>> =
         counts.iter().map(|&n| Vec::with_capacity(n)).collect();
-    // Classes compiled now: their index and their scopes in the arena.
-    type Eager = (u32, Option<usize>, Option<usize>);
+    // Classes compiled now: their index, stream class and scopes in the
+    // arena.
+    type Eager = (u32, usize, Option<usize>, Option<usize>);
     let mut eagers: Vec<Eager> = Vec::new();
     for (local, (e, &si)) in md.events.iter().zip(&sis).enumerate() {
         let si = si as usize;
@@ -845,7 +844,7 @@ pub(crate) fn compile_lazy(
                 Some(t) => Some(b.scope(ScopeKind::Payload, t, Chain { before: &chain })?),
                 None => None,
             };
-            eagers.push((local, context, payload));
+            eagers.push((local, si, context, payload));
         }
     }
 
@@ -929,9 +928,8 @@ pub(crate) fn compile_lazy(
     // The classes compiled now take their scopes out of the arena.
     let mut mark_total = ev_base;
     let mut plans: Vec<(u32, Arc<ClassPlan>)> = Vec::with_capacity(eagers.len());
-    for &(local, ctx, pay) in &eagers {
+    for &(local, si, ctx, pay) in &eagers {
         let mut take = |i: Option<usize>| i.and_then(|i| scopes.get_mut(i).map(std::mem::take));
-        let si = sis.get(local as usize).map_or(0, |&s| s as usize);
         let p = class_plan(&stream_fields[si], take(ctx), take(pay));
         mark_total = mark_total.max(p.marks_end);
         plans.push((local, Arc::new(p)));

@@ -307,14 +307,9 @@ mod tests {
     use memchr::{memchr, memchr2, memchr3, memchr_iter};
     use proptest::prelude::*;
 
-    /// The type span as it was found before the vector scan: the oracle the
-    /// new one must agree with. Where the type that starts at byte `start` of
-    /// `text` ends, in one pass over its bytes without the lexer. `None` when the scan cannot be sure
-    /// the lexer would find the same `;`: a comment, a character literal, a
-    /// backslash, a `}` closing more than the type opened, or the end of the
-    /// text. String literals are stepped over the way the lexer reads them (to
-    /// the next quote, when no backslash comes before it). The caller then
-    /// parses the type at once, as if nothing was deferred.
+    /// `type_span` as it was before the vector scan (memchr per brace,
+    /// then a pass per doubtful kind of byte): the oracle the scan must
+    /// agree with.
     fn old_type_span(text: &[u8], start: usize) -> Option<TypeSpan> {
         // Most types have no quote, apostrophe, slash or backslash: then only
         // their braces and `;` need a look, and vector searches find them.

@@ -42,6 +42,23 @@ struct Masks {
     refer: u64,
 }
 
+/// The [`Masks`] of a block, from `$bits`, a classifier's macro that
+/// gives the mask of the bytes equal to any of its arguments: which bytes
+/// go in which mask, written once for the vector classifiers.
+#[cfg(target_arch = "x86_64")]
+macro_rules! masks {
+    ($bits:ident) => {
+        Masks {
+            open: $bits!(b'{'),
+            close: $bits!(b'}'),
+            semi: $bits!(b';'),
+            newline: $bits!(b'\n'),
+            odd: $bits!(b'"', b'\'', b'/', b'\\'),
+            refer: $bits!(b'[', b'<', b'v'),
+        }
+    };
+}
+
 /// Turns a block of text into [`Masks`].
 trait Classify {
     /// # Safety
@@ -266,14 +283,7 @@ mod x86 {
                         | (_mm256_movemask_epi8(h) as u32 as u64) << 32
                 }};
             }
-            Masks {
-                open: bits!(b'{'),
-                close: bits!(b'}'),
-                semi: bits!(b';'),
-                newline: bits!(b'\n'),
-                odd: bits!(b'"', b'\'', b'/', b'\\'),
-                refer: bits!(b'[', b'<', b'v'),
-            }
+            masks!(bits)
         }
     }
 
@@ -300,14 +310,7 @@ mod x86 {
                     m
                 }};
             }
-            Masks {
-                open: bits!(b'{'),
-                close: bits!(b'}'),
-                semi: bits!(b';'),
-                newline: bits!(b'\n'),
-                odd: bits!(b'"', b'\'', b'/', b'\\'),
-                refer: bits!(b'[', b'<', b'v'),
-            }
+            masks!(bits)
         }
     }
 }
