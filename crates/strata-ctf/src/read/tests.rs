@@ -494,7 +494,7 @@ impl super::cursor::Release for Released {
 }
 
 #[test]
-fn read_files_are_released_by_the_megabyte_and_the_last_tail_is_kept() {
+fn read_files_are_released_by_the_chunk_and_the_last_tail_is_kept() {
     let md = format!(
         "{HEAD} trace {{ major = 1; minor = 8; byte_order = le; }};
         stream {{ packet.context := struct {{ uint64_t content_size; uint64_t packet_size; }};
@@ -519,8 +519,10 @@ fn read_files_are_released_by_the_megabyte_and_the_last_tail_is_kept() {
         }
         data
     };
-    // A rotated stream: 2.5 MiB, then 1.25 MiB.
-    let (first, last) = (file(40, 0), file(20, 1_000));
+    // A rotated stream: 2.5 release chunks, then 1.25.
+    let chunk = super::cursor::RELEASE_CHUNK as usize;
+    let per_chunk = chunk / PACKET;
+    let (first, last) = (file(per_chunk * 5 / 2, 0), file(per_chunk * 5 / 4, 1_000));
     let (rel_first, rel_last) = (Released::default(), Released::default());
     let (plan, classes, _) = compile(parse_text(&md).unwrap(), 0, 0, 0).unwrap();
     let sources = [(&first, &rel_first), (&last, &rel_last)]
@@ -536,16 +538,16 @@ fn read_files_are_released_by_the_megabyte_and_the_last_tail_is_kept() {
     while c.advance().unwrap() {
         n += 1;
     }
-    assert_eq!(n, 3 * 60);
-    // Each file is released from its start, in pieces of at least a
-    // megabyte but for the end of a file another follows.
+    assert_eq!(n, 3 * (first.len() + last.len()) / PACKET);
+    // Each file is released from its start, in pieces of at least a chunk
+    // but for the end of a file another follows.
     let check = |rel: &Released, len: usize, whole: bool| {
         let got = rel.0.borrow().clone();
         let mut at = 0;
         for (i, &(off, n)) in got.iter().enumerate() {
             assert_eq!(off, at, "{got:?}");
             let end_of_file = whole && i == got.len() - 1;
-            assert!(n >= 1 << 20 || end_of_file, "{got:?}");
+            assert!(n >= chunk as u64 || end_of_file, "{got:?}");
             at += n;
         }
         if whole {
@@ -553,7 +555,7 @@ fn read_files_are_released_by_the_megabyte_and_the_last_tail_is_kept() {
         } else {
             // The last file's tail is left for the unmapping at the end.
             assert!(
-                at > 0 && at < len as u64 && len as u64 - at < 1 << 20,
+                at > 0 && at < len as u64 && len as u64 - at < chunk as u64,
                 "{got:?}"
             );
         }
