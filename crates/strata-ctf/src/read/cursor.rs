@@ -4,13 +4,16 @@
 //!
 //! The common event (LTTng header, fixed-size payload) is decoded by a fast
 //! path inlined into the merge loop, one copy per header layout: one load
-//! of a per-cursor table entry, indexed by event id, holds what decoding it
-//! needs. Payloads with strings or sequences among fixed fields are walked
+//! of a table entry, indexed by event id, holds what decoding it needs (one
+//! table per stream class, shared by the trace's streams of that class).
+//! Payloads with strings or sequences among fixed fields are walked
 //! from there by their flat program; anything else (generic headers,
 //! variants, errors) goes through the general decoder.
 
+use std::cell::{Cell, RefCell};
 use std::ops::ControlFlow;
 use std::path::Path;
+use std::rc::Rc;
 
 use super::class::{ClassPlan, EventClass, HeaderFast, StreamPlan, TracePlan};
 use super::error::{ReadError, SkipStats};
@@ -72,8 +75,8 @@ pub(crate) struct Current {
 }
 
 /// What decoding needs of an event class, resolved on its first event in
-/// this cursor: one load per event instead of a chain of lookups. 16 bytes,
-/// so the table is indexed with a shift.
+/// the stream class: one load per event instead of a chain of lookups. 16
+/// bytes, so the table is indexed with a shift.
 #[derive(Clone, Copy)]
 struct Entry {
     /// `FIXED`, `FIXED_ALIGNED`, `WALK`, `FLAT` or `UNRESOLVED`: one test
@@ -94,8 +97,68 @@ struct Entry {
 /// No flat walk for this `WALK` entry.
 const NO_FLAT: u16 = u16::MAX;
 
-/// Most ids a table is sized for before any is met (64 KiB of entries).
-const MAX_SIZED_IDS: usize = 1 << 12;
+/// Ids from this one up are resolved at each event rather than kept in a
+/// table (LTTng's are below a few thousand).
+const TABLE_IDS: usize = 1 << 16;
+
+/// Most entries the id tables of one trace's cursors hold together (16 MiB):
+/// a stream class met past it gets an empty table, its events resolved one
+/// by one, so that metadata declaring huge ids in many stream classes
+/// cannot make the reader allocate without bound.
+const MAX_TABLE_ENTRIES: usize = 1 << 20;
+
+/// What decoding needs of the classes of one stream class, by event id,
+/// filled as ids are met. One per stream class, shared by the cursors of
+/// the trace's streams of that class: each class is resolved and its entry
+/// loaded into the cache once, not once per stream (a trace has a stream
+/// per CPU).
+pub(crate) struct IdTable {
+    /// By event id; `UNRESOLVED` until met. Shared with the cursors, which
+    /// read it in the fast path without going through this struct.
+    entries: Rc<[Cell<Entry>]>,
+    /// The same for events whose header has no id.
+    no_id: Cell<Entry>,
+    /// The classes (local index) of the stream class whose payloads are
+    /// walked flat, where their marks start, and their shapes when common
+    /// enough to walk by straight-line code. (Classes rather than their
+    /// scopes, so that the table borrows nothing.) Each cursor copies what
+    /// it needs of it (see `Cursor::flats`).
+    flats: RefCell<Vec<(u32, u32, Option<FlatShape>)>>,
+}
+
+/// The id tables of one trace, by stream class, made as its cursors meet
+/// packets of each.
+#[derive(Default)]
+pub(crate) struct IdTables {
+    by_stream: RefCell<Vec<Option<Rc<IdTable>>>>,
+    entries: Cell<usize>,
+}
+
+impl IdTables {
+    /// The table of stream class `sp`, whose ids are below `ids`: made on
+    /// first use, empty past `MAX_TABLE_ENTRIES`.
+    fn get(&self, sp: usize, ids: usize) -> Rc<IdTable> {
+        let mut by = self.by_stream.borrow_mut();
+        if let Some(Some(t)) = by.get(sp) {
+            return t.clone();
+        }
+        let mut n = ids.min(TABLE_IDS);
+        if self.entries.get() + n > MAX_TABLE_ENTRIES {
+            n = 0;
+        }
+        self.entries.set(self.entries.get() + n);
+        let t = Rc::new(IdTable {
+            entries: (0..n).map(|_| Cell::new(Entry::default())).collect(),
+            no_id: Cell::new(Entry::default()),
+            flats: RefCell::default(),
+        });
+        if by.len() <= sp {
+            by.resize(sp + 1, None);
+        }
+        by[sp] = Some(t.clone());
+        t
+    }
+}
 
 /// Entry kinds. Fixed: contexts and payload have static sizes (the stream
 /// event context, if any, is fixed too), so locating the event is
@@ -189,17 +252,18 @@ pub(crate) struct Cursor<'s> {
     pub marks: Vec<u64>,
     /// The event at `pos` could not be decoded.
     failed: Option<DecodeError>,
-    /// Per event id of the current stream class, what decoding needs of
-    /// its class (filled as ids are met).
-    table: Vec<Entry>,
-    /// The same for events whose header has no id.
-    no_id: Entry,
-    /// Flat payload scopes of the stream class's classes, and where their
-    /// marks start.
+    /// The trace's id tables, shared by its cursors.
+    tables: Rc<IdTables>,
+    /// The current stream class's, and its entries (`ids.entries`, held
+    /// here too so the fast path loads them from the cursor).
+    ids: Rc<IdTable>,
+    table: Rc<[Cell<Entry>]>,
+    /// The flat payloads of `ids.flats` this cursor has met: their scopes,
+    /// where their marks start, and their shapes. Copies, so the fast path
+    /// reads them without borrowing the shared list.
     flats: Vec<(&'s Scope, u32)>,
-    /// Their shapes, when common enough to walk by straight-line code.
     shapes: Vec<Option<FlatShape>>,
-    /// The stream class `table` and `no_id` are for.
+    /// The stream class `ids` is for.
     table_sp: usize,
     /// The current event.
     pub cur: Current,
@@ -252,7 +316,13 @@ impl<'s> Cursor<'s> {
         default_cpu: u32,
         files: Vec<Source<'s>>,
         skip: bool,
+        tables: Rc<IdTables>,
     ) -> Self {
+        let ids = Rc::new(IdTable {
+            entries: Rc::new([]),
+            no_id: Cell::new(Entry::default()),
+            flats: RefCell::default(),
+        });
         Cursor {
             plan,
             classes,
@@ -275,8 +345,9 @@ impl<'s> Cursor<'s> {
             regs: vec![0; plan.regs],
             marks: vec![0; plan.mark_total],
             failed: None,
-            table: Vec::new(),
-            no_id: Entry::default(),
+            tables,
+            table: ids.entries.clone(),
+            ids,
             flats: Vec::new(),
             shapes: Vec::new(),
             table_sp: usize::MAX,
@@ -471,16 +542,12 @@ impl<'s> Cursor<'s> {
         if self.table_sp != self.sp {
             // Sized once for every id the stream class declares, rather
             // than step by step as ids are met: LTTng's last ids are met
-            // early (each growth was a copy). Not for large ids, which
-            // may never be met: `resolve` grows the table to those met.
+            // early.
             let ids = sp.map_or(0, |s| s.classes.id_bound());
-            self.table.clear();
-            if ids <= MAX_SIZED_IDS {
-                self.table.resize(ids, Entry::default());
-            }
+            self.ids = self.tables.get(self.sp, ids);
+            self.table = self.ids.entries.clone();
             self.flats.clear();
             self.shapes.clear();
-            self.no_id = Entry::default();
             self.table_sp = self.sp;
         }
         self.stream = sp;
@@ -681,7 +748,7 @@ impl<'s> Cursor<'s> {
             pos += 48 + (64 & ext);
             id = (v & ext) | (small & !ext);
         }
-        let Some(&e) = self.table.get(id as usize) else {
+        let Some(e) = self.table.get(id as usize).map(Cell::get) else {
             return NOT_FAST;
         };
         if e.kind != FIXED {
@@ -720,13 +787,17 @@ impl<'s> Cursor<'s> {
         sec_at: Option<u64>,
         pay_at: u64,
     ) -> u64 {
+        match self.marks.get_mut(e.pay_slot as usize) {
+            Some(m) => *m = pay_at,
+            // Another cursor resolved the class: this one's marks are
+            // sized for it by the general path.
+            None if e.pay_slot != NO_SLOT => return NOT_FAST,
+            None => {}
+        }
         if let Some(at) = sec_at {
             if let Some(m) = self.marks.get_mut(self.sec_slot as usize) {
                 *m = at;
             }
-        }
-        if let Some(m) = self.marks.get_mut(e.pay_slot as usize) {
-            *m = pay_at;
         }
         let ts = self.ns_zero + clock as i64;
         self.cur = Current {
@@ -745,7 +816,7 @@ impl<'s> Cursor<'s> {
     /// kinds.
     #[inline(never)]
     fn fast_other(&mut self, id: usize, start: u64, mut pos: u64, clock: u64) -> u64 {
-        let Some(&e) = self.table.get(id) else {
+        let Some(e) = self.table.get(id).map(Cell::get) else {
             return NOT_FAST;
         };
         if clock >= self.ns_limit {
@@ -793,6 +864,7 @@ impl<'s> Cursor<'s> {
     /// values in registers.
     #[inline(never)]
     fn fast_walked(&mut self, e: Entry, start: u64, pos: u64, clock: u64) -> u64 {
+        // Past the flats this cursor copied: the general path copies it.
         let Some(&(scope, base)) = self.flats.get(e.arg as usize) else {
             return NOT_FAST;
         };
@@ -807,6 +879,34 @@ impl<'s> Cursor<'s> {
             self.sec_on.then_some(sec_at),
             0,
         )
+    }
+
+    /// How many ids of the current stream class are resolved, by any
+    /// cursor sharing its table.
+    #[cfg(test)]
+    pub(crate) fn resolved_ids(&self) -> usize {
+        self.table
+            .iter()
+            .filter(|e| e.get().kind != UNRESOLVED)
+            .count()
+    }
+
+    /// Copies the flat payloads other cursors (or this one) added to the
+    /// shared list since this cursor last looked.
+    fn copy_flats(&mut self) {
+        let classes: &'s [EventClass] = self.classes;
+        for &(class, base, shape) in self.ids.flats.borrow().iter().skip(self.flats.len()) {
+            let Some(scope) = classes
+                .get(class as usize)
+                .and_then(|c| c.plan().payload.as_ref())
+            else {
+                // Cannot happen (listed classes have a payload): stop,
+                // and the events of this one take the generic walk.
+                break;
+            };
+            self.flats.push((scope, base));
+            self.shapes.push(shape);
+        }
     }
 
     /// Decodes the event at `pos`, whatever its layout, and makes it
@@ -891,11 +991,22 @@ impl<'s> Cursor<'s> {
         };
         // Its class, and where its contexts and payload are.
         let cached = match id {
-            Some(i) => self.table.get(i as usize),
-            None => Some(&self.no_id),
+            Some(i) => self.table.get(i as usize).map(Cell::get),
+            None => Some(self.ids.no_id.get()),
         };
         let e = match cached {
-            Some(e) if e.kind != UNRESOLVED => *e,
+            Some(e) if e.kind != UNRESOLVED => {
+                // Resolved by another cursor of the trace: its marks may
+                // not be sized for the class yet.
+                let need = self
+                    .classes
+                    .get(e.class as usize)
+                    .map_or(0, |c| c.plan().marks_end);
+                if self.marks.len() < need {
+                    self.marks.resize(need, 0);
+                }
+                e
+            }
             _ => match self.resolve(sp, id, start) {
                 Ok(e) => e,
                 Err(e) => return self.fail(e),
@@ -914,8 +1025,11 @@ impl<'s> Cursor<'s> {
             }
             (sec_at, pay_at)
         } else {
-            let flat = match self.flats.get(e.arg as usize) {
-                Some(&(scope, base)) => self.walk_flat_payload(scope, base, pos, clock),
+            if e.arg as usize >= self.flats.len() {
+                self.copy_flats();
+            }
+            let flat = match self.flats.get(e.arg as usize).copied() {
+                Some((scope, base)) => self.walk_flat_payload(scope, base, pos, clock),
                 None => None,
             };
             match flat {
@@ -1001,18 +1115,18 @@ impl<'s> Cursor<'s> {
         let fixed_payload = cp.pay_fast.is_some() || cp.payload.is_none();
         // Only for entries the table keeps (see below), so that `flats`
         // stays as small as the table.
-        let cached = id.is_none_or(|i| i < 1 << 16);
+        let cached = id.is_none_or(|i| i < self.table.len() as u64);
         let flat = match (&cp.context, self.sec, &cp.payload) {
             (None, Sec::None | Sec::Fast(..), Some(p))
                 if cached && p.flat && cp.pay_fast.is_none() =>
             {
-                match (u32::try_from(cp.pay_base), u16::try_from(self.flats.len())) {
+                let mut flats = self.ids.flats.borrow_mut();
+                match (u32::try_from(cp.pay_base), u16::try_from(flats.len())) {
                     (Ok(b), Ok(i)) if i != NO_FLAT => {
-                        self.flats.push((p, b));
                         // Whole bytes from a whole byte: the header's end,
                         // or a stream event context of whole bytes.
                         let whole = !self.sec_on || self.sec_bits.is_multiple_of(8);
-                        self.shapes.push(FlatShape::of(p, b).filter(|_| whole));
+                        flats.push((local, b, FlatShape::of(p, b).filter(|_| whole)));
                         i
                     }
                     _ => NO_FLAT,
@@ -1046,18 +1160,15 @@ impl<'s> Cursor<'s> {
             class: local,
             index: ec.index,
         };
-        // Ids are small in practice (LTTng's are below a few thousand);
-        // larger ones are resolved each time rather than sizing a table.
+        // The table covers the ids the stream class declares (up to
+        // `TABLE_IDS`); others are resolved each time.
         match id {
-            Some(i) if i < 1 << 16 => {
-                let i = i as usize;
-                if self.table.len() <= i {
-                    self.table.resize(i + 1, Entry::default());
+            Some(i) => {
+                if let Some(slot) = self.table.get(i as usize) {
+                    slot.set(entry);
                 }
-                self.table[i] = entry;
             }
-            Some(_) => {}
-            None => self.no_id = entry,
+            None => self.ids.no_id.set(entry),
         }
         Ok(entry)
     }

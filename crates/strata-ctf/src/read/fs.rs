@@ -9,7 +9,7 @@ use std::sync::Arc;
 use memmap2::{Mmap, MmapOptions};
 
 use super::class::{compile_lazy, EventClass, Shared, TracePlan};
-use super::cursor::{Cursor, Release, Source};
+use super::cursor::{Cursor, IdTables, Release, Source};
 use super::error::ReadError;
 use super::merge::Events;
 use super::packet::decode_packet;
@@ -238,6 +238,8 @@ impl TraceSet {
         let mut cursors = Vec::new();
         let mut key = 0u32;
         for (ti, t) in self.traces.iter().enumerate() {
+            // The trace's streams share their id tables.
+            let tables = std::rc::Rc::new(IdTables::default());
             for (si, files) in t.stream_files.iter().enumerate() {
                 let sources = files
                     .iter()
@@ -255,6 +257,7 @@ impl TraceSet {
                     si as u32,
                     sources,
                     self.opts.skip_corrupt,
+                    tables.clone(),
                 );
                 c.map = t.clock_map;
                 cursors.push(c);

@@ -55,7 +55,16 @@ impl TraceClass {
             release: None,
         };
         StreamReader {
-            cursor: Cursor::new(&self.plan, &self.classes, 0, 0, 0, vec![src], skip_corrupt),
+            cursor: Cursor::new(
+                &self.plan,
+                &self.classes,
+                0,
+                0,
+                0,
+                vec![src],
+                skip_corrupt,
+                Default::default(),
+            ),
         }
     }
 }

@@ -43,7 +43,16 @@ fn each_event(md: &str, data: &[u8], force_generic: bool, mut f: impl FnMut(Even
         path: Path::new("mem"),
         data,
     };
-    let mut c = Cursor::new(&plan, &classes, 0, 0, 0, vec![src], false);
+    let mut c = Cursor::new(
+        &plan,
+        &classes,
+        0,
+        0,
+        0,
+        vec![src],
+        false,
+        Default::default(),
+    );
     while c.advance().unwrap() {
         f(Event { c: &c });
     }
@@ -208,7 +217,16 @@ fn classes_compile_on_first_use_unless_they_refer_to_fields() {
         path: Path::new("mem"),
         data: &data,
     };
-    let mut c = Cursor::new(&plan, &classes, 0, 0, 0, vec![src], false);
+    let mut c = Cursor::new(
+        &plan,
+        &classes,
+        0,
+        0,
+        0,
+        vec![src],
+        false,
+        Default::default(),
+    );
     let mut seen = Vec::new();
     while c.advance().unwrap() {
         let e = Event { c: &c };
@@ -293,7 +311,16 @@ fn merge_orders_by_time_then_stream_with_few_and_many_streams() {
                     path: Path::new("mem"),
                     data: b,
                 };
-                Cursor::new(&plan, &classes, 0, k as u32, k as u32, vec![src], false)
+                Cursor::new(
+                    &plan,
+                    &classes,
+                    0,
+                    k as u32,
+                    k as u32,
+                    vec![src],
+                    false,
+                    Default::default(),
+                )
             })
             .collect();
         let mut events = super::Events::new(cursors);
@@ -336,7 +363,16 @@ fn a_clock_map_moves_one_stream_in_the_merge() {
                     path: Path::new("mem"),
                     data: b,
                 };
-                let mut c = Cursor::new(&plan, &classes, 0, k as u32, k as u32, vec![src], false);
+                let mut c = Cursor::new(
+                    &plan,
+                    &classes,
+                    0,
+                    k as u32,
+                    k as u32,
+                    vec![src],
+                    false,
+                    Default::default(),
+                );
                 if k == 1 {
                     c.map = map;
                 }
@@ -533,7 +569,7 @@ fn read_files_are_released_by_the_chunk_and_the_last_tail_is_kept() {
             data,
         })
         .collect();
-    let mut c = Cursor::new(&plan, &classes, 0, 0, 0, sources, false);
+    let mut c = Cursor::new(&plan, &classes, 0, 0, 0, sources, false, Default::default());
     let mut n = 0;
     while c.advance().unwrap() {
         n += 1;
@@ -610,7 +646,16 @@ fn classes_with_the_same_types_share_one_plan_but_not_their_fields() {
         path: Path::new("mem"),
         data: &data,
     };
-    let mut cur = Cursor::new(&plan, &classes, 0, 0, 0, vec![src], false);
+    let mut cur = Cursor::new(
+        &plan,
+        &classes,
+        0,
+        0,
+        0,
+        vec![src],
+        false,
+        Default::default(),
+    );
     let mut got = Vec::new();
     while cur.advance().unwrap() {
         let e = Event { c: &cur };
@@ -626,4 +671,104 @@ fn classes_with_the_same_types_share_one_plan_but_not_their_fields() {
             ("b".to_string(), Some(9), Some(90), None),
         ]
     );
+}
+
+#[test]
+fn the_streams_of_a_trace_share_one_id_table_and_each_sizes_its_marks() {
+    // Laid out as LTTng writes events, so that their classes compile on
+    // first use, after the cursors are made (their marks are then short).
+    let ev = |name: &str, id: u32, fields: &str| {
+        format!(
+            "\n\nevent {{\n\tname = \"{name}\";\n\tid = {id};\n\tstream_id = 0;\n\tfields := struct {{\n{fields}\n\t}};\n}};"
+        )
+    };
+    let md = format!(
+        "{HEAD} trace {{ major = 1; minor = 8; byte_order = le; }}; {COMPACT}
+        stream {{ id = 0; event.header := struct event_header_compact;
+                 packet.context := struct {{ uint64_t content_size; uint64_clock_t timestamp_begin; }}; }};{}{}{}",
+        ev("fixed", 1, "\t\tuint32_t _fd;\n\t\tuint64_t _count;"),
+        ev("flat", 2, "\t\tstring _name;\n\t\tuint32_t _n;"),
+        ev("none", 3, ""),
+    );
+    let (md, lazy) = super::tsdl::parse_lazy(md.into_bytes()).unwrap();
+    let (plan, classes, _) = super::class::compile_lazy(md, Some(lazy), None, 0, 0, 0).unwrap();
+    // One packet per stream, events of the classes in `order`.
+    let packet = |order: [u32; 3], fd: u32, count: u64, name: &str, n: u32| {
+        let mut data = vec![0; 16];
+        for id in order {
+            data.extend_from_slice(&(id | 5 << 5).to_le_bytes());
+            match id {
+                1 => {
+                    data.extend_from_slice(&fd.to_le_bytes());
+                    data.extend_from_slice(&count.to_le_bytes());
+                }
+                2 => {
+                    data.extend_from_slice(name.as_bytes());
+                    data.push(0);
+                    data.extend_from_slice(&n.to_le_bytes());
+                }
+                _ => {}
+            }
+        }
+        let content = (data.len() * 8) as u64;
+        data[..8].copy_from_slice(&content.to_le_bytes());
+        data
+    };
+    // The second stream starts with the class that needs no mark: its
+    // `fixed` event is then decoded by the fast path, with marks still
+    // too short for it.
+    let one = packet([1, 2, 3], 7, 70, "x", 5);
+    let two = packet([3, 1, 2], 9, 90, "yy", 6);
+    let tables = std::rc::Rc::new(super::cursor::IdTables::default());
+    let mut cursors: Vec<Cursor<'_>> = [&one, &two]
+        .iter()
+        .enumerate()
+        .map(|(k, data)| {
+            let src = Source {
+                release: None,
+                path: Path::new("mem"),
+                data,
+            };
+            Cursor::new(
+                &plan,
+                &classes,
+                0,
+                k as u32,
+                0,
+                vec![src],
+                false,
+                tables.clone(),
+            )
+        })
+        .collect();
+    let read = |c: &mut Cursor<'_>, resolved: &mut Vec<usize>| {
+        let mut got = Vec::new();
+        while c.advance().unwrap() {
+            resolved.push(c.resolved_ids());
+            let e = Event { c };
+            let class = e.class();
+            let f = |n: &str| class.field(n).unwrap();
+            got.push(match class.name() {
+                "fixed" => format!("{:?} {:?}", e.u64(f("fd")), e.u64(f("count"))),
+                "none" => "none".to_string(),
+                _ => {
+                    let name = e.str(f("name")).map(String::from_utf8_lossy);
+                    format!("{name:?} {:?}", e.u64(f("n")))
+                }
+            });
+        }
+        got
+    };
+    let (mut first, mut second) = (Vec::new(), Vec::new());
+    assert_eq!(
+        read(&mut cursors[0], &mut first),
+        ["Some(7) Some(70)", "Some(\"x\") Some(5)", "none"]
+    );
+    // The second stream's first event already sees the classes resolved
+    // by the first stream, and reads its own values through them.
+    assert_eq!(
+        read(&mut cursors[1], &mut second),
+        ["none", "Some(9) Some(90)", "Some(\"yy\") Some(6)"]
+    );
+    assert_eq!((first, second), (vec![1, 2, 3], vec![3, 3, 3]));
 }
