@@ -142,7 +142,7 @@ impl TypeKey {
 
 /// A type of an event block left unparsed by [`Parser::parse_lazy`]: 24
 /// bytes, one per event of the metadata.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Deferred {
     /// Index of the event in [`Metadata::events`].
     pub event: u32,
@@ -207,7 +207,7 @@ const TYPE_KEYWORDS: &[&str] = &[
     "enum",
 ];
 /// What separates LTTng's event blocks, up to the next one's `{`.
-const NEXT_EVENT: &[u8] = b"\n\nevent {";
+pub(crate) const NEXT_EVENT: &[u8] = b"\n\nevent {";
 const BLOCKS: &[&str] = &["trace", "env", "clock", "stream", "event", "callsite"];
 
 impl<'a> Parser<'a> {
@@ -264,21 +264,50 @@ impl<'a> Parser<'a> {
     /// top level at the end is what every deferred type sees.
     /// Also returns the integer-body cache, for parsing the rest.
     pub(crate) fn parse_lazy(mut self) -> Result<Lazy, MetadataError> {
-        self.lazy = self.text.len() < u32::MAX as usize;
+        self.start_lazy(self.text.len());
+        self.parse_all()?;
+        let text = self.text;
+        self.finish_lazy(
+            |f, hit| {
+                for p in f.find_iter(text.as_bytes()) {
+                    hit(p);
+                }
+            },
+            |_, _| Some((Cow::Borrowed(text), 0)),
+        )
+    }
+
+    /// Readies a lazy parse ([`Parser::parse_lazy`]) of a text of `total`
+    /// bytes, of which this parser may only see the start: the rest is
+    /// then read with [`Parser::add_fast_event`].
+    pub(crate) fn start_lazy(&mut self, total: usize) {
+        self.lazy = total < u32::MAX as usize;
         // Guessing the number of events from the text's size saves growing
         // the (large) list step by step without a pass over the text to
         // count them: LTTng writes each event block in about 260 bytes. The
-        // spare room is given back below.
-        let events = self.text.len() / EVENT_BLOCK_BYTES;
+        // spare room is given back in `finish_lazy`.
+        let events = total / EVENT_BLOCK_BYTES;
         self.md.events.reserve_exact(events);
         // LTTng's names are about 20 bytes.
         self.md.event_names.reserve_exact(events * 32);
         // Most blocks defer one type (`fields`), some two: room to spare
         // costs nothing until written, unlike growing by copies.
         self.deferred.reserve_exact(events + events / 4);
-        self.parse_all()?;
+    }
+
+    /// Ends a lazy parse: parses at once the deferred types that mention a
+    /// top-level type with a sequence or variant ([`Parser::undefer_named`]),
+    /// and hands the rest over. `find` calls its second argument with the
+    /// offset of each match of a searcher in the whole text; `window` gives
+    /// a text that holds the whole text's range `pos..=end`, and the offset
+    /// in the whole text where it starts.
+    pub(crate) fn finish_lazy<'t>(
+        mut self,
+        find: impl FnMut(&memchr::memmem::Finder<'static>, &mut dyn FnMut(usize)),
+        window: impl Fn(u32, u32) -> Option<(Cow<'t, str>, u32)>,
+    ) -> Result<Lazy, MetadataError> {
         self.md.events.shrink_to_fit();
-        self.undefer_named()?;
+        self.undefer_named(find, window)?;
         let ints = self
             .int_cache
             .iter()
@@ -294,7 +323,7 @@ impl<'a> Parser<'a> {
         })
     }
 
-    fn parse_all(&mut self) -> Result<(), MetadataError> {
+    pub(crate) fn parse_all(&mut self) -> Result<(), MetadataError> {
         loop {
             match self.cur.tok {
                 Tok::End => return Ok(()),
@@ -316,6 +345,17 @@ impl<'a> Parser<'a> {
     /// events in `only`, sorted): the top-level scope is about to change,
     /// or they name a type that refers to other fields.
     fn flush_deferred(&mut self, only: Option<&[u32]>) -> Result<(), MetadataError> {
+        let text = self.text;
+        self.flush_deferred_in(only, |_, _| Some((Cow::Borrowed(text), 0)))
+    }
+
+    /// [`Parser::flush_deferred`], reading each event's types from the
+    /// text `window` gives for their range (see [`Parser::finish_lazy`]).
+    fn flush_deferred_in<'t>(
+        &mut self,
+        only: Option<&[u32]>,
+        window: impl Fn(u32, u32) -> Option<(Cow<'t, str>, u32)>,
+    ) -> Result<(), MetadataError> {
         let mut deferred = std::mem::take(&mut self.deferred);
         if let Some(only) = only {
             let (now, later) = deferred
@@ -332,12 +372,23 @@ impl<'a> Parser<'a> {
             let ev = deferred[i].event;
             let n = deferred[i..].iter().take_while(|d| d.event == ev).count();
             let group = &deferred[i..i + n];
+            let (first, last) = (&group[0], &group[n - 1]);
+            let (text, base) = window(first.pos, last.end).ok_or_else(|| {
+                MetadataError::Invalid(format!(
+                    "the text of event {ev}'s types (bytes {}..={}) is not readable",
+                    first.pos, last.end
+                ))
+            })?;
             let (types, _) = parse_deferred(
-                self.text,
+                &text,
                 top,
-                group
-                    .iter()
-                    .map(|d| (d.key.text(&self.other_keys), d.pos, d.line)),
+                group.iter().map(|d| {
+                    (
+                        d.key.text(&self.other_keys),
+                        d.pos.saturating_sub(base),
+                        d.line,
+                    )
+                }),
                 None,
             )?;
             if let Some(e) = self.md.events.get_mut(ev as usize) {
@@ -359,27 +410,32 @@ impl<'a> Parser<'a> {
     /// per such name rather than one per type. Every type still deferred
     /// comes after the last top-level declaration, so these are all the
     /// names it can see.
-    fn undefer_named(&mut self) -> Result<(), MetadataError> {
+    fn undefer_named<'t>(
+        &mut self,
+        mut find: impl FnMut(&memchr::memmem::Finder<'static>, &mut dyn FnMut(usize)),
+        window: impl Fn(u32, u32) -> Option<(Cow<'t, str>, u32)>,
+    ) -> Result<(), MetadataError> {
         if self.top_refers.is_empty() || self.deferred.is_empty() {
             return Ok(());
         }
         let mut hit = Vec::new();
+        let deferred = &self.deferred;
         for (_, f) in &self.top_refers {
-            for p in f.find_iter(self.text.as_bytes()) {
-                let k = self.deferred.partition_point(|d| d.pos as usize <= p);
-                if let Some(d) = k.checked_sub(1).and_then(|k| self.deferred.get(k)) {
+            find(f, &mut |p| {
+                let k = deferred.partition_point(|d| d.pos as usize <= p);
+                if let Some(d) = k.checked_sub(1).and_then(|k| deferred.get(k)) {
                     if p < d.end as usize {
                         hit.push(d.event);
                     }
                 }
-            }
+            });
         }
         if hit.is_empty() {
             return Ok(());
         }
         hit.sort_unstable();
         hit.dedup();
-        self.flush_deferred(Some(&hit))
+        self.flush_deferred_in(Some(&hit), window)
     }
 
     /// Parses the deferred entries of the block being read, in place: the
@@ -1258,30 +1314,7 @@ impl<'a> Parser<'a> {
                 return Ok(true);
             };
             first = false;
-            let event = u32::try_from(self.md.events.len())
-                .map_err(|_| MetadataError::syntax(line, "more than 2^32 event blocks"))?;
-            for &(key, pos, line, end) in &ev.types[..ev.ntypes] {
-                let key = TypeKey::new(key, &mut self.other_keys);
-                self.deferred.push(Deferred {
-                    event,
-                    key,
-                    pos,
-                    line,
-                    end,
-                });
-            }
-            let name = self
-                .md
-                .add_event_name(ev.name)
-                .ok_or_else(|| MetadataError::syntax(line, "event names past 4 GiB"))?;
-            self.md.events.push(EventDecl {
-                name,
-                id: ev.id,
-                stream_id: ev.stream_id,
-                loglevel: ev.loglevel,
-                context: None,
-                fields: None,
-            });
+            self.add_fast_event(&ev, line, 0)?;
             // LTTng puts one blank line between blocks: the next one is
             // read here too, without a round through the lexer.
             if self.text.as_bytes()[ev.end..].starts_with(NEXT_EVENT) {
@@ -1292,6 +1325,85 @@ impl<'a> Parser<'a> {
             self.seek(ev.end, ev.end_line);
             return Ok(true);
         }
+    }
+
+    /// Adds an event block a byte scan read (from `line`), its types
+    /// deferred; its offsets are `shift` bytes before those in the text.
+    pub(crate) fn add_fast_event(
+        &mut self,
+        ev: &super::skip::FastEvent<'_>,
+        line: u32,
+        shift: u32,
+    ) -> Result<(), MetadataError> {
+        let event = u32::try_from(self.md.events.len())
+            .map_err(|_| MetadataError::syntax(line, "more than 2^32 event blocks"))?;
+        let past = || MetadataError::syntax(line, "metadata past 4 GiB");
+        for &(key, pos, line, end) in &ev.types[..ev.ntypes] {
+            let key = TypeKey::new(key, &mut self.other_keys);
+            self.deferred.push(Deferred {
+                event,
+                key,
+                pos: pos.checked_add(shift).ok_or_else(past)?,
+                line,
+                end: end.checked_add(shift).ok_or_else(past)?,
+            });
+        }
+        let name = self
+            .md
+            .add_event_name(ev.name)
+            .ok_or_else(|| MetadataError::syntax(line, "event names past 4 GiB"))?;
+        self.md.events.push(EventDecl {
+            name,
+            id: ev.id,
+            stream_id: ev.stream_id,
+            loglevel: ev.loglevel,
+            context: None,
+            fields: None,
+        });
+        Ok(())
+    }
+
+    /// Parses the event block at the start of `text` (its `event`), which
+    /// is a window of the whole text starting `shift` bytes into it, on
+    /// `line`, the way the parse of the whole text would: for the blocks
+    /// the byte scans do not take. Returns the line at the window's end;
+    /// `None` when the window holds more than the block and blanks, or
+    /// when the block does not parse (the whole parse then tells why).
+    pub(crate) fn add_event_block(&mut self, text: &str, line: u32, shift: u32) -> Option<u32> {
+        let mut sub = Parser::at(text, 0, line, None);
+        sub.lazy = self.lazy;
+        // The block sees the top-level names, as in the whole text.
+        sub.scopes = std::mem::take(&mut self.scopes);
+        let r = if sub.is_ident("event") && matches!(sub.peek_next(), Some(Tok::Punct(P::LBrace))) {
+            sub.block("event").ok()
+        } else {
+            None
+        };
+        self.scopes = std::mem::take(&mut sub.scopes);
+        r?;
+        if !matches!(sub.cur.tok, Tok::End) {
+            return None;
+        }
+        let mut e = sub.md.events.pop()?;
+        let event = u32::try_from(self.md.events.len()).ok()?;
+        for d in sub.deferred.drain(..) {
+            let key = match d.key {
+                TypeKey::Other(i) => {
+                    TypeKey::new(sub.other_keys.get(i as usize)?, &mut self.other_keys)
+                }
+                k => k,
+            };
+            self.deferred.push(Deferred {
+                event,
+                key,
+                pos: d.pos.checked_add(shift)?,
+                line: d.line,
+                end: d.end.checked_add(shift)?,
+            });
+        }
+        e.name = self.md.add_event_name(sub.md.name_of(&e))?;
+        self.md.events.push(e);
+        Some(sub.lex.line())
     }
 
     fn trace_block(&mut self, entries: &mut Vec<Entry<'a>>) -> Result<(), MetadataError> {
