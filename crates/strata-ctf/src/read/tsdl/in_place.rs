@@ -18,8 +18,27 @@ use super::parser::{Lazy, Parser, NEXT_EVENT};
 use super::skip;
 use super::split::Split;
 
+/// How LTTng ends an event block.
+const BLOCK_END: &[u8] = b"\n};";
 /// Length of `event {`, the end of [`NEXT_EVENT`].
 const EVENT_BRACE: usize = NEXT_EVENT.len() - 2;
+
+/// A packet body's text, and its offset in the whole text.
+#[derive(Clone, Copy)]
+struct Body<'a> {
+    text: &'a str,
+    virt: usize,
+}
+
+/// What reading event blocks in place needs: the text, its bodies, the
+/// searchers (built once) and a buffer for windows across seams.
+struct Reader<'s> {
+    split: &'s Split,
+    bodies: Vec<Body<'s>>,
+    next_event: Finder<'static>,
+    block_end: Finder<'static>,
+    scratch: Vec<u8>,
+}
 
 /// Parses `split` lazily as [`Parser::parse_lazy`] would parse the whole
 /// text, or `None` when the text is not laid out as this reads it (or is
@@ -31,17 +50,23 @@ pub(super) fn parse_lazy(split: &Split) -> Option<Lazy> {
     }
     // The scans read text: each body must be UTF-8 on its own (cut between
     // characters), so that their concatenation is too, at the same offsets.
-    let bodies: Vec<&str> = (0..split.piece_count())
-        .map(|i| std::str::from_utf8(split.piece(i).0).ok())
+    let bodies: Vec<Body> = (0..split.piece_count())
+        .map(|i| {
+            let (b, virt) = split.piece(i);
+            Some(Body {
+                text: std::str::from_utf8(b).ok()?,
+                virt,
+            })
+        })
         .collect::<Option<_>>()?;
-    let mut scratch = Vec::new();
-    let mut first = None;
-    let next_event = Finder::new(NEXT_EVENT);
-    split.find_each(&next_event, 0, &mut scratch, |p| {
-        first = Some(p);
-        false
-    });
-    let m = first?;
+    let mut r = Reader {
+        split,
+        bodies,
+        next_event: Finder::new(NEXT_EVENT),
+        block_end: Finder::new(BLOCK_END),
+        scratch: Vec::new(),
+    };
+    let m = split.find_from(&r.next_event, 0, &mut r.scratch)?;
     let head = split.text(0..m)?;
     let mut p = Parser::new(&head);
     p.start_lazy(total);
@@ -50,10 +75,19 @@ pub(super) fn parse_lazy(split: &Split) -> Option<Lazy> {
     p.parse_all().ok()?;
     let mut line = 1 + memchr_iter(b'\n', head.as_bytes()).count() as u32 + 2;
     let mut pos = m + NEXT_EVENT.len();
+    // The body that holds `pos`: blocks come in order.
+    let mut i = split.locate(pos);
     loop {
-        let (end, end_line) =
-            read_block(split, &bodies, &next_event, &mut scratch, &mut p, pos, line)?;
-        if split.starts_with(end, NEXT_EVENT) {
+        while r.bodies.get(i + 1).is_some_and(|b| b.virt <= pos) {
+            i += 1;
+        }
+        let (end, end_line) = r.read_block(i, &mut p, pos, line)?;
+        let body = r.bodies[i];
+        let next = match body.text.as_bytes().get(end.wrapping_sub(body.virt)..) {
+            Some(rest) if rest.len() >= NEXT_EVENT.len() => rest.starts_with(NEXT_EVENT),
+            _ => split.starts_with(end, NEXT_EVENT),
+        };
+        if next {
             pos = end + NEXT_EVENT.len();
             line = end_line + 2;
             continue;
@@ -66,12 +100,7 @@ pub(super) fn parse_lazy(split: &Split) -> Option<Lazy> {
         break;
     }
     p.finish_lazy(
-        |f, hit| {
-            split.find_each(f, 0, &mut scratch, |v| {
-                hit(v);
-                true
-            })
-        },
+        |f, hit| split.find_all(f, &mut r.scratch, hit),
         |pos, end| {
             let text = split.text(pos as usize..end as usize + 1)?;
             Some((text, pos))
@@ -80,49 +109,77 @@ pub(super) fn parse_lazy(split: &Split) -> Option<Lazy> {
     .ok()
 }
 
-/// Reads the event block whose text starts at `pos` (after its `{`, on
-/// `line`) into `p`: in the body that holds `pos` when a byte scan takes
-/// the block there, else in a window from its `event` to the next blank
-/// line and `event {` (or the end), with the scans or else the parser.
-/// Returns the offset after the block and the line there; `None` when the
-/// window holds more than the block or the block does not parse.
-fn read_block(
-    split: &Split,
-    bodies: &[&str],
-    next_event: &Finder<'_>,
-    scratch: &mut Vec<u8>,
-    p: &mut Parser<'_>,
-    pos: usize,
-    line: u32,
-) -> Option<(usize, u32)> {
-    fn scan(text: &str, at: usize, line: u32) -> Option<skip::FastEvent<'_>> {
-        skip::lttng_event_block(text, at, line).or_else(|| skip::event_block(text, at, line))
-    }
-    // A scan that takes a block read nothing past its end, so it reads the
-    // same from a text cut there.
-    if pos < split.len() {
-        let i = split.locate(pos);
-        let (_, virt) = split.piece(i);
-        if let Some(ev) = scan(bodies.get(i)?, pos - virt, line) {
-            p.add_fast_event(&ev, line, u32::try_from(virt).ok()?)
-                .ok()?;
-            return Some((virt + ev.end, ev.end_line));
+impl Reader<'_> {
+    /// Reads the event block whose text starts at `pos` (after its `{`, on
+    /// `line`) into `p`: in body `i`, which holds `pos`, when LTTng's layout scan
+    /// takes the block there, else in a window from its `event` to the next
+    /// `\n};` (how LTTng ends its blocks), with the scans or else the parser,
+    /// and failing that in a window up to the next blank line and `event {`.
+    /// Returns the offset after the block and the line there; `None` when the
+    /// block does not parse alone.
+    fn read_block(
+        &mut self,
+        i: usize,
+        p: &mut Parser<'_>,
+        pos: usize,
+        line: u32,
+    ) -> Option<(usize, u32)> {
+        let split = self.split;
+        // A scan that takes a block read nothing past its end, so it reads the
+        // same from a text cut there; one that does not take a block does not
+        // take it from a shorter text either.
+        let Body { text: body, virt } = *self.bodies.get(i)?;
+        if pos < split.len() {
+            if let Some(ev) = skip::lttng_event_block(body, pos - virt, line) {
+                p.add_fast_event(&ev, line, u32::try_from(virt).ok()?)
+                    .ok()?;
+                return Some((virt + ev.end, ev.end_line));
+            }
+        }
+        let kw = pos.checked_sub(EVENT_BRACE)?;
+        let shift = u32::try_from(kw).ok()?;
+        let body_end = virt + body.len();
+        let lttng_end = split
+            .find_from(&self.block_end, pos, &mut self.scratch)
+            .map(|e| e + BLOCK_END.len());
+        // The window to LTTng's block end, then (if that one does not hold the
+        // block alone) the one to the next block.
+        let mut window_end = lttng_end;
+        loop {
+            let end = match window_end {
+                Some(e) => e,
+                None => split
+                    .find_from(&self.next_event, pos, &mut self.scratch)
+                    .unwrap_or(split.len()),
+            };
+            let text = if kw >= virt && end <= body_end {
+                let text = body.get(kw - virt..end - virt)?;
+                // LTTng's layout scan failed on the whole body, so on this
+                // text too.
+                if let Some(ev) = skip::event_block(text, EVENT_BRACE, line) {
+                    p.add_fast_event(&ev, line, shift).ok()?;
+                    return Some((kw + ev.end, ev.end_line));
+                }
+                text
+            } else {
+                self.scratch.clear();
+                split.copy_into(kw..end, &mut self.scratch);
+                let text = std::str::from_utf8(&self.scratch).ok()?;
+                let scan = skip::lttng_event_block(text, EVENT_BRACE, line)
+                    .or_else(|| skip::event_block(text, EVENT_BRACE, line));
+                if let Some(ev) = scan {
+                    p.add_fast_event(&ev, line, shift).ok()?;
+                    return Some((kw + ev.end, ev.end_line));
+                }
+                text
+            };
+            if let Some(end_line) = p.add_event_block(text, line, shift) {
+                return Some((end, end_line));
+            }
+            window_end = match window_end {
+                Some(_) => None,
+                None => return None,
+            };
         }
     }
-    let mut end = split.len();
-    split.find_each(next_event, pos, scratch, |q| {
-        end = q;
-        false
-    });
-    let kw = pos.checked_sub(EVENT_BRACE)?;
-    scratch.clear();
-    split.copy_into(kw..end, scratch);
-    let text = std::str::from_utf8(scratch).ok()?;
-    let shift = u32::try_from(kw).ok()?;
-    if let Some(ev) = scan(text, EVENT_BRACE, line) {
-        p.add_fast_event(&ev, line, shift).ok()?;
-        return Some((kw + ev.end, ev.end_line));
-    }
-    let end_line = p.add_event_block(text, line, shift)?;
-    Some((end, end_line))
 }

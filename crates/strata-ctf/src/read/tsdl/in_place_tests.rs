@@ -60,6 +60,15 @@ fn outcome(bytes: Vec<u8>) -> (Result<Outcome, MetadataError>, Option<ReadPath>)
     let n = md.events.len();
     let types: Vec<_> = (0..n).map(|i| lazy.event_types(i)).collect();
     let hashes: Vec<u64> = (0..n).map(|i| lazy.types_hash(i)).collect();
+    // The hash is that of the (key, text) string pairs.
+    for (i, &hash) in hashes.iter().enumerate() {
+        use std::hash::{Hash, Hasher};
+        let mut h = parser::WordHash::default();
+        for (key, text) in lazy.texts(i) {
+            (key, std::str::from_utf8(&text).unwrap()).hash(&mut h);
+        }
+        assert_eq!(h.finish(), hash);
+    }
     let same_next = (1..n).map(|i| lazy.same_types(i - 1, i)).collect();
     let same_first = (0..n)
         .map(|i| {
@@ -313,9 +322,12 @@ fn in_place_path_is_taken_for_lttng_layouts_only() {
     // Anything but event blocks after the first one.
     let late_stream = format!("{lttng}stream {{ id = 1; }};");
     assert_eq!(agrees(&late_stream, &[100]), Some(ReadPath::Unwrapped));
-    // A blank line and `event {` inside a comment: the window cut there
-    // does not parse.
+    // A blank line and `event {` inside a comment: the block is read up to
+    // LTTng's block end, by the parser.
     let comment = lttng.replacen("_a;", "_a; /*\n\nevent { */", 1);
+    assert_eq!(agrees(&comment, &[100]), Some(ReadPath::InPlace));
+    // That end too: neither window holds the block.
+    let comment = lttng.replacen("_a;", "_a; /*\n};\n\nevent { */", 1);
     assert_eq!(agrees(&comment, &[100]), Some(ReadPath::Unwrapped));
     // No LTTng-style event block at all.
     let spaced = lttng.replace("\n\nevent {", "\nevent {");

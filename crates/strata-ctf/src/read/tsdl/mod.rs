@@ -283,15 +283,12 @@ impl LazyText {
             whole: OnceLock::new(),
         }
     }
-    /// The text of range `r`.
-    fn get(&self, r: std::ops::Range<usize>) -> Cow<'_, str> {
+    /// The bytes of range `r` (at character boundaries: taken from the
+    /// parse).
+    fn get(&self, r: std::ops::Range<usize>) -> Cow<'_, [u8]> {
         match self {
-            LazyText::Whole(t) => Cow::Borrowed(t.get(r).unwrap_or("")),
-            // Ranges come from the parse, at character boundaries; a file
-            // changed since is read as well as it can be.
-            LazyText::Split { split, .. } => split.text(r.clone()).unwrap_or_else(|| {
-                Cow::Owned(String::from_utf8_lossy(&split.bytes(r)).into_owned())
-            }),
+            LazyText::Whole(t) => Cow::Borrowed(t.as_bytes().get(r).unwrap_or(&[])),
+            LazyText::Split { split, .. } => split.bytes(r),
         }
     }
     /// The whole text.
@@ -360,7 +357,7 @@ impl LazyTypes {
     }
 
     /// The deferred entries of event `event`: their keys and texts.
-    fn texts(&self, event: usize) -> impl Iterator<Item = (&str, Cow<'_, str>)> {
+    fn texts(&self, event: usize) -> impl Iterator<Item = (&str, Cow<'_, [u8]>)> {
         self.of(event).iter().map(|d| {
             let text = self.text.get(d.pos as usize..d.end as usize);
             (d.key.text(&self.other_keys), text)
@@ -375,7 +372,11 @@ impl LazyTypes {
         use std::hash::{Hash, Hasher};
         let mut h = parser::WordHash::default();
         for (key, text) in self.texts(event) {
-            (key, &*text).hash(&mut h);
+            // As `(key, text).hash()` hashes a `(&str, &str)`: the text
+            // need not be checked to be UTF-8 for it.
+            key.hash(&mut h);
+            h.write(&text);
+            h.write_u8(0xff);
         }
         h.finish()
     }

@@ -118,6 +118,7 @@ pub(crate) enum TypeKey {
 impl TypeKey {
     /// The key of `key := ...`, adding it to `others` when it is neither
     /// `context` nor `fields`.
+    #[inline]
     fn new(key: &str, others: &mut Vec<Box<str>>) -> Self {
         match key {
             "context" => TypeKey::Context,
@@ -196,6 +197,11 @@ pub(crate) struct Parser<'a> {
     /// Used instead of `int_cache` when given: parsing deferred types, one
     /// class at a time, shares one cache.
     shared_ints: Option<&'a mut SharedInts>,
+    /// The cache of the event blocks parsed alone ([`Parser::add_event_block`]).
+    block_ints: SharedInts,
+    /// Whether event blocks are first tried with the byte scans (false
+    /// for one the scans already failed on).
+    scan_events: bool,
 }
 
 const TYPE_KEYWORDS: &[&str] = &[
@@ -245,6 +251,8 @@ impl<'a> Parser<'a> {
             entries: Vec::new(),
             int_cache: HashMap::default(),
             shared_ints: None,
+            block_ints: SharedInts::default(),
+            scan_events: true,
         }
     }
 
@@ -308,11 +316,12 @@ impl<'a> Parser<'a> {
     ) -> Result<Lazy, MetadataError> {
         self.md.events.shrink_to_fit();
         self.undefer_named(find, window)?;
-        let ints = self
-            .int_cache
-            .iter()
-            .map(|(b, v)| (Box::from(*b), v.clone()))
-            .collect();
+        let mut ints = std::mem::take(&mut self.block_ints);
+        ints.extend(
+            self.int_cache
+                .iter()
+                .map(|(b, v)| (Box::from(*b), v.clone())),
+        );
         let top = self.scopes.drain(..).next().unwrap_or_default();
         Ok(Lazy {
             md: self.md,
@@ -1198,7 +1207,7 @@ impl<'a> Parser<'a> {
     // ---- blocks
 
     fn block(&mut self, kw: &'a str) -> Result<(), MetadataError> {
-        if self.lazy && kw == "event" && self.fast_event()? {
+        if self.lazy && kw == "event" && self.scan_events && self.fast_event()? {
             return Ok(());
         }
         let start = self.line();
@@ -1329,6 +1338,7 @@ impl<'a> Parser<'a> {
 
     /// Adds an event block a byte scan read (from `line`), its types
     /// deferred; its offsets are `shift` bytes before those in the text.
+    #[inline]
     pub(crate) fn add_fast_event(
         &mut self,
         ev: &super::skip::FastEvent<'_>,
@@ -1370,26 +1380,21 @@ impl<'a> Parser<'a> {
     /// `None` when the window holds more than the block and blanks, or
     /// when the block does not parse (the whole parse then tells why).
     pub(crate) fn add_event_block(&mut self, text: &str, line: u32, shift: u32) -> Option<u32> {
-        let mut sub = Parser::at(text, 0, line, None);
-        sub.lazy = self.lazy;
-        // The block sees the top-level names, as in the whole text.
-        sub.scopes = std::mem::take(&mut self.scopes);
-        let r = if sub.is_ident("event") && matches!(sub.peek_next(), Some(Tok::Punct(P::LBrace))) {
-            sub.block("event").ok()
-        } else {
-            None
-        };
-        self.scopes = std::mem::take(&mut sub.scopes);
-        r?;
-        if !matches!(sub.cur.tok, Tok::End) {
-            return None;
-        }
-        let mut e = sub.md.events.pop()?;
+        let mut ints = std::mem::take(&mut self.block_ints);
+        let block = lone_event_block(text, line, self.lazy, &mut self.scopes, &mut ints);
+        self.block_ints = ints;
+        let LoneBlock {
+            mut decl,
+            name,
+            deferred,
+            other_keys,
+            end_line,
+        } = block?;
         let event = u32::try_from(self.md.events.len()).ok()?;
-        for d in sub.deferred.drain(..) {
+        for d in deferred {
             let key = match d.key {
                 TypeKey::Other(i) => {
-                    TypeKey::new(sub.other_keys.get(i as usize)?, &mut self.other_keys)
+                    TypeKey::new(other_keys.get(i as usize)?, &mut self.other_keys)
                 }
                 k => k,
             };
@@ -1401,9 +1406,9 @@ impl<'a> Parser<'a> {
                 end: d.end.checked_add(shift)?,
             });
         }
-        e.name = self.md.add_event_name(sub.md.name_of(&e))?;
-        self.md.events.push(e);
-        Some(sub.lex.line())
+        decl.name = self.md.add_event_name(&name)?;
+        self.md.events.push(decl);
+        Some(end_line)
     }
 
     fn trace_block(&mut self, entries: &mut Vec<Entry<'a>>) -> Result<(), MetadataError> {
@@ -1580,6 +1585,52 @@ pub(crate) fn parse_deferred<'b, 'k>(
         out.push(t);
     }
     Ok((out, p.scopes.pop().unwrap_or_default()))
+}
+
+/// An event block parsed alone by [`lone_event_block`].
+struct LoneBlock {
+    /// Its declaration (its name is in `name`).
+    decl: EventDecl,
+    name: String,
+    /// Its deferred types, as event 0, offsets in the block's text.
+    deferred: Vec<Deferred>,
+    /// Names of their keys other than `context` and `fields`.
+    other_keys: Vec<Box<str>>,
+    /// The line at the end of the text.
+    end_line: u32,
+}
+
+/// Parses `text`, one event block (from `event`, on `line`) the byte
+/// scans did not take, and blanks, seeing the type names of `scopes` (lent for the parse) and caching
+/// integer bodies in `ints`; `None` when that is not what `text` holds.
+fn lone_event_block(
+    text: &str,
+    line: u32,
+    lazy: bool,
+    scopes: &mut Vec<Scope>,
+    ints: &mut SharedInts,
+) -> Option<LoneBlock> {
+    let mut sub = Parser::at(text, 0, line, None);
+    sub.lazy = lazy;
+    sub.scan_events = false;
+    sub.shared_ints = Some(ints);
+    sub.scopes = std::mem::take(scopes);
+    let ok = sub.is_ident("event")
+        && matches!(sub.peek_next(), Some(Tok::Punct(P::LBrace)))
+        && sub.block("event").is_ok()
+        && matches!(sub.cur.tok, Tok::End);
+    *scopes = std::mem::take(&mut sub.scopes);
+    if !ok {
+        return None;
+    }
+    let decl = sub.md.events.pop()?;
+    Some(LoneBlock {
+        name: sub.md.name_of(&decl).to_string(),
+        decl,
+        deferred: sub.deferred,
+        other_keys: sub.other_keys,
+        end_line: sub.lex.line(),
+    })
 }
 
 /// What [`Parser::parse_lazy`] gives.

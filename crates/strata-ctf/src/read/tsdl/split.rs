@@ -28,6 +28,11 @@ pub(crate) struct Split {
     /// Non-empty pieces only, so that each text offset is in exactly one.
     pieces: Vec<Piece>,
     len: usize,
+    /// The piece that holds text offset `g << grain`, for each `g`: a
+    /// lookup and a step or two find a piece, where a binary search took
+    /// a dozen branches for each of the thousands of event types.
+    index: Vec<u32>,
+    grain: u32,
 }
 
 impl std::fmt::Debug for Split {
@@ -57,10 +62,25 @@ impl Split {
                 virt += end - start;
             }
         }
+        // Grains the size of an average piece (a power of two), so that
+        // few pieces start in each.
+        let avg = virt / pieces.len().max(1);
+        let grain = avg.max(1).ilog2();
+        let mut index = Vec::with_capacity((virt >> grain) + 1);
+        let mut i = 0;
+        for g in 0..=(virt >> grain) {
+            let v = g << grain;
+            while i + 1 < pieces.len() && pieces[i + 1].virt <= v {
+                i += 1;
+            }
+            index.push(i as u32);
+        }
         Split {
             owner,
             pieces,
             len: virt,
+            index,
+            grain,
         }
     }
 
@@ -83,9 +103,12 @@ impl Split {
     /// Index of the piece that holds text offset `v` (the last one when
     /// `v` is at or past the end).
     pub(crate) fn locate(&self, v: usize) -> usize {
-        self.pieces
-            .partition_point(|p| p.virt <= v)
-            .saturating_sub(1)
+        let g = (v >> self.grain).min(self.index.len().saturating_sub(1));
+        let mut i = self.index.get(g).map_or(0, |&i| i as usize);
+        while i + 1 < self.pieces.len() && self.pieces[i + 1].virt <= v {
+            i += 1;
+        }
+        i
     }
 
     /// The bytes of text range `r`, borrowed when one piece holds them.
@@ -115,14 +138,28 @@ impl Split {
 
     /// Appends the bytes of text range `r` to `out`.
     pub(crate) fn copy_into(&self, r: Range<usize>, out: &mut Vec<u8>) {
+        self.each_part(r, |part| {
+            out.extend_from_slice(part);
+            true
+        });
+    }
+
+    /// Calls `f` with the parts of text range `r` in each piece, in order,
+    /// until it returns `false`; returns whether it never did.
+    fn each_part(&self, r: Range<usize>, mut f: impl FnMut(&[u8]) -> bool) -> bool {
         let end = r.end.min(self.len);
         let mut v = r.start;
+        let mut i = self.locate(v);
         while v < end {
-            let (b, virt) = self.piece(self.locate(v));
+            let (b, virt) = self.piece(i);
             let take = (end - virt).min(b.len());
-            out.extend_from_slice(&b[v - virt..take]);
+            if !f(&b[v - virt..take]) {
+                return false;
+            }
             v = virt + take;
+            i += 1;
         }
+        true
     }
 
     /// The whole text, put together.
@@ -181,18 +218,70 @@ impl Split {
         }
     }
 
+    /// Calls `f` with the text offset of every match of `finder`, in no
+    /// particular order. The matches across seams are looked for in one
+    /// search of the windows around all seams put end to end (`scratch`),
+    /// rather than one search per seam.
+    pub(crate) fn find_all(
+        &self,
+        finder: &Finder<'_>,
+        scratch: &mut Vec<u8>,
+        mut f: impl FnMut(usize),
+    ) {
+        let n = finder.needle().len();
+        if n == 0 {
+            return;
+        }
+        for i in 0..self.pieces.len() {
+            let (b, virt) = self.piece(i);
+            for p in finder.find_iter(b) {
+                f(virt + p);
+            }
+        }
+        if n == 1 {
+            return;
+        }
+        // Each window: up to n - 1 bytes on each side of a seam; where it
+        // starts in the text and in `scratch`.
+        let mut windows: Vec<(usize, usize)> = Vec::with_capacity(self.pieces.len());
+        scratch.clear();
+        for w in self.pieces.windows(2) {
+            let seam = w[1].virt;
+            let start = w[0].virt.max(seam - (n - 1));
+            windows.push((start, scratch.len()));
+            self.copy_into(start..seam + n - 1, scratch);
+        }
+        for p in finder.find_iter(scratch) {
+            // The window the match starts in; it must end in it too, and
+            // cross its seam.
+            let k = windows.partition_point(|&(_, at)| at <= p) - 1;
+            let (start, at) = windows[k];
+            let end_at = windows.get(k + 1).map_or(scratch.len(), |&(_, a)| a);
+            let v = start + (p - at);
+            let seam = self.pieces[k + 1].virt;
+            if p + n <= end_at && v < seam {
+                f(v);
+            }
+        }
+    }
+
     /// Whether every byte of text range `r` satisfies `ok`.
     pub(crate) fn all(&self, r: Range<usize>, ok: impl Fn(u8) -> bool) -> bool {
-        let end = r.end.min(self.len);
-        let mut v = r.start;
-        while v < end {
-            let (b, virt) = self.piece(self.locate(v));
-            let take = (end - virt).min(b.len());
-            if !b[v - virt..take].iter().all(|&c| ok(c)) {
-                return false;
-            }
-            v = virt + take;
-        }
-        true
+        self.each_part(r, |part| part.iter().all(|&c| ok(c)))
+    }
+
+    /// Offset of the first match of `finder` at or after offset `from`.
+    pub(crate) fn find_from(
+        &self,
+        finder: &Finder<'_>,
+        from: usize,
+        scratch: &mut Vec<u8>,
+    ) -> Option<usize> {
+        let mut found = None;
+        self.find_each(finder, from, scratch, |p| {
+            found = Some(p);
+            false
+        });
+        found
     }
 }
