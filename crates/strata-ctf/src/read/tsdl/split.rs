@@ -176,7 +176,7 @@ impl Split {
     }
 
     /// Calls `f` with the text offset of each match of `finder` at or
-    /// after offset `from`, in order, until it returns `false`. A match
+    /// after offset `from` (overlapping ones too), in order, until it returns `false`. A match
     /// across pieces is found in a small window put together around their
     /// seam (`scratch`, reused).
     pub(crate) fn find_each(
@@ -193,7 +193,7 @@ impl Split {
         for i in self.locate(from)..self.pieces.len() {
             let (b, virt) = self.piece(i);
             let skip = from.saturating_sub(virt);
-            for p in finder.find_iter(&b[skip..]) {
+            for p in overlapping(finder, &b[skip..]) {
                 if !f(virt + skip + p) {
                     return;
                 }
@@ -204,13 +204,13 @@ impl Split {
             if seam >= self.len || n == 1 {
                 continue;
             }
-            let start = (virt + skip).max(seam - (n - 1));
+            let start = (virt + skip).max(seam.saturating_sub(n - 1));
             if start >= seam {
                 continue;
             }
             scratch.clear();
             self.copy_into(start..seam + n - 1, scratch);
-            for p in finder.find_iter(scratch) {
+            for p in overlapping(finder, scratch) {
                 if start + p < seam && !f(start + p) {
                     return;
                 }
@@ -218,8 +218,8 @@ impl Split {
         }
     }
 
-    /// Calls `f` with the text offset of every match of `finder`, in no
-    /// particular order. The matches across seams are looked for in one
+    /// Calls `f` with the text offset of every match of `finder`
+    /// (overlapping ones too), in no particular order. The matches across seams are looked for in one
     /// search of the windows around all seams put end to end (`scratch`),
     /// rather than one search per seam.
     pub(crate) fn find_all(
@@ -234,7 +234,7 @@ impl Split {
         }
         for i in 0..self.pieces.len() {
             let (b, virt) = self.piece(i);
-            for p in finder.find_iter(b) {
+            for p in overlapping(finder, b) {
                 f(virt + p);
             }
         }
@@ -247,11 +247,11 @@ impl Split {
         scratch.clear();
         for w in self.pieces.windows(2) {
             let seam = w[1].virt;
-            let start = w[0].virt.max(seam - (n - 1));
+            let start = w[0].virt.max(seam.saturating_sub(n - 1));
             windows.push((start, scratch.len()));
             self.copy_into(start..seam + n - 1, scratch);
         }
-        for p in finder.find_iter(scratch) {
+        for p in overlapping(finder, scratch) {
             // The window the match starts in; it must end in it too, and
             // cross its seam.
             let k = windows.partition_point(|&(_, at)| at <= p) - 1;
@@ -283,5 +283,86 @@ impl Split {
             false
         });
         found
+    }
+}
+
+/// The offsets of every match of `finder` in `hay`, overlapping ones
+/// too: a match that ends past a seam window must not hide one inside it.
+fn overlapping<'h>(finder: &'h Finder<'_>, hay: &'h [u8]) -> impl Iterator<Item = usize> + 'h {
+    let mut from = 0;
+    std::iter::from_fn(move || {
+        let p = from + finder.find(hay.get(from..)?)?;
+        from = p + 1;
+        Some(p)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// `text` cut into pieces of `lens` (cycled), each put between bytes
+    /// that are not part of the text, as packet headers are.
+    fn split_of(text: &[u8], lens: &[usize]) -> Split {
+        let (mut bytes, mut ranges) = (Vec::new(), Vec::new());
+        let (mut at, mut k) = (0, 0);
+        while at < text.len() {
+            let n = lens[k % lens.len()].clamp(1, text.len() - at);
+            k += 1;
+            bytes.extend_from_slice(b"##");
+            ranges.push(bytes.len()..bytes.len() + n);
+            bytes.extend_from_slice(&text[at..at + n]);
+            at += n;
+        }
+        Split::new(Box::new(bytes), &ranges)
+    }
+
+    fn naive(text: &[u8], needle: &[u8]) -> Vec<usize> {
+        (0..text.len())
+            .filter(|&i| text[i..].starts_with(needle))
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+        /// Searches, ranges and lookups across seams give what they give
+        /// on the text in one piece.
+        #[test]
+        fn split_text_reads_as_the_whole(
+            text in prop::collection::vec(prop::sample::select(b"ab\n".to_vec()), 0..200),
+            lens in prop::collection::vec(1usize..12, 1..5),
+            needle in prop::collection::vec(prop::sample::select(b"ab\n".to_vec()), 1..7),
+            from in 0usize..210,
+            r in (0usize..210, 0usize..210),
+        ) {
+            let s = split_of(&text, &lens);
+            prop_assert_eq!(s.len(), text.len());
+            prop_assert_eq!(s.to_vec(), text.clone());
+            let want = naive(&text, &needle);
+            let finder = Finder::new(&needle);
+            let mut scratch = Vec::new();
+            let mut all = Vec::new();
+            s.find_all(&finder, &mut scratch, |p| all.push(p));
+            all.sort_unstable();
+            prop_assert_eq!(&all, &want);
+            let mut each = Vec::new();
+            s.find_each(&finder, from, &mut scratch, |p| {
+                each.push(p);
+                true
+            });
+            let after: Vec<usize> = want.iter().copied().filter(|&p| p >= from).collect();
+            prop_assert_eq!(&each, &after);
+            prop_assert_eq!(s.find_from(&finder, from, &mut scratch), after.first().copied());
+            let (a, b) = (r.0.min(r.1), r.0.max(r.1));
+            let clip = |v: usize| v.min(text.len());
+            prop_assert_eq!(&*s.bytes(a..b), &text[clip(a)..clip(b)]);
+            prop_assert_eq!(s.starts_with(a, &needle), text.get(a..).is_some_and(|t| t.starts_with(&needle)));
+            prop_assert_eq!(s.all(a..b, |c| c != b'\n'), !text[clip(a)..clip(b)].contains(&b'\n'));
+            if a < text.len() {
+                let (piece, virt) = s.piece(s.locate(a));
+                prop_assert!(virt <= a && a < virt + piece.len());
+            }
+        }
     }
 }
