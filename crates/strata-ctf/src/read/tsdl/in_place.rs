@@ -4,7 +4,10 @@
 //! event blocks LTTng writes after them (over a thousand, most of the
 //! text) are read by the byte scans of [`super::skip`] in the bodies
 //! themselves, or in a small window put together where a block crosses a
-//! seam between packets.
+//! seam between packets. The few blocks the scans leave (arrays,
+//! sequences, comments) are parsed alone, from a window that ends where
+//! the block does, by the parser. Positions and lines are those of the
+//! whole text, so the deferred types are read from the bodies later.
 //!
 //! It gives up (`None`) on whatever it does not handle the same way as
 //! the parse of the whole text: the caller then does that parse, so
