@@ -310,8 +310,25 @@ fn open_trace(
     opts: &OpenOptions,
 ) -> Result<Trace, ReadError> {
     let mpath = dir.join("metadata");
-    let bytes = std::fs::read(&mpath).map_err(io(&mpath))?;
-    let (metadata, lazy) = tsdl::parse_lazy(bytes).map_err(|source| ReadError::Metadata {
+    let mfile = File::open(&mpath).map_err(io(&mpath))?;
+    let mlen = mfile.metadata().map_err(io(&mpath))?.len();
+    let parsed = if mlen == 0 {
+        tsdl::parse_lazy(Vec::new())
+    } else {
+        let len = usize::try_from(mlen).map_err(|_| ReadError::Metadata {
+            path: mpath.clone(),
+            source: tsdl::MetadataError::Unsupported(format!(
+                "a metadata file of {mlen} bytes does not fit in memory"
+            )),
+        })?;
+        // SAFETY: as for stream files below: read-only, and metadata files
+        // are only appended to (past the mapped length) while written.
+        // Mapped rather than read: the parse reads the packet bodies where
+        // they are, and copying the file cost more than parsing it.
+        let map = unsafe { MmapOptions::new().len(len).map(&mfile) }.map_err(io(&mpath))?;
+        tsdl::parse_lazy(map)
+    };
+    let (metadata, lazy) = parsed.map_err(|source| ReadError::Metadata {
         path: mpath.clone(),
         source,
     })?;

@@ -1,15 +1,20 @@
 //! TSDL metadata: unwrapping packetized metadata, tokenizing and parsing the
 //! text into [`Metadata`]. Pure: works on bytes, does no I/O.
 
+mod in_place;
 mod lexer;
 pub mod model;
 mod parser;
 mod skip;
 mod span_scan;
+mod split;
 
 pub use model::*;
 
 use std::borrow::Cow;
+use std::sync::OnceLock;
+
+use split::{Owner, Split};
 
 use thiserror::Error;
 
@@ -72,22 +77,6 @@ fn metadata_bytes(bytes: &[u8]) -> Result<Cow<'_, [u8]>, MetadataError> {
             Cow::Owned(text)
         }
     })
-}
-
-/// [`metadata_bytes`] of an owned file, unwrapped in place: no second
-/// buffer of the file's size to fill.
-fn metadata_owned(mut bytes: Vec<u8>) -> Result<Vec<u8>, MetadataError> {
-    if let Some(bodies) = packet_bodies(&bytes)? {
-        let mut w = 0;
-        // Each body moves down by at least the headers before it.
-        for r in bodies {
-            let n = r.len();
-            bytes.copy_within(r, w);
-            w += n;
-        }
-        bytes.truncate(w);
-    }
-    Ok(bytes)
 }
 
 /// Where the TSDL text of each packet of packetized metadata is, checking
@@ -191,16 +180,56 @@ pub fn parse_text(text: &str) -> Result<Metadata, MetadataError> {
 /// types of most event blocks (`context`, `fields`), which are only
 /// delimited: their events have `None` there, and [`LazyTypes`] parses
 /// them on demand. Errors inside those types surface then, not here.
-pub(crate) fn parse_lazy(bytes: Vec<u8>) -> Result<(Metadata, LazyTypes), MetadataError> {
-    let text = String::from_utf8(metadata_owned(bytes)?)
-        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+///
+/// The bytes are kept (the types are read from them later) and read where
+/// they are: a mapped file is not copied, except for the few KB before the
+/// first event block of packetized metadata. Metadata laid out otherwise
+/// than LTTng writes it is unwrapped into one string first, with the same
+/// results.
+pub(crate) fn parse_lazy<B>(bytes: B) -> Result<(Metadata, LazyTypes), MetadataError>
+where
+    B: AsRef<[u8]> + Send + Sync + 'static,
+{
+    let owner: Owner = Box::new(bytes);
+    let data = (*owner).as_ref();
+    let (lazy, text, path) = match packet_bodies(data)? {
+        None => match std::str::from_utf8(data) {
+            Ok(text) => {
+                let lazy = parser::Parser::new(text).parse_lazy()?;
+                let whole = 0..data.len();
+                (
+                    lazy,
+                    LazyText::split(Split::new(owner, &[whole])),
+                    ReadPath::Plain,
+                )
+            }
+            Err(_) => {
+                let text = String::from_utf8_lossy(data).into_owned();
+                let lazy = parser::Parser::new(&text).parse_lazy()?;
+                (lazy, LazyText::Whole(text), ReadPath::Unwrapped)
+            }
+        },
+        Some(bodies) => {
+            let split = Split::new(owner, &bodies);
+            match in_place::parse_lazy(&split) {
+                Some(lazy) => (lazy, LazyText::split(split), ReadPath::InPlace),
+                None => {
+                    let text = String::from_utf8(split.to_vec())
+                        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+                    drop(split);
+                    let lazy = parser::Parser::new(&text).parse_lazy()?;
+                    (lazy, LazyText::Whole(text), ReadPath::Unwrapped)
+                }
+            }
+        }
+    };
     let parser::Lazy {
         md,
         top,
         deferred,
         other_keys,
         ints,
-    } = parser::Parser::new(&text).parse_lazy()?;
+    } = lazy;
     // Where each event's entries start, and one past the last event.
     let mut starts = Vec::with_capacity(md.events.len() + 1);
     let mut at = 0;
@@ -214,6 +243,7 @@ pub(crate) fn parse_lazy(bytes: Vec<u8>) -> Result<(Metadata, LazyTypes), Metada
         md,
         LazyTypes {
             text,
+            path,
             top,
             deferred,
             other_keys,
@@ -223,10 +253,67 @@ pub(crate) fn parse_lazy(bytes: Vec<u8>) -> Result<(Metadata, LazyTypes), Metada
     ))
 }
 
+/// How [`parse_lazy`] read the text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReadPath {
+    /// Plain text metadata, where it is.
+    Plain,
+    /// Packetized metadata, in its packet bodies.
+    InPlace,
+    /// Packetized (or non-UTF-8) metadata, put together into one string.
+    Unwrapped,
+}
+
+/// Where the text of a lazy parse is kept.
+enum LazyText {
+    /// One string: unwrapped packets, or a plain file made valid UTF-8.
+    Whole(String),
+    /// Read where it lies; the whole text is only put together when an
+    /// event's types fail to parse, to report what the whole parse would.
+    Split {
+        split: Split,
+        whole: OnceLock<String>,
+    },
+}
+
+impl LazyText {
+    fn split(split: Split) -> Self {
+        LazyText::Split {
+            split,
+            whole: OnceLock::new(),
+        }
+    }
+    /// The bytes of range `r` (at character boundaries: taken from the
+    /// parse).
+    fn get(&self, r: std::ops::Range<usize>) -> Cow<'_, [u8]> {
+        match self {
+            LazyText::Whole(t) => Cow::Borrowed(t.as_bytes().get(r).unwrap_or(&[])),
+            LazyText::Split { split, .. } => split.bytes(r),
+        }
+    }
+    /// The whole text.
+    fn whole(&self) -> &str {
+        match self {
+            LazyText::Whole(t) => t,
+            LazyText::Split { split, whole } => {
+                whole.get_or_init(|| String::from_utf8_lossy(&split.to_vec()).into_owned())
+            }
+        }
+    }
+    fn len(&self) -> usize {
+        match self {
+            LazyText::Whole(t) => t.len(),
+            LazyText::Split { split, .. } => split.len(),
+        }
+    }
+}
+
 /// The event types [`parse_lazy`] left unparsed, and what parsing them
 /// needs: the TSDL text and the type names of its top level.
 pub(crate) struct LazyTypes {
-    text: String,
+    text: LazyText,
+    /// How the text was read.
+    path: ReadPath,
     top: parser::Scope,
     /// In text order, hence by event.
     deferred: Vec<parser::Deferred>,
@@ -243,6 +330,7 @@ impl std::fmt::Debug for LazyTypes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LazyTypes")
             .field("text_bytes", &self.text.len())
+            .field("path", &self.path)
             .field("deferred", &self.deferred.len())
             .finish()
     }
@@ -269,9 +357,9 @@ impl LazyTypes {
     }
 
     /// The deferred entries of event `event`: their keys and texts.
-    fn texts(&self, event: usize) -> impl Iterator<Item = (&str, &str)> {
+    fn texts(&self, event: usize) -> impl Iterator<Item = (&str, Cow<'_, [u8]>)> {
         self.of(event).iter().map(|d| {
-            let text = self.text.get(d.pos as usize..d.end as usize).unwrap_or("");
+            let text = self.text.get(d.pos as usize..d.end as usize);
             (d.key.text(&self.other_keys), text)
         })
     }
@@ -284,7 +372,11 @@ impl LazyTypes {
         use std::hash::{Hash, Hasher};
         let mut h = parser::WordHash::default();
         for (key, text) in self.texts(event) {
-            (key, text).hash(&mut h);
+            // As `(key, text).hash()` hashes a `(&str, &str)`: the text
+            // need not be checked to be UTF-8 for it.
+            key.hash(&mut h);
+            h.write(&text);
+            h.write_u8(0xff);
         }
         h.finish()
     }
@@ -301,17 +393,35 @@ impl LazyTypes {
     /// are those [`parse`] would have given for them, with their line.
     pub(crate) fn event_types(&self, event: usize) -> Result<EventTypes, MetadataError> {
         let items = self.of(event);
+        if items.is_empty() {
+            return Ok((None, None));
+        }
         // A poisoned lock only means another parse panicked: the cache is
         // still a valid list.
         let mut ints = self.ints.lock().unwrap_or_else(|e| e.into_inner());
-        let (types, _) = parser::parse_deferred(
-            &self.text,
-            &self.top,
+        let keys = || {
             items
                 .iter()
-                .map(|d| (d.key.text(&self.other_keys), d.pos, d.line)),
-            Some(&mut ints),
-        )?;
+                .map(|d| (d.key.text(&self.other_keys), d.pos, d.line))
+        };
+        // The text of the event's types alone, when it is not one string:
+        // what parses there parses the same in the whole text (the same
+        // tokens up to the last `;`), and what fails is parsed again in the
+        // whole text, which tells the error the whole parse would.
+        let window = match (&self.text, items.first(), items.last()) {
+            (LazyText::Split { split, .. }, Some(a), Some(b)) => split
+                .text(a.pos as usize..b.end as usize + 1)
+                .map(|t| (t, a.pos)),
+            _ => None,
+        };
+        let parsed = window.and_then(|(text, base)| {
+            let keys = keys().map(|(k, pos, line)| (k, pos - base, line));
+            parser::parse_deferred(&text, &self.top, keys, Some(&mut ints)).ok()
+        });
+        let (types, _) = match parsed {
+            Some(p) => p,
+            None => parser::parse_deferred(self.text.whole(), &self.top, keys(), Some(&mut ints))?,
+        };
         drop(ints);
         let (mut context, mut fields) = (None, None);
         for (d, t) in items.iter().zip(types) {
@@ -351,5 +461,7 @@ pub(crate) fn shared_metadata(who: &str) -> Vec<Vec<u8>> {
     .collect()
 }
 
+#[cfg(test)]
+mod in_place_tests;
 #[cfg(test)]
 mod tests;

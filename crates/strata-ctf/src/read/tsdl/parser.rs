@@ -118,6 +118,7 @@ pub(crate) enum TypeKey {
 impl TypeKey {
     /// The key of `key := ...`, adding it to `others` when it is neither
     /// `context` nor `fields`.
+    #[inline]
     fn new(key: &str, others: &mut Vec<Box<str>>) -> Self {
         match key {
             "context" => TypeKey::Context,
@@ -142,7 +143,7 @@ impl TypeKey {
 
 /// A type of an event block left unparsed by [`Parser::parse_lazy`]: 24
 /// bytes, one per event of the metadata.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Deferred {
     /// Index of the event in [`Metadata::events`].
     pub event: u32,
@@ -196,6 +197,11 @@ pub(crate) struct Parser<'a> {
     /// Used instead of `int_cache` when given: parsing deferred types, one
     /// class at a time, shares one cache.
     shared_ints: Option<&'a mut SharedInts>,
+    /// The cache of the event blocks parsed alone ([`Parser::add_event_block`]).
+    block_ints: SharedInts,
+    /// Whether event blocks are first tried with the byte scans (false
+    /// for one the scans already failed on).
+    scan_events: bool,
 }
 
 const TYPE_KEYWORDS: &[&str] = &[
@@ -207,7 +213,7 @@ const TYPE_KEYWORDS: &[&str] = &[
     "enum",
 ];
 /// What separates LTTng's event blocks, up to the next one's `{`.
-const NEXT_EVENT: &[u8] = b"\n\nevent {";
+pub(crate) const NEXT_EVENT: &[u8] = b"\n\nevent {";
 const BLOCKS: &[&str] = &["trace", "env", "clock", "stream", "event", "callsite"];
 
 impl<'a> Parser<'a> {
@@ -245,6 +251,8 @@ impl<'a> Parser<'a> {
             entries: Vec::new(),
             int_cache: HashMap::default(),
             shared_ints: None,
+            block_ints: SharedInts::default(),
+            scan_events: true,
         }
     }
 
@@ -264,26 +272,56 @@ impl<'a> Parser<'a> {
     /// top level at the end is what every deferred type sees.
     /// Also returns the integer-body cache, for parsing the rest.
     pub(crate) fn parse_lazy(mut self) -> Result<Lazy, MetadataError> {
-        self.lazy = self.text.len() < u32::MAX as usize;
+        self.start_lazy(self.text.len());
+        self.parse_all()?;
+        let text = self.text;
+        self.finish_lazy(
+            |f, hit| {
+                for p in f.find_iter(text.as_bytes()) {
+                    hit(p);
+                }
+            },
+            |_, _| Some((Cow::Borrowed(text), 0)),
+        )
+    }
+
+    /// Readies a lazy parse ([`Parser::parse_lazy`]) of a text of `total`
+    /// bytes, of which this parser may only see the start: the rest is
+    /// then read with [`Parser::add_fast_event`].
+    pub(crate) fn start_lazy(&mut self, total: usize) {
+        self.lazy = total < u32::MAX as usize;
         // Guessing the number of events from the text's size saves growing
         // the (large) list step by step without a pass over the text to
         // count them: LTTng writes each event block in about 260 bytes. The
-        // spare room is given back below.
-        let events = self.text.len() / EVENT_BLOCK_BYTES;
+        // spare room is given back in `finish_lazy`.
+        let events = total / EVENT_BLOCK_BYTES;
         self.md.events.reserve_exact(events);
         // LTTng's names are about 20 bytes.
         self.md.event_names.reserve_exact(events * 32);
         // Most blocks defer one type (`fields`), some two: room to spare
         // costs nothing until written, unlike growing by copies.
         self.deferred.reserve_exact(events + events / 4);
-        self.parse_all()?;
+    }
+
+    /// Ends a lazy parse: parses at once the deferred types that mention a
+    /// top-level type with a sequence or variant ([`Parser::undefer_named`]),
+    /// and hands the rest over. `find` calls its second argument with the
+    /// offset of each match of a searcher in the whole text; `window` gives
+    /// a text that holds the whole text's range `pos..=end`, and the offset
+    /// in the whole text where it starts.
+    pub(crate) fn finish_lazy<'t>(
+        mut self,
+        find: impl FnMut(&memchr::memmem::Finder<'static>, &mut dyn FnMut(usize)),
+        window: impl Fn(u32, u32) -> Option<(Cow<'t, str>, u32)>,
+    ) -> Result<Lazy, MetadataError> {
         self.md.events.shrink_to_fit();
-        self.undefer_named()?;
-        let ints = self
-            .int_cache
-            .iter()
-            .map(|(b, v)| (Box::from(*b), v.clone()))
-            .collect();
+        self.undefer_named(find, window)?;
+        let mut ints = std::mem::take(&mut self.block_ints);
+        ints.extend(
+            self.int_cache
+                .iter()
+                .map(|(b, v)| (Box::from(*b), v.clone())),
+        );
         let top = self.scopes.drain(..).next().unwrap_or_default();
         Ok(Lazy {
             md: self.md,
@@ -294,7 +332,7 @@ impl<'a> Parser<'a> {
         })
     }
 
-    fn parse_all(&mut self) -> Result<(), MetadataError> {
+    pub(crate) fn parse_all(&mut self) -> Result<(), MetadataError> {
         loop {
             match self.cur.tok {
                 Tok::End => return Ok(()),
@@ -316,6 +354,17 @@ impl<'a> Parser<'a> {
     /// events in `only`, sorted): the top-level scope is about to change,
     /// or they name a type that refers to other fields.
     fn flush_deferred(&mut self, only: Option<&[u32]>) -> Result<(), MetadataError> {
+        let text = self.text;
+        self.flush_deferred_in(only, |_, _| Some((Cow::Borrowed(text), 0)))
+    }
+
+    /// [`Parser::flush_deferred`], reading each event's types from the
+    /// text `window` gives for their range (see [`Parser::finish_lazy`]).
+    fn flush_deferred_in<'t>(
+        &mut self,
+        only: Option<&[u32]>,
+        window: impl Fn(u32, u32) -> Option<(Cow<'t, str>, u32)>,
+    ) -> Result<(), MetadataError> {
         let mut deferred = std::mem::take(&mut self.deferred);
         if let Some(only) = only {
             let (now, later) = deferred
@@ -332,12 +381,23 @@ impl<'a> Parser<'a> {
             let ev = deferred[i].event;
             let n = deferred[i..].iter().take_while(|d| d.event == ev).count();
             let group = &deferred[i..i + n];
+            let (first, last) = (&group[0], &group[n - 1]);
+            let (text, base) = window(first.pos, last.end).ok_or_else(|| {
+                MetadataError::Invalid(format!(
+                    "the text of event {ev}'s types (bytes {}..={}) is not readable",
+                    first.pos, last.end
+                ))
+            })?;
             let (types, _) = parse_deferred(
-                self.text,
+                &text,
                 top,
-                group
-                    .iter()
-                    .map(|d| (d.key.text(&self.other_keys), d.pos, d.line)),
+                group.iter().map(|d| {
+                    (
+                        d.key.text(&self.other_keys),
+                        d.pos.saturating_sub(base),
+                        d.line,
+                    )
+                }),
                 None,
             )?;
             if let Some(e) = self.md.events.get_mut(ev as usize) {
@@ -359,27 +419,32 @@ impl<'a> Parser<'a> {
     /// per such name rather than one per type. Every type still deferred
     /// comes after the last top-level declaration, so these are all the
     /// names it can see.
-    fn undefer_named(&mut self) -> Result<(), MetadataError> {
+    fn undefer_named<'t>(
+        &mut self,
+        mut find: impl FnMut(&memchr::memmem::Finder<'static>, &mut dyn FnMut(usize)),
+        window: impl Fn(u32, u32) -> Option<(Cow<'t, str>, u32)>,
+    ) -> Result<(), MetadataError> {
         if self.top_refers.is_empty() || self.deferred.is_empty() {
             return Ok(());
         }
         let mut hit = Vec::new();
+        let deferred = &self.deferred;
         for (_, f) in &self.top_refers {
-            for p in f.find_iter(self.text.as_bytes()) {
-                let k = self.deferred.partition_point(|d| d.pos as usize <= p);
-                if let Some(d) = k.checked_sub(1).and_then(|k| self.deferred.get(k)) {
+            find(f, &mut |p| {
+                let k = deferred.partition_point(|d| d.pos as usize <= p);
+                if let Some(d) = k.checked_sub(1).and_then(|k| deferred.get(k)) {
                     if p < d.end as usize {
                         hit.push(d.event);
                     }
                 }
-            }
+            });
         }
         if hit.is_empty() {
             return Ok(());
         }
         hit.sort_unstable();
         hit.dedup();
-        self.flush_deferred(Some(&hit))
+        self.flush_deferred_in(Some(&hit), window)
     }
 
     /// Parses the deferred entries of the block being read, in place: the
@@ -1142,7 +1207,7 @@ impl<'a> Parser<'a> {
     // ---- blocks
 
     fn block(&mut self, kw: &'a str) -> Result<(), MetadataError> {
-        if self.lazy && kw == "event" && self.fast_event()? {
+        if self.lazy && kw == "event" && self.scan_events && self.fast_event()? {
             return Ok(());
         }
         let start = self.line();
@@ -1258,30 +1323,7 @@ impl<'a> Parser<'a> {
                 return Ok(true);
             };
             first = false;
-            let event = u32::try_from(self.md.events.len())
-                .map_err(|_| MetadataError::syntax(line, "more than 2^32 event blocks"))?;
-            for &(key, pos, line, end) in &ev.types[..ev.ntypes] {
-                let key = TypeKey::new(key, &mut self.other_keys);
-                self.deferred.push(Deferred {
-                    event,
-                    key,
-                    pos,
-                    line,
-                    end,
-                });
-            }
-            let name = self
-                .md
-                .add_event_name(ev.name)
-                .ok_or_else(|| MetadataError::syntax(line, "event names past 4 GiB"))?;
-            self.md.events.push(EventDecl {
-                name,
-                id: ev.id,
-                stream_id: ev.stream_id,
-                loglevel: ev.loglevel,
-                context: None,
-                fields: None,
-            });
+            self.add_fast_event(&ev, line, 0)?;
             // LTTng puts one blank line between blocks: the next one is
             // read here too, without a round through the lexer.
             if self.text.as_bytes()[ev.end..].starts_with(NEXT_EVENT) {
@@ -1292,6 +1334,81 @@ impl<'a> Parser<'a> {
             self.seek(ev.end, ev.end_line);
             return Ok(true);
         }
+    }
+
+    /// Adds an event block a byte scan read (from `line`), its types
+    /// deferred; its offsets are `shift` bytes before those in the text.
+    #[inline]
+    pub(crate) fn add_fast_event(
+        &mut self,
+        ev: &super::skip::FastEvent<'_>,
+        line: u32,
+        shift: u32,
+    ) -> Result<(), MetadataError> {
+        let event = u32::try_from(self.md.events.len())
+            .map_err(|_| MetadataError::syntax(line, "more than 2^32 event blocks"))?;
+        let past = || MetadataError::syntax(line, "metadata past 4 GiB");
+        for &(key, pos, line, end) in &ev.types[..ev.ntypes] {
+            let key = TypeKey::new(key, &mut self.other_keys);
+            self.deferred.push(Deferred {
+                event,
+                key,
+                pos: pos.checked_add(shift).ok_or_else(past)?,
+                line,
+                end: end.checked_add(shift).ok_or_else(past)?,
+            });
+        }
+        let name = self
+            .md
+            .add_event_name(ev.name)
+            .ok_or_else(|| MetadataError::syntax(line, "event names past 4 GiB"))?;
+        self.md.events.push(EventDecl {
+            name,
+            id: ev.id,
+            stream_id: ev.stream_id,
+            loglevel: ev.loglevel,
+            context: None,
+            fields: None,
+        });
+        Ok(())
+    }
+
+    /// Parses the event block at the start of `text` (its `event`), which
+    /// is a window of the whole text starting `shift` bytes into it, on
+    /// `line`, the way the parse of the whole text would: for the blocks
+    /// the byte scans do not take. Returns the line at the window's end;
+    /// `None` when the window holds more than the block and blanks, or
+    /// when the block does not parse (the whole parse then tells why).
+    pub(crate) fn add_event_block(&mut self, text: &str, line: u32, shift: u32) -> Option<u32> {
+        let mut ints = std::mem::take(&mut self.block_ints);
+        let block = lone_event_block(text, line, self.lazy, &mut self.scopes, &mut ints);
+        self.block_ints = ints;
+        let LoneBlock {
+            mut decl,
+            name,
+            deferred,
+            other_keys,
+            end_line,
+        } = block?;
+        let event = u32::try_from(self.md.events.len()).ok()?;
+        for d in deferred {
+            let key = match d.key {
+                TypeKey::Other(i) => {
+                    TypeKey::new(other_keys.get(i as usize)?, &mut self.other_keys)
+                }
+                k => k,
+            };
+            self.deferred.push(Deferred {
+                event,
+                key,
+                pos: d.pos.checked_add(shift)?,
+                line: d.line,
+                end: d.end.checked_add(shift)?,
+            });
+        }
+        decl.name = self.md.add_event_name(&name)?;
+        self.md.events.push(decl);
+        Some(end_line)
     }
 
     fn trace_block(&mut self, entries: &mut Vec<Entry<'a>>) -> Result<(), MetadataError> {
@@ -1468,6 +1585,52 @@ pub(crate) fn parse_deferred<'b, 'k>(
         out.push(t);
     }
     Ok((out, p.scopes.pop().unwrap_or_default()))
+}
+
+/// An event block parsed alone by [`lone_event_block`].
+struct LoneBlock {
+    /// Its declaration (its name is in `name`).
+    decl: EventDecl,
+    name: String,
+    /// Its deferred types, as event 0, offsets in the block's text.
+    deferred: Vec<Deferred>,
+    /// Names of their keys other than `context` and `fields`.
+    other_keys: Vec<Box<str>>,
+    /// The line at the end of the text.
+    end_line: u32,
+}
+
+/// Parses `text`, one event block (from `event`, on `line`) the byte
+/// scans did not take, and blanks, seeing the type names of `scopes` (lent for the parse) and caching
+/// integer bodies in `ints`; `None` when that is not what `text` holds.
+fn lone_event_block(
+    text: &str,
+    line: u32,
+    lazy: bool,
+    scopes: &mut Vec<Scope>,
+    ints: &mut SharedInts,
+) -> Option<LoneBlock> {
+    let mut sub = Parser::at(text, 0, line, None);
+    sub.lazy = lazy;
+    sub.scan_events = false;
+    sub.shared_ints = Some(ints);
+    sub.scopes = std::mem::take(scopes);
+    let ok = sub.is_ident("event")
+        && matches!(sub.peek_next(), Some(Tok::Punct(P::LBrace)))
+        && sub.block("event").is_ok()
+        && matches!(sub.cur.tok, Tok::End);
+    *scopes = std::mem::take(&mut sub.scopes);
+    if !ok {
+        return None;
+    }
+    let decl = sub.md.events.pop()?;
+    Some(LoneBlock {
+        name: sub.md.name_of(&decl).to_string(),
+        decl,
+        deferred: sub.deferred,
+        other_keys: sub.other_keys,
+        end_line: sub.lex.line(),
+    })
 }
 
 /// What [`Parser::parse_lazy`] gives.
