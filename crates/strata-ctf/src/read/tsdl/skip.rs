@@ -13,9 +13,26 @@ pub(crate) struct TypeSpan {
     pub end: usize,
     /// Newlines before it.
     pub lines: u32,
-    /// Whether the type may refer to another field: it has a `[` (sequence
-    /// or array), a `<` (variant tag) or the word `variant`.
+    /// Whether the type may refer to another field: it has a `[` not
+    /// followed by a number (a sequence), a `<` (variant tag) or the word
+    /// `variant`.
     pub refers: bool,
+}
+
+/// Whether the byte at `p` of `text`, a `[`, `<` or `v`, may start a
+/// reference to another field: a sequence length (`[` and a name, unlike a
+/// fixed array's `[16]`, which LTTng's `char` arrays have), a variant tag,
+/// or the word `variant`.
+#[inline]
+pub(super) fn refers_at(text: &[u8], p: usize) -> bool {
+    match text.get(p) {
+        Some(b'v') => text[p..].starts_with(b"variant"),
+        Some(b'[') => !text[p + 1..]
+            .iter()
+            .find(|c| !c.is_ascii_whitespace())
+            .is_some_and(u8::is_ascii_digit),
+        _ => true,
+    }
 }
 
 /// Byte classes for [`type_span`]; 0 for bytes it steps over.
@@ -94,8 +111,7 @@ pub(super) fn careful_span(text: &[u8], start: usize) -> Option<TypeSpan> {
                 i += close + 1;
             }
             DOUBT => return None,
-            REFER => refers = true,
-            V => refers |= text[i..].starts_with(b"variant"),
+            REFER | V => refers |= refers_at(text, i),
             _ => {}
         }
         i += 1;
@@ -316,12 +332,22 @@ mod tests {
         if let Some(end) = braces_end(text, start) {
             let span = &text[start..end];
             if memchr3(b'"', b'\'', b'/', span).is_none() {
+                // A `[` followed by a number is a fixed array, which
+                // refers to nothing.
+                let sequence = |i: usize| {
+                    let next = span[i + 1..]
+                        .iter()
+                        .find(|c| !b" \t\n\r\x0b\x0c".contains(c));
+                    !next.is_some_and(|c| c.is_ascii_digit())
+                };
                 let refers = match memchr3(b'\\', b'[', b'<', span) {
                     Some(p) if span[p] == b'\\' => None,
-                    Some(p) => memchr(b'\\', &span[p..]).is_none().then_some(true),
-                    None => {
-                        Some(memchr_iter(b'v', span).any(|i| span[i..].starts_with(b"variant")))
-                    }
+                    Some(_) if memchr(b'\\', span).is_some() => None,
+                    _ => Some(
+                        memchr(b'<', span).is_some()
+                            || memchr_iter(b'[', span).any(sequence)
+                            || memchr_iter(b'v', span).any(|i| span[i..].starts_with(b"variant")),
+                    ),
                 };
                 if let Some(refers) = refers {
                     return Some(TypeSpan {
@@ -523,9 +549,10 @@ mod tests {
         assert_eq!(end(" uint32_t; x"), Some((9, 0)));
         let refers = |s: &str| type_span(s.as_bytes(), 0).unwrap().refers;
         assert!(!refers(" struct { vint_t a; string v; };"));
+        assert!(!refers(" struct { t a[2]; t b[ 0x10 ]; };"));
         for s in [
-            " struct { t a[2]; };",
-            " struct { t n; t s[n]; };",
+            " struct { t a[2]; t n; t s[n]; };",
+            " struct { t n; t s[ n ]; };",
             " struct { variant v x; };",
             " variant <t> { t a; };",
         ] {

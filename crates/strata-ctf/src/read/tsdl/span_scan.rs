@@ -144,7 +144,7 @@ impl Walk {
         while refer != 0 {
             let p = at + refer.trailing_zeros() as usize;
             // Bits are set only for bytes of `text`, never for padding.
-            if text[p] != b'v' || text[p..].starts_with(b"variant") {
+            if super::skip::refers_at(text, p) {
                 self.refers = true;
                 break;
             }
