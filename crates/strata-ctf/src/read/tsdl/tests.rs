@@ -370,3 +370,107 @@ fn lazy_parse_hands_odd_blocks_back_with_their_lines() {
         }
     }
 }
+
+/// Field declarations spelled as LTTng does and as it does not, for the
+/// byte reader of fields ([`parser::parse_text_by_tokens`] is the oracle).
+mod byte_fields {
+    use super::super::parser::parse_text_by_tokens;
+    use super::super::{metadata_text, parse_text, shared_metadata};
+    use proptest::prelude::*;
+
+    fn pick(options: &'static [&'static str]) -> impl Strategy<Value = &'static str> {
+        prop::sample::select(options)
+    }
+
+    /// A field declaration: mostly LTTng's spellings, with odd spacing,
+    /// names, lengths and ends mixed in (most of which must fail the same
+    /// way both ways, on the same line).
+    fn field() -> impl Strategy<Value = String> {
+        (
+            pick(&[
+                "integer { size = 32; align = 8; signed = 1; encoding = none; base = 10; }",
+                "integer { size = 8; align = 8; signed = 0; encoding = UTF8; base = 10; }",
+                "integer {\n size = 64; align = 8;\n signed = 0; base = 16; }",
+                "integer { size = 7; align = 1; /* odd */ }",
+                "integer{size=8;}",
+                "integer",
+                "string",
+                "string { encoding = ASCII; }",
+                "uint32_t",
+            ]),
+            pick(&[" ", " ", "  ", "\t", "\n", "/* c */", ""]),
+            pick(&["_a", "_a", "_b1", "_x_y", "a", "_x$", "_", "integer"]),
+            pick(&[
+                "",
+                "",
+                "",
+                "[16]",
+                "[0]",
+                "[016]",
+                "[0x10]",
+                "[ 4 ]",
+                "[4294967297]",
+                "[99999999999]",
+                "[ _a ]",
+                "[_a]",
+                "[16",
+            ]),
+            pick(&["", "", " ", "\n", "\t"]),
+            pick(&[";", ";", ";", ",", "", "}"]),
+        )
+            .prop_map(|(t, s1, n, d, s2, end)| format!("{t}{s1}{n}{d}{s2}{end}"))
+    }
+
+    /// One event whose `fields` struct holds `body`.
+    fn metadata(body: &str) -> String {
+        format!(
+            "typealias integer {{ size = 32; align = 8; signed = false; }} := uint32_t;\n\
+             trace {{ major = 1; minor = 8; byte_order = le; }};\n\
+             event {{\n\tname = \"e\";\n\tfields := struct {{\n\t\t\
+             integer {{ size = 32; align = 8; signed = 1; encoding = none; base = 10; }} _first;\n\t\t\
+             integer {{ size = 32; align = 8; signed = 1; encoding = none; base = 10; }} _second;\n\t\t\
+             {body}\n\t}};\n}};\n"
+        )
+    }
+
+    #[test]
+    fn real_metadata_reads_the_same_by_bytes_and_by_tokens() {
+        for bytes in shared_metadata("real_metadata_reads_the_same_by_bytes_and_by_tokens") {
+            let text = metadata_text(&bytes).unwrap();
+            assert_eq!(parse_text(&text), parse_text_by_tokens(&text));
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 600, ..ProptestConfig::default() })]
+        /// Whatever the declarations (most of them wrong), reading them by
+        /// bytes gives the lexer's metadata, or its error on the same line.
+        #[test]
+        fn fields_read_the_same_by_bytes_and_by_tokens(
+            fields in prop::collection::vec(field(), 1..8),
+        ) {
+            let body = fields.join("\n\t\t");
+            let text = metadata(&body);
+            prop_assert_eq!(parse_text(&text), parse_text_by_tokens(&text), "{}", text);
+        }
+    }
+
+    #[test]
+    fn lttng_fields_parse() {
+        // The common spellings parse (the property test above mostly makes
+        // errors): both ways agree on them too.
+        let text = metadata(
+            "integer { size = 8; align = 8; signed = 0; encoding = UTF8; base = 10; } _comm[16];\n\t\t\
+             string _name;\n\t\tinteger { size = 32; align = 8; signed = 1; encoding = none; base = 10; } _tid;",
+        );
+        let md = parse_text(&text).unwrap();
+        assert_eq!(Ok(md.clone()), parse_text_by_tokens(&text));
+        let fields = match md.events[0].fields.as_deref() {
+            Some(super::super::Type::Struct(s)) => {
+                s.fields.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>()
+            }
+            t => panic!("{t:?}"),
+        };
+        assert_eq!(fields, ["_first", "_second", "_comm", "_name", "_tid"]);
+    }
+}
