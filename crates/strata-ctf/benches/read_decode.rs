@@ -207,48 +207,44 @@ struct Run {
     rss_kib: u64,
 }
 
-/// Runs the decode in a fresh process (so peak RSS is its own), best of `reps`.
-fn ours(path: &Path, fields: bool, reps: usize) -> Run {
-    let exe = std::env::current_exe().unwrap();
-    let mut best: Option<Run> = None;
-    for _ in 0..reps {
-        let out = Command::new(&exe)
-            .arg(if fields { "--child-fields" } else { "--child" })
-            .arg(path)
-            .output()
-            .unwrap();
-        let s = String::from_utf8_lossy(&out.stdout);
-        let f: Vec<&str> = s.split_whitespace().collect();
-        assert!(
-            f.len() == 6,
-            "child failed: {s} {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let r = Run {
-            events: f[0].parse().unwrap(),
-            secs: f[1].parse().unwrap(),
-            open_secs: f[2].parse().unwrap(),
-            rss_kib: f[4].parse().unwrap(),
-            cpu_secs: f[5].parse().unwrap(),
-        };
-        best = Some(match best {
-            None => r,
-            Some(b) => Run {
-                secs: b.secs.min(r.secs),
-                cpu_secs: b.cpu_secs.min(r.cpu_secs),
-                open_secs: b.open_secs.min(r.open_secs),
-                rss_kib: b.rss_kib.max(r.rss_kib),
-                ..r
-            },
-        });
+/// Runs the decode in a fresh process (so peak RSS is its own), keeping
+/// the best of it and `best`.
+fn ours(path: &Path, fields: bool, best: Option<Run>) -> Run {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .arg(if fields { "--child-fields" } else { "--child" })
+        .arg(path)
+        .output()
+        .unwrap();
+    let s = String::from_utf8_lossy(&out.stdout);
+    let f: Vec<&str> = s.split_whitespace().collect();
+    assert!(
+        f.len() == 6,
+        "child failed: {s} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = Run {
+        events: f[0].parse().unwrap(),
+        secs: f[1].parse().unwrap(),
+        open_secs: f[2].parse().unwrap(),
+        rss_kib: f[4].parse().unwrap(),
+        cpu_secs: f[5].parse().unwrap(),
+    };
+    match best {
+        None => r,
+        Some(b) => Run {
+            secs: b.secs.min(r.secs),
+            cpu_secs: b.cpu_secs.min(r.cpu_secs),
+            open_secs: b.open_secs.min(r.open_secs),
+            rss_kib: b.rss_kib.max(r.rss_kib),
+            ..r
+        },
     }
-    best.unwrap()
 }
 
-/// `babeltrace2 PATH -o dummy`, best of `reps`: (wall, CPU) seconds; None
-/// if it is absent.
-fn babeltrace2(path: &Path, reps: usize) -> Option<(f64, f64)> {
-    let (mut wall, mut cpu) = (f64::MAX, f64::MAX);
+/// `babeltrace2 PATH -o dummy`, best of `reps` runs and of `best`: (wall,
+/// CPU) seconds; None if it is absent.
+fn babeltrace2(path: &Path, reps: usize, best: Option<(f64, f64)>) -> Option<(f64, f64)> {
+    let (mut wall, mut cpu) = best.unwrap_or((f64::MAX, f64::MAX));
     for _ in 0..reps {
         let c0 = cpu_secs(libc::RUSAGE_CHILDREN);
         let t = Instant::now();
@@ -360,7 +356,7 @@ fn main() {
     let large = tmp.join(format!("x{copies}"));
     build_large(&small, &mid, 4);
     build_large(&small, &large, copies);
-    let has_bt2 = babeltrace2(&small, 1).is_some();
+    let has_bt2 = babeltrace2(&small, 1, None).is_some();
     if !has_bt2 {
         println!("babeltrace2 not installed: no comparison");
     }
@@ -385,21 +381,24 @@ fn main() {
         "bt2 s"
     );
     let mut rss = Vec::new();
-    // babeltrace2 gets as many runs as we do: on a loaded machine the best
-    // of fewer runs would favour us.
-    for (name, path, reps, bt_reps) in [
-        ("tc-many-threads".to_string(), &small, 15, 15),
-        ("x4".to_string(), &mid, 5, 5),
-        (format!("x{copies}"), &large, 5, 5),
+    // babeltrace2 gets as many runs as we do, taken in turns with ours:
+    // on a loaded machine the best of fewer runs would favour us, and the
+    // machine's speed drifts within minutes, which runs in turns share.
+    for (name, path, reps) in [
+        ("tc-many-threads".to_string(), &small, 15),
+        ("x4".to_string(), &mid, 5),
+        (format!("x{copies}"), &large, 5),
     ] {
-        let m = ours(path, false, reps);
-        let f = ours(path, true, reps);
+        let (mut m, mut f, mut bt) = (None, None, None);
+        for _ in 0..reps {
+            m = Some(ours(path, false, m));
+            f = Some(ours(path, true, f));
+            if has_bt2 {
+                bt = babeltrace2(path, 1, bt);
+            }
+        }
+        let (m, f) = (m.unwrap(), f.unwrap());
         assert_eq!(m.events, f.events);
-        let bt = if has_bt2 {
-            babeltrace2(path, bt_reps)
-        } else {
-            None
-        };
         let x = |s: f64| bt.map_or("-".to_string(), |b| format!("{:.1}x", b.1 / s));
         let both = |cpu: f64, wall: f64| format!("{cpu:.4} ({wall:.4})");
         println!(
