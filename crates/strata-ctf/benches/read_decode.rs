@@ -385,8 +385,8 @@ fn main() {
     // on a loaded machine the best of fewer runs would favour us, and the
     // machine's speed drifts within minutes, which runs in turns share.
     for (name, path, reps) in [
-        ("tc-many-threads".to_string(), &small, 15),
-        ("x4".to_string(), &mid, 5),
+        ("tc-many-threads".to_string(), &small, 31),
+        ("x4".to_string(), &mid, 9),
         (format!("x{copies}"), &large, 5),
     ] {
         let (mut m, mut f, mut bt) = (None, None, None);
