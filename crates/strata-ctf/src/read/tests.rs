@@ -29,6 +29,33 @@ struct event_header_compact {
 } align(8);
 "#;
 
+/// A cursor over one in-memory stream (key `key`, CPU `key`), with its
+/// own id tables.
+fn mem_cursor<'a>(
+    plan: &'a super::class::TracePlan,
+    classes: &'a [super::class::EventClass],
+    data: &'a [u8],
+    key: u32,
+) -> Cursor<'a> {
+    mem_cursor_shared(plan, classes, data, key, Default::default())
+}
+
+/// [`mem_cursor`] sharing the id tables `tables` with other cursors.
+fn mem_cursor_shared<'a>(
+    plan: &'a super::class::TracePlan,
+    classes: &'a [super::class::EventClass],
+    data: &'a [u8],
+    key: u32,
+    tables: std::rc::Rc<super::cursor::IdTables>,
+) -> Cursor<'a> {
+    let src = Source {
+        release: None,
+        path: Path::new("mem"),
+        data,
+    };
+    Cursor::new(plan, classes, 0, key, key, vec![src], false, tables)
+}
+
 /// Reads every event of one stream held in memory.
 fn each_event(md: &str, data: &[u8], force_generic: bool, mut f: impl FnMut(Event<'_>)) {
     let md = parse_text(md).unwrap();
@@ -38,21 +65,7 @@ fn each_event(md: &str, data: &[u8], force_generic: bool, mut f: impl FnMut(Even
             s.header_fast = HeaderFast::Generic;
         }
     }
-    let src = Source {
-        release: None,
-        path: Path::new("mem"),
-        data,
-    };
-    let mut c = Cursor::new(
-        &plan,
-        &classes,
-        0,
-        0,
-        0,
-        vec![src],
-        false,
-        Default::default(),
-    );
+    let mut c = mem_cursor(&plan, &classes, data, 0);
     while c.advance().unwrap() {
         f(Event { c: &c });
     }
@@ -212,21 +225,7 @@ fn classes_compile_on_first_use_unless_they_refer_to_fields() {
     let content = (data.len() * 8) as u64;
     data[..8].copy_from_slice(&content.to_le_bytes());
     let (plan, classes, _) = compile(parse_text(&md).unwrap(), 0, 0, 0).unwrap();
-    let src = Source {
-        release: None,
-        path: Path::new("mem"),
-        data: &data,
-    };
-    let mut c = Cursor::new(
-        &plan,
-        &classes,
-        0,
-        0,
-        0,
-        vec![src],
-        false,
-        Default::default(),
-    );
+    let mut c = mem_cursor(&plan, &classes, &data, 0);
     let mut seen = Vec::new();
     while c.advance().unwrap() {
         let e = Event { c: &c };
@@ -305,23 +304,7 @@ fn merge_orders_by_time_then_stream_with_few_and_many_streams() {
         let cursors = bytes
             .iter()
             .enumerate()
-            .map(|(k, b)| {
-                let src = Source {
-                    release: None,
-                    path: Path::new("mem"),
-                    data: b,
-                };
-                Cursor::new(
-                    &plan,
-                    &classes,
-                    0,
-                    k as u32,
-                    k as u32,
-                    vec![src],
-                    false,
-                    Default::default(),
-                )
-            })
+            .map(|(k, b)| mem_cursor(&plan, &classes, b, k as u32))
             .collect();
         let mut events = super::Events::new(cursors);
         let f = classes[0].field("i").unwrap();
@@ -358,21 +341,7 @@ fn a_clock_map_moves_one_stream_in_the_merge() {
             .iter()
             .enumerate()
             .map(|(k, b)| {
-                let src = Source {
-                    release: None,
-                    path: Path::new("mem"),
-                    data: b,
-                };
-                let mut c = Cursor::new(
-                    &plan,
-                    &classes,
-                    0,
-                    k as u32,
-                    k as u32,
-                    vec![src],
-                    false,
-                    Default::default(),
-                );
+                let mut c = mem_cursor(&plan, &classes, b, k as u32);
                 if k == 1 {
                     c.map = map;
                 }
@@ -641,21 +610,7 @@ fn classes_with_the_same_types_share_one_plan_but_not_their_fields() {
     }
     let content = (data.len() * 8) as u64;
     data[..8].copy_from_slice(&content.to_le_bytes());
-    let src = Source {
-        release: None,
-        path: Path::new("mem"),
-        data: &data,
-    };
-    let mut cur = Cursor::new(
-        &plan,
-        &classes,
-        0,
-        0,
-        0,
-        vec![src],
-        false,
-        Default::default(),
-    );
+    let mut cur = mem_cursor(&plan, &classes, &data, 0);
     let mut got = Vec::new();
     while cur.advance().unwrap() {
         let e = Event { c: &cur };
@@ -723,23 +678,7 @@ fn the_streams_of_a_trace_share_one_id_table_and_each_sizes_its_marks() {
     let mut cursors: Vec<Cursor<'_>> = [&one, &two]
         .iter()
         .enumerate()
-        .map(|(k, data)| {
-            let src = Source {
-                release: None,
-                path: Path::new("mem"),
-                data,
-            };
-            Cursor::new(
-                &plan,
-                &classes,
-                0,
-                k as u32,
-                0,
-                vec![src],
-                false,
-                tables.clone(),
-            )
-        })
+        .map(|(k, data)| mem_cursor_shared(&plan, &classes, data, k as u32, tables.clone()))
         .collect();
     let read = |c: &mut Cursor<'_>, resolved: &mut Vec<usize>| {
         let mut got = Vec::new();
