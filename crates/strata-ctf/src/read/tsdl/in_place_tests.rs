@@ -364,3 +364,45 @@ fn errors_in_deferred_types_keep_their_line_across_seams() {
         }
     }
 }
+
+#[test]
+fn events_naming_a_referring_type_are_parsed_at_once_whatever_names_share() {
+    // Two top-level structs with a variant, whose names start alike: they
+    // are searched by their common start; an event naming either is parsed
+    // at once, one with only that start in a field name waits.
+    let ev = |name: &str, id: u32, fields: &str| {
+        format!(
+            "\n\nevent {{\n\tname = \"{name}\";\n\tid = {id};\n\tstream_id = 0;\n\tfields := struct {{\n{fields}\n\t}};\n}};"
+        )
+    };
+    let head = "typealias integer { size = 8; align = 8; signed = false; } := uint8_t;\n\
+        trace { major = 1; minor = 8; byte_order = le; };\n\
+        struct header_kind_alpha { uint8_t id; variant <id> { uint8_t a; uint8_t b; } v; };\n\
+        struct header_kind_beta { uint8_t id; variant <id> { uint8_t a; uint8_t b; } v; };\n\
+        stream { id = 0; };";
+    let text = format!(
+        "{head}{}{}{}{}",
+        ev("names_beta", 1, "\t\tstruct header_kind_beta _h;"),
+        ev("field_starts_alike", 2, "\t\tuint8_t _header_kind_gamma;"),
+        ev("plain", 3, "\t\tuint8_t _x;"),
+        ev(
+            "names_alpha_across_a_cut",
+            4,
+            "\t\tstruct header_kind_alpha _h;"
+        ),
+    );
+    let at_once = [true, false, false, true];
+    // The name in the last event cut across two packets.
+    let cut = text.rfind("kind_alpha").unwrap() + 3;
+    for (bytes, path) in [
+        (text.clone().into_bytes(), ReadPath::Plain),
+        (packetize(text.as_bytes(), &[cut, 4096]), ReadPath::InPlace),
+    ] {
+        let (md, lazy) = parse_lazy(bytes).unwrap();
+        assert_eq!(lazy.path, path);
+        assert_eq!(md.events.len(), 4);
+        for (e, &now) in at_once.iter().enumerate() {
+            assert_eq!(!lazy.is_deferred(e), now, "event {e}, {path:?}");
+        }
+    }
+}

@@ -433,15 +433,50 @@ impl<'a> Parser<'a> {
         }
         let mut hit = Vec::new();
         let deferred = &self.deferred;
-        for (_, f) in &self.top_refers {
-            find(f, &mut |p| {
-                let k = deferred.partition_point(|d| d.pos as usize <= p);
-                if let Some(d) = k.checked_sub(1).and_then(|k| deferred.get(k)) {
-                    if p < d.end as usize {
-                        hit.push(d.event);
-                    }
+        let mut mention = |p: usize| {
+            let k = deferred.partition_point(|d| d.pos as usize <= p);
+            if let Some(d) = k.checked_sub(1).and_then(|k| deferred.get(k)) {
+                if p < d.end as usize {
+                    hit.push(d.event);
+                }
+            }
+        };
+        // Names with a long common start (LTTng's two event header structs)
+        // are searched by it, in one pass over the text rather than one per
+        // name; each place found is then checked for a whole name.
+        let names = &self.top_refers;
+        let common = names.iter().skip(1).fold(names[0].0.len(), |n, (w, _)| {
+            n.min(
+                w.bytes()
+                    .zip(names[0].0.bytes())
+                    .take_while(|(a, b)| a == b)
+                    .count(),
+            )
+        });
+        if names.len() > 1 && common >= 8 {
+            let start = memchr::memmem::Finder::new(&names[0].0.as_bytes()[..common]).into_owned();
+            let whole_name_at = |p: usize| {
+                names.iter().any(|(w, _)| {
+                    let at = |p: usize| u32::try_from(p).ok();
+                    let Some((text, base)) = at(p)
+                        .zip(at(p + w.len() - 1))
+                        .and_then(|(a, b)| window(a, b))
+                    else {
+                        return false;
+                    };
+                    let from = p - base as usize;
+                    text.as_bytes().get(from..from + w.len()) == Some(w.as_bytes())
+                })
+            };
+            find(&start, &mut |p| {
+                if whole_name_at(p) {
+                    mention(p);
                 }
             });
+        } else {
+            for (_, f) in names {
+                find(f, &mut mention);
+            }
         }
         if hit.is_empty() {
             return Ok(());
