@@ -134,6 +134,17 @@ pub(crate) struct IdTables {
     entries: Cell<usize>,
 }
 
+impl IdTable {
+    /// A table for ids below `n`, none resolved yet.
+    fn new(n: usize) -> Self {
+        IdTable {
+            entries: (0..n).map(|_| Cell::new(Entry::default())).collect(),
+            no_id: Cell::new(Entry::default()),
+            flats: RefCell::default(),
+        }
+    }
+}
+
 impl IdTables {
     /// The table of stream class `sp`, whose ids are below `ids`: made on
     /// first use, empty past `MAX_TABLE_ENTRIES`.
@@ -147,11 +158,7 @@ impl IdTables {
             n = 0;
         }
         self.entries.set(self.entries.get() + n);
-        let t = Rc::new(IdTable {
-            entries: (0..n).map(|_| Cell::new(Entry::default())).collect(),
-            no_id: Cell::new(Entry::default()),
-            flats: RefCell::default(),
-        });
+        let t = Rc::new(IdTable::new(n));
         if by.len() <= sp {
             by.resize(sp + 1, None);
         }
@@ -318,11 +325,8 @@ impl<'s> Cursor<'s> {
         skip: bool,
         tables: Rc<IdTables>,
     ) -> Self {
-        let ids = Rc::new(IdTable {
-            entries: Rc::new([]),
-            no_id: Cell::new(Entry::default()),
-            flats: RefCell::default(),
-        });
+        // Until the first packet names its stream class.
+        let ids = Rc::new(IdTable::new(0));
         Cursor {
             plan,
             classes,
@@ -881,6 +885,14 @@ impl<'s> Cursor<'s> {
         )
     }
 
+    /// Makes room for the marks of a class's events: a class compiled
+    /// after this cursor was made may need more than it has.
+    fn size_marks(&mut self, cp: &ClassPlan) {
+        if self.marks.len() < cp.marks_end {
+            self.marks.resize(cp.marks_end, 0);
+        }
+    }
+
     /// How many ids of the current stream class are resolved, by any
     /// cursor sharing its table.
     #[cfg(test)]
@@ -998,12 +1010,8 @@ impl<'s> Cursor<'s> {
             Some(e) if e.kind != UNRESOLVED => {
                 // Resolved by another cursor of the trace: its marks may
                 // not be sized for the class yet.
-                let need = self
-                    .classes
-                    .get(e.class as usize)
-                    .map_or(0, |c| c.plan().marks_end);
-                if self.marks.len() < need {
-                    self.marks.resize(need, 0);
+                if let Some(c) = self.classes.get(e.class as usize) {
+                    self.size_marks(c.plan());
                 }
                 e
             }
@@ -1108,10 +1116,7 @@ impl<'s> Cursor<'s> {
                 msg: f.0.clone(),
             });
         }
-        // A class compiled after this cursor was made may need more.
-        if self.marks.len() < cp.marks_end {
-            self.marks.resize(cp.marks_end, 0);
-        }
+        self.size_marks(cp);
         let fixed_payload = cp.pay_fast.is_some() || cp.payload.is_none();
         // Only for entries the table keeps (see below), so that `flats`
         // stays as small as the table.

@@ -8,7 +8,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use strata_core::ClockDesc;
 
-use super::lexer::{Lexer, Tok, Token, P};
+use super::lexer::{Lexer, Tok, Token, CLASS, P, WORD};
 use super::model::*;
 use super::MetadataError;
 
@@ -1128,10 +1128,11 @@ impl<'a> Parser<'a> {
         if b.get(start) != Some(&b'_') {
             return None;
         }
+        // As far as the lexer reads a word.
         let end = start
             + b[start..]
                 .iter()
-                .take_while(|&&c| c.is_ascii_alphanumeric() || c == b'_')
+                .take_while(|&&c| CLASS[c as usize] == WORD)
                 .count();
         let name = &self.text[start..end];
         i = end;

@@ -335,9 +335,7 @@ mod tests {
                 // A `[` followed by a number is a fixed array, which
                 // refers to nothing.
                 let sequence = |i: usize| {
-                    let next = span[i + 1..]
-                        .iter()
-                        .find(|c| !b" \t\n\r\x0b\x0c".contains(c));
+                    let next = span[i + 1..].iter().find(|c| !b" \t\n\r\x0c".contains(c));
                     !next.is_some_and(|c| c.is_ascii_digit())
                 };
                 let refers = match memchr3(b'\\', b'[', b'<', span) {
