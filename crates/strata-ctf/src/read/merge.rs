@@ -5,6 +5,7 @@ use std::ops::ControlFlow;
 use super::cursor::{Cursor, NOT_FAST};
 use super::error::{ReadError, SkipStats};
 use super::event::Event;
+use super::sorted_list::{Outcome, SortedList};
 
 /// All events of a [`super::TraceSet`] in time order: a lending iterator.
 ///
@@ -23,20 +24,13 @@ pub struct Events<'s> {
     /// winner's key costs one comparison per level, without the data
     /// movement of a binary heap's sift.
     nodes: Vec<(u64, u32)>,
-    /// With at most `SMALL` streams (one per CPU on most machines), the
-    /// tree is replaced by every stream's (key, index), sorted: the first
-    /// is the winner, the second holds the bound, and a new key for the
-    /// winner moves it back past the entries now smaller. For a few
-    /// streams that costs fewer instructions than replaying the tree's
-    /// matches and finding the bound again. Each pair is packed as
-    /// `key << 64 | index` (one comparison orders both; the key fills the
-    /// upper half, so reading back a key or an index just stored loads
-    /// what one 8-byte store wrote, which the CPU forwards from its store
-    /// buffer: across the two halves it cannot, and stalls). The array is
-    /// padded with `u128::MAX`, which no pair reaches: a move stops there
-    /// at the latest, and indices masked to the array's size need no
-    /// bounds check. `None` with more streams.
-    order: Option<Box<[u128; ORDER]>>,
+    /// With at most `sorted_list::MAX_STREAMS` streams (one per CPU on
+    /// most machines), the tree is replaced by every stream's next key,
+    /// sorted: the first is the winner, the second holds the bound. For a
+    /// few streams that costs fewer instructions than replaying the tree's
+    /// matches and finding the bound again. `None` with more streams, or
+    /// once a key falls out of the list's range (the tree takes over).
+    order: Option<Box<SortedList>>,
     /// The overall winner: the current stream and its key.
     winner: (u64, u32),
     /// The smallest key of the streams other than the winner: while the
@@ -51,12 +45,6 @@ pub struct Events<'s> {
     built: bool,
 }
 
-/// Most streams merged with the sorted list rather than the tree.
-const SMALL: usize = 16;
-
-/// Size of the sorted list: a power of two above `SMALL`, for the padding.
-const ORDER: usize = 32;
-
 /// No event handed out waits to be advanced past.
 const IDLE: u32 = u32::MAX;
 
@@ -70,40 +58,6 @@ fn key(c: &Cursor<'_>) -> u64 {
     c.key()
 }
 
-/// `replay` over the sorted list `o`: the winner, stream `leaf`, first in
-/// it, takes key `k` and moves back to its place. Returns the new winner
-/// and the new bound (the key of the new second entry), both from the
-/// values read before the moves: read back after them, each waited for
-/// its store to be forwarded, on the way to the next event's decoding.
-#[inline(always)]
-fn reinsert(o: &mut [u128; ORDER], leaf: u32, k: u64) -> (u128, u64) {
-    let c = pack(k, leaf);
-    let first = o[1];
-    if first >= c {
-        // A tie the stream index breaks: the stream stays first.
-        o[0] = c;
-        return (c, (first >> 64) as u64);
-    }
-    o[0] = first;
-    let second = o[2];
-    if second >= c {
-        o[1] = c;
-        return (first, k);
-    }
-    o[1] = second;
-    // Ends at the padding at the latest, which is larger than any pair.
-    for j in 2..ORDER - 1 {
-        let next = o[j + 1];
-        if next >= c {
-            o[j] = c;
-            return (first, (second >> 64) as u64);
-        }
-        o[j] = next;
-    }
-    o[ORDER - 1] = c;
-    (first, (second >> 64) as u64)
-}
-
 /// Hands a stream's error to `try_for_each`'s `f`: out of line, so that
 /// `f` has one call site in the hot loop, where it is inlined.
 #[cold]
@@ -113,12 +67,6 @@ where
     F: FnMut(Result<Event<'_>, ReadError>) -> ControlFlow<B>,
 {
     f(Err(e))
-}
-
-/// A (key, stream) pair as one number that orders the same way.
-#[inline(always)]
-fn pack(k: u64, leaf: u32) -> u128 {
-    (k as u128) << 64 | leaf as u128
 }
 
 impl<'s> Events<'s> {
@@ -316,17 +264,15 @@ impl<'s> Events<'s> {
     fn reorder(&mut self, ci: u32, k: u64) {
         // (`winner` is only read where a stream ends, which goes through
         // `replay`: the list's first entry is the winner until then.)
-        self.current = match &mut self.order {
-            Some(o) => {
-                let (w, b) = reinsert(o, ci, k);
-                self.bound = b;
-                w as u32
+        if let Some(o) = &mut self.order {
+            if let Some((winner, bound)) = o.reinsert_fast(ci, k) {
+                self.bound = bound;
+                self.current = winner;
+                return;
             }
-            None => {
-                self.replay(ci, k);
-                self.winner.1
-            }
-        };
+        }
+        self.replay(ci, k);
+        self.current = self.winner.1;
     }
 
     /// The current stream's event.
@@ -342,10 +288,21 @@ impl<'s> Events<'s> {
     #[inline(never)]
     fn replay(&mut self, leaf: u32, k: u64) {
         if let Some(o) = &mut self.order {
-            let (w, b) = reinsert(o, leaf, k);
-            self.winner = ((w >> 64) as u64, w as u32);
-            self.bound = b;
-            return;
+            match o.reinsert(leaf, k) {
+                Some(Outcome {
+                    winner,
+                    winner_key,
+                    bound,
+                }) => {
+                    self.winner = (winner_key, winner);
+                    self.bound = bound;
+                    return;
+                }
+                None => {
+                    self.tree_from_list(leaf, k);
+                    return;
+                }
+            }
         }
         let mut c = (k, leaf);
         let mut n = (leaf as usize + self.nodes.len()) >> 1;
@@ -385,37 +342,57 @@ impl<'s> Events<'s> {
                 self.first[i] = key(c);
             }
         }
-        if !self.built && self.cursors.len() <= SMALL && !self.cursors.is_empty() {
-            self.built = true;
-            let n = self.cursors.len();
-            let mut o = Box::new([u128::MAX; ORDER]);
-            for (i, x) in o.iter_mut().enumerate().take(n) {
-                *x = pack(self.first[i], i as u32);
-            }
-            o[..n].sort_unstable();
-            self.winner = ((o[0] >> 64) as u64, o[0] as u32);
-            self.bound = (o[1] >> 64) as u64;
-            self.order = Some(o);
-            self.first = Vec::new();
-        }
         if !self.built {
             self.built = true;
-            let size = self.nodes.len();
-            // The winner of each subtree; leaves at `size + i`.
-            let mut win = vec![(DONE, 0u32); 2 * size];
-            for (i, &k) in self.first.iter().enumerate() {
-                win[size + i] = (k, i as u32);
+            self.order = SortedList::new(&self.first[..self.cursors.len()]);
+            match &self.order {
+                Some(o) => {
+                    let out = o.first();
+                    self.winner = (out.winner_key, out.winner);
+                    self.bound = out.bound;
+                }
+                None => {
+                    let first = std::mem::take(&mut self.first);
+                    self.build_tree(&first);
+                }
             }
-            for n in (1..size).rev() {
-                let (a, b) = (win[2 * n], win[2 * n + 1]);
-                win[n] = a.min(b);
-                self.nodes[n] = a.max(b);
-            }
-            self.winner = if size > 1 { win[1] } else { win[size] };
-            self.bound = self.path_min(self.winner.1);
             self.first = Vec::new();
         }
         Ok(self.winner.0 < DONE)
+    }
+
+    /// Builds the tree from every stream's key (`keys[i]` for stream `i`,
+    /// `DONE` past the last) and finds the winner and its bound.
+    fn build_tree(&mut self, keys: &[u64]) {
+        let size = self.nodes.len();
+        // The winner of each subtree; leaves at `size + i`.
+        let mut win = vec![(DONE, 0u32); 2 * size];
+        for (i, &k) in keys.iter().enumerate().take(size) {
+            win[size + i] = (k, i as u32);
+        }
+        for n in (1..size).rev() {
+            let (a, b) = (win[2 * n], win[2 * n + 1]);
+            win[n] = a.min(b);
+            self.nodes[n] = a.max(b);
+        }
+        self.winner = if size > 1 { win[1] } else { win[size] };
+        self.bound = self.path_min(self.winner.1);
+    }
+
+    /// Key `k` of the winner, stream `leaf`, fell out of the sorted list's
+    /// range: the tree takes over, built from the keys the list holds and
+    /// `k`.
+    #[cold]
+    fn tree_from_list(&mut self, leaf: u32, k: u64) {
+        let Some(o) = self.order.take() else {
+            return;
+        };
+        let mut keys = vec![DONE; self.nodes.len()];
+        for (stream, key) in o.others() {
+            keys[stream as usize] = key;
+        }
+        keys[leaf as usize] = k;
+        self.build_tree(&keys);
     }
 
     /// Bytes of stream files whose packets are fully read.

@@ -31,6 +31,7 @@ mod memory;
 mod merge;
 mod packet;
 mod plan;
+mod sorted_list;
 pub mod text;
 pub mod tsdl;
 mod walk;

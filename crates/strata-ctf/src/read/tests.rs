@@ -1,6 +1,7 @@
 //! Unit tests of the pure decoding layer: metadata compiled into plans, and
 //! cursors over in-memory bytes.
 
+use std::ops::ControlFlow;
 use std::path::Path;
 
 use super::class::{compile, HeaderFast};
@@ -277,8 +278,18 @@ fn one_field_metadata() -> String {
 fn merge_orders_by_time_then_stream_with_few_and_many_streams() {
     let md = one_field_metadata();
     // Up to 16 streams are merged with a sorted list, more with a loser
-    // tree: both sides of the limit.
-    for streams in [3usize, 5, 16, 17, 40] {
+    // tree: both sides of the limit. With `far`, some events jump ahead
+    // or back by more than the list's keys can span, so the tree takes
+    // over mid-merge.
+    for (streams, far) in [
+        (3usize, false),
+        (5, false),
+        (16, false),
+        (17, false),
+        (40, false),
+        (4, true),
+        (16, true),
+    ] {
         let mut seed = 0x2545_f491_4f6c_dd1du64 ^ streams as u64;
         let mut rand = move || {
             seed ^= seed << 13;
@@ -290,29 +301,20 @@ fn merge_orders_by_time_then_stream_with_few_and_many_streams() {
         let all: Vec<Vec<u64>> = (0..streams)
             .map(|_| {
                 let n = (rand() % 150) as usize;
-                let mut t = 100u64;
+                let mut t = if far { 1 << 45 } else { 100u64 };
                 (0..n)
                     .map(|_| {
                         t = (t + rand() % 4).saturating_sub(if rand() % 9 == 0 { 3 } else { 0 });
+                        // Far ahead, or from there back to before the
+                        // first events.
+                        if far && rand() % 40 == 0 {
+                            t = if t > 1 << 61 { 7 } else { t + (1 << 61) };
+                        }
                         t
                     })
                     .collect()
             })
             .collect();
-        let bytes: Vec<Vec<u8>> = all.iter().map(|t| stream_bytes(t)).collect();
-        let (plan, classes, _) = compile(parse_text(&md).unwrap(), 0, 0, 0).unwrap();
-        let cursors = bytes
-            .iter()
-            .enumerate()
-            .map(|(k, b)| mem_cursor(&plan, &classes, b, k as u32))
-            .collect();
-        let mut events = super::Events::new(cursors);
-        let f = classes[0].field("i").unwrap();
-        let mut got = Vec::new();
-        while let Some(e) = events.next() {
-            let e = e.unwrap();
-            got.push((e.stream(), e.u64(f).unwrap() as usize, e.cycles()));
-        }
         // The expected order: repeatedly the stream whose next event is
         // earliest, the lowest stream on ties.
         let mut heads = vec![0usize; streams];
@@ -324,7 +326,32 @@ fn merge_orders_by_time_then_stream_with_few_and_many_streams() {
             want.push((s, heads[s], all[s][heads[s]]));
             heads[s] += 1;
         }
-        assert_eq!(got, want, "{streams} streams");
+        let bytes: Vec<Vec<u8>> = all.iter().map(|t| stream_bytes(t)).collect();
+        let (plan, classes, _) = compile(parse_text(&md).unwrap(), 0, 0, 0).unwrap();
+        let f = classes[0].field("i").unwrap();
+        let events = || {
+            let cursors = bytes
+                .iter()
+                .enumerate()
+                .map(|(k, b)| mem_cursor(&plan, &classes, b, k as u32))
+                .collect();
+            super::Events::new(cursors)
+        };
+        // `next` and `try_for_each` (the vector path where the CPU has it).
+        let mut got = Vec::new();
+        let mut by_next = events();
+        while let Some(e) = by_next.next() {
+            let e = e.unwrap();
+            got.push((e.stream(), e.u64(f).unwrap() as usize, e.cycles()));
+        }
+        assert_eq!(got, want, "{streams} streams, next");
+        got.clear();
+        let _ = events().try_for_each(|e| {
+            let e = e.unwrap();
+            got.push((e.stream(), e.u64(f).unwrap() as usize, e.cycles()));
+            ControlFlow::<()>::Continue(())
+        });
+        assert_eq!(got, want, "{streams} streams, try_for_each");
     }
 }
 
