@@ -191,6 +191,19 @@ pub(crate) struct StreamFields {
     pub lookup: Lookup,
 }
 
+/// What locating the events of a class of fixed layout needs, known
+/// without compiling its plan ([`EventClass::fixed_layout`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FixedLayout {
+    /// The payload's alignment and size, in bits.
+    pub align: u32,
+    pub bits: u64,
+    /// The mark slot of the payload's start.
+    pub pay_slot: u32,
+    /// How long a cursor's mark array must be.
+    pub marks_end: usize,
+}
+
 /// The compiled plan of one event class.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ClassPlan {
@@ -360,6 +373,35 @@ impl EventClass {
     }
     fn decl(&self) -> Option<&super::tsdl::EventDecl> {
         self.shared.md.events.get(self.decl_index())
+    }
+
+    /// Where this class's events are, when that is known without its plan:
+    /// its plan is not compiled yet, and its only type is a `fields`
+    /// struct of integers written LTTng's way (see
+    /// `tsdl::LazyTypes::fixed_fields`). The compiled plan would give the
+    /// same: one fixed run of the payload from its first mark, right at
+    /// the event scope's first slot (no event context).
+    pub(crate) fn fixed_layout(&self) -> Option<FixedLayout> {
+        if self.plan.get().is_some() {
+            return None;
+        }
+        let decl = self.decl()?;
+        if decl.context.is_some() || decl.fields.is_some() {
+            return None;
+        }
+        let f = self.shared.lazy.as_ref()?.fixed_fields(self.decl_index())?;
+        let sf = self.shared.streams.get(self.stream_class as usize)?;
+        Some(FixedLayout {
+            align: f.align,
+            bits: f.bits,
+            pay_slot: u32::try_from(sf.ev_base).ok()?,
+            marks_end: sf.ev_base + 1,
+        })
+    }
+
+    /// The class's plan if compiled already.
+    pub(crate) fn compiled(&self) -> Option<&ClassPlan> {
+        self.plan.get().map(|p| &**p)
     }
 
     /// The class's plan, compiled on first use.

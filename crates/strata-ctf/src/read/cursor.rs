@@ -895,11 +895,11 @@ impl<'s> Cursor<'s> {
         )
     }
 
-    /// Makes room for the marks of a class's events: a class compiled
-    /// after this cursor was made may need more than it has.
-    fn size_marks(&mut self, cp: &ClassPlan) {
-        if self.marks.len() < cp.marks_end {
-            self.marks.resize(cp.marks_end, 0);
+    /// Makes room for `end` marks, what a class's events need: a class
+    /// resolved after this cursor was made may need more than it has.
+    fn size_marks(&mut self, end: usize) {
+        if self.marks.len() < end {
+            self.marks.resize(end, 0);
         }
     }
 
@@ -1021,7 +1021,13 @@ impl<'s> Cursor<'s> {
                 // Resolved by another cursor of the trace: its marks may
                 // not be sized for the class yet.
                 if let Some(c) = self.classes.get(e.class as usize) {
-                    self.size_marks(c.plan());
+                    match c.compiled() {
+                        Some(cp) => self.size_marks(cp.marks_end),
+                        // Resolved from its layout alone: the payload's
+                        // mark is the only one (see `resolve`).
+                        None if e.pay_slot != NO_SLOT => self.size_marks(e.pay_slot as usize + 1),
+                        None => {}
+                    }
                 }
                 e
             }
@@ -1119,6 +1125,16 @@ impl<'s> Cursor<'s> {
         let Some((local, ec)) = local.and_then(|l| Some((l, classes.get(l as usize)?))) else {
             return Err(unknown_id(id, sp.id, start));
         };
+        // A payload of integers only: located without compiling the class
+        // (its fields may never be asked for).
+        if let Some(f) = ec.fixed_layout() {
+            if f.align <= 256 && f.bits < NO_FLAT as u64 && !matches!(self.sec, Sec::Walk(_)) {
+                self.size_marks(f.marks_end);
+                let entry = self.fixed_entry(f.align, f.bits, f.pay_slot, local, ec.index);
+                self.remember(id, entry);
+                return Ok(entry);
+            }
+        }
         let cp: &'s ClassPlan = ec.plan();
         if let Some(f) = &cp.failure {
             return Err(DecodeError {
@@ -1126,7 +1142,7 @@ impl<'s> Cursor<'s> {
                 msg: f.0.clone(),
             });
         }
-        self.size_marks(cp);
+        self.size_marks(cp.marks_end);
         let fixed_payload = cp.pay_fast.is_some() || cp.payload.is_none();
         // Only for entries the table keeps (see below), so that `flats`
         // stays as small as the table.
@@ -1154,29 +1170,46 @@ impl<'s> Cursor<'s> {
         let fits = pay_align <= 256 && pay_bits < NO_FLAT as u64;
         let walk =
             !fixed_payload || !fits || cp.context.is_some() || matches!(self.sec, Sec::Walk(_));
-        let entry = Entry {
-            kind: match (walk, flat) {
-                // The payload starts at a whole byte (the header's end, or
-                // the stream event context's when it has whole bytes).
-                (false, _)
-                    if pay_align <= 8
-                        && pay_bits.is_multiple_of(8)
-                        && (!self.sec_on || self.sec_bits.is_multiple_of(8)) =>
-                {
-                    FIXED
-                }
-                (false, _) => FIXED_ALIGNED,
-                (true, NO_FLAT) => WALK,
-                (true, _) => FLAT,
-            },
-            pay_mask: if walk { 0 } else { (pay_align - 1) as u8 },
-            arg: if walk { flat } else { pay_bits as u16 },
-            pay_slot: cp.pay_slot,
-            class: local,
-            index: ec.index,
+        let entry = if walk {
+            Entry {
+                kind: if flat == NO_FLAT { WALK } else { FLAT },
+                pay_mask: 0,
+                arg: flat,
+                pay_slot: cp.pay_slot,
+                class: local,
+                index: ec.index,
+            }
+        } else {
+            self.fixed_entry(pay_align, pay_bits, cp.pay_slot, local, ec.index)
         };
-        // The table covers the ids the stream class declares (up to
-        // `TABLE_IDS`); others are resolved each time.
+        self.remember(id, entry);
+        Ok(entry)
+    }
+
+    /// The entry of a class whose payload, of `bits` bits aligned to
+    /// `align`, follows the header (and the stream event context) at once.
+    fn fixed_entry(&self, align: u32, bits: u64, pay_slot: u32, class: u32, index: u32) -> Entry {
+        // The payload starts at a whole byte (the header's end, or the
+        // stream event context's when it has whole bytes).
+        let whole = !self.sec_on || self.sec_bits.is_multiple_of(8);
+        Entry {
+            kind: if align <= 8 && bits.is_multiple_of(8) && whole {
+                FIXED
+            } else {
+                FIXED_ALIGNED
+            },
+            pay_mask: (align - 1) as u8,
+            arg: bits as u16,
+            pay_slot,
+            class,
+            index,
+        }
+    }
+
+    /// Keeps `entry` for the events of id `id`: in the table, which covers
+    /// the ids the stream class declares (up to `TABLE_IDS`); others are
+    /// resolved each time.
+    fn remember(&self, id: Option<u64>, entry: Entry) {
         match id {
             Some(i) => {
                 if let Some(slot) = self.table.get(i as usize) {
@@ -1188,7 +1221,6 @@ impl<'s> Cursor<'s> {
             }
             None => self.ids.no_id.set(entry),
         }
-        Ok(entry)
     }
 
     /// Decodes the contexts and payload of an event that needs walking. Returns where the event ends, and where its

@@ -738,3 +738,172 @@ fn the_streams_of_a_trace_share_one_id_table_and_each_sizes_its_marks() {
     );
     assert_eq!((first, second), (vec![1, 2, 3], vec![3, 3, 3]));
 }
+
+#[test]
+fn a_class_of_integers_decodes_before_its_plan_and_reads_its_fields_after() {
+    // LTTng's way, with the integer bodies of the head's type aliases
+    // (cached at open): `ints` is located from its text alone.
+    let md = format!(
+        "{HEAD} trace {{ major = 1; minor = 8; byte_order = le; }}; {COMPACT}
+        stream {{ id = 0; event.header := struct event_header_compact;
+                 packet.context := struct {{ uint64_t content_size; uint64_clock_t timestamp_begin; }}; }};
+
+event {{
+\tname = \"ints\";
+\tid = 1;
+\tstream_id = 0;
+\tfields := struct {{
+\t\tinteger {{ size = 8; align = 8; signed = false; }} _tag[3];
+\t\tinteger {{ size = 32; align = 8; signed = false; }} _fd;
+\t\tinteger {{ size = 64; align = 8; signed = false; }} _count;
+\t}};
+}};"
+    );
+    let (md, lazy) = super::tsdl::parse_lazy(md.into_bytes()).unwrap();
+    let (plan, classes, _) = super::class::compile_lazy(md, Some(lazy), None, 0, 0, 0).unwrap();
+    let packet = |events: &[(u32, u64)]| {
+        let mut data = vec![0; 16];
+        for &(fd, count) in events {
+            data.extend_from_slice(&(1u32 | 5 << 5).to_le_bytes());
+            data.extend_from_slice(b"abc");
+            data.extend_from_slice(&fd.to_le_bytes());
+            data.extend_from_slice(&count.to_le_bytes());
+        }
+        let content = (data.len() * 8) as u64;
+        data[..8].copy_from_slice(&content.to_le_bytes());
+        data
+    };
+    let (one, two) = (packet(&[(7, 70), (8, 80)]), packet(&[(9, 90)]));
+    let tables = std::rc::Rc::new(super::cursor::IdTables::default());
+    let mut a = mem_cursor_shared(&plan, &classes, &one, 0, tables.clone());
+    let mut b = mem_cursor_shared(&plan, &classes, &two, 1, tables);
+    // Both streams' first events: the first resolves the class without
+    // compiling it, the second finds it in the shared table.
+    assert!(a.advance().unwrap() && b.advance().unwrap());
+    assert!(classes[0].compiled().is_none(), "located without its plan");
+    // Fields asked for now compile the class and read the events
+    // already decoded, and the next.
+    let class = &classes[0];
+    let (fd, count, tag) = (
+        class.field("fd").unwrap(),
+        class.field("count").unwrap(),
+        class.field("tag").unwrap(),
+    );
+    let read = |c: &Cursor<'_>| {
+        let e = Event { c };
+        (e.u64(fd), e.u64(count), e.element(tag, 2))
+    };
+    assert_eq!(read(&b), (Some(9), Some(90), Some(i64::from(b'c'))));
+    assert_eq!(read(&a), (Some(7), Some(70), Some(i64::from(b'c'))));
+    assert!(a.advance().unwrap());
+    assert_eq!(read(&a), (Some(8), Some(80), Some(i64::from(b'c'))));
+    assert!(!a.advance().unwrap() && !b.advance().unwrap());
+}
+
+/// What `fixed_layout` says of every class of `md` (LTTng-style metadata)
+/// that `warm` does not name, once the classes `warm` names are compiled
+/// (filling the integer cache), checked against the compiled plan. Returns
+/// how many classes it described.
+fn fixed_layouts_match_plans(md: Vec<u8>, warm: &[&str]) -> usize {
+    let (md, lazy) = super::tsdl::parse_lazy(md).unwrap();
+    let (_, classes, _) = super::class::compile_lazy(md, Some(lazy), None, 0, 0, 0).unwrap();
+    for c in classes.iter().filter(|c| warm.contains(&c.name())) {
+        c.plan();
+    }
+    let mut described = 0;
+    for c in classes.iter().filter(|c| !warm.contains(&c.name())) {
+        let layout = c.fixed_layout();
+        let p = c.plan();
+        let Some(l) = layout else { continue };
+        described += 1;
+        let name = c.name();
+        assert!(p.failure.is_none() && p.context.is_none(), "{name}");
+        let fast = p
+            .pay_fast
+            .unwrap_or_else(|| panic!("{name}: no fixed payload"));
+        assert_eq!((fast.align, fast.bits), (l.align, l.bits), "{name}");
+        assert_eq!(
+            (p.pay_slot, p.marks_end),
+            (l.pay_slot, l.marks_end),
+            "{name}"
+        );
+        // Once compiled, the plan answers.
+        assert!(c.fixed_layout().is_none());
+    }
+    described
+}
+
+#[test]
+fn classes_of_integers_are_located_without_their_plan_as_their_plan_would() {
+    // Classes compile in the order a trace meets them; here none is
+    // compiled first, so the integer bodies of the first few are not cached
+    // yet and their classes compile.
+    let described: Vec<usize> = super::tsdl::shared_metadata("fixed layouts")
+        .into_iter()
+        .map(|md| fixed_layouts_match_plans(md, &[]))
+        .collect();
+    assert!(
+        described.iter().all(|&n| n > 0),
+        "{described:?} classes described"
+    );
+}
+
+proptest::proptest! {
+    /// Structs of integers of any size and alignment, and fixed arrays of
+    /// them, as LTTng writes them: the layout read from the text is the
+    /// compiled plan's. Other members (strings, sequences) are left to the
+    /// plan.
+    #[test]
+    fn fixed_layouts_are_those_of_the_plans(
+        fields in proptest::collection::vec(
+            (0usize..7, proptest::option::of(0u64..4), 0u8..12),
+            0..8,
+        ),
+    ) {
+        let bodies = [
+            "size = 8; align = 8; signed = 0; encoding = none; base = 10;",
+            "size = 32; align = 8; signed = 1; encoding = none; base = 10;",
+            "size = 64; align = 64; signed = 0; encoding = none; base = 16;",
+            "size = 3; align = 1; signed = 0; encoding = none; base = 10;",
+            "size = 16; align = 16; signed = 0; encoding = none; base = 10;",
+            "size = 8; align = 8; signed = 0; encoding = UTF8; base = 10;",
+            // Not a multiple of its alignment: array elements are padded.
+            "size = 5; align = 8; signed = 0; encoding = none; base = 10;",
+        ];
+        let ev = |name: &str, id: usize, fields: &str| {
+            format!(
+                "\n\nevent {{\n\tname = \"{name}\";\n\tid = {id};\n\tstream_id = 0;\n\tfields := struct {{\n{fields}\n\t}};\n}};"
+            )
+        };
+        // `warm` has every body, so the cache knows them all.
+        let warm: String = bodies
+            .iter()
+            .enumerate()
+            .map(|(i, b)| format!("\t\tinteger {{ {b} }} _w{i};\n"))
+            .collect();
+        let mut body = String::new();
+        for (i, &(b, len, other)) in fields.iter().enumerate() {
+            match other {
+                0 => body.push_str(&format!("\t\tstring _s{i};\n")),
+                1 => body.push_str(&format!(
+                    "\t\tinteger {{ {} }} _n{i};\n\t\tinteger {{ {} }} _q{i}[ _n{i} ];\n",
+                    bodies[0], bodies[b]
+                )),
+                _ => {
+                    let dim = len.map_or(String::new(), |n| format!("[{n}]"));
+                    body.push_str(&format!("\t\tinteger {{ {} }} _f{i}{dim};\n", bodies[b]));
+                }
+            }
+        }
+        let md = format!(
+            "{HEAD} trace {{ major = 1; minor = 8; byte_order = le; }}; {COMPACT}
+            stream {{ id = 0; event.header := struct event_header_compact;
+                     packet.context := struct {{ uint64_t content_size; uint64_clock_t timestamp_begin; }}; }};{}{}",
+            ev("warm", 1, &warm),
+            ev("e", 2, &body),
+        );
+        let all_ints = fields.iter().all(|f| f.2 >= 2);
+        let described = fixed_layouts_match_plans(md.into_bytes(), &["warm"]);
+        proptest::prop_assert_eq!(described, usize::from(all_ints && !fields.is_empty()));
+    }
+}

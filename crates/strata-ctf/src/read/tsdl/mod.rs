@@ -1,6 +1,7 @@
 //! TSDL metadata: unwrapping packetized metadata, tokenizing and parsing the
 //! text into [`Metadata`]. Pure: works on bytes, does no I/O.
 
+mod fixed_fields;
 mod in_place;
 mod lexer;
 pub mod model;
@@ -386,6 +387,21 @@ impl LazyTypes {
     /// names they see are those at the end of the metadata for both).
     pub(crate) fn same_types(&self, a: usize, b: usize) -> bool {
         self.texts(a).eq(self.texts(b))
+    }
+
+    /// The payload layout of event `event` when its only deferred type is
+    /// a `fields` struct of integers LTTng's way (see [`fixed_fields`]).
+    pub(crate) fn fixed_fields(&self, event: usize) -> Option<fixed_fields::FixedFields> {
+        let [d] = self.of(event) else {
+            return None;
+        };
+        if d.key != parser::TypeKey::Fields {
+            return None;
+        }
+        let text = self.text.get(d.pos as usize..d.end as usize);
+        // A poisoned lock only means a parse panicked: the cache is whole.
+        let ints = self.ints.lock().unwrap_or_else(|e| e.into_inner());
+        fixed_fields::fixed_fields(&text, &ints)
     }
 
     /// Parses the deferred types of event `event`, in the order written
