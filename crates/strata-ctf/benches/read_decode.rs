@@ -386,8 +386,8 @@ fn main() {
     // machine's speed drifts within minutes, which runs in turns share.
     for (name, path, reps) in [
         ("tc-many-threads".to_string(), &small, 31),
-        ("x4".to_string(), &mid, 9),
-        (format!("x{copies}"), &large, 5),
+        ("x4".to_string(), &mid, 15),
+        (format!("x{copies}"), &large, 9),
     ] {
         let (mut m, mut f, mut bt) = (None, None, None);
         for _ in 0..reps {
