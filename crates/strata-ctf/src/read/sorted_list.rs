@@ -34,9 +34,6 @@ const MAX_OFFSET: u64 = (1 << (63 - STREAM_BITS)) - 2;
 /// back in time a little (packets that overlap) stay in range.
 const BASE_MARGIN: u64 = 1 << 40;
 
-/// `reinsert_avx2`'s winner for a key out of range.
-const REFUSED: u32 = u32::MAX;
-
 /// The key of a stream with no event left, in the merge's terms.
 const DONE: u64 = u64::MAX;
 
@@ -156,32 +153,33 @@ impl SortedList {
 
     /// [`SortedList::reinsert`], by the vector path where the CPU has it;
     /// the winner and the bound.
+    ///
+    /// Both come from the entries before the move, here, inline: the
+    /// merge goes on to the winner's stream at once, while the called
+    /// vector move (whose result nothing waits for) runs beside it.
     #[inline(always)]
     pub(super) fn reinsert_fast(&mut self, stream: u32, k: u64) -> Option<(u32, u64)> {
         #[cfg(target_arch = "x86_64")]
         if self.vector {
+            let c = self.entry(k, stream)?;
+            let out = self.outcome(c);
             // SAFETY: `vector` is only set where the CPU has AVX2.
-            let (winner, bound) = unsafe { self.reinsert_avx2(stream, k) };
-            return (winner != REFUSED).then_some((winner, bound));
+            unsafe { self.move_in_avx2(c) };
+            return Some((out.winner, out.bound));
         }
         self.reinsert(stream, k).map(|o| (o.winner, o.bound))
     }
 
-    /// [`SortedList::reinsert`] without a branch on where the key lands:
-    /// the winner and the bound, or `REFUSED` for a key out of range.
-    /// Called, not inlined (the merge loop is not compiled for AVX2): two
-    /// numbers come back in registers.
+    /// Puts entry `c` in place of the first one and moves it back to its
+    /// place, without a branch on where that is. Called, not inlined (the
+    /// merge loop is not compiled for AVX2).
     ///
     /// # Safety
     /// The CPU must have AVX2.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn reinsert_avx2(&mut self, stream: u32, k: u64) -> (u32, u64) {
+    unsafe fn move_in_avx2(&mut self, c: i64) {
         use std::arch::x86_64::*;
-        let Some(c) = self.entry(k, stream) else {
-            return (REFUSED, 0);
-        };
-        let out = self.outcome(c);
         let new = _mm256_set1_epi64x(c);
         // Place 0, the old winner's, takes the new entry unless the entry
         // after it moves up.
@@ -203,7 +201,6 @@ impl SortedList {
                 _mm256_store_si256(p.add(3), place(b3, b4, new, _mm256_setzero_si256()));
             }
         }
-        (out.winner, out.bound)
     }
 
     /// The streams with an event, and their keys, other than the first
@@ -276,7 +273,6 @@ mod tests {
             steps in prop::collection::vec(prop_oneof![Just(None), (-20i64..50).prop_map(Some)], 1..60),
         ) {
             let mut scalar = SortedList::new(&firsts).unwrap();
-            #[cfg(target_arch = "x86_64")]
             let mut vector = SortedList::new(&firsts).unwrap();
             let mut keys = firsts.clone();
             for step in steps {
@@ -288,13 +284,10 @@ mod tests {
                 let k = step.map_or(DONE, |d| wk.wrapping_add_signed(d));
                 keys[w as usize] = k;
                 let out = scalar.reinsert(w, k).unwrap();
-                #[cfg(target_arch = "x86_64")]
-                if std::is_x86_feature_detected!("avx2") {
-                    // SAFETY: the CPU has AVX2.
-                    let v = unsafe { vector.reinsert_avx2(w, k) };
-                    prop_assert_eq!(v, (out.winner, out.bound));
-                    prop_assert_eq!(vector.slots, scalar.slots);
-                }
+                // (The vector path where the CPU has AVX2.)
+                let v = vector.reinsert_fast(w, k);
+                prop_assert_eq!(v, Some((out.winner, out.bound)));
+                prop_assert_eq!(vector.slots, scalar.slots);
                 let mut want: Vec<(u64, u32)> = keys
                     .iter()
                     .enumerate()
