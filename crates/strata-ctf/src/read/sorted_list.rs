@@ -119,7 +119,7 @@ impl SortedList {
             (c, first)
         };
         Outcome {
-            winner: (w & (MAX_STREAMS as i64 - 1)) as u32,
+            winner: stream_of(w),
             winner_key: self.key(w),
             bound: self.key(b),
         }
@@ -128,7 +128,7 @@ impl SortedList {
     /// The first stream, its key and the smallest key of the others.
     pub(super) fn first(&self) -> Outcome {
         Outcome {
-            winner: (self.slots[0] & (MAX_STREAMS as i64 - 1)) as u32,
+            winner: stream_of(self.slots[0]),
             winner_key: self.key(self.slots[0]),
             bound: self.key(self.slots[1]),
         }
@@ -209,8 +209,13 @@ impl SortedList {
         self.slots[1..MAX_STREAMS + 1]
             .iter()
             .filter(|&&e| e != EMPTY)
-            .map(|&e| ((e & (MAX_STREAMS as i64 - 1)) as u32, self.key(e)))
+            .map(|&e| (stream_of(e), self.key(e)))
     }
+}
+
+/// The stream of entry `e`.
+fn stream_of(e: i64) -> u32 {
+    (e & (MAX_STREAMS as i64 - 1)) as u32
 }
 
 /// Whether the CPU has AVX2, for the vector path.
@@ -259,7 +264,7 @@ mod tests {
         l.slots[..MAX_STREAMS]
             .iter()
             .filter(|&&e| e != EMPTY)
-            .map(|&e| ((e & (MAX_STREAMS as i64 - 1)) as u32, l.key(e)))
+            .map(|&e| (stream_of(e), l.key(e)))
             .collect()
     }
 

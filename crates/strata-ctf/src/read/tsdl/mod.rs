@@ -390,7 +390,7 @@ impl LazyTypes {
     }
 
     /// The payload layout of event `event` when its only deferred type is
-    /// a `fields` struct of integers LTTng's way (see [`fixed_fields`]).
+    /// a `fields` struct of integers LTTng's way (see [`fixed_fields::fixed_fields`]).
     pub(crate) fn fixed_fields(&self, event: usize) -> Option<fixed_fields::FixedFields> {
         let [d] = self.of(event) else {
             return None;
