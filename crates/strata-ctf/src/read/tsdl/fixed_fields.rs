@@ -8,7 +8,7 @@
 //! for (a decode that reads timestamps and class names asks for none).
 
 use super::lexer::{CLASS, WORD};
-use super::parser::SharedInts;
+use super::parser::{lttng_member, SharedInts};
 
 /// A payload of fixed layout: its alignment and size, in bits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,124 +23,62 @@ const MAX_LEN: u64 = 1 << 16;
 
 /// The layout of `text`, a `fields` type as written after `:=` (up to its
 /// `;`), if it is a non-empty `struct { ... }` of `integer { BODY } _name;`
-/// and `integer { BODY } _name[N];` members only, each `BODY` in `ints`,
-/// with only blanks between the parts. `None` for anything else, which
-/// the parser then reads: never a different layout than the parse and
-/// compile would give.
+/// and `integer { BODY } _name[N];` members only, each written as the
+/// parser reads by bytes (`parser::lttng_member`) with `BODY` in `ints`,
+/// and blanks between them. `None` for anything else, which the parser
+/// then reads: never a different layout than the parse and compile would
+/// give.
 pub(crate) fn fixed_fields(text: &[u8], ints: &SharedInts) -> Option<FixedFields> {
-    let mut s = Bytes { b: text, i: 0 };
-    s.blanks();
-    s.word(b"struct")?;
-    s.blanks();
-    s.byte(b'{')?;
+    let text = std::str::from_utf8(text).ok()?;
+    let b = text.as_bytes();
+    let blanks = |i: usize| {
+        i + b[i..]
+            .iter()
+            .take_while(|&&c| matches!(c, b' ' | b'\t' | b'\n' | b'\r'))
+            .count()
+    };
+    let word_end = |i: usize| i + b[i..].iter().take_while(|&&c| is_word(c)).count();
+    let mut i = blanks(0);
+    let end = word_end(i);
+    if &text[i..end] != "struct" {
+        return None;
+    }
+    i = blanks(end);
+    if b.get(i) != Some(&b'{') {
+        return None;
+    }
+    i += 1;
     let (mut align, mut bits, mut members) = (1u32, 0u64, 0usize);
     loop {
-        s.blanks();
-        if s.byte(b'}').is_some() {
+        i = blanks(i);
+        if b.get(i) == Some(&b'}') {
+            i += 1;
             break;
         }
-        s.word(b"integer")?;
-        s.blanks();
-        s.byte(b'{')?;
-        let body = s.until(b'}')?;
-        let body = std::str::from_utf8(body).ok()?;
-        let (int, _) = ints.get(body)?;
-        s.blanks();
-        s.name()?;
-        let len = if s.byte(b'[').is_some() {
-            let n = s.number()?;
-            s.byte(b']')?;
-            Some(n)
-        } else {
-            None
-        };
-        s.blanks();
-        s.byte(b';')?;
+        let kw_end = word_end(i);
+        let m = lttng_member(text, &text[i..kw_end], kw_end)?;
+        let (int, _) = ints.get(m.int_body?)?;
         let a = int.align.max(1);
         let size = u64::from(int.size);
-        let field = match len {
+        let field = match m.len {
             None => size,
             Some(0) => 0,
+            Some(n) if n > MAX_LEN => return None,
             Some(n) => align_up(size, a)?.checked_mul(n - 1)?.checked_add(size)?,
         };
         bits = align_up(bits, a)?.checked_add(field)?;
         align = align.max(a);
         members += 1;
+        i = m.end;
     }
-    s.blanks();
-    (s.i == text.len() && members > 0).then_some(FixedFields { align, bits })
+    (blanks(i) == text.len() && members > 0).then_some(FixedFields { align, bits })
 }
 
-/// `v` rounded up to a multiple of `a`, a power of two.
+/// `v` rounded up to a multiple of `a`, a power of two (`plan::align_up`,
+/// checked).
 fn align_up(v: u64, a: u32) -> Option<u64> {
     let m = u64::from(a) - 1;
     Some(v.checked_add(m)? & !m)
-}
-
-/// A cursor over the text.
-struct Bytes<'a> {
-    b: &'a [u8],
-    i: usize,
-}
-
-impl Bytes<'_> {
-    /// Skips spaces, tabs and line ends.
-    fn blanks(&mut self) {
-        while matches!(self.b.get(self.i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
-            self.i += 1;
-        }
-    }
-
-    /// Takes byte `c`.
-    fn byte(&mut self, c: u8) -> Option<()> {
-        (self.b.get(self.i) == Some(&c)).then(|| self.i += 1)
-    }
-
-    /// Takes the keyword `w`, which must end there.
-    fn word(&mut self, w: &[u8]) -> Option<()> {
-        let end = self.i + w.len();
-        if self.b.get(self.i..end) != Some(w) || self.b.get(end).is_some_and(|&c| is_word(c)) {
-            return None;
-        }
-        self.i = end;
-        Some(())
-    }
-
-    /// Takes the bytes up to `c` and `c` itself; returns the former.
-    fn until(&mut self, c: u8) -> Option<&[u8]> {
-        let rest = self.b.get(self.i..)?;
-        let n = memchr::memchr(c, rest)?;
-        self.i += n + 1;
-        Some(&rest[..n])
-    }
-
-    /// Takes a field name as LTTng writes them: `_` and word bytes (so
-    /// never a keyword).
-    fn name(&mut self) -> Option<()> {
-        if self.b.get(self.i) != Some(&b'_') {
-            return None;
-        }
-        while self.b.get(self.i).is_some_and(|&c| is_word(c)) {
-            self.i += 1;
-        }
-        Some(())
-    }
-
-    /// Takes a plain decimal number (no leading zero unless it is 0), at
-    /// most `MAX_LEN`.
-    fn number(&mut self) -> Option<u64> {
-        let start = self.i;
-        let mut n = 0u64;
-        while let Some(d) = self.b.get(self.i).filter(|c| c.is_ascii_digit()) {
-            n = n * 10 + u64::from(d - b'0');
-            if n > MAX_LEN {
-                return None;
-            }
-            self.i += 1;
-        }
-        let digits = self.i - start;
-        (digits == 1 || (digits > 1 && self.b[start] != b'0')).then_some(n)
-    }
 }
 
 /// Whether the lexer reads `c` as part of a word.

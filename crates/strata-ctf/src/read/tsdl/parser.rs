@@ -1100,64 +1100,26 @@ impl<'a> Parser<'a> {
 
     /// The field of [`Parser::lttng_field`], pushed, whose type keyword
     /// `kw` ends at byte `i`: where its `;` ends and the newlines in it.
-    fn byte_field(&mut self, kw: &str, mut i: usize) -> Option<(usize, u32)> {
-        let b = self.text.as_bytes();
-        let spaces = |i: usize| i + b[i..].iter().take_while(|&&c| c == b' ').count();
-        let mut lines = 0;
-        let mut t = match kw {
-            "integer" => {
-                i = spaces(i);
-                if b.get(i) != Some(&b'{') {
-                    return None;
-                }
-                let rest = &self.text[i + 1..];
-                let body = rest.get(..memchr::memchr(b'}', rest.as_bytes())?)?;
+    fn byte_field(&mut self, kw: &str, i: usize) -> Option<(usize, u32)> {
+        let m = lttng_member(self.text, kw, i)?;
+        let (mut t, lines) = match m.int_body {
+            Some(body) => {
                 let (t, n) = match &self.shared_ints {
-                    Some(m) => m.get(body),
+                    Some(c) => c.get(body),
                     None => self.int_cache.get(body),
                 }?;
-                lines = *n;
-                i += body.len() + 2;
-                Type::Int(t.clone())
+                (Type::Int(t.clone()), *n)
             }
-            "string" => Type::String(Encoding::Utf8),
-            _ => return None,
+            None => (Type::String(Encoding::Utf8), 0),
         };
-        // `_name`: LTTng's field names start with `_`, so none is a keyword.
-        let start = spaces(i);
-        if b.get(start) != Some(&b'_') {
-            return None;
-        }
-        // As far as the lexer reads a word.
-        let end = start
-            + b[start..]
-                .iter()
-                .take_while(|&&c| CLASS[c as usize] == WORD)
-                .count();
-        let name = &self.text[start..end];
-        i = end;
-        if b.get(i) == Some(&b'[') {
-            let digits = b[i + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
-            let plain = matches!(digits, 1..=10) && (digits == 1 || b[i + 1] != b'0');
-            if !plain || b.get(i + 1 + digits) != Some(&b']') {
-                return None;
-            }
-            let len: u64 = self.text[i + 1..i + 1 + digits].parse().ok()?;
-            if len > MAX_ARRAY_LEN {
-                return None;
-            }
+        if let Some(len) = m.len {
             t = Type::Array {
                 elem: Box::new(t),
                 len,
             };
-            i += digits + 2;
         }
-        i = spaces(i);
-        if b.get(i) != Some(&b';') {
-            return None;
-        }
-        self.fields.push((name.to_string(), t));
-        Some((i + 1, lines))
+        self.fields.push((m.name.to_string(), t));
+        Some((m.end, lines))
     }
 
     fn struct_spec(&mut self) -> Result<Type, MetadataError> {
@@ -1686,6 +1648,78 @@ impl<'a> Parser<'a> {
         self.md.events.push(e);
         Ok(())
     }
+}
+
+/// A struct member as LTTng writes most: `integer { BODY } _name;` or
+/// `string _name;`, either maybe with a fixed length `[N]`, and only spaces
+/// between the parts (see [`lttng_member`]).
+pub(super) struct LttngMember<'t> {
+    /// The integer's body between its braces; `None` for a string.
+    pub int_body: Option<&'t str>,
+    /// The name, its `_` included.
+    pub name: &'t str,
+    pub len: Option<u64>,
+    /// Where the member ends, after its `;`.
+    pub end: usize,
+}
+
+/// The member of `text` whose type keyword `kw` ends at byte `i`, if it is
+/// written LTTng's way ([`LttngMember`]); `None` for anything else, which
+/// the lexer and parser read.
+pub(super) fn lttng_member<'t>(text: &'t str, kw: &str, mut i: usize) -> Option<LttngMember<'t>> {
+    let b = text.as_bytes();
+    let spaces = |i: usize| i + b[i..].iter().take_while(|&&c| c == b' ').count();
+    let int_body = match kw {
+        "integer" => {
+            i = spaces(i);
+            if b.get(i) != Some(&b'{') {
+                return None;
+            }
+            let rest = &text[i + 1..];
+            let body = rest.get(..memchr::memchr(b'}', rest.as_bytes())?)?;
+            i += body.len() + 2;
+            Some(body)
+        }
+        "string" => None,
+        _ => return None,
+    };
+    // `_name`: LTTng's field names start with `_`, so none is a keyword.
+    let start = spaces(i);
+    if b.get(start) != Some(&b'_') {
+        return None;
+    }
+    // As far as the lexer reads a word.
+    let end = start
+        + b[start..]
+            .iter()
+            .take_while(|&&c| CLASS[c as usize] == WORD)
+            .count();
+    let name = &text[start..end];
+    i = end;
+    let mut len = None;
+    if b.get(i) == Some(&b'[') {
+        let digits = b[i + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
+        let plain = matches!(digits, 1..=10) && (digits == 1 || b[i + 1] != b'0');
+        if !plain || b.get(i + 1 + digits) != Some(&b']') {
+            return None;
+        }
+        let n: u64 = text[i + 1..i + 1 + digits].parse().ok()?;
+        if n > MAX_ARRAY_LEN {
+            return None;
+        }
+        len = Some(n);
+        i += digits + 2;
+    }
+    i = spaces(i);
+    if b.get(i) != Some(&b';') {
+        return None;
+    }
+    Some(LttngMember {
+        int_body,
+        name,
+        len,
+        end: i + 1,
+    })
 }
 
 /// Parses deferred types in order, as the entries of one event block,
