@@ -8,7 +8,7 @@ use proptest::prelude::*;
 /// `text` as packetized metadata: packets whose bodies have the lengths
 /// `lens` (cycled; at least one byte each), little-endian headers, and a
 /// few bytes of padding after each content.
-fn packetize(text: &[u8], lens: &[usize]) -> Vec<u8> {
+pub(super) fn packetize(text: &[u8], lens: &[usize]) -> Vec<u8> {
     let mut out = Vec::new();
     let (mut at, mut k) = (0, 0);
     while at < text.len() || out.is_empty() {

@@ -166,19 +166,8 @@ fn errors_give_line_and_expectation() {
 #[test]
 fn packetized_metadata_is_unwrapped() {
     let text = "/* CTF 1.8 */ trace { major = 1; minor = 8; byte_order = le; };";
-    let mut bytes = Vec::new();
-    for chunk in [&text[..20], &text[20..]] {
-        let content_bits = ((37 + chunk.len()) * 8) as u32;
-        let packet_bits = content_bits + 3 * 8;
-        bytes.extend_from_slice(&METADATA_PACKET_MAGIC.to_le_bytes());
-        bytes.extend_from_slice(&[7; 16]);
-        bytes.extend_from_slice(&0u32.to_le_bytes());
-        bytes.extend_from_slice(&content_bits.to_le_bytes());
-        bytes.extend_from_slice(&packet_bits.to_le_bytes());
-        bytes.extend_from_slice(&[0, 0, 0, 1, 8]);
-        bytes.extend_from_slice(chunk.as_bytes());
-        bytes.extend_from_slice(&[0, 0, 0]);
-    }
+    // Two packets, of 20 bytes of text and the rest.
+    let bytes = super::in_place_tests::packetize(text.as_bytes(), &[20, text.len() - 20]);
     assert_eq!(metadata_text(&bytes).unwrap(), text);
     assert_eq!(parse(&bytes).unwrap().byte_order, Some(ByteOrder::Le));
     let e = metadata_text(&bytes[..50]).unwrap_err();
