@@ -198,10 +198,15 @@ pub(crate) struct FixedLayout {
     /// The payload's alignment and size, in bits.
     pub align: u32,
     pub bits: u64,
-    /// The mark slot of the payload's start.
+    /// The mark slot of the payload's start, the class's only mark.
     pub pay_slot: u32,
-    /// How long a cursor's mark array must be.
-    pub marks_end: usize,
+}
+
+impl FixedLayout {
+    /// How long a cursor's mark array must be for the class's events.
+    pub fn marks_end(&self) -> usize {
+        self.pay_slot as usize + 1
+    }
 }
 
 /// The compiled plan of one event class.
@@ -382,7 +387,7 @@ impl EventClass {
     /// same: one fixed run of the payload from its first mark, right at
     /// the event scope's first slot (no event context).
     pub(crate) fn fixed_layout(&self) -> Option<FixedLayout> {
-        if self.plan.get().is_some() {
+        if self.compiled().is_some() {
             return None;
         }
         let decl = self.decl()?;
@@ -395,7 +400,6 @@ impl EventClass {
             align: f.align,
             bits: f.bits,
             pay_slot: u32::try_from(sf.ev_base).ok()?,
-            marks_end: sf.ev_base + 1,
         })
     }
 

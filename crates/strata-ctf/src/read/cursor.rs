@@ -1129,7 +1129,7 @@ impl<'s> Cursor<'s> {
         // (its fields may never be asked for).
         if let Some(f) = ec.fixed_layout() {
             if f.align <= 256 && f.bits < NO_FLAT as u64 && !matches!(self.sec, Sec::Walk(_)) {
-                self.size_marks(f.marks_end);
+                self.size_marks(f.marks_end());
                 let entry = self.fixed_entry(f.align, f.bits, f.pay_slot, local, ec.index);
                 self.remember(id, entry);
                 return Ok(entry);

@@ -824,7 +824,7 @@ fn fixed_layouts_match_plans(md: Vec<u8>, warm: &[&str]) -> usize {
         assert_eq!((fast.align, fast.bits), (l.align, l.bits), "{name}");
         assert_eq!(
             (p.pay_slot, p.marks_end),
-            (l.pay_slot, l.marks_end),
+            (l.pay_slot, l.marks_end()),
             "{name}"
         );
         // Once compiled, the plan answers.
